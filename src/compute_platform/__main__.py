@@ -1,0 +1,3 @@
+from compute_platform.entry import main
+
+main()

@@ -1,0 +1,125 @@
+"""Command line. The only place that prints errors and picks exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from compute_platform import __version__
+from compute_platform.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, ComputeError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def main(args: list[str]) -> NoReturn:
+    """One exit door: domain errors become one line and an exit code; tracebacks only with -v."""
+    verbose = "-v" in args or "--verbose" in args
+    try:
+        code = cli.main(args=args, prog_name="compute", standalone_mode=False)
+    except ComputeError as e:
+        _error(str(e))
+        code = e.exit_code
+        if verbose:
+            raise
+    except click.exceptions.Abort:
+        _error("interrupted")
+        code = EXIT_INTERRUPTED
+    except click.ClickException as e:
+        e.show()
+        code = EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _error("interrupted")
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        code = EXIT_FAILED
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _error(message: str) -> None:
+    color = sys.stderr.isatty()
+    prefix = "\x1b[1;31merror:\x1b[0m" if color else "error:"
+    click.echo(f"{prefix} {message}", err=True)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="compute")
+def cli() -> None:
+    """Run experiments described in YAML playbooks: locally, on SSH workstations (tmux)
+    and on Slurm clusters (sbatch sweeps). `compute PLAYBOOK.yaml` is `compute run PLAYBOOK.yaml`."""
+
+
+def _playbook(path: str) -> Any:
+    from compute_platform import playbook
+
+    return playbook.load(Path(path))
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("playbook", type=click.Path(dir_okay=False))
+@click.option("--limit", "-l", help="Only these hosts (comma-separated aliases).")
+@click.option("--forks", "-f", default=10, show_default=True, type=click.IntRange(1, 1000),
+              help="How many hosts to work on at once.")
+@click.option("--dry-run", "-n", is_flag=True, help="Print every command as it would run; run nothing.")
+@click.option("--fail-fast", is_flag=True, help="Stop everything at the first failure.")
+@click.option("--archive", default="archive", show_default=True, type=click.Path(file_okay=False),
+              help="Where submitted job scripts and job.csv are recorded.")
+@click.option("--quiet", "-q", is_flag=True, help="Only failures and the summary's failed rows.")
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks of internal errors.")
+def run(playbook: str, limit: str | None, forks: int, dry_run: bool, fail_fast: bool, archive: str,
+        quiet: bool, verbose: bool) -> int:
+    """Run the tasks of PLAYBOOK in order, each on its hosts in parallel."""
+    from compute_platform.reporting import PlainReporter
+    from compute_platform.runner import Runner, RunOptions
+
+    book = _playbook(playbook)
+    options = RunOptions(
+        dry_run=dry_run,
+        forks=forks,
+        fail_fast=fail_fast,
+        limit=tuple(h.strip() for h in (limit or "").split(",") if h.strip()),
+        archive=Path(archive),
+        verbose=verbose,
+    )
+    summary = Runner(book, options, PlainReporter(quiet=quiet)).run()
+    return EXIT_FAILED if summary.failed else 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("playbook", type=click.Path(dir_okay=False))
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks.")
+def check(playbook: str, verbose: bool) -> int:
+    """Validate PLAYBOOK and its inventory, resolve every host and config; touch no host."""
+    book = _playbook(playbook)
+    hosts = sorted({h for t in book.tasks for h in t.hosts})
+    click.echo(f"{playbook}: OK ({len(book.tasks)} tasks, {len(hosts)} hosts: {', '.join(hosts)})")
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--inventory", "-i", "inventory", default="hosts.yaml", show_default=True,
+              type=click.Path(dir_okay=False), help="The hosts file.")
+@click.option("--ping", is_flag=True, help="Connect to every host in parallel and time a command.")
+@click.option("--forks", "-f", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks.")
+def hosts(inventory: str, ping: bool, forks: int, verbose: bool) -> int:
+    """List the hosts of a hosts file; with --ping, check that each one answers."""
+    from compute_platform.inventory import load_inventory
+
+    inv = load_inventory(Path(inventory), None)
+    if not ping:
+        for alias, spec in inv.hosts.items():
+            where = "local" if spec.is_local else f"{spec.user + '@' if spec.user else ''}{spec.address}" + (
+                f":{spec.port}" if spec.port else "")
+            click.echo(f"{alias:<20} {spec.platform:<6} {where}")
+        return 0
+    from compute_platform.hostcheck import ping_all
+
+    results = ping_all(inv, forks)
+    failed = 0
+    for alias, ok, text in results:
+        failed += not ok
+        click.echo(f"{alias:<20} {'ok' if ok else 'FAILED':<7} {text}")
+    return EXIT_FAILED if failed else 0

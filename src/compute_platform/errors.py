@@ -1,0 +1,84 @@
+"""One small hierarchy of domain errors. Library code raises these; only the CLI prints them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from compute_platform.hosts.base import Result
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class ComputeError(Exception):
+    """Base of every error the user should see as one clean message."""
+
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where in which file something was found (1-based line and column, 0 when unknown)."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.column}" if self.column else f"{self.file}:{self.line}"
+        return self.file
+
+
+class InputError(ComputeError):
+    """A YAML file, a command-line argument or a reference in them is wrong (exit code 2)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, position: Position | None = None) -> None:
+        self.position = position
+        super().__init__(f"{position}: {message}" if position else message)
+        self.reason = message
+
+
+class HostError(ComputeError):
+    """A host cannot be reached or used: connection refused, timeout, authentication, host key."""
+
+    def __init__(self, host: str, message: str) -> None:
+        self.host = host
+        super().__init__(f"{host}: {message}")
+
+
+class HostKeyChanged(HostError):
+    """The host presented a key different from the one recorded: refuse, never overwrite."""
+
+
+class CommandFailed(ComputeError):
+    """A command exited non-zero (raised only when `check=True`); carries the whole result."""
+
+    def __init__(self, host: str, result: Result, what: str | None = None) -> None:
+        self.host = host
+        self.result = result
+        tail = result.tail()
+        head = what or f"command failed with exit code {result.exit_code}"
+        if result.timed_out:
+            head = what or f"command timed out after {result.duration:.0f} s"
+        super().__init__(f"{host}: {head}" + (f"\n{tail}" if tail else ""))
+
+
+class TaskError(ComputeError):
+    """A task could not do its job on a host, for a reason that is not a plain command failure."""
+
+
+class LedgerError(ComputeError):
+    """The local archive cannot be written: nothing may be submitted that cannot be recorded."""

@@ -1,0 +1,359 @@
+"""SSH hosts over paramiko: one connection per host per run, opened lazily, reused by every task."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import select
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from compute_platform.errors import HostError, HostKeyChanged
+from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
+from compute_platform.inventory import HostSpec, known_hosts_path, ssh_config_path
+
+if TYPE_CHECKING:
+    import paramiko
+
+KEEPALIVE_SECONDS = 15
+WINDOW_SIZE = 1 << 26  # large windows let big transfers stream instead of stalling on acks
+DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
+_known_hosts_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where and as whom to connect, after merging hosts.yaml with ~/.ssh/config."""
+
+    hostname: str
+    port: int
+    user: str
+    keys: tuple[str, ...]
+    proxy_jump: str | None
+
+    @property
+    def known_hosts_name(self) -> str:
+        return self.hostname if self.port == 22 else f"[{self.hostname}]:{self.port}"
+
+
+def endpoint(spec: HostSpec) -> Endpoint:
+    """hosts.yaml values win; ~/.ssh/config fills what they leave out (as OpenSSH would)."""
+    cfg: dict[str, Any] = {}
+    path = ssh_config_path()
+    if path.exists():
+        import paramiko
+
+        try:
+            cfg = dict(paramiko.SSHConfig.from_path(str(path)).lookup(spec.address))
+        except Exception as e:  # paramiko raises several types for bad configs
+            raise HostError(spec.alias, f"cannot read {path}: {e}") from e
+    hostname = spec.host or cfg.get("hostname") or spec.alias
+    port = spec.port or int(cfg.get("port", 22))
+    user = spec.user or cfg.get("user") or getpass.getuser()
+    keys = (spec.key,) if spec.key else tuple(cfg.get("identityfile", ()))
+    jump = spec.proxy_jump or cfg.get("proxyjump")
+    if jump and jump.lower() == "none":
+        jump = None
+    return Endpoint(hostname, port, user, keys, jump)
+
+
+class SSHHost(Host):
+    def __init__(
+        self,
+        spec: HostSpec,
+        jump: Callable[[str], SSHHost] | None = None,
+    ) -> None:
+        super().__init__(spec)
+        self._jump_factory = jump
+        self._lock = threading.Lock()
+        self._transport: paramiko.Transport | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+        self._home: str | None = None
+        self.endpoint: Endpoint | None = None
+
+    # -- connection ---------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        with self._lock:
+            if self._transport is not None and self._transport.is_active():
+                return
+            self._transport = self._open()
+
+    def transport(self) -> paramiko.Transport:
+        self.connect()
+        assert self._transport is not None
+        return self._transport
+
+    def _open(self) -> paramiko.Transport:
+        import paramiko
+
+        ep = self.endpoint = endpoint(self.spec)
+        timeout = self.spec.connect_timeout
+        sock = self._socket(ep, timeout)
+        transport = paramiko.Transport(
+            sock, default_window_size=WINDOW_SIZE, default_max_packet_size=1 << 15
+        )
+        transport.banner_timeout = timeout
+        transport.handshake_timeout = timeout
+        where = f"{ep.user}@{ep.hostname}:{ep.port}"
+        try:
+            transport.start_client(timeout=timeout)
+            self._check_host_key(ep, transport.get_remote_server_key())
+            self._authenticate(ep, transport)
+        except HostError:
+            transport.close()
+            raise
+        except paramiko.AuthenticationException as e:
+            transport.close()
+            keys = ", ".join(ep.keys) or "ssh-agent and ~/.ssh/id_*"
+            raise HostError(self.alias, f"authentication failed for {where} (keys tried: {keys}): {e}") from e
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            transport.close()
+            raise HostError(self.alias, f"SSH handshake with {where} failed: {e or type(e).__name__}") from e
+        transport.set_keepalive(KEEPALIVE_SECONDS)
+        return transport
+
+    def _socket(self, ep: Endpoint, timeout: float) -> Any:
+        if ep.proxy_jump:
+            if self._jump_factory is None:
+                raise HostError(self.alias, f"proxy_jump '{ep.proxy_jump}' is not available here")
+            jump = self._jump_factory(ep.proxy_jump)
+            try:
+                return jump.transport().open_channel(
+                    "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=timeout
+                )
+            except HostError:
+                raise
+            except Exception as e:
+                raise HostError(
+                    self.alias, f"cannot reach {ep.hostname}:{ep.port} through {ep.proxy_jump}: {e}"
+                ) from e
+        try:
+            sock = socket.create_connection((ep.hostname, ep.port), timeout=timeout)
+        except socket.gaierror as e:
+            raise HostError(self.alias, f"cannot resolve host name '{ep.hostname}': {e.strerror}") from e
+        except (socket.timeout, TimeoutError) as e:
+            raise HostError(
+                self.alias, f"connection to {ep.hostname}:{ep.port} timed out after {timeout:g} s"
+            ) from e
+        except ConnectionRefusedError as e:
+            raise HostError(
+                self.alias, f"connection to {ep.hostname}:{ep.port} refused (is sshd running there?)"
+            ) from e
+        except OSError as e:
+            raise HostError(self.alias, f"cannot connect to {ep.hostname}:{ep.port}: {e.strerror or e}") from e
+        # Without TCP_NODELAY each exec channel waits ~40 ms on Nagle + delayed ACK.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    def _known_hosts_file(self) -> Path:
+        return Path(self.spec.known_hosts).expanduser() if self.spec.known_hosts else known_hosts_path()
+
+    def _check_host_key(self, ep: Endpoint, key: paramiko.PKey) -> None:
+        import paramiko
+
+        path = self._known_hosts_file()
+        known = paramiko.HostKeys()
+        if path.exists():
+            try:
+                known.load(str(path))
+            except (OSError, paramiko.SSHException) as e:
+                raise HostError(self.alias, f"cannot read known hosts file {path}: {e}") from e
+        name = ep.known_hosts_name
+        entry = known.lookup(name)
+        if entry is not None and key.get_name() in entry:
+            if entry[key.get_name()] == key:
+                return
+            line = _known_hosts_line(path, name)
+            raise HostKeyChanged(
+                self.alias,
+                f"the host key of {name} CHANGED (recorded in {path}{line}). This may be an attack; "
+                f"if the host was reinstalled, remove the old key with: ssh-keygen -f {path} -R '{name}'",
+            )
+        if self.spec.host_key_checking == "strict":
+            raise HostError(
+                self.alias,
+                f"unknown host key for {name} ({key.get_name()}) and host_key_checking is strict: "
+                f"add it to {path} first (e.g. ssh-keyscan -p {ep.port} {ep.hostname} >> {path})",
+            )
+        with _known_hosts_lock:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+
+    def _authenticate(self, ep: Endpoint, transport: paramiko.Transport) -> None:
+        import paramiko
+
+        errors: list[str] = []
+        for pkey in self._keys(ep, errors):
+            try:
+                transport.auth_publickey(ep.user, pkey)
+                return
+            except paramiko.AuthenticationException as e:
+                errors.append(str(e))
+        tried = ", ".join(ep.keys) if ep.keys else "ssh-agent and ~/.ssh/id_*"
+        detail = f": {errors[-1]}" if errors else ""
+        raise HostError(
+            self.alias, f"authentication failed for {ep.user}@{ep.hostname}:{ep.port} (tried {tried}){detail}"
+        )
+
+    def _keys(self, ep: Endpoint, errors: list[str]) -> list[paramiko.PKey]:
+        import paramiko
+
+        keys: list[paramiko.PKey] = []
+        paths = [Path(k).expanduser() for k in ep.keys]
+        if not paths:
+            try:
+                keys.extend(paramiko.Agent().get_keys())
+            except paramiko.SSHException:
+                pass
+            home = Path("~/.ssh").expanduser()
+            paths = [home / name for name in DEFAULT_KEYS if (home / name).exists()]
+        for path in paths:
+            if not path.exists():
+                raise HostError(self.alias, f"identity file not found: {path}")
+            try:
+                keys.append(paramiko.PKey.from_path(str(path)))
+            except paramiko.PasswordRequiredException:
+                errors.append(f"{path} needs a passphrase (load it into ssh-agent)")
+            except (paramiko.SSHException, OSError, ValueError) as e:
+                errors.append(f"cannot load {path}: {e}")
+        return keys
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sftp is not None:
+                self._sftp.close()
+                self._sftp = None
+            if self._transport is not None:
+                self._transport.close()
+                self._transport = None
+
+    # -- commands ----------------------------------------------------------------------------
+
+    def execute(
+        self,
+        script: str,
+        *,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+        stdin: bytes | BinaryIO | None = None,
+        stdout_to: BinaryIO | None = None,
+    ) -> Result:
+        start = self.clock()
+        try:
+            chan = self.transport().open_session(timeout=self.spec.connect_timeout)
+            chan.exec_command(script)
+        except HostError:
+            raise
+        except Exception as e:
+            raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e
+        feeder = None
+        if stdin is not None:
+            feeder = threading.Thread(target=_feed, args=(chan, stdin), daemon=True)
+            feeder.start()
+        out: list[bytes] = []
+        err: list[bytes] = []
+        lines_out = LineSplitter("stdout", on_line)
+        lines_err = LineSplitter("stderr", on_line)
+        deadline = None if timeout is None else start + timeout
+        timed_out = False
+        try:
+            while True:
+                busy = False
+                if chan.recv_ready():
+                    data = chan.recv(1 << 16)
+                    busy = True
+                    if stdout_to is not None:
+                        stdout_to.write(data)
+                    else:
+                        out.append(data)
+                        lines_out.feed(data)
+                if chan.recv_stderr_ready():
+                    data = chan.recv_stderr(1 << 16)
+                    busy = True
+                    err.append(data)
+                    lines_err.feed(data)
+                if busy:
+                    continue
+                if chan.exit_status_ready():
+                    break
+                if chan.closed or not self.transport().is_active():
+                    raise HostError(self.alias, "the connection was closed while a command was running")
+                if deadline is not None and self.clock() > deadline:
+                    timed_out = True
+                    break
+                wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - self.clock()))
+                select.select([chan], [], [], wait)
+            exit_code = -1 if timed_out else chan.recv_exit_status()
+        finally:
+            chan.close()
+        lines_out.flush()
+        lines_err.flush()
+        return Result(
+            script,
+            exit_code,
+            b"".join(out).decode(errors="replace"),
+            b"".join(err).decode(errors="replace"),
+            self.clock() - start,
+            timed_out,
+        )
+
+    # -- files -------------------------------------------------------------------------------
+
+    def sftp(self) -> paramiko.SFTPClient:
+        with self._lock:
+            if self._sftp is None:
+                assert self._transport is not None or True
+        if self._sftp is None:
+            self._sftp = self.transport().open_sftp_client()
+            if self._sftp is None:
+                raise HostError(self.alias, "the SFTP subsystem is not available")
+        return self._sftp
+
+    def home(self) -> str:
+        if self._home is None:
+            self._home = self.sftp().normalize(".")
+        return self._home
+
+    def put(self, local: Path, remote: str) -> None:
+        try:
+            self.sftp().put(str(local), self.expand(remote))
+        except OSError as e:
+            raise HostError(self.alias, f"cannot write {remote}: {e}") from e
+
+    def get(self, remote: str, local: Path) -> None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.sftp().get(self.expand(remote), str(local))
+        except OSError as e:
+            raise HostError(self.alias, f"cannot read {remote}: {e}") from e
+
+
+def _feed(chan: Any, data: bytes | BinaryIO) -> None:
+    try:
+        if isinstance(data, bytes):
+            chan.sendall(data)
+        else:
+            while chunk := data.read(1 << 20):
+                chan.sendall(chunk)
+        chan.shutdown_write()
+    except OSError:
+        pass
+
+
+def _known_hosts_line(path: Path, name: str) -> str:
+    try:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.split(" ", 1)[0].split(",").count(name):
+                return f", line {number}"
+    except OSError:
+        pass
+    return ""
+
+
+os.environ.setdefault("PARAMIKO_NO_GSSAPI", "1")

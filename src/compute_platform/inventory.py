@@ -1,0 +1,311 @@
+"""hosts.yaml and configs.yaml -> validated, frozen models; host and config resolution."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from compute_platform import yamlfile
+from compute_platform.errors import InputError, Position
+
+LOCAL_NAMES = ("localhost",)
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def ssh_config_path() -> Path:
+    return Path(os.environ.get("COMPUTE_SSH_CONFIG", "~/.ssh/config")).expanduser()
+
+
+def known_hosts_path() -> Path:
+    return Path(os.environ.get("COMPUTE_KNOWN_HOSTS", "~/.ssh/known_hosts")).expanduser()
+
+
+class HostSpec(BaseModel):
+    """One entry of hosts.yaml (the alias is its key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alias: str = ""
+    host: str | None = None
+    user: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    key: str | None = None
+    platform: Literal["linux", "slurm"] = "linux"
+    cpus_per_node: int | None = Field(default=None, ge=1)
+    gpu: Union[bool, int] = False  # noqa: UP007 - pydantic keeps bool before int this way
+    save_path: str = "~/compute/logs"
+    init: tuple[str, ...] = ()
+    env: dict[str, str] = Field(default_factory=dict)
+    proxy_jump: str | None = None
+    python: str = "python3"
+    connection: Literal["auto", "local", "ssh", "openssh"] = "auto"
+    host_key_checking: Literal["accept-new", "strict"] = "accept-new"
+    known_hosts: str | None = None
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+    @field_validator("init", mode="before")
+    @classmethod
+    def _init_lines(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(line for line in value.splitlines() if line.strip())
+        return value
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env_strings(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            for name in value:
+                if not ENV_NAME.match(str(name)):
+                    raise ValueError(f"'{name}' is not a valid environment variable name")
+            return {str(k): _scalar_str(v) for k, v in value.items()}
+        return value
+
+    @field_validator("gpu")
+    @classmethod
+    def _gpu_count(cls, value: bool | int) -> bool | int:
+        if not isinstance(value, bool) and value < 0:
+            raise ValueError("expected true, false or a number of GPUs >= 0")
+        return value
+
+    @property
+    def is_local(self) -> bool:
+        if self.connection == "local":
+            return True
+        if self.connection != "auto":
+            return False
+        name = self.host or self.alias
+        return name in LOCAL_NAMES and self.port is None and self.proxy_jump is None
+
+    @property
+    def gpu_count(self) -> int:
+        return int(self.gpu)
+
+    @property
+    def address(self) -> str:
+        return self.host or self.alias
+
+
+def _scalar_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+# A config value: a scalar, or a mapping host alias -> scalar (with an optional `default` key).
+Scalar = Union[str, int, float, bool, None]  # noqa: UP007
+PerHost = Union[Scalar, dict[str, Scalar]]  # noqa: UP007
+
+
+class ConfigSpec(BaseModel):
+    """One named job resource profile of configs.yaml. Unknown keys are extra sbatch options."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+    cpus: PerHost = None
+    time: PerHost = None
+    partition: PerHost = None
+    gpu: PerHost = None
+    mem: PerHost = None
+    mail: PerHost = None
+    mail_user: PerHost = Field(default=None, alias="mail-user")
+
+    @field_validator("cpus", "gpu")
+    @classmethod
+    def _counts(cls, value: PerHost) -> PerHost:
+        for v in value.values() if isinstance(value, dict) else [value]:
+            if v is None or isinstance(v, bool):
+                continue
+            if not isinstance(v, int) or v < 0:
+                raise ValueError(f"expected a whole number >= 0, got {v!r}")
+        return value
+
+    @field_validator("time")
+    @classmethod
+    def _time(cls, value: PerHost) -> PerHost:
+        for v in value.values() if isinstance(value, dict) else [value]:
+            if v is not None and not isinstance(v, bool) and not TIME.match(str(v)):
+                raise ValueError(
+                    f"expected a Slurm time such as 90, '02:00:00' or '1-12:00:00', got {v!r}"
+                )
+        return value
+
+    def extras(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+TIME = re.compile(r"^(\d+|\d+:\d{2}(:\d{2})?|\d+-\d+(:\d{2}(:\d{2})?)?)$")
+
+
+@dataclass(frozen=True)
+class ResolvedConfig:
+    """A config as it applies to one host: every per-host mapping resolved, defaults filled in."""
+
+    name: str
+    cpus: int | None = None
+    time: str | None = None
+    partition: str | None = None
+    gpu: int = 0
+    mem: str | None = None
+    mail: str | None = None
+    mail_user: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+_MISSING = object()
+
+
+def _pick(value: Any, host: str) -> Any:
+    if isinstance(value, dict):
+        if host in value:
+            return value[host]
+        return value.get("default", _MISSING)
+    return _MISSING if value is None else value
+
+
+@dataclass(frozen=True)
+class Inventory:
+    """The hosts and configs a playbook may use, as loaded from its inventory files."""
+
+    hosts: dict[str, HostSpec]
+    configs: dict[str, ConfigSpec]
+    hosts_file: Path | None = None
+    configs_file: Path | None = None
+    positions: dict[str, Position] = field(default_factory=dict)
+
+    def host(self, alias: str, where: Position | None = None) -> HostSpec:
+        """The spec of a host alias: hosts.yaml, then `localhost`, then ~/.ssh/config."""
+        if alias in self.hosts:
+            return self.hosts[alias]
+        if alias in LOCAL_NAMES:
+            return HostSpec(alias=alias)
+        if alias in ssh_config_hosts():
+            return HostSpec(alias=alias)
+        choices = [*self.hosts, *LOCAL_NAMES]
+        where_file = f" in {self.hosts_file}" if self.hosts_file else ""
+        raise InputError(
+            f"unknown host '{alias}': not defined{where_file} nor in {ssh_config_path()}"
+            + yamlfile.did_you_mean(alias, choices),
+            where,
+        )
+
+    def config(self, name: str, host: str, where: Position | None = None) -> ResolvedConfig:
+        """Resolve config `name` for `host`: per-host value, its `default` key, then the `default` config."""
+        if name not in self.configs and not (name == "default"):
+            raise InputError(
+                f"unknown config '{name}'"
+                + (f" (not in {self.configs_file})" if self.configs_file else "")
+                + yamlfile.did_you_mean(name, self.configs),
+                where,
+            )
+        chain = [self.configs[n] for n in (name, "default") if n in self.configs]
+        values: dict[str, Any] = {}
+        for key in ("cpus", "time", "partition", "gpu", "mem", "mail", "mail_user"):
+            for spec in chain:
+                picked = _pick(getattr(spec, key), host)
+                if picked is not _MISSING:
+                    values[key] = picked
+                    break
+        extra: dict[str, str] = {}
+        for spec in reversed(chain):  # the named config's extras override the default's
+            for key, value in spec.extras().items():
+                picked = _pick(value, host)
+                if picked is not _MISSING and picked is not None:
+                    extra[key] = str(picked)
+        gpu = values.get("gpu")
+        return ResolvedConfig(
+            name=name,
+            cpus=int(values["cpus"]) if values.get("cpus") not in (None, False) else None,
+            time=str(values["time"]) if values.get("time") is not None else None,
+            partition=str(values["partition"]) if values.get("partition") is not None else None,
+            gpu=int(gpu) if gpu not in (None, False) else 0,
+            mem=str(values["mem"]) if values.get("mem") is not None else None,
+            mail=str(values["mail"]) if values.get("mail") is not None else None,
+            mail_user=str(values["mail_user"]) if values.get("mail_user") is not None else None,
+            extra=extra,
+        )
+
+
+def ssh_config_hosts() -> set[str]:
+    """Literal (non-pattern) Host names of the user's ~/.ssh/config."""
+    path = ssh_config_path()
+    names: set[str] = set()
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return names
+    for raw in text.splitlines():
+        parts = raw.strip().split(None, 1)
+        if len(parts) == 2 and parts[0].lower() == "host":
+            names.update(n for n in parts[1].split() if not any(c in n for c in "*?!"))
+    return names
+
+
+def load_hosts(path: Path) -> tuple[dict[str, HostSpec], dict[str, Position]]:
+    data = yamlfile.load(path, "hosts")
+    if data is None:
+        return {}, {}
+    if not hasattr(data, "items"):
+        raise InputError(
+            "expected a mapping of host aliases (alias: {host: ..., user: ...}), "
+            f"got a {type(data).__name__}",
+            yamlfile.node_position(path, data),
+        )
+    hosts: dict[str, HostSpec] = {}
+    positions: dict[str, Position] = {}
+    for alias, entry in data.items():
+        pos = yamlfile.position(path, data, [alias])
+        alias = str(alias)
+        if entry is None:
+            entry = {}
+        if not hasattr(entry, "items"):
+            raise InputError(f"host '{alias}': expected a mapping of settings (host, user, port, ...)", pos)
+        spec = _validate_entry(HostSpec, entry, path, data, alias, f"host '{alias}':")
+        hosts[alias] = spec.model_copy(update={"alias": alias})
+        positions[alias] = pos
+    return hosts, positions
+
+
+def load_configs(path: Path) -> dict[str, ConfigSpec]:
+    data = yamlfile.load(path, "configs")
+    if data is None:
+        return {}
+    if not hasattr(data, "items"):
+        raise InputError(
+            "expected a mapping of config names (default: {cpus: ..., time: ...})",
+            yamlfile.node_position(path, data),
+        )
+    configs: dict[str, ConfigSpec] = {}
+    for name, entry in data.items():
+        pos = yamlfile.position(path, data, [name])
+        if entry is None:
+            entry = {}
+        if not hasattr(entry, "items"):
+            raise InputError(f"config '{name}': expected a mapping (cpus, time, partition, ...)", pos)
+        configs[str(name)] = _validate_entry(ConfigSpec, entry, path, data, str(name), f"config '{name}':")
+    return configs
+
+
+def _validate_entry(model: Any, entry: Any, path: Path, root: Any, key: str, what: str) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(yamlfile.plain(entry))
+    except ValidationError as e:
+        err = yamlfile.to_input_error(e, model, entry, path, what)
+        if err.position is None or not err.position.line:
+            err = InputError(err.reason, yamlfile.position(path, root, [key]))
+        raise err from None
+
+
+def load_inventory(hosts_file: Path | None, configs_file: Path | None) -> Inventory:
+    hosts, positions = load_hosts(hosts_file) if hosts_file else ({}, {})
+    configs = load_configs(configs_file) if configs_file else {}
+    return Inventory(hosts, configs, hosts_file, configs_file, positions)

@@ -1,0 +1,229 @@
+"""Playbook YAML -> validated, frozen Tasks. Every cross-check happens here, before any connection."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compute_platform import yamlfile
+from compute_platform.errors import InputError, Position
+from compute_platform.inventory import Inventory, load_inventory
+
+if TYPE_CHECKING:
+    from compute_platform.tasks.base import Action
+
+COMMON_KEYS = ("name", "hosts", "ignore_errors", "timeout")
+TOP_KEYS = ("inventory", "variables", "tasks")
+PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
+
+
+@dataclass(frozen=True)
+class Task:
+    index: int
+    name: str
+    kind: str
+    action: Action
+    hosts: tuple[str, ...]
+    position: Position
+    ignore_errors: bool = False
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Playbook:
+    path: Path
+    inventory: Inventory
+    tasks: tuple[Task, ...]
+    variables: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def load(path: Path) -> Playbook:
+    path = Path(path)
+    data = yamlfile.load(path, "playbook")
+    if data is None or (hasattr(data, "__len__") and len(data) == 0):
+        raise InputError("the playbook is empty: expected 'inventory' and 'tasks'", Position(str(path)))
+    if not hasattr(data, "items"):
+        raise InputError(
+            "a playbook is a mapping with 'inventory' and 'tasks' keys", yamlfile.node_position(path, data)
+        )
+    for key in data:
+        if key not in TOP_KEYS:
+            raise InputError(
+                f"unknown top-level key '{key}'" + yamlfile.did_you_mean(str(key), TOP_KEYS)
+                + f"; expected: {', '.join(TOP_KEYS)}",
+                yamlfile.position(path, data, [key]),
+            )
+    inventory = _inventory(path, data)
+    variables = _variables(path, data)
+    tasks_node = data.get("tasks")
+    if not isinstance(tasks_node, list) or not tasks_node:
+        where = yamlfile.position(path, data, ["tasks"]) if "tasks" in data else Position(str(path))
+        raise InputError("expected 'tasks': a non-empty list of tasks", where)
+    substitute(tasks_node, variables, path)
+    tasks = tuple(_task(path, i, node, inventory) for i, node in enumerate(tasks_node))
+    return Playbook(path, inventory, tasks, yamlfile.plain(variables))
+
+
+def find_file(playbook: Path, name: str) -> Path:
+    """Inventory paths are relative to the playbook's directory first, then to the current one."""
+    candidate = Path(name).expanduser()
+    if candidate.is_absolute():
+        return candidate
+    beside = playbook.parent / candidate
+    if beside.exists():
+        return beside
+    return candidate if candidate.exists() else beside
+
+
+def _inventory(path: Path, data: Any) -> Inventory:
+    node = data.get("inventory")
+    if node is None:
+        raise InputError(
+            "missing 'inventory': expected {hosts: hosts.yaml, configs: configs.yaml}", Position(str(path), 1)
+        )
+    pos = yamlfile.position(path, data, ["inventory"])
+    if not hasattr(node, "items"):
+        raise InputError("'inventory' must be a mapping {hosts: path, configs: path}", pos)
+    for key in node:
+        if key not in ("hosts", "configs"):
+            raise InputError(
+                f"unknown inventory key '{key}'" + yamlfile.did_you_mean(str(key), ["hosts", "configs"]),
+                yamlfile.position(path, node, [key]),
+            )
+    files: dict[str, Path | None] = {}
+    for key in ("hosts", "configs"):
+        value = node.get(key)
+        if value is None:
+            files[key] = None
+            continue
+        found = find_file(path, str(value))
+        if not found.exists():
+            raise InputError(
+                f"{key} file not found: {value} (looked in {path.parent or '.'} and the current directory)",
+                yamlfile.position(path, node, [key]),
+            )
+        files[key] = found
+    return load_inventory(files["hosts"], files["configs"])
+
+
+def _variables(path: Path, data: Any) -> dict[str, Any]:
+    node = data.get("variables")
+    if node is None:
+        return {}
+    if not hasattr(node, "items"):
+        raise InputError("'variables' must be a mapping name: value", yamlfile.position(path, data, ["variables"]))
+    return dict(node.items())
+
+
+def substitute(node: Any, variables: dict[str, Any], path: Path) -> Any:
+    """Replace variables in place, everywhere in the task tree. Two forms: Ansible-like `{{ name }}`,
+    and the original tool's, where a key such as `£hosts` is itself the placeholder. A string that is
+    exactly one placeholder takes the value itself (a list stays a list)."""
+    if hasattr(node, "items"):
+        for key in list(node.keys()):
+            node[key] = _value(node[key], variables, path, yamlfile.position(path, node, [key]), node, key)
+        return node
+    if isinstance(node, list):
+        for i in range(len(node)):
+            node[i] = _value(node[i], variables, path, yamlfile.position(path, node, [i]), node, i)
+        return node
+    return node
+
+
+def _value(value: Any, variables: dict[str, Any], path: Path, pos: Position, parent: Any, key: Any) -> Any:
+    if hasattr(value, "items") or isinstance(value, list):
+        return substitute(value, variables, path)
+    if not isinstance(value, str):
+        return value
+    whole = PLACEHOLDER.fullmatch(value.strip())
+    if whole:
+        return _lookup(whole.group(1), variables, pos)
+    if value in variables and not PLACEHOLDER.search(value):
+        return variables[value]
+
+    def one(match: re.Match[str]) -> str:
+        found = _lookup(match.group(1), variables, pos)
+        if isinstance(found, (dict, list)):
+            raise InputError(f"variable '{match.group(1)}' is a {type(found).__name__}: use it alone", pos)
+        return str(found)
+
+    text = PLACEHOLDER.sub(one, value)
+    for name, replacement in variables.items():
+        # the original tool's form: a key like "£path" replaced wherever it appears in a string
+        if name and not name[0].isalnum() and name != "_" and name in text:
+            if isinstance(replacement, (dict, list)):
+                raise InputError(f"variable '{name}' is a {type(replacement).__name__}: use it alone", pos)
+            text = text.replace(name, str(replacement))
+    return type(value)(text) if type(value) is not str and text == value else text
+
+
+def _lookup(name: str, variables: dict[str, Any], pos: Position) -> Any:
+    if name not in variables:
+        raise InputError(
+            f"unknown variable '{{{{ {name} }}}}'" + yamlfile.did_you_mean(name, [str(k) for k in variables])
+            + ("" if variables else " (the playbook has no 'variables')"),
+            pos,
+        )
+    return variables[name]
+
+
+def _task(path: Path, index: int, node: Any, inventory: Inventory) -> Task:
+    from compute_platform.tasks import ALIASES, REGISTRY
+
+    pos = yamlfile.node_position(path, node)
+    label = f"task {index + 1}"
+    if not hasattr(node, "items"):
+        raise InputError(f"{label}: expected a mapping with 'name', 'hosts' and one action", pos)
+    name = str(node.get("name") or f"{label}")
+    label = f"task '{name}'" if node.get("name") else label
+    kinds = [k for k in node if k not in COMMON_KEYS]
+    known = [*REGISTRY, *ALIASES]
+    unknown = [k for k in kinds if k not in known]
+    if unknown:
+        key = str(unknown[0])
+        raise InputError(
+            f"{label}: unknown key '{key}'" + (yamlfile.did_you_mean(key, [*known, *COMMON_KEYS])
+            or f"; expected one of the actions {', '.join(REGISTRY)} or {', '.join(COMMON_KEYS)}"),
+            yamlfile.position(path, node, [key]),
+        )
+    if len(kinds) != 1:
+        raise InputError(
+            f"{label}: expected exactly one action ({', '.join(REGISTRY)}), got "
+            + (", ".join(map(str, kinds)) if kinds else "none"),
+            pos,
+        )
+    key = str(kinds[0])
+    kind = ALIASES.get(key, key)
+    hosts = _hosts(path, node, label, inventory)
+    action_cls = REGISTRY[kind]
+    action = action_cls.parse(node[key], path, node, key, label)
+    ignore = node.get("ignore_errors", False)
+    if not isinstance(ignore, bool):
+        raise InputError(f"{label}: 'ignore_errors' must be true or false", yamlfile.position(path, node, ["ignore_errors"]))
+    timeout = node.get("timeout")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise InputError(f"{label}: 'timeout' must be a number of seconds > 0", yamlfile.position(path, node, ["timeout"]))
+    task = Task(index, name, kind, action, hosts, pos, ignore, float(timeout) if timeout else None)
+    for alias in hosts:
+        action.check(task, inventory.host(alias), inventory)
+    return task
+
+
+def _hosts(path: Path, node: Any, label: str, inventory: Inventory) -> tuple[str, ...]:
+    if "hosts" not in node:
+        raise InputError(f"{label}: missing 'hosts' (a host alias or a list of them)", yamlfile.node_position(path, node))
+    value = node["hosts"]
+    pos = yamlfile.position(path, node, ["hosts"])
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(h, str) and h for h in items):
+        raise InputError(f"{label}: 'hosts' must be a host alias or a non-empty list of aliases", pos)
+    for i, alias in enumerate(items):
+        inventory.host(str(alias), yamlfile.position(path, value, [i]) if isinstance(value, list) else pos)
+    seen: dict[str, None] = dict.fromkeys(str(h) for h in items)
+    return tuple(seen)

@@ -1,0 +1,226 @@
+"""Run order, parallelism and outcomes. Tasks run in order; within a task, hosts run in parallel.
+A host that fails is left out of the rest of the playbook while the others go on."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compute_platform.errors import ComputeError, InputError
+
+if TYPE_CHECKING:
+    from compute_platform.hosts import Host, HostPool
+    from compute_platform.hosts.base import LineCallback
+    from compute_platform.playbook import Playbook, Task
+    from compute_platform.reporting import Reporter
+    from compute_platform.tasks.base import Outcome
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    forks: int = 10
+    fail_fast: bool = False
+    limit: tuple[str, ...] = ()
+    archive: Path = Path("archive")
+    verbose: bool = False
+    skip_submitted: bool = False
+
+
+@dataclass
+class RunState:
+    """What lives for one whole run and is shared by its tasks (caches, the ledger)."""
+
+    playbook: Playbook
+    options: RunOptions
+    reporter: Reporter
+    pool: HostPool
+    cache: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def cached(self, key: str, make: Any) -> Any:
+        with self.lock:
+            if key not in self.cache:
+                self.cache[key] = make()
+            return self.cache[key]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a task sees while it runs on one host."""
+
+    state: RunState
+    task: Task
+    alias: str
+    task_hosts: tuple[str, ...]
+
+    @property
+    def options(self) -> RunOptions:
+        return self.state.options
+
+    @property
+    def playbook(self) -> Playbook:
+        return self.state.playbook
+
+    @property
+    def timeout(self) -> float | None:
+        return self.task.timeout
+
+    @property
+    def host_index(self) -> int:
+        return self.task_hosts.index(self.alias)
+
+    def output(self, host: Host) -> LineCallback:
+        reporter, task = self.state.reporter, self.task
+        return lambda stream, line: reporter.host_output(task, host.alias, stream, line)
+
+    def info(self, text: str) -> None:
+        self.state.reporter.host_message(self.task, self.alias, text)
+
+
+@dataclass
+class HostSummary:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class RunSummary:
+    hosts: dict[str, HostSummary] = field(default_factory=dict)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.interrupted or any(h.failed for h in self.hosts.values())
+
+
+class Runner:
+    def __init__(self, playbook: Playbook, options: RunOptions, reporter: Reporter) -> None:
+        self.playbook = playbook
+        self.options = options
+        self.reporter = reporter
+
+    def selected(self, task: Task) -> tuple[str, ...]:
+        if not self.options.limit:
+            return task.hosts
+        return tuple(h for h in task.hosts if h in self.options.limit)
+
+    def check_limit(self) -> None:
+        known = {h for t in self.playbook.tasks for h in t.hosts}
+        for alias in self.options.limit:
+            if alias not in known:
+                from compute_platform.yamlfile import did_you_mean
+
+                raise InputError(
+                    f"--limit: host '{alias}' is not used by any task of {self.playbook.path}"
+                    + did_you_mean(alias, known)
+                )
+
+    def run(self) -> RunSummary:
+        from compute_platform.hosts import HostPool
+
+        self.check_limit()
+        start = time.monotonic()
+        summary = RunSummary()
+        pool = HostPool(self.playbook.inventory)
+        state = RunState(self.playbook, self.options, self.reporter, pool)
+        failed: set[str] = set()
+        self.reporter.run_start(self.playbook, self.options)
+        executor = ThreadPoolExecutor(max_workers=max(1, self.options.forks))
+        try:
+            for task in self.playbook.tasks:
+                hosts = self.selected(task)
+                for alias in hosts:
+                    summary.hosts.setdefault(alias, HostSummary())
+                active = tuple(h for h in hosts if h not in failed)
+                for alias in hosts:
+                    if alias in failed:
+                        summary.hosts[alias].skipped += 1
+                        self.reporter.host_done(task, alias, "skipped", 0.0, "failed earlier")
+                self.reporter.task_start(task, active)
+                stop = self._run_task(executor, state, task, active, summary, failed)
+                self.reporter.task_done(task)
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            summary.interrupted = True
+            self.reporter.interrupted()
+            pool.close()  # breaks running channels and kills local process trees
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            executor.shutdown(wait=True, cancel_futures=True)
+            pool.close()
+            summary.seconds = time.monotonic() - start
+        self.reporter.run_done(summary)
+        return summary
+
+    def _run_task(
+        self,
+        executor: ThreadPoolExecutor,
+        state: RunState,
+        task: Task,
+        active: tuple[str, ...],
+        summary: RunSummary,
+        failed: set[str],
+    ) -> bool:
+        futures: dict[Future[tuple[str, str, float, str]], str] = {}
+        for alias in active:
+            ctx = RunContext(state, task, alias, active)
+            futures[executor.submit(self._one, ctx)] = alias
+        pending = set(futures)
+        stop = False
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in done:
+                alias, status, seconds, message = future.result()
+                host = summary.hosts[alias]
+                host.seconds += seconds
+                if status == "failed":
+                    host.failed += 1
+                    host.error = message
+                    failed.add(alias)
+                    if self.options.fail_fast:
+                        stop = True
+                        for other in pending:
+                            other.cancel()
+                else:
+                    host.ok += 1
+                    host.changed += status == "changed"
+                self.reporter.host_done(task, alias, status, seconds, message)
+        return stop
+
+    def _one(self, ctx: RunContext) -> tuple[str, str, float, str]:
+        """Run one task on one host; never raises (except on interruption)."""
+        start = time.monotonic()
+        alias, task = ctx.alias, ctx.task
+        try:
+            host = ctx.state.pool.get(alias)
+            if self.options.dry_run:
+                for line in task.action.plan(ctx, host):
+                    self.reporter.host_plan(task, alias, line)
+                return alias, "ok", time.monotonic() - start, ""
+            outcome: Outcome = task.action.run(ctx, host)
+            status = "changed" if outcome.changed else "ok"
+            return alias, status, time.monotonic() - start, outcome.message
+        except ComputeError as e:
+            message = e.message.removeprefix(f"{alias}: ")
+            if task.ignore_errors:
+                self.reporter.host_message(task, alias, f"ignored error: {message}")
+                return alias, "ok", time.monotonic() - start, f"ignored: {message}"
+            return alias, "failed", time.monotonic() - start, message
+        except Exception as e:  # a bug in a task must fail that host, not the whole run
+            if self.options.verbose:
+                import traceback
+
+                traceback.print_exc()
+            return alias, "failed", time.monotonic() - start, f"internal error: {type(e).__name__}: {e}"

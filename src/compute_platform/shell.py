@@ -1,0 +1,67 @@
+"""The ONE command builder: every shell string run on any host is made here, quoted with shlex."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Iterable, Mapping, Sequence
+
+# Exit code of the prelude when the host's init or the working directory fails, so that a
+# broken `module load` or a missing `cd` is never mistaken for the user's command failing.
+PRELUDE_FAILED = 97
+
+
+def quote(value: object) -> str:
+    """Quote one value as exactly one shell word."""
+    return shlex.quote(str(value))
+
+
+def quote_path(path: str) -> str:
+    """Quote a path for the shell, keeping a leading `~` meaning the home of the user running it."""
+    if path == "~":
+        return '"$HOME"'
+    if path.startswith("~/"):
+        rest = path[2:]
+        return '"$HOME"/' + shlex.quote(rest) if rest else '"$HOME"/'
+    return shlex.quote(path)
+
+
+def join(argv: Sequence[object]) -> str:
+    """A command line from a list of arguments, each one quoted."""
+    return " ".join(quote(a) for a in argv)
+
+
+def env_exports(env: Mapping[str, object]) -> list[str]:
+    return [f"export {name}={quote(value)}" for name, value in env.items()]
+
+
+def prelude(
+    init: Iterable[str] = (),
+    env: Mapping[str, object] | None = None,
+    cwd: str | None = None,
+) -> list[str]:
+    """Shell lines that prepare a command: the host's init lines (shell code written by the user,
+    run as-is), exported variables and the working directory. Any failure stops the script."""
+    lines: list[str] = []
+    for item in init:
+        lines.append(
+            f"{{ {item}\n}} || {{ echo {quote('compute: init failed: ' + item)} >&2;"
+            f" exit {PRELUDE_FAILED}; }}"
+        )
+    lines.extend(env_exports(env or {}))
+    if cwd:
+        lines.append(
+            f"cd {quote_path(cwd)} || {{ echo {quote('compute: cannot cd to ' + cwd)} >&2;"
+            f" exit {PRELUDE_FAILED}; }}"
+        )
+    return lines
+
+
+def build(
+    command: str,
+    *,
+    init: Iterable[str] = (),
+    env: Mapping[str, object] | None = None,
+    cwd: str | None = None,
+) -> str:
+    """The full script for one command: prelude then the command (itself shell code)."""
+    return "\n".join([*prelude(init, env, cwd), command])

@@ -1,0 +1,15 @@
+"""Task types. REGISTRY is the one literal table of action keys -> their models."""
+
+from __future__ import annotations
+
+from compute_platform.tasks.base import Action, Outcome
+from compute_platform.tasks.cmd import Cmd
+
+REGISTRY: dict[str, type[Action]] = {
+    "cmd": Cmd,
+}
+
+# Other spellings accepted for the same task type (the original tool's names).
+ALIASES: dict[str, str] = {}
+
+__all__ = ["ALIASES", "REGISTRY", "Action", "Outcome"]

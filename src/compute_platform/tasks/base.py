@@ -1,0 +1,63 @@
+"""What every task type provides: a pydantic model of its YAML, load-time checks, a plan, a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from compute_platform import yamlfile
+
+if TYPE_CHECKING:
+    from compute_platform.hosts import Host
+    from compute_platform.inventory import HostSpec, Inventory
+    from compute_platform.playbook import Task
+    from compute_platform.runner import RunContext
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a task did on one host (failures are raised as ComputeError instead)."""
+
+    changed: bool = True
+    message: str = ""
+
+
+class Action(BaseModel):
+    """The value of a task's action key, validated. Subclasses are frozen and reject unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ClassVar[str] = ""
+
+    @classmethod
+    def shorthand(cls, raw: Any) -> Any:
+        """Turn a short form (e.g. `cmd: "ls"`) into the mapping the model validates."""
+        return raw
+
+    @classmethod
+    def parse(cls, raw: Any, file: Path, task_node: Any, key: str, label: str) -> Action:
+        data = cls.shorthand(yamlfile.plain(raw))
+        from pydantic import ValidationError
+
+        try:
+            return cls.model_validate(data)
+        except ValidationError as e:
+            err = yamlfile.to_input_error(e, cls, raw, file, f"{label}: {key}")
+            if not err.position or not err.position.line:
+                from compute_platform.errors import InputError
+
+                err = InputError(err.reason, yamlfile.position(file, task_node, [key]))
+            raise err from None
+
+    def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:  # noqa: B027
+        """Cross-checks against the inventory, before any connection (raise InputError)."""
+
+    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+        """What `--dry-run` prints for this host: the commands, exactly as they would run."""
+        return []
+
+    def run(self, ctx: RunContext, host: Host) -> Outcome:
+        raise NotImplementedError

@@ -1,0 +1,48 @@
+"""`cmd`: one command or a list of commands, run in order on each host."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field
+
+from compute_platform.tasks.base import Action, Outcome
+
+if TYPE_CHECKING:
+    from compute_platform.hosts import Host
+    from compute_platform.runner import RunContext
+
+
+class Cmd(Action):
+    kind = "cmd"
+
+    commands: tuple[str, ...] = Field(min_length=1)
+    cd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def shorthand(cls, raw: Any) -> Any:
+        if isinstance(raw, str):
+            return {"commands": [raw]}
+        if isinstance(raw, list):
+            return {"commands": raw}
+        if isinstance(raw, dict) and "cmd" in raw and "commands" not in raw:
+            raw = dict(raw)
+            value = raw.pop("cmd")
+            raw["commands"] = [value] if isinstance(value, str) else value
+        return raw
+
+    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+        return [host.script(c, cwd=self.cd, env=self.env) for c in self.commands]
+
+    def run(self, ctx: RunContext, host: Host) -> Outcome:
+        for command in self.commands:
+            host.run(
+                command,
+                cwd=self.cd,
+                env=self.env,
+                timeout=ctx.timeout,
+                check=True,
+                on_line=ctx.output(host),
+            )
+        return Outcome()

@@ -1,0 +1,161 @@
+"""YAML in, positions kept: every error about a file names its line and column."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from compute_platform.errors import InputError, Position
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load(path: Path, what: str) -> Any:
+    """Parse a YAML file, keeping line/column information (ruamel's round-trip nodes)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{what} file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"cannot read {what} file {path}: {e}") from None
+    try:
+        return YAML(typ="rt", pure=True).load(text)
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = e.problem or e.context or "invalid YAML"
+        raise InputError(f"YAML syntax error: {problem}", Position(str(path), line, col)) from None
+    except (YAMLError, ValueError, TypeError, RecursionError) as e:
+        raise InputError(f"YAML error: {e}", Position(str(path))) from None
+
+
+def position(file: Path | str, data: Any, loc: Sequence[int | str]) -> Position:
+    """The position of the node at `loc` (a path of keys and indexes), or of its nearest parent."""
+    line = column = 0
+    node = data
+    for key in loc:
+        lc = getattr(node, "lc", None)
+        try:
+            if lc is not None and isinstance(key, str) and hasattr(node, "keys"):
+                if key in node:
+                    line, column = lc.key(key)
+                    line, column = line + 1, column + 1
+                node = node[key]
+            elif lc is not None and isinstance(key, int) and isinstance(node, list):
+                line, column = lc.item(key)
+                line, column = line + 1, column + 1
+                node = node[key]
+            else:
+                break
+        except (KeyError, IndexError, TypeError, AttributeError):
+            break
+    if (line, column) == (0, 0) and getattr(data, "lc", None) is not None:
+        line, column = data.lc.line + 1, data.lc.col + 1
+    return Position(str(file), line, column)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def node_position(file: Path | str, node: Any) -> Position:
+    lc = getattr(node, "lc", None)
+    if lc is None:
+        return Position(str(file))
+    return Position(str(file), lc.line + 1, lc.col + 1)
+
+
+def plain(data: Any) -> Any:
+    """ruamel nodes -> plain dicts/lists/scalars (ordered), for validation."""
+    if hasattr(data, "items"):
+        return {str(k) if not isinstance(k, (int, float, bool)) else k: plain(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [plain(v) for v in data]
+    if isinstance(data, str):
+        return str(data)
+    if isinstance(data, bool) or data is None:
+        return data
+    if isinstance(data, int):
+        return int(data)
+    if isinstance(data, float):
+        return float(data)
+    return data
+
+
+def validate(
+    model: type[M], data: Any, file: Path | str, loc: Sequence[int | str] = (), what: str = ""
+) -> M:
+    """Validate `data` (found at `loc` inside the file's tree `root`) against a pydantic model."""
+    try:
+        return model.model_validate(plain(data))
+    except ValidationError as e:
+        raise to_input_error(e, model, data, file, what) from None
+
+
+def to_input_error(
+    e: ValidationError, model: type[BaseModel], data: Any, file: Path | str, what: str = ""
+) -> InputError:
+    err = e.errors()[0]
+    loc = [p for p in err["loc"] if isinstance(p, (int, str))]
+    # pydantic adds union-member tags (e.g. 'str', 'list[str]', 'function-after[...]') to locs
+    real = [p for p in loc if not (isinstance(p, str) and ("[" in p or p in _TYPE_TAGS))]
+    pos = position(file, data, real)
+    field = ".".join(str(p) for p in real)
+    where = f"{what} " if what else ""
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = str(real[-1]) if real else "?"
+        allowed = _allowed_keys(model, real[:-1])
+        hint = did_you_mean(key, allowed) or (
+            f"; expected one of: {', '.join(sorted(allowed))}" if allowed else ""
+        )
+        return InputError(f"unknown key '{key}' in {where or 'this mapping'}".rstrip() + hint, pos)
+    if kind == "missing":
+        return InputError(f"missing required key '{field}' in {where}".rstrip(), pos)
+    value = err.get("input")
+    shown = f" (got {value!r})" if value is not None and not isinstance(value, (dict, list)) else ""
+    message = err["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    return InputError(f"{where}'{field}': {message}{shown}", pos)
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
+
+
+def _allowed_keys(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """Field names (and aliases) accepted at `loc` of `model`, for did-you-mean hints."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        names: list[str] = []
+        for name, f in current.model_fields.items():
+            names.append(f.alias or name)
+        return names
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    import typing
+
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
