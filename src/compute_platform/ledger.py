@@ -1,0 +1,231 @@
+"""The only code that knows the layout of archive/ and job.csv.
+
+archive/
+  job.csv              one row per job (per array element), appended under a lock, never rewritten
+  events.csv           later events about those jobs (cancelled, resubmitted), appended likewise
+  <host>/<job_id>.<ext> the exact script submitted, written under a temporary name then renamed
+  .lock                the file lock every writer takes
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import os
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+from compute_platform.errors import LedgerError
+
+LEDGER_VERSION = "1"
+JOBS_FILE = "job.csv"
+EVENTS_FILE = "events.csv"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of job.csv. Every field is text, so that the file stays readable by any tool."""
+
+    submitted_at: str
+    playbook: str
+    task: str
+    host: str
+    scheduler: str  # slurm | tmux
+    job_id: str
+    job_name: str
+    config: str = ""
+    command: str = ""  # the full command lines as they run, one per seed, joined by newlines
+    args: str = ""  # the args entry as words, space-joined
+    sweep: str = ""  # JSON of the sweep point
+    seeds: str = ""  # comma-separated
+    script: str = ""  # path of the archived script, relative to the archive directory
+    log_out: str = ""  # on the host
+    log_err: str = ""  # on the host
+    status_file: str = ""  # on the host: where the job writes its exit code when it ends
+    git_commit: str = ""
+    git_dirty: str = ""
+    replaces: str = ""  # job_id of the row this one resubmits
+    run_id: str = ""
+    job_index: str = ""  # index of the point in the task's sweep
+    version: str = LEDGER_VERSION
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> JobRecord:
+        known = {name: (row.get(name) or "") for name in cls.columns()}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class Event:
+    at: str
+    host: str
+    job_id: str
+    event: str  # cancelled | resubmitted
+    detail: str = ""
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+class Ledger:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def jobs_file(self) -> Path:
+        return self.root / JOBS_FILE
+
+    @property
+    def events_file(self) -> Path:
+        return self.root / EVENTS_FILE
+
+    def ensure_writable(self, host: str | None = None) -> None:
+        """Refuse early (before submitting anything) when the archive cannot be written."""
+        try:
+            target = self.root / safe_name(host) if host else self.root
+            target.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=target, prefix=".probe-"):
+                pass
+        except OSError as e:
+            raise LedgerError(
+                f"cannot write the archive {self.root}: {e.strerror or e}. Nothing was submitted: "
+                "jobs that cannot be recorded are never started (use --archive DIR)."
+            ) from e
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def stage_script(self, host: str, text: str, suffix: str) -> Path:
+        """Write a script under a temporary name in archive/<host>/ (renamed by `commit_script`)."""
+        folder = self.root / safe_name(host)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=folder, prefix=".staged-", suffix=f".{suffix}")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            raise LedgerError(f"cannot write a script in {folder}: {e.strerror or e}") from e
+        os.chmod(name, 0o666 & ~_umask())
+        return Path(name)
+
+    def commit_script(self, staged: Path, job_id: str) -> Path:
+        """Give a staged script its final name, `<job_id>.<ext>`, once the job id is known."""
+        final = staged.with_name(f"{safe_name(job_id)}{staged.suffix}")
+        os.replace(staged, final)
+        return final
+
+    def discard(self, staged: Path) -> None:
+        try:
+            staged.unlink()
+        except FileNotFoundError:
+            pass
+
+    def relative(self, path: Path) -> str:
+        try:
+            return str(path.relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def append(self, records: Sequence[JobRecord]) -> None:
+        """Append rows atomically under the lock: one write, fsynced; a header for a new file."""
+        if records:
+            self._append(self.jobs_file, JobRecord.columns(), [asdict(r) for r in records])
+
+    def append_events(self, events: Sequence[Event]) -> None:
+        if events:
+            self._append(self.events_file, Event.columns(), [asdict(e) for e in events])
+
+    def _append(self, path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        try:
+            with self.locked():
+                if not path.exists() or path.stat().st_size == 0:
+                    writer.writeheader()
+                writer.writerows(rows)
+                data = buffer.getvalue().encode("utf-8")
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+                try:
+                    written = os.write(fd, data)
+                    if written != len(data):
+                        raise OSError(f"short write to {path}")
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        except OSError as e:
+            raise LedgerError(f"cannot append to {path}: {e.strerror or e}") from e
+
+    def records(self) -> list[JobRecord]:
+        return [JobRecord.from_row(row) for row in _read(self.jobs_file)]
+
+    def events(self) -> list[Event]:
+        return [
+            Event(**{c: row.get(c) or "" for c in Event.columns()}) for row in _read(self.events_file)
+        ]
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def safe_name(text: str | None) -> str:
+    """A file-name-safe version of a host alias or job id (no separators, no leading dots)."""
+    cleaned = "".join(c if c.isalnum() or c in "-_.+@" else "_" for c in (text or ""))
+    return cleaned.lstrip(".") or "_"
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def git_state(path: Path) -> tuple[str, str]:
+    """(commit, 'true'/'false' dirty) of the git repository holding `path`; ('', '') outside one."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return "", ""
+        status = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10,
+        )
+        return commit.stdout.strip(), "true" if status.stdout.strip() else "false"
+    except (OSError, subprocess.TimeoutExpired):
+        return "", ""

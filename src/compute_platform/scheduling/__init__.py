@@ -1,0 +1,1 @@
+"""Pure scheduling logic: sweep expansion and script rendering. No I/O here."""
