@@ -1,0 +1,47 @@
+"""What `compute jobs / logs / cancel / resubmit` need from a scheduler (slurm, tmux).
+
+Each scheduler module provides one object with this shape; `BACKENDS` in jobs.py is the literal table
+scheduler name -> backend. Every method does ONE round trip per host for all the records it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from compute_platform.hosts import Host
+    from compute_platform.ledger import JobRecord, Ledger
+
+# The states shown to users, the same for every scheduler.
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+COMPLETED = "COMPLETED"
+FAILED = "FAILED"
+CANCELLED = "CANCELLED"
+TIMEOUT = "TIMEOUT"
+UNKNOWN = "UNKNOWN"
+
+
+@dataclass(frozen=True)
+class JobState:
+    state: str
+    exit_code: int | None = None
+    reason: str = ""
+
+
+class Backend(Protocol):
+    def states(self, host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
+        """Live state of every record (by job_id), from one query of the host plus the exit-status
+        files the jobs write when they end."""
+        ...
+
+    def cancel(self, host: Host, records: Sequence[JobRecord]) -> None:
+        """Stop these jobs (one call for all of them)."""
+        ...
+
+    def resubmit(self, host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[JobRecord]:
+        """Submit these jobs again from their archived scripts; return the new ledger rows
+        (already appended), each with `replaces` set to the job it replaces."""
+        ...
