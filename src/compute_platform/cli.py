@@ -60,16 +60,35 @@ def _playbook(path: str) -> Any:
 @cli.command(context_settings=CONTEXT)
 @click.argument("playbook", type=click.Path(dir_okay=False))
 @click.option("--limit", "-l", help="Only these hosts (comma-separated aliases).")
-@click.option("--forks", "-f", default=10, show_default=True, type=click.IntRange(1, 1000),
-              help="How many hosts to work on at once.")
+@click.option(
+    "--forks",
+    "-f",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="How many hosts to work on at once.",
+)
 @click.option("--dry-run", "-n", is_flag=True, help="Print every command as it would run; run nothing.")
 @click.option("--fail-fast", is_flag=True, help="Stop everything at the first failure.")
-@click.option("--archive", default="archive", show_default=True, type=click.Path(file_okay=False),
-              help="Where submitted job scripts and job.csv are recorded.")
+@click.option(
+    "--archive",
+    default="archive",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where submitted job scripts and job.csv are recorded.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only failures and the summary's failed rows.")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks of internal errors.")
-def run(playbook: str, limit: str | None, forks: int, dry_run: bool, fail_fast: bool, archive: str,
-        quiet: bool, verbose: bool) -> int:
+def run(
+    playbook: str,
+    limit: str | None,
+    forks: int,
+    dry_run: bool,
+    fail_fast: bool,
+    archive: str,
+    quiet: bool,
+    verbose: bool,
+) -> int:
     """Run the tasks of PLAYBOOK in order, each on its hosts in parallel."""
     from compute_platform.reporting import PlainReporter
     from compute_platform.runner import Runner, RunOptions
@@ -99,8 +118,15 @@ def check(playbook: str, verbose: bool) -> int:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.option("--inventory", "-i", "inventory", default="hosts.yaml", show_default=True,
-              type=click.Path(dir_okay=False), help="The hosts file.")
+@click.option(
+    "--inventory",
+    "-i",
+    "inventory",
+    default="hosts.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The hosts file.",
+)
 @click.option("--ping", is_flag=True, help="Connect to every host in parallel and time a command.")
 @click.option("--forks", "-f", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks.")
@@ -111,8 +137,12 @@ def hosts(inventory: str, ping: bool, forks: int, verbose: bool) -> int:
     inv = load_inventory(Path(inventory), None)
     if not ping:
         for alias, spec in inv.hosts.items():
-            where = "local" if spec.is_local else f"{spec.user + '@' if spec.user else ''}{spec.address}" + (
-                f":{spec.port}" if spec.port else "")
+            where = (
+                "local"
+                if spec.is_local
+                else f"{spec.user + '@' if spec.user else ''}{spec.address}"
+                + (f":{spec.port}" if spec.port else "")
+            )
             click.echo(f"{alias:<20} {spec.platform:<6} {where}")
         return 0
     from compute_platform.hostcheck import ping_all

@@ -22,7 +22,11 @@ def ping_all(inventory: Inventory, forks: int = 10) -> list[tuple[str, bool, str
             connected = time.monotonic()
             host.run("true", check=True, timeout=30)
             end = time.monotonic()
-            return alias, True, f"connect {1000 * (connected - start):.0f} ms, command {1000 * (end - connected):.0f} ms"
+            return (
+                alias,
+                True,
+                f"connect {1000 * (connected - start):.0f} ms, command {1000 * (end - connected):.0f} ms",
+            )
         except ComputeError as e:
             return alias, False, e.message.removeprefix(f"{alias}: ")
 

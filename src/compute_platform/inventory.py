@@ -132,9 +132,7 @@ class ConfigSpec(BaseModel):
     def _time(cls, value: PerHost) -> PerHost:
         for v in value.values() if isinstance(value, dict) else [value]:
             if v is not None and not isinstance(v, bool) and not TIME.match(str(v)):
-                raise ValueError(
-                    f"expected a Slurm time such as 90, '02:00:00' or '1-12:00:00', got {v!r}"
-                )
+                raise ValueError(f"expected a Slurm time such as 90, '02:00:00' or '1-12:00:00', got {v!r}")
         return value
 
     def extras(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -144,10 +144,8 @@ class Ledger:
         return final
 
     def discard(self, staged: Path) -> None:
-        try:
+        with suppress(FileNotFoundError):
             staged.unlink()
-        except FileNotFoundError:
-            pass
 
     def relative(self, path: Path) -> str:
         try:
@@ -188,9 +186,7 @@ class Ledger:
         return [JobRecord.from_row(row) for row in _read(self.jobs_file)]
 
     def events(self) -> list[Event]:
-        return [
-            Event(**{c: row.get(c) or "" for c in Event.columns()}) for row in _read(self.events_file)
-        ]
+        return [Event(**{c: row.get(c) or "" for c in Event.columns()}) for row in _read(self.events_file)]
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -207,10 +203,18 @@ def safe_name(text: str | None) -> str:
     return cleaned.lstrip(".") or "_"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe later.
+_UMASK = _read_umask()
+
+
+def _umask() -> int:
+    return _UMASK
 
 
 def git_state(path: Path) -> tuple[str, str]:
@@ -224,7 +228,9 @@ def git_state(path: Path) -> tuple[str, str]:
             return "", ""
         status = subprocess.run(
             ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10,
+            capture_output=True,
+            text=True,
+            timeout=10,
         )
         return commit.stdout.strip(), "true" if status.stdout.strip() else "false"
     except (OSError, subprocess.TimeoutExpired):

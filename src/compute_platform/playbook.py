@@ -55,7 +55,8 @@ def load(path: Path) -> Playbook:
     for key in data:
         if key not in TOP_KEYS:
             raise InputError(
-                f"unknown top-level key '{key}'" + yamlfile.did_you_mean(str(key), TOP_KEYS)
+                f"unknown top-level key '{key}'"
+                + yamlfile.did_you_mean(str(key), TOP_KEYS)
                 + f"; expected: {', '.join(TOP_KEYS)}",
                 yamlfile.position(path, data, [key]),
             )
@@ -117,7 +118,9 @@ def _variables(path: Path, data: Any) -> dict[str, Any]:
     if node is None:
         return {}
     if not hasattr(node, "items"):
-        raise InputError("'variables' must be a mapping name: value", yamlfile.position(path, data, ["variables"]))
+        raise InputError(
+            "'variables' must be a mapping name: value", yamlfile.position(path, data, ["variables"])
+        )
     return dict(node.items())
 
 
@@ -166,7 +169,8 @@ def _value(value: Any, variables: dict[str, Any], path: Path, pos: Position, par
 def _lookup(name: str, variables: dict[str, Any], pos: Position) -> Any:
     if name not in variables:
         raise InputError(
-            f"unknown variable '{{{{ {name} }}}}'" + yamlfile.did_you_mean(name, [str(k) for k in variables])
+            f"unknown variable '{{{{ {name} }}}}'"
+            + yamlfile.did_you_mean(name, [str(k) for k in variables])
             + ("" if variables else " (the playbook has no 'variables')"),
             pos,
         )
@@ -188,8 +192,11 @@ def _task(path: Path, index: int, node: Any, inventory: Inventory) -> Task:
     if unknown:
         key = str(unknown[0])
         raise InputError(
-            f"{label}: unknown key '{key}'" + (yamlfile.did_you_mean(key, [*known, *COMMON_KEYS])
-            or f"; expected one of the actions {', '.join(REGISTRY)} or {', '.join(COMMON_KEYS)}"),
+            f"{label}: unknown key '{key}'"
+            + (
+                yamlfile.did_you_mean(key, [*known, *COMMON_KEYS])
+                or f"; expected one of the actions {', '.join(REGISTRY)} or {', '.join(COMMON_KEYS)}"
+            ),
             yamlfile.position(path, node, [key]),
         )
     if len(kinds) != 1:
@@ -205,10 +212,17 @@ def _task(path: Path, index: int, node: Any, inventory: Inventory) -> Task:
     action = action_cls.parse(node[key], path, node, key, label)
     ignore = node.get("ignore_errors", False)
     if not isinstance(ignore, bool):
-        raise InputError(f"{label}: 'ignore_errors' must be true or false", yamlfile.position(path, node, ["ignore_errors"]))
+        raise InputError(
+            f"{label}: 'ignore_errors' must be true or false",
+            yamlfile.position(path, node, ["ignore_errors"]),
+        )
     timeout = node.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise InputError(f"{label}: 'timeout' must be a number of seconds > 0", yamlfile.position(path, node, ["timeout"]))
+    if timeout is not None and (
+        isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0
+    ):
+        raise InputError(
+            f"{label}: 'timeout' must be a number of seconds > 0", yamlfile.position(path, node, ["timeout"])
+        )
     task = Task(index, name, kind, action, hosts, pos, ignore, float(timeout) if timeout else None)
     for alias in hosts:
         action.check(task, inventory.host(alias), inventory)
@@ -217,7 +231,9 @@ def _task(path: Path, index: int, node: Any, inventory: Inventory) -> Task:
 
 def _hosts(path: Path, node: Any, label: str, inventory: Inventory) -> tuple[str, ...]:
     if "hosts" not in node:
-        raise InputError(f"{label}: missing 'hosts' (a host alias or a list of them)", yamlfile.node_position(path, node))
+        raise InputError(
+            f"{label}: missing 'hosts' (a host alias or a list of them)", yamlfile.node_position(path, node)
+        )
     value = node["hosts"]
     pos = yamlfile.position(path, node, ["hosts"])
     items = [value] if isinstance(value, str) else value

@@ -57,7 +57,9 @@ class PlainReporter(Reporter):
         self.emit(self.paint("head", f"PLAYBOOK {playbook.path}{mode}"))
 
     def task_start(self, task: Task, hosts: tuple[str, ...]) -> None:
-        self.emit(self.paint("head", f"\nTASK [{task.name}] ({task.kind}) on {', '.join(hosts) or 'no host'}"))
+        self.emit(
+            self.paint("head", f"\nTASK [{task.name}] ({task.kind}) on {', '.join(hosts) or 'no host'}")
+        )
 
     def host_output(self, task: Task, host: str, stream: str, line: str) -> None:
         mark = "!" if stream == "stderr" else "|"

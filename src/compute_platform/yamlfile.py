@@ -90,9 +90,7 @@ def plain(data: Any) -> Any:
     return data
 
 
-def validate(
-    model: type[M], data: Any, file: Path | str, loc: Sequence[int | str] = (), what: str = ""
-) -> M:
+def validate(model: type[M], data: Any, file: Path | str, loc: Sequence[int | str] = (), what: str = "") -> M:
     """Validate `data` (found at `loc` inside the file's tree `root`) against a pydantic model."""
     try:
         return model.model_validate(plain(data))

@@ -94,7 +94,9 @@ class Host(ABC):
             stdin=stdin,
             stdout_to=stdout_to,
         )
-        result = Result(command, result.exit_code, result.stdout, result.stderr, result.duration, result.timed_out)
+        result = Result(
+            command, result.exit_code, result.stdout, result.stderr, result.duration, result.timed_out
+        )
         if check and not result.ok:
             raise CommandFailed(self.alias, result)
         return result

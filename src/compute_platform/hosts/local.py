@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -37,7 +38,9 @@ class LocalHost(Host):
         out: list[bytes] = []
         err: list[bytes] = []
         readers = [
-            threading.Thread(target=_drain, args=(proc.stdout, out, LineSplitter("stdout", on_line), stdout_to)),
+            threading.Thread(
+                target=_drain, args=(proc.stdout, out, LineSplitter("stdout", on_line), stdout_to)
+            ),
             threading.Thread(target=_drain, args=(proc.stderr, err, LineSplitter("stderr", on_line), None)),
         ]
         if stdin is not None:
@@ -98,10 +101,8 @@ def _feed(pipe: IO[bytes], data: bytes | BinaryIO) -> None:
     except BrokenPipeError:
         pass
     finally:
-        try:
+        with contextlib.suppress(BrokenPipeError):
             pipe.close()
-        except BrokenPipeError:
-            pass
 
 
 def _kill_tree(proc: subprocess.Popen[bytes]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import select
@@ -94,9 +95,7 @@ class SSHHost(Host):
         ep = self.endpoint = endpoint(self.spec)
         timeout = self.spec.connect_timeout
         sock = self._socket(ep, timeout)
-        transport = paramiko.Transport(
-            sock, default_window_size=WINDOW_SIZE, default_max_packet_size=1 << 15
-        )
+        transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=1 << 15)
         transport.banner_timeout = timeout
         transport.handshake_timeout = timeout
         where = f"{ep.user}@{ep.hostname}:{ep.port}"
@@ -136,7 +135,7 @@ class SSHHost(Host):
             sock = socket.create_connection((ep.hostname, ep.port), timeout=timeout)
         except socket.gaierror as e:
             raise HostError(self.alias, f"cannot resolve host name '{ep.hostname}': {e.strerror}") from e
-        except (socket.timeout, TimeoutError) as e:
+        except TimeoutError as e:
             raise HostError(
                 self.alias, f"connection to {ep.hostname}:{ep.port} timed out after {timeout:g} s"
             ) from e
@@ -145,7 +144,9 @@ class SSHHost(Host):
                 self.alias, f"connection to {ep.hostname}:{ep.port} refused (is sshd running there?)"
             ) from e
         except OSError as e:
-            raise HostError(self.alias, f"cannot connect to {ep.hostname}:{ep.port}: {e.strerror or e}") from e
+            raise HostError(
+                self.alias, f"cannot connect to {ep.hostname}:{ep.port}: {e.strerror or e}"
+            ) from e
         # Without TCP_NODELAY each exec channel waits ~40 ms on Nagle + delayed ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
@@ -207,10 +208,8 @@ class SSHHost(Host):
         keys: list[paramiko.PKey] = []
         paths = [Path(k).expanduser() for k in ep.keys]
         if not paths:
-            try:
+            with contextlib.suppress(paramiko.SSHException):
                 keys.extend(paramiko.Agent().get_keys())
-            except paramiko.SSHException:
-                pass
             home = Path("~/.ssh").expanduser()
             paths = [home / name for name in DEFAULT_KEYS if (home / name).exists()]
         for path in paths:
@@ -306,14 +305,16 @@ class SSHHost(Host):
     # -- files -------------------------------------------------------------------------------
 
     def sftp(self) -> paramiko.SFTPClient:
+        transport = self.transport()
         with self._lock:
             if self._sftp is None:
-                assert self._transport is not None or True
-        if self._sftp is None:
-            self._sftp = self.transport().open_sftp_client()
-            if self._sftp is None:
-                raise HostError(self.alias, "the SFTP subsystem is not available")
-        return self._sftp
+                try:
+                    self._sftp = transport.open_sftp_client()
+                except Exception as e:  # paramiko raises SSHException or EOFError here
+                    raise HostError(self.alias, f"cannot open SFTP: {e or type(e).__name__}") from e
+                if self._sftp is None:
+                    raise HostError(self.alias, "the SFTP subsystem is not available")
+            return self._sftp
 
     def home(self) -> str:
         if self._home is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -162,7 +162,9 @@ class SweepFields(BaseModel):
     @classmethod
     def _job_name(cls, value: str | None) -> str | None:
         if value is not None and not JOB_NAME.match(value):
-            raise ValueError("a job name has letters, digits and . _ + - (no spaces), starting with a letter or digit")
+            raise ValueError(
+                "a job name has letters, digits and . _ + - (no spaces), starting with a letter or digit"
+            )
         return value
 
     @field_validator("env", mode="before")
@@ -185,12 +187,14 @@ class SweepFields(BaseModel):
 
 def expand(
     args: Sequence[str | Sequence[Any]],
-    sweep: dict[str, Sequence[Any]],
+    sweep: Mapping[str, Sequence[Any]],
     seeds: Sequence[SeedValue] = (),
 ) -> list[Job]:
     arg_list: list[tuple[str, ...]] = [args_words(a) for a in args] or [()]
     names = list(sweep)
-    points = [dict(zip(names, combo)) for combo in itertools.product(*(sweep[n] for n in names))]
+    points = [
+        dict(zip(names, combo, strict=False)) for combo in itertools.product(*(sweep[n] for n in names))
+    ]
     jobs: list[Job] = []
     for words in arg_list:
         for point in points:

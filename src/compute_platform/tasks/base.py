@@ -52,7 +52,7 @@ class Action(BaseModel):
                 err = InputError(err.reason, yamlfile.position(file, task_node, [key]))
             raise err from None
 
-    def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:  # noqa: B027
+    def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
         """Cross-checks against the inventory, before any connection (raise InputError)."""
 
     def plan(self, ctx: RunContext, host: Host) -> list[str]:
