@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import TYPE_CHECKING
 
@@ -79,7 +80,6 @@ class HostPool:
             hosts = list(self._hosts.values())
             self._hosts.clear()
         for host in reversed(hosts):
-            try:
+            # closing must never hide the run's real outcome
+            with contextlib.suppress(Exception):
                 host.close()
-            except Exception:  # closing must never hide the run's real outcome
-                pass
