@@ -9,14 +9,29 @@ import signal
 import subprocess
 import threading
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
+
+if TYPE_CHECKING:
+    from compute_platform.inventory import HostSpec
 
 SHELL = shutil.which("bash") or "/bin/sh"
 
 
 class LocalHost(Host):
+    def __init__(self, spec: HostSpec) -> None:
+        super().__init__(spec)
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        """Kill what is still running (an interrupted run must not leave commands behind)."""
+        with self._lock:
+            running = list(self._running)
+        for proc in running:
+            _kill_tree(proc)
+
     def execute(
         self,
         script: str,
@@ -35,6 +50,8 @@ class LocalHost(Host):
             stderr=subprocess.PIPE,
             start_new_session=True,
         )
+        with self._lock:
+            self._running.add(proc)
         out: list[bytes] = []
         err: list[bytes] = []
         readers = [
@@ -57,6 +74,9 @@ class LocalHost(Host):
         except BaseException:
             _kill_tree(proc)
             raise
+        finally:
+            with self._lock:
+                self._running.discard(proc)
         for t in readers:
             t.join()
         return Result(

@@ -8,6 +8,7 @@ import os
 import select
 import socket
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -244,6 +245,9 @@ class SSHHost(Host):
         stdout_to: BinaryIO | None = None,
     ) -> Result:
         start = self.clock()
+        pidfile = None
+        if timeout is not None:
+            script, pidfile = _with_pidfile(script)
         try:
             chan = self.transport().open_session(timeout=self.spec.connect_timeout)
             chan.exec_command(script)
@@ -291,6 +295,8 @@ class SSHHost(Host):
             exit_code = -1 if timed_out else chan.recv_exit_status()
         finally:
             chan.close()
+        if timed_out and pidfile:
+            self._kill_group(pidfile)
         lines_out.flush()
         lines_err.flush()
         return Result(
@@ -301,6 +307,17 @@ class SSHHost(Host):
             self.clock() - start,
             timed_out,
         )
+
+    def _kill_group(self, pidfile: str) -> None:
+        """Stop a timed-out command and everything it started: sshd made its shell a session
+        leader, so its pid is the process group of the whole tree."""
+        kill = (
+            f'pg=$(cat {pidfile} 2>/dev/null) && [ -n "$pg" ] && '
+            f'{{ kill -TERM -- -"$pg" 2>/dev/null; sleep 1; kill -KILL -- -"$pg" 2>/dev/null; }}; '
+            f"rm -f {pidfile}; true"
+        )
+        with contextlib.suppress(HostError):
+            self.execute(kill, timeout=None)
 
     # -- files -------------------------------------------------------------------------------
 
@@ -333,6 +350,13 @@ class SSHHost(Host):
             self.sftp().get(self.expand(remote), str(local))
         except OSError as e:
             raise HostError(self.alias, f"cannot read {remote}: {e}") from e
+
+
+def _with_pidfile(script: str) -> tuple[str, str]:
+    """Wrap a script so that it records its process group id, for killing it on timeout."""
+    pidfile = f"/tmp/compute-{uuid.uuid4().hex}.pid"
+    wrapped = f"echo $$ > {pidfile}\n(\n{script}\n)\ncompute_rc=$?\nrm -f {pidfile}\nexit $compute_rc"
+    return wrapped, pidfile
 
 
 def _feed(chan: Any, data: bytes | BinaryIO) -> None:
