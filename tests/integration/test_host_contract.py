@@ -1,0 +1,132 @@
+"""One contract, two transports: the same assertions against LocalHost and SSHHost (real sshd)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from compute_platform.errors import CommandFailed
+from compute_platform.hosts import Host, make_host
+from compute_platform.inventory import HostSpec
+
+
+def ssh_spec(tb: Any, alias: str = "h1", **extra: Any) -> HostSpec:
+    return HostSpec(
+        alias=alias,
+        host="127.0.0.1",
+        port=tb.hosts[alias],
+        user=tb.user,
+        key=str(tb.client_key),
+        known_hosts=str(tb.known_hosts),
+        **extra,
+    )
+
+
+@pytest.fixture(params=["local", "ssh"])
+def make(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A factory of hosts of one kind, with optional init/env; every host is closed afterwards."""
+    made: list[Host] = []
+
+    def factory(**extra: Any) -> Host:
+        if request.param == "local":
+            spec = HostSpec(alias="localhost", **extra)
+        else:
+            spec = ssh_spec(request.getfixturevalue("testbed"), **extra)
+        host = make_host(spec)
+        made.append(host)
+        return host
+
+    yield factory
+    for host in made:
+        host.close()
+
+
+def test_exit_codes_and_streams(make: Any) -> None:
+    host = make()
+    result = host.run("echo out; echo err >&2; exit 3")
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert not result.ok and result.duration >= 0
+    with pytest.raises(CommandFailed) as info:
+        host.run("echo boom >&2; exit 4", check=True)
+    assert info.value.result.exit_code == 4 and "boom" in str(info.value)
+
+
+def test_cwd_env_and_quoting(make: Any, tmp_path: Path) -> None:
+    host = make(env={"FROM_HOST": "h v"})
+    folder = "/tmp/compute contract dir"
+    host.run(f"mkdir -p '{folder}'", check=True)
+    result = host.run('pwd; echo "$FROM_HOST|$X"', cwd=folder, env={"X": "a'b $HOME;`id`"}, check=True)
+    assert result.stdout == f"{folder}\nh v|a'b $HOME;`id`\n"
+
+
+def test_missing_cwd_fails_clearly(make: Any) -> None:
+    result = make().run("true", cwd="/nonexistent/dir")
+    assert result.exit_code == 97 and "cannot cd to /nonexistent/dir" in result.stderr
+
+
+def test_init_runs_first_and_a_failing_init_stops(make: Any) -> None:
+    assert make(init=("export GREETING=hi",)).run('echo "$GREETING"').stdout == "hi\n"
+    result = make(init=("false",)).run("echo should-not-run")
+    assert result.exit_code == 97 and "init failed" in result.stderr and "should-not-run" not in result.stdout
+
+
+def test_home_and_tilde_paths(make: Any, tmp_path: Path) -> None:
+    host = make()
+    home = host.run('printf %s "$HOME"', check=True).stdout
+    assert host.home() == home
+    assert host.expand("~/x") == f"{home}/x"
+    assert host.run("pwd", cwd="~", check=True).stdout.strip() == home
+
+
+def test_put_get_round_trip(make: Any, tmp_path: Path) -> None:
+    host = make()
+    data = os.urandom(3 * 1024 * 1024)
+    src = tmp_path / "src.bin"
+    src.write_bytes(data)
+    remote = f"~/contract-{os.getpid()}-{time.monotonic_ns()}.bin"
+    host.put(src, remote)
+    digest = host.run(f"sha256sum {remote.replace('~', '$HOME', 1)}", check=True).stdout.split()[0]
+    assert digest == hashlib.sha256(data).hexdigest()
+    back = tmp_path / "back" / "copy.bin"
+    host.get(remote, back)
+    assert back.read_bytes() == data
+    host.run(f"rm -f {remote.replace('~', '$HOME', 1)}", check=True)
+
+
+def test_large_stdout_and_stderr_at_once_do_not_deadlock(make: Any) -> None:
+    # 10 MiB on each stream at the same time: a reader that drains one stream after the other hangs.
+    script = "head -c 10485760 /dev/zero | tr '\\0' a & head -c 10485760 /dev/zero | tr '\\0' b >&2; wait"
+    result = make().run(script, timeout=60)
+    assert result.ok
+    assert len(result.stdout) == 10 * 1024 * 1024 and len(result.stderr) == 10 * 1024 * 1024
+
+
+def test_lines_are_streamed_as_they_come(make: Any) -> None:
+    seen: list[tuple[str, str, float]] = []
+    start = time.monotonic()
+    make().run(
+        "echo one; sleep 0.5; echo two >&2", on_line=lambda s, l: seen.append((s, l, time.monotonic() - start))
+    )
+    assert [(s, l) for s, l, _ in seen] == [("stdout", "one"), ("stderr", "two")]
+    assert seen[0][2] < seen[1][2] - 0.3  # the first line arrived before the command ended
+
+
+def test_timeout_kills_the_process_tree(make: Any) -> None:
+    host = make()
+    marker = f"compute-timeout-{os.getpid()}-{time.monotonic_ns()}"
+    start = time.monotonic()
+    result = host.run(f"sleep 300 & sleep 301; echo {marker}", timeout=1)
+    assert result.timed_out and not result.ok and time.monotonic() - start < 10
+    time.sleep(0.5)
+    left = host.run("ps -eo args | grep -c '^sleep 30[01]$' || true").stdout.strip()
+    assert left == "0"
+
+
+def test_stdin_bytes(make: Any) -> None:
+    assert make().run("wc -c", stdin=b"x" * 100000, check=True).stdout.strip() == "100000"
