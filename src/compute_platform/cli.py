@@ -78,6 +78,7 @@ def _playbook(path: str) -> Any:
     help="Where submitted job scripts and job.csv are recorded.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="Only failures and the summary's failed rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document at the end (docs/json.md).")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks of internal errors.")
 def run(
     playbook: str,
@@ -87,10 +88,11 @@ def run(
     fail_fast: bool,
     archive: str,
     quiet: bool,
+    as_json: bool,
     verbose: bool,
 ) -> int:
     """Run the tasks of PLAYBOOK in order, each on its hosts in parallel."""
-    from compute_platform.reporting import PlainReporter
+    from compute_platform.reporting import make_reporter
     from compute_platform.runner import Runner, RunOptions
 
     book = _playbook(playbook)
@@ -102,7 +104,7 @@ def run(
         archive=Path(archive),
         verbose=verbose,
     )
-    summary = Runner(book, options, PlainReporter(quiet=quiet)).run()
+    summary = Runner(book, options, make_reporter(json=as_json, quiet=quiet)).run()
     return EXIT_FAILED if summary.failed else 0
 
 
@@ -129,27 +131,25 @@ def check(playbook: str, verbose: bool) -> int:
 )
 @click.option("--ping", is_flag=True, help="Connect to every host in parallel and time a command.")
 @click.option("--forks", "-f", default=10, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/json.md).")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks.")
-def hosts(inventory: str, ping: bool, forks: int, verbose: bool) -> int:
+def hosts(inventory: str, ping: bool, forks: int, as_json: bool, verbose: bool) -> int:
     """List the hosts of a hosts file; with --ping, check that each one answers."""
+    from compute_platform.hostcheck import describe, ping_all
     from compute_platform.inventory import load_inventory
 
     inv = load_inventory(Path(inventory), None)
-    if not ping:
-        for alias, spec in inv.hosts.items():
-            where = (
-                "local"
-                if spec.is_local
-                else f"{spec.user + '@' if spec.user else ''}{spec.address}"
-                + (f":{spec.port}" if spec.port else "")
-            )
-            click.echo(f"{alias:<20} {spec.platform:<6} {where}")
-        return 0
-    from compute_platform.hostcheck import ping_all
+    rows = describe(inv)
+    if ping:
+        for row, (_, ok, text) in zip(rows, ping_all(inv, forks), strict=True):
+            row.update(reachable=ok, detail=text)
+    if as_json:
+        import json
 
-    results = ping_all(inv, forks)
-    failed = 0
-    for alias, ok, text in results:
-        failed += not ok
-        click.echo(f"{alias:<20} {'ok' if ok else 'FAILED':<7} {text}")
-    return EXIT_FAILED if failed else 0
+        click.echo(json.dumps({"version": 1, "hosts": rows}, indent=2))
+    else:
+        for row in rows:
+            state = "" if not ping else ("ok" if row["reachable"] else "FAILED")
+            detail = f"{state:<7} {row['detail']}" if ping else ""
+            click.echo(f"{row['alias']:<20} {row['platform']:<6} {row['address']:<32} {detail}".rstrip())
+    return EXIT_FAILED if ping and not all(r["reachable"] for r in rows) else 0

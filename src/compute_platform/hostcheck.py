@@ -10,6 +10,22 @@ from compute_platform.hosts import HostPool
 from compute_platform.inventory import Inventory
 
 
+def describe(inventory: Inventory) -> list[dict[str, object]]:
+    """One row per host of the inventory: alias, platform, where it is reached."""
+    rows: list[dict[str, object]] = []
+    for alias, spec in inventory.hosts.items():
+        if spec.is_local:
+            address = "local"
+        else:
+            user = f"{spec.user}@" if spec.user else ""
+            port = f":{spec.port}" if spec.port else ""
+            address = f"{user}{spec.address}{port}"
+        rows.append(
+            {"alias": alias, "platform": spec.platform, "address": address, "connection": spec.connection}
+        )
+    return rows
+
+
 def ping_all(inventory: Inventory, forks: int = 10) -> list[tuple[str, bool, str]]:
     """Connect to every host in parallel; (alias, ok, round-trip or error) in inventory order."""
     pool = HostPool(inventory)

@@ -8,6 +8,8 @@ import threading
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from rich.table import Table
+
     from compute_platform.playbook import Playbook, Task
     from compute_platform.runner import RunOptions, RunSummary
 
@@ -94,3 +96,179 @@ class PlainReporter(Reporter):
             )
             self.emit(self.paint(state, row), always=bool(h.failed))
         self.emit(f"total {summary.seconds:.2f} s")
+
+
+JSON_VERSION = 1
+
+
+class JsonReporter(Reporter):
+    """`--json`: nothing while running, then ONE JSON document on stdout (shape in docs/json.md)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.lock = threading.Lock()
+        self.playbook = ""
+        self.dry_run = False
+        self.tasks: list[dict[str, object]] = []
+        self.current: dict[str, dict[str, object]] = {}
+        self.output: dict[tuple[int, str], list[dict[str, str]]] = {}
+
+    def run_start(self, playbook: Playbook, options: RunOptions) -> None:
+        self.playbook = str(playbook.path)
+        self.dry_run = options.dry_run
+
+    def task_start(self, task: Task, hosts: tuple[str, ...]) -> None:
+        with self.lock:
+            self.current = {}
+            self.tasks.append({"name": task.name, "kind": task.kind, "hosts": self.current})
+
+    def host_output(self, task: Task, host: str, stream: str, line: str) -> None:
+        with self.lock:
+            self.output.setdefault((task.index, host), []).append({"stream": stream, "line": line})
+
+    def host_message(self, task: Task, host: str, text: str) -> None:
+        self.host_output(task, host, "info", text)
+
+    def host_plan(self, task: Task, host: str, command: str) -> None:
+        self.host_output(task, host, "plan", command)
+
+    def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
+        with self.lock:
+            self.current[host] = {
+                "status": status,
+                "seconds": round(seconds, 3),
+                "message": message,
+                "output": self.output.pop((task.index, host), []),
+            }
+
+    def run_done(self, summary: RunSummary) -> None:
+        import json
+
+        document = {
+            "version": JSON_VERSION,
+            "playbook": self.playbook,
+            "dry_run": self.dry_run,
+            "ok": not summary.failed,
+            "interrupted": summary.interrupted,
+            "seconds": round(summary.seconds, 3),
+            "tasks": self.tasks,
+            "hosts": {
+                alias: {
+                    "ok": h.ok,
+                    "changed": h.changed,
+                    "failed": h.failed,
+                    "skipped": h.skipped,
+                    "seconds": round(h.seconds, 3),
+                    "error": h.error,
+                }
+                for alias, h in summary.hosts.items()
+            },
+        }
+        self.stream.write(json.dumps(document, indent=2) + "\n")
+        self.stream.flush()
+
+    def interrupted(self) -> None: ...
+
+
+class LiveReporter(PlainReporter):
+    """On a terminal: the current task's hosts with spinners and states, command output scrolling
+    above them, and the summary table at the end."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        from rich.console import Console
+
+        super().__init__(sys.stdout, quiet=quiet, color=True)
+        self.console = Console(highlight=False)
+        self.states: dict[str, tuple[str, float, str]] = {}
+        self.started: dict[str, float] = {}
+        self.task: Task | None = None
+        self.live: object | None = None
+
+    def emit(self, text: str, always: bool = False) -> None:
+        if self.quiet and not always:
+            return
+        from rich.text import Text
+
+        with self.lock:
+            self.console.print(Text.from_ansi(text))
+
+    def _view(self) -> Table:
+        import time
+
+        from rich.spinner import Spinner
+        from rich.table import Table
+
+        table: Table = Table.grid(padding=(0, 1))
+        for host, (status, seconds, message) in self.states.items():
+            if status == "running":
+                elapsed = time.monotonic() - self.started.get(host, time.monotonic())
+                table.add_row(Spinner("dots", style="cyan"), host, f"[dim]{elapsed:5.1f} s[/]")
+            else:
+                style = {"ok": "green", "changed": "yellow", "failed": "bold red"}.get(status, "cyan")
+                table.add_row(
+                    f"[{style}]•[/]", host, f"[{style}]{status}[/] [dim]{seconds:.2f} s {message}[/]"
+                )
+        return table
+
+    def task_start(self, task: Task, hosts: tuple[str, ...]) -> None:
+        import time
+
+        from rich.live import Live
+
+        super().task_start(task, hosts)
+        self.task = task
+        now = time.monotonic()
+        self.states = {h: ("running", 0.0, "") for h in hosts}
+        self.started = dict.fromkeys(hosts, now)
+        live = Live(get_renderable=self._view, console=self.console, refresh_per_second=8, transient=True)
+        live.start()
+        self.live = live
+
+    def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
+        if host in self.states:
+            self.states[host] = (status, seconds, message[:60])
+        super().host_done(task, host, status, seconds, message)
+
+    def task_done(self, task: Task) -> None:
+        self._stop()
+
+    def interrupted(self) -> None:
+        self._stop()
+        super().interrupted()
+
+    def _stop(self) -> None:
+        live, self.live = self.live, None
+        if live is not None:
+            live.stop()  # type: ignore[attr-defined]
+
+    def run_done(self, summary: RunSummary) -> None:
+        from rich.table import Table
+
+        self._stop()
+        if not summary.hosts:
+            return
+        table = Table(title="Summary", title_justify="left")
+        for column in ("host", "ok", "changed", "failed", "skipped", "time"):
+            table.add_column(column, justify="left" if column == "host" else "right")
+        for alias, h in summary.hosts.items():
+            style = "bold red" if h.failed else "green"
+            table.add_row(
+                f"[{style}]{alias}[/]",
+                str(h.ok),
+                str(h.changed),
+                str(h.failed),
+                str(h.skipped),
+                f"{h.seconds:.2f} s",
+            )
+        with self.lock:
+            self.console.print(table)
+            self.console.print(f"total {summary.seconds:.2f} s")
+
+
+def make_reporter(json: bool = False, quiet: bool = False) -> Reporter:
+    """The reporter for a run: JSON if asked, a live view on a terminal, plain lines otherwise."""
+    if json:
+        return JsonReporter()
+    if use_color(sys.stdout) and not quiet:
+        return LiveReporter(quiet=quiet)
+    return PlainReporter(quiet=quiet)
