@@ -55,6 +55,8 @@ class JobRecord:
     run_id: str = ""
     job_index: str = ""  # index of the point in the task's sweep
     version: str = LEDGER_VERSION
+    hosts_file: str = ""  # absolute path of the hosts.yaml the run used: how `compute jobs` reconnects
+    dependency: str = ""  # the sbatch --dependency given on submission (not part of the script)
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -142,6 +144,20 @@ class Ledger:
         final = staged.with_name(f"{safe_name(job_id)}{staged.suffix}")
         os.replace(staged, final)
         return final
+
+    def save_script(self, host: str, job_id: str, text: str, suffix: str) -> Path:
+        """Archive a script whose job id is already known (a resubmission)."""
+        return self.commit_script(self.stage_script(host, text, suffix), job_id)
+
+    def script_text(self, record: JobRecord) -> str:
+        """The archived script of a row, exactly as it was submitted."""
+        path = self.root / record.script
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise LedgerError(
+                f"cannot read the archived script of job {record.job_id}: {path}: {e.strerror or e}"
+            ) from e
 
     def discard(self, staged: Path) -> None:
         with suppress(FileNotFoundError):

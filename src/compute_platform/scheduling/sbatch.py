@@ -1,0 +1,197 @@
+"""Render an sbatch script from a frozen spec. Pure: no I/O, the same spec gives the same text.
+
+The script has four parts:
+  1. `#SBATCH` directives: name, time, partition, CPUs, memory, GPUs, mail, extras, array, logs;
+  2. the exit-status record: a trap writes `<save_path>/<name>.<job id>.status` when the job ends
+     (normally, on failure, on scancel or at its time limit), so the ledger knows final states even
+     on clusters without accounting (`sacct`);
+  3. the host's init lines, exported variables and the working directory;
+  4. the job body (every seed in turn), or for an array a `case` on SLURM_ARRAY_TASK_ID.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Union
+
+from compute_platform import shell
+from compute_platform.inventory import ResolvedConfig
+from compute_platform.scheduling.jobscript import seed_loop
+from compute_platform.scheduling.sweep import Job
+
+OptionValue = Union[str, int, float, bool, None]  # noqa: UP007
+
+JOB_EXIT_UNKNOWN_TASK = 98
+OPTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+# Options the renderer owns: setting them through `sbatch:` or a config would break the ledger.
+RESERVED = frozenset({"job-name", "output", "error", "array", "parsable", "wrap"})
+
+
+@dataclass(frozen=True)
+class SbatchSpec:
+    """Everything one sbatch script depends on, already resolved for one host."""
+
+    job_name: str
+    cmd: str
+    jobs: tuple[Job, ...]
+    config: ResolvedConfig
+    save_path: str  # absolute on the host (a leading `~` is kept only in --dry-run output)
+    array: bool = False  # True: one array task per job, indexed 0..len(jobs)-1
+    max_parallel: int | None = None
+    seed_flag: str | None = "--seed"
+    cpus_per_node: int | None = None
+    init: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    cd: str | None = None
+    options: Mapping[str, OptionValue] = field(default_factory=dict)  # the task's `sbatch:` mapping
+    comment: str = ""  # one line saying where the script comes from (playbook, task)
+
+
+def render(spec: SbatchSpec) -> str:
+    if not spec.jobs:
+        raise ValueError("an sbatch script needs at least one job")
+    if not spec.array and len(spec.jobs) != 1:
+        raise ValueError("a script that is not an array runs exactly one job")
+    lines = ["#!/bin/bash"]
+    if spec.comment:
+        lines.append(f"# {one_line(spec.comment)}")
+    lines += [f"#SBATCH {d}" for d in directives(spec)]
+    lines += ["", *status_trap(spec), "", *shell.prelude(spec.init, spec.env, spec.cd), ""]
+    lines += body(spec)
+    return "\n".join(lines) + "\n"
+
+
+def directives(spec: SbatchSpec) -> list[str]:
+    config = spec.config
+    options: dict[str, OptionValue] = {"job-name": spec.job_name}
+    options["time"] = config.time
+    options["partition"] = config.partition
+    options.update(cpu_options(config.cpus, spec.cpus_per_node))
+    options["mem"] = config.mem
+    options["gres"] = f"gpu:{config.gpu}" if config.gpu else None
+    options["mail-type"] = config.mail
+    options["mail-user"] = config.mail_user
+    for name, value in [*config.extra.items(), *spec.options.items()]:
+        options[option_name(name)] = value  # the task's own options override the config's
+    if spec.array:
+        last = len(spec.jobs) - 1
+        throttle = f"%{spec.max_parallel}" if spec.max_parallel else ""
+        options["array"] = f"0-{last}{throttle}" if last else f"0{throttle}"
+    pattern = "%A_%a" if spec.array else "%j"
+    options["output"] = log_path(spec.save_path, spec.job_name, pattern, "out")
+    options["error"] = log_path(spec.save_path, spec.job_name, pattern, "err")
+    return [directive(name, value) for name, value in options.items() if value not in (None, False)]
+
+
+def cpu_options(cpus: int | None, cpus_per_node: int | None) -> dict[str, OptionValue]:
+    """One task with all its CPUs when they fit on a node; else one task per CPU over enough nodes."""
+    if not cpus:
+        return {}
+    if cpus_per_node is None or cpus <= cpus_per_node:
+        return {"cpus-per-task": cpus}
+    return {
+        "nodes": math.ceil(cpus / cpus_per_node),
+        "ntasks": cpus,
+        "ntasks-per-node": cpus_per_node,
+    }
+
+
+def option_name(name: str) -> str:
+    """`mail_user` and `--mail-user` both mean the sbatch option `mail-user`."""
+    return name.lstrip("-").replace("_", "-")
+
+
+def check_option(name: str, value: OptionValue) -> str | None:
+    """Why an extra sbatch option cannot be written as a directive (None when it can)."""
+    bare = option_name(name)
+    if not OPTION_NAME.match(bare):
+        return f"'{name}' is not an sbatch option name"
+    if bare in RESERVED:
+        return f"'{bare}' is set by compute itself and cannot be given as an extra sbatch option"
+    text = "" if value is None or isinstance(value, bool) else str(value)
+    if any(c in text for c in '"\\\n\r'):
+        return f"the value of '{bare}' contains a quote, a backslash or a newline: sbatch cannot read it"
+    return None
+
+
+def directive(name: str, value: OptionValue) -> str:
+    """`--name=value` as sbatch reads it in a `#SBATCH` line (not a shell: it only knows double
+    quotes, and `#` starts a comment outside them)."""
+    problem = check_option(name, value) if name not in RESERVED else None
+    if problem:
+        raise ValueError(problem)
+    if value is True:
+        return f"--{name}"
+    text = str(value)
+    if not text or any(c.isspace() or c in "#'" for c in text):
+        text = f'"{text}"'
+    return f"--{name}={text}"
+
+
+def log_path(save_path: str, job_name: str, job_id: str, ext: str) -> str:
+    """Where a job's output goes; `job_id` is a Slurm pattern (%j, %A_%a) or the real id."""
+    return f"{save_path.rstrip('/') or '/'}/{job_name}.{job_id}.{ext}"
+
+
+def status_trap(spec: SbatchSpec) -> list[str]:
+    """Write `<exit code> <how>` to the status file once, whichever way the job ends: `exit` (the
+    script ended), `signal` (scancel, preemption) or `timeout` (the signal came at the time limit)."""
+    job_id = '"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID"' if spec.array else '"$SLURM_JOB_ID"'
+    folder = shell.quote_path(spec.save_path.rstrip("/") or "/")
+    return [
+        f"compute_status={folder}/{shell.quote(spec.job_name)}.{job_id}.status",
+        "compute_pid=",
+        "compute_record() {",
+        "  trap - EXIT TERM INT",
+        '  printf \'%s %s\\n\' "$1" "$2" > "$compute_status.tmp" &&',
+        '    mv -f "$compute_status.tmp" "$compute_status"',
+        "}",
+        "compute_stop() {",
+        "  compute_how=signal",
+        '  if [ -n "${SLURM_JOB_END_TIME:-}" ] && [ "$(date +%s)" -ge "$((SLURM_JOB_END_TIME - 5))" ]; then',
+        "    compute_how=timeout",
+        "  fi",
+        '  [ -n "$compute_pid" ] && kill -TERM "$compute_pid" 2>/dev/null',
+        '  compute_record 143 "$compute_how"',
+        "  exit 143",
+        "}",
+        "trap compute_stop TERM INT",
+        "trap 'compute_record \"$?\" exit' EXIT",
+    ]
+
+
+def body(spec: SbatchSpec) -> list[str]:
+    """`compute_job` runs the job (for an array, the one SLURM_ARRAY_TASK_ID picks) in the background
+    while the script waits for it: a trapped signal interrupts `wait` at once, so the status is
+    written even when the program ignores SIGTERM."""
+    if spec.array:
+        inner = ['case "$SLURM_ARRAY_TASK_ID" in']
+        for task_id, job in enumerate(spec.jobs):
+            # not indented: the user's command may hold a here-document whose end marker must stay put
+            inner += [f"{task_id})  # job {job.index}: {one_line(job.label())}"]
+            inner += [*seed_loop(job, spec.cmd, spec.seed_flag), ";;"]
+        inner += [
+            "*)",
+            f'echo "compute: no job for array task $SLURM_ARRAY_TASK_ID" >&2; exit {JOB_EXIT_UNKNOWN_TASK}',
+            ";;",
+            "esac",
+        ]
+    else:
+        inner = seed_loop(spec.jobs[0], spec.cmd, spec.seed_flag)
+    # A function run with `&` is a subshell: its `exit` ends the job body, not the script.
+    return [
+        "compute_job() {",
+        *inner,
+        'exit "$compute_rc"',
+        "}",
+        "compute_job &",
+        "compute_pid=$!",
+        'wait "$compute_pid"',
+    ]
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
