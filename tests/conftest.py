@@ -1,0 +1,88 @@
+"""Session-wide fixtures: the local test bed (scripts/testbed.py) and ssh isolation.
+
+* Every test runs with COMPUTE_SSH_CONFIG pointing at a file that does not exist and
+  COMPUTE_KNOWN_HOSTS at a private file, so no test reads the developer's ~/.ssh.
+* `testbed` (session): h1..h4 sshd + `cluster` (Slurm login node) + munge/slurmctld/slurmd,
+  brought up once (~0.2 s) and taken down at the end. With COMPUTE_TESTBED=DIR pointing at a
+  bed that is up (`scripts/testbed up --state DIR`), that bed is reused and left running.
+  While it is in use COMPUTE_KNOWN_HOSTS is the bed's known_hosts (it lists every test sshd).
+* The API of the bed (start_sshd, stop_sshd, sshd_log, slurm_env, wait_idle, ...) is the module
+  `testbed`: `import testbed as tbm` in a test module (this file registers it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_testbed_module() -> ModuleType:
+    if "testbed" in sys.modules:
+        return sys.modules["testbed"]
+    spec = importlib.util.spec_from_file_location("testbed", ROOT / "scripts" / "testbed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["testbed"] = module  # before exec: dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+tbm = _load_testbed_module()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """No test reads or writes the developer's ~/.ssh/config or ~/.ssh/known_hosts."""
+    base = tmp_path_factory.mktemp("ssh-isolation")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("COMPUTE_SSH_CONFIG", str(base / "no-ssh-config"))  # does not exist
+    mp.setenv("COMPUTE_KNOWN_HOSTS", str(base / "known_hosts"))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def testbed(_isolated_ssh: None) -> Iterator[tbm.Testbed]:
+    """The running test bed (see scripts/testbed.py for the Testbed fields)."""
+    reuse = os.environ.get("COMPUTE_TESTBED")
+    owned: Path | None = None
+    if reuse and tbm.is_up(Path(reuse)):
+        bed = tbm.Testbed.load(Path(reuse))
+    else:
+        owned = Path(f"/tmp/compute-testbed-{os.getpid()}")
+        bed = tbm.up(owned)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("COMPUTE_KNOWN_HOSTS", str(bed.known_hosts))
+    try:
+        yield bed
+    finally:
+        mp.undo()
+        if owned is not None:
+            tbm.down(owned)
+            if not os.environ.get("COMPUTE_TESTBED_KEEP"):
+                shutil.rmtree(owned, ignore_errors=True)
+
+
+@pytest.fixture
+def slurm_env(testbed: tbm.Testbed, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """SLURM_CONF is set in os.environ for the test; returns a copy of the whole environment
+    (pass it as env= to subprocess calls of sbatch/squeue/scontrol; mutate it freely)."""
+    for key, value in tbm.slurm_env(testbed).items():
+        monkeypatch.setenv(key, value)
+    return dict(os.environ)
+
+
+@pytest.fixture
+def tb_hosts_yaml(testbed: tbm.Testbed) -> Path:
+    """hosts.yaml of the bed: h1..hN (linux) and `cluster` (platform: slurm, 32 CPUs, 2 GPUs).
+    Shared by the session: copy it before changing it."""
+    return Path(testbed.hosts_yaml)
