@@ -153,3 +153,17 @@ def hosts(inventory: str, ping: bool, forks: int, as_json: bool, verbose: bool) 
             detail = f"{state:<7} {row['detail']}" if ping else ""
             click.echo(f"{row['alias']:<20} {row['platform']:<6} {row['address']:<32} {detail}".rstrip())
     return EXIT_FAILED if ping and not all(r["reachable"] for r in rows) else 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def init(directory: str) -> int:
+    """Start a project in DIRECTORY (default: here): hosts.yaml, configs.yaml, playbooks/example.yaml
+    and `archive/` in .gitignore. Never overwrites a file."""
+    from compute_platform.scaffold import init as scaffold
+
+    for path in scaffold(Path(directory)):
+        click.echo(f"wrote {path}")
+    where = "" if directory == "." else f"cd {directory} && "
+    click.echo(f"next: {where}compute run playbooks/example.yaml")
+    return 0

@@ -24,7 +24,7 @@ class Reporter:
     def host_plan(self, task: Task, host: str, command: str) -> None: ...
     def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None: ...
     def task_done(self, task: Task) -> None: ...
-    def interrupted(self) -> None: ...
+    def interrupted(self, running: list[str]) -> None: ...
     def run_done(self, summary: RunSummary) -> None: ...
 
 
@@ -80,8 +80,9 @@ class PlainReporter(Reporter):
         text = f"{status}: {host} ({seconds:.2f} s)" + (f": {message}" if message else "")
         self.emit(self.paint(status if status in STYLES else "ok", text), always=status == "failed")
 
-    def interrupted(self) -> None:
-        self.emit(self.paint("failed", "\nInterrupted: stopping running tasks."), always=True)
+    def interrupted(self, running: list[str]) -> None:
+        doing = f" ({', '.join(running)})" if running else ""
+        self.emit(self.paint("failed", f"\nInterrupted: stopping what was running{doing}."), always=True)
 
     def run_done(self, summary: RunSummary) -> None:
         if not summary.hosts:
@@ -167,8 +168,6 @@ class JsonReporter(Reporter):
         self.stream.write(json.dumps(document, indent=2) + "\n")
         self.stream.flush()
 
-    def interrupted(self) -> None: ...
-
 
 class LiveReporter(PlainReporter):
     """On a terminal: the current task's hosts with spinners and states, command output scrolling
@@ -232,9 +231,9 @@ class LiveReporter(PlainReporter):
     def task_done(self, task: Task) -> None:
         self._stop()
 
-    def interrupted(self) -> None:
+    def interrupted(self, running: list[str]) -> None:
         self._stop()
-        super().interrupted()
+        super().interrupted(running)
 
     def _stop(self) -> None:
         live, self.live = self.live, None

@@ -108,6 +108,7 @@ class Runner:
         self.playbook = playbook
         self.options = options
         self.reporter = reporter
+        self.running: set[str] = set()  # "task on host" being worked on, for the Ctrl-C message
 
     def selected(self, task: Task) -> tuple[str, ...]:
         if not self.options.limit:
@@ -153,7 +154,7 @@ class Runner:
                     break
         except KeyboardInterrupt:
             summary.interrupted = True
-            self.reporter.interrupted()
+            self.reporter.interrupted(sorted(self.running))
             pool.close()  # breaks running channels and kills local process trees
             executor.shutdown(wait=False, cancel_futures=True)
             raise
@@ -203,6 +204,8 @@ class Runner:
         """Run one task on one host; never raises (except on interruption)."""
         start = time.monotonic()
         alias, task = ctx.alias, ctx.task
+        label = f"'{task.name}' on {alias}"
+        self.running.add(label)
         try:
             host = ctx.state.pool.get(alias)
             if self.options.dry_run:
@@ -224,3 +227,5 @@ class Runner:
 
                 traceback.print_exc()
             return alias, "failed", time.monotonic() - start, f"internal error: {type(e).__name__}: {e}"
+        finally:
+            self.running.discard(label)
