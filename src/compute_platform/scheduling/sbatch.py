@@ -59,7 +59,9 @@ def render(spec: SbatchSpec) -> str:
     if spec.comment:
         lines.append(f"# {one_line(spec.comment)}")
     lines += [f"#SBATCH {d}" for d in directives(spec)]
-    lines += ["", *status_trap(spec), "", *shell.prelude(spec.init, spec.env, spec.cd), ""]
+    lines += ["", *status_trap(spec), ""]
+    prelude = shell.prelude(spec.init, spec.env, spec.cd)
+    lines += [*prelude, ""] if prelude else []
     lines += body(spec)
     return "\n".join(lines) + "\n"
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from compute_platform.tasks.base import Action, Outcome
 from compute_platform.tasks.cmd import Cmd
+from compute_platform.tasks.slurm import Slurm
 
 REGISTRY: dict[str, type[Action]] = {
     "cmd": Cmd,
+    "slurm": Slurm,
 }
 
 # Other spellings accepted for the same task type (the original tool's names).
-ALIASES: dict[str, str] = {}
+ALIASES: dict[str, str] = {
+    "srun": "slurm",
+}
 
 __all__ = ["ALIASES", "REGISTRY", "Action", "Outcome"]

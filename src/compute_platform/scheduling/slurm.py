@@ -1,0 +1,295 @@
+"""Slurm over a Host: thin I/O around the pure renderer. One round trip per call, for all the jobs
+it is given: prepare (mkdir + home + MaxArraySize), submit (upload + sbatch), states (squeue + exit-status
+files + sacct when it works), cancel (scancel), resubmit (sbatch of archived scripts)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from compute_platform import shell
+from compute_platform.errors import CommandFailed, TaskError
+from compute_platform.ledger import JobRecord, Ledger, new_run_id, now
+from compute_platform.scheduling.backend import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    TIMEOUT,
+    UNKNOWN,
+    JobState,
+)
+
+if TYPE_CHECKING:
+    from compute_platform.hosts import Host
+
+# Slurm's own default; used when `scontrol show config` cannot be read (and by --dry-run).
+DEFAULT_MAX_ARRAY_SIZE = 1001
+# Where scripts are uploaded before sbatch reads them: one unique file per submission, removed after
+# (Slurm keeps its own copy; the local archive keeps ours).
+REMOTE_SCRIPTS = "~/.compute/scripts"
+SECTION = "@@compute-section@@"
+
+# Slurm's many states -> the few shown to users.
+STATES = {
+    "PENDING": PENDING,
+    "REQUEUED": PENDING,
+    "REQUEUE_HOLD": PENDING,
+    "REQUEUE_FED": PENDING,
+    "RESV_DEL_HOLD": PENDING,
+    "CONFIGURING": RUNNING,
+    "RUNNING": RUNNING,
+    "COMPLETING": RUNNING,
+    "SUSPENDED": RUNNING,
+    "STOPPED": RUNNING,
+    "SIGNALING": RUNNING,
+    "STAGE_OUT": RUNNING,
+    "RESIZING": RUNNING,
+    "COMPLETED": COMPLETED,
+    "FAILED": FAILED,
+    "BOOT_FAIL": FAILED,
+    "NODE_FAIL": FAILED,
+    "OUT_OF_MEMORY": FAILED,
+    "DEADLINE": FAILED,
+    "SPECIAL_EXIT": FAILED,
+    "CANCELLED": CANCELLED,
+    "REVOKED": CANCELLED,
+    "PREEMPTED": CANCELLED,
+    "TIMEOUT": TIMEOUT,
+}
+LIVE = (PENDING, RUNNING)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What the login node told once per run: the user's home and the largest array allowed."""
+
+    home: str
+    max_array_size: int = DEFAULT_MAX_ARRAY_SIZE
+
+    def expand(self, path: str) -> str:
+        if path == "~" or path.startswith("~/"):
+            return self.home.rstrip("/") + path[1:]
+        return path
+
+
+def prepare(host: Host, save_path: str) -> Cluster:
+    """Create the log folder (Slurm silently fails a job whose output folder is missing), check that
+    sbatch is there, and read the home and MaxArraySize, in one round trip."""
+    command = "\n".join(
+        [
+            "command -v sbatch >/dev/null || { echo 'sbatch: command not found' >&2; exit 127; }",
+            f"mkdir -p {shell.quote_path(save_path)} {shell.quote_path(REMOTE_SCRIPTS)} || exit 1",
+            'printf "%s\\n" "$HOME"',
+            "scontrol show config 2>/dev/null | sed -n 's/^MaxArraySize *= *//p'",
+        ]
+    )
+    result = host.run(command, timeout=60)
+    if result.exit_code == 127:
+        raise TaskError(
+            f"{host.alias}: sbatch not found: is this a Slurm login node? If Slurm needs a "
+            "`module load`, add it to the host's `init` in hosts.yaml"
+        )
+    if not result.ok:
+        raise CommandFailed(host.alias, result, f"cannot create the log folder {save_path}")
+    lines = result.stdout.splitlines()
+    home = lines[0].strip() if lines else ""
+    size = lines[1].strip() if len(lines) > 1 else ""
+    return Cluster(home, int(size) if size.isdigit() and int(size) > 0 else DEFAULT_MAX_ARRAY_SIZE)
+
+
+def submit(host: Host, text: str, extra_args: Sequence[str] = ()) -> str:
+    """Upload the script to a unique path, sbatch it, remove it; return the job (or array) id.
+    A refused submission raises with sbatch's own words."""
+    path = f"{REMOTE_SCRIPTS}/{new_run_id()}-{uuid.uuid4().hex[:8]}.sbatch"
+    remote = shell.quote_path(path)
+    command = (
+        f"cat > {remote} && sbatch --parsable {shell.join(extra_args)} {remote}; "
+        f"compute_rc=$?; rm -f {remote}; exit $compute_rc"
+    )
+    result = host.run(command, stdin=text.encode(), timeout=120)
+    if not result.ok:
+        said = result.stderr.strip() or result.stdout.strip() or f"exit code {result.exit_code}"
+        raise TaskError(f"{host.alias}: sbatch refused the job: {said}")
+    return parse_job_id(result.stdout)
+
+
+def parse_job_id(stdout: str) -> str:
+    """`sbatch --parsable` prints `<id>` or `<id>;<cluster>` (after any warnings)."""
+    for line in reversed(stdout.strip().splitlines()):
+        job_id = line.strip().split(";")[0]
+        if job_id.isdigit():
+            return job_id
+    raise TaskError(f"cannot read a job id in sbatch's answer: {stdout.strip()!r}")
+
+
+# -- states -----------------------------------------------------------------------------------
+
+
+def states(host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
+    """One round trip: squeue for every job still known to the controller, then the exit-status
+    files the jobs wrote (sent on stdin, read with shell builtins only), then sacct when it works."""
+    if not records:
+        return {}
+    ids = ",".join(dict.fromkeys(r.job_id.split("_")[0] for r in records))
+    command = "\n".join(
+        [
+            f"squeue -h -r -t all -j {ids} -o '%i|%T|%r' 2>/dev/null",
+            f"echo {SECTION}",
+            "while IFS= read -r f; do",
+            '  [ -r "$f" ] && IFS= read -r l < "$f" && printf "%s|%s\\n" "$f" "$l"',
+            "done",
+            f"echo {SECTION}",
+            f"sacct -n -X -P -j {ids} -o JobID,State,ExitCode 2>/dev/null",
+            "true",
+        ]
+    )
+    files = "".join(f"{r.status_file}\n" for r in records if r.status_file)
+    result = host.run(command, stdin=files.encode(), timeout=120, check=True)
+    queue, status, sacct = [*result.stdout.split(SECTION + "\n"), "", ""][:3]
+    return merge_states(records, parse_squeue(queue), parse_status_files(status), parse_sacct(sacct))
+
+
+def parse_squeue(text: str) -> dict[str, tuple[str, str]]:
+    """`%i|%T|%r` lines -> job id -> (Slurm state, reason)."""
+    found: dict[str, tuple[str, str]] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            found[parts[0]] = (parts[1], "" if parts[2] in ("None", "(null)") else parts[2])
+    return found
+
+
+def parse_status_files(text: str) -> dict[str, tuple[int, str]]:
+    """`<path>|<exit code> <how>` lines -> path -> (exit code, how it ended)."""
+    found: dict[str, tuple[int, str]] = {}
+    for line in text.splitlines():
+        path, _, content = line.rpartition("|")
+        code, _, how = content.strip().partition(" ")
+        if path and re.fullmatch(r"-?\d+", code):
+            found[path] = (int(code), how or "exit")
+    return found
+
+
+def parse_sacct(text: str) -> dict[str, tuple[str, int | None]]:
+    """`JobID|State|ExitCode` lines (`CANCELLED by 123`, `1:0`) -> job id -> (state, exit code)."""
+    found: dict[str, tuple[str, int | None]] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) == 3:
+            code = parts[2].split(":")[0]
+            found[parts[0]] = (parts[1].split(" ")[0], int(code) if code.isdigit() else None)
+    return found
+
+
+def merge_states(
+    records: Sequence[JobRecord],
+    queue: dict[str, tuple[str, str]],
+    status: dict[str, tuple[int, str]],
+    sacct: dict[str, tuple[str, int | None]],
+) -> dict[str, JobState]:
+    return {
+        r.job_id: merge_one(queue.get(r.job_id), status.get(r.status_file), sacct.get(r.job_id))
+        for r in records
+    }
+
+
+def merge_one(
+    queued: tuple[str, str] | None,
+    status: tuple[int, str] | None,
+    sacct: tuple[str, int | None] | None,
+) -> JobState:
+    """The controller knows best while a job lives; the job's own status file knows its exit code
+    (and outlives the controller's memory, MinJobAge); sacct fills in when both are silent."""
+    slurm_state = STATES.get(queued[0], UNKNOWN) if queued else None
+    reason = queued[1] if queued else ""
+    if slurm_state in LIVE:
+        return JobState(slurm_state, None, reason)
+    if status is not None:
+        code, how = status
+        return JobState(slurm_state or state_from_status(code, how), code, reason)
+    if sacct is not None and sacct[0] in STATES:
+        return JobState(STATES[sacct[0]], sacct[1], reason)
+    if slurm_state is not None:
+        return JobState(slurm_state, None, reason)
+    return JobState(UNKNOWN, None, "no longer in the queue and no exit status recorded")
+
+
+def state_from_status(code: int, how: str) -> str:
+    if how == "timeout":
+        return TIMEOUT
+    if how == "signal":
+        return CANCELLED
+    return COMPLETED if code == 0 else FAILED
+
+
+# -- cancel and resubmit ----------------------------------------------------------------------
+
+
+def cancel(host: Host, records: Sequence[JobRecord]) -> None:
+    if records:
+        host.run(f"scancel {shell.join([r.job_id for r in records])}", timeout=60, check=True)
+
+
+def resubmit(host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[JobRecord]:
+    """Submit each archived script again, without its dependency (the jobs it waited for are done):
+    whole jobs as they were, array elements as `sbatch --array=<their indexes>`, one call per script."""
+    by_script: dict[str, list[JobRecord]] = {}
+    for record in records:
+        by_script.setdefault(record.script, []).append(record)
+    new: list[JobRecord] = []
+    run_id = new_run_id()
+    for group in by_script.values():
+        text = ledger.script_text(group[0])
+        indexes = [r.job_id.partition("_")[2] for r in group]
+        array = all(indexes)
+        job_id = submit(host, text, [f"--array={','.join(indexes)}"] if array else [])
+        script = ledger.relative(ledger.save_script(host.alias, job_id, text, "slurm"))
+        rows = [
+            renewed(r, f"{job_id}_{i}" if array else job_id, script, run_id)
+            for r, i in zip(group, indexes, strict=True)
+        ]
+        ledger.append(rows)
+        new += rows
+    return new
+
+
+def renewed(old: JobRecord, job_id: str, script: str, run_id: str) -> JobRecord:
+    """The row of a resubmitted job: same point and command, new id, logs named after the new id."""
+
+    def rename(path: str) -> str:
+        head, sep, tail = path.rpartition(f".{old.job_id}.")
+        return f"{head}.{job_id}.{tail}" if sep else path
+
+    return replace(
+        old,
+        submitted_at=now(),
+        job_id=job_id,
+        script=script,
+        log_out=rename(old.log_out),
+        log_err=rename(old.log_err),
+        status_file=rename(old.status_file),
+        replaces=old.job_id,
+        run_id=run_id,
+        dependency="",
+    )
+
+
+class SlurmBackend:
+    """The `Backend` of jobs.py for Slurm (see scheduling/backend.py)."""
+
+    def states(self, host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
+        return states(host, records)
+
+    def cancel(self, host: Host, records: Sequence[JobRecord]) -> None:
+        cancel(host, records)
+
+    def resubmit(self, host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[JobRecord]:
+        return resubmit(host, records, ledger)
+
+
+BACKEND = SlurmBackend()

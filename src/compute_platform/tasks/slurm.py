@@ -1,0 +1,312 @@
+"""`slurm` (alias `srun`): a sweep submitted as sbatch jobs, arrays when there are more than a few,
+each submission archived and recorded in job.csv before the task reports success."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Union
+
+from pydantic import Field, field_validator
+
+from compute_platform.errors import InputError, LedgerError, TaskError
+from compute_platform.ledger import JobRecord, Ledger, git_state, new_run_id, now
+from compute_platform.scheduling import slurm
+from compute_platform.scheduling.sbatch import SbatchSpec, check_option, log_path, render
+from compute_platform.scheduling.sweep import Job, SweepFields, scatter
+from compute_platform.tasks.base import Action, Outcome
+
+if TYPE_CHECKING:
+    from compute_platform.hosts import Host
+    from compute_platform.inventory import HostSpec, Inventory, ResolvedConfig
+    from compute_platform.playbook import Task
+    from compute_platform.runner import RunContext
+
+# `array: auto` submits a host's jobs as one array from this many jobs on (fewer stay plain jobs,
+# whose ids and log names are simpler to read); `max_parallel` always asks for an array.
+AUTO_ARRAY_MIN = 5
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One sbatch call: a slice of the host's jobs, as an array or as one plain job."""
+
+    jobs: tuple[Job, ...]
+    array: bool
+
+
+def layout(
+    jobs: Sequence[Job], array: bool | str, max_parallel: int | None, max_array_size: int
+) -> list[Batch]:
+    """Plain jobs or arrays of at most MaxArraySize elements (indexes 0..size-1 each)."""
+    use_array = array is True or (array == "auto" and (len(jobs) >= AUTO_ARRAY_MIN or bool(max_parallel)))
+    if not use_array:
+        return [Batch((job,), False) for job in jobs]
+    size = max(1, max_array_size)
+    return [Batch(tuple(jobs[i : i + size]), True) for i in range(0, len(jobs), size)]
+
+
+def resolve_dependency(text: str, submitted: Any) -> str:
+    """`afterok:train` -> `afterok:123:456`: a word that is not a job id names an earlier task of the
+    run, replaced by the ids it submitted on this host (`submitted(name)`); Slurm syntax passes as is."""
+    out: list[str] = []
+    for part in _split_keep(text, ",?"):
+        if part in (",", "?") or ":" not in part:
+            out.append(part)
+            continue
+        kind, *items = part.split(":")
+        ids: list[str] = []
+        for item in items:
+            ids += [item] if _is_job_id(item) else submitted(item)
+        out.append(":".join([kind, *ids]))
+    return "".join(out)
+
+
+def _is_job_id(item: str) -> bool:
+    head = item.split("+")[0]  # `after:123+10` waits 10 minutes after 123 started
+    return head.replace("_", "").isdigit()
+
+
+def _split_keep(text: str, separators: str) -> list[str]:
+    parts: list[str] = []
+    current = ""
+    for char in text:
+        if char in separators:
+            parts += [current, char]
+            current = ""
+        else:
+            current += char
+    return [*parts, current]
+
+
+class Slurm(Action, SweepFields):
+    kind = "slurm"
+
+    config: str = "default"
+    array: Union[Literal["auto"], bool] = "auto"  # noqa: UP007
+    max_parallel: int | None = Field(default=None, ge=1)
+    dependency: str | None = None
+    sbatch: dict[str, Union[str, int, float, bool, None]] = Field(default_factory=dict)  # noqa: UP007
+
+    @classmethod
+    def shorthand(cls, raw: Any) -> Any:
+        return {"cmd": raw} if isinstance(raw, str) else raw
+
+    @field_validator("sbatch")
+    @classmethod
+    def _sbatch(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, option in value.items():
+            problem = check_option(name, option)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("dependency")
+    @classmethod
+    def _dependency(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or any(c.isspace() and c != " " for c in value)):
+            raise ValueError("expected a Slurm dependency such as 'afterok:<task name>' or 'afterany:123'")
+        return value
+
+    # -- load-time checks --------------------------------------------------------------------
+
+    def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
+        where = task.position
+        if host.platform != "slurm":
+            hosts_file = inventory.hosts_file or "hosts.yaml"
+            raise InputError(
+                f"task '{task.name}': host '{host.alias}' is not a Slurm cluster "
+                f"(platform: {host.platform}). Set `platform: slurm` for it in {hosts_file}, "
+                "or use the tmux task on workstations",
+                where,
+            )
+        config = inventory.config(self.config, host.alias, where)
+        if config.gpu and (not host.gpu or (host.gpu is not True and config.gpu > host.gpu_count)):
+            has = "no GPU (gpu: false)" if not host.gpu else f"{host.gpu_count} GPU(s) per node"
+            raise InputError(
+                f"task '{task.name}': config '{self.config}' asks for {config.gpu} GPU(s) on host "
+                f"'{host.alias}', which has {has} in the hosts file: pick another config or host",
+                where,
+            )
+        for name, value in config.extra.items():
+            problem = check_option(name, value)
+            if problem:
+                raise InputError(f"config '{self.config}': {problem}", where)
+
+    # -- dry run and run ---------------------------------------------------------------------
+
+    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+        jobs = self.host_jobs(ctx)
+        if not jobs:
+            return ["# no job for this host (scatter)"]
+        cluster = slurm.Cluster(home="~")  # no connection in a dry run: `~` stays, Slurm's default array size
+        batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
+        dependency = self._planned_dependency()
+        lines = [f"# {describe(batches)}" + (f", --dependency={dependency}" if dependency else "")]
+        if host.spec.save_path.startswith("~"):
+            lines[0] += " (the log folder's ~ becomes the home directory on submission)"
+        for batch in batches:
+            option = f" --dependency={dependency}" if dependency else ""
+            script = render(self.spec(ctx, batch, host.spec, cluster))
+            lines.append(f"sbatch --parsable{option} <<'EOF'\n{script}EOF")
+        return lines
+
+    def run(self, ctx: RunContext, host: Host) -> Outcome:
+        jobs = self.host_jobs(ctx)
+        if not jobs:
+            return Outcome(changed=False, message="no job for this host (scatter)")
+        ledger = Ledger(ctx.options.archive)
+        ledger.ensure_writable(ctx.alias)  # nothing is submitted that cannot be recorded
+        dependency = (
+            resolve_dependency(self.dependency, lambda name: self._submitted(ctx, name))
+            if self.dependency
+            else ""
+        )
+        save_path = host.spec.save_path
+        cluster: slurm.Cluster = ctx.state.cached(
+            f"slurm:cluster:{ctx.alias}:{save_path}", lambda: slurm.prepare(host, save_path)
+        )
+        batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
+        ids: list[str] = []
+        for batch in batches:
+            try:
+                ids.append(self.submit(ctx, host, ledger, batch, cluster, dependency))
+            except TaskError as e:
+                if not ids:
+                    raise
+                raise TaskError(f"{e.message} (already submitted and recorded: {', '.join(ids)})") from e
+        with ctx.state.lock:
+            ctx.state.cache.setdefault(_submitted_key(ctx.task.name, ctx.alias), []).extend(ids)
+        return Outcome(message=f"{len(jobs)} jobs: {describe(batches)}, id {', '.join(ids)}")
+
+    def submit(
+        self,
+        ctx: RunContext,
+        host: Host,
+        ledger: Ledger,
+        batch: Batch,
+        cluster: slurm.Cluster,
+        dependency: str,
+    ) -> str:
+        """Render, archive under a temporary name, sbatch, rename to `<id>.slurm`, then one locked
+        append of every row. A refused submission leaves no trace in the archive."""
+        spec = self.spec(ctx, batch, host.spec, cluster)
+        text = render(spec)
+        staged = ledger.stage_script(ctx.alias, text, "slurm")
+        try:
+            job_id = slurm.submit(host, text, [f"--dependency={dependency}"] if dependency else [])
+        except BaseException:
+            ledger.discard(staged)
+            raise
+        script = ledger.relative(ledger.commit_script(staged, job_id))
+        try:
+            ledger.append(self.records(ctx, spec, batch, job_id, script, dependency))
+        except LedgerError as e:
+            raise LedgerError(
+                f"job {job_id} was submitted on {ctx.alias} but not recorded: {e.message}"
+            ) from e
+        return job_id
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def host_jobs(self, ctx: RunContext) -> list[Job]:
+        jobs = self.jobs()
+        return scatter(jobs, ctx.host_index, len(ctx.task_hosts)) if self.scatter else jobs
+
+    def spec(self, ctx: RunContext, batch: Batch, host: HostSpec, cluster: slurm.Cluster) -> SbatchSpec:
+        config: ResolvedConfig = ctx.state.playbook.inventory.config(self.config, ctx.alias)
+        return SbatchSpec(
+            job_name=self.name(ctx.task.name),
+            cmd=self.cmd,
+            jobs=batch.jobs,
+            config=config,
+            save_path=cluster.expand(host.save_path),
+            array=batch.array,
+            max_parallel=self.max_parallel,
+            seed_flag=self.seed_flag,
+            cpus_per_node=host.cpus_per_node,
+            init=host.init,
+            env={**host.env, **self.env},
+            cd=self.cd,
+            options=self.sbatch,
+            comment=f"compute: playbook {ctx.state.playbook.path.name}, task '{ctx.task.name}', "
+            f"host {ctx.alias}",
+        )
+
+    def records(
+        self,
+        ctx: RunContext,
+        spec: SbatchSpec,
+        batch: Batch,
+        job_id: str,
+        script: str,
+        dependency: str,
+    ) -> list[JobRecord]:
+        playbook = ctx.state.playbook
+        commit, dirty = ctx.state.cached("git_state", lambda: git_state(playbook.path.resolve()))
+        run_id: str = ctx.state.cached("run_id", new_run_id)
+        hosts_file = playbook.inventory.hosts_file
+        rows = []
+        for task_id, job in enumerate(batch.jobs):
+            element = f"{job_id}_{task_id}" if batch.array else job_id
+
+            def on_host(ext: str, element: str = element) -> str:
+                return log_path(spec.save_path, spec.job_name, element, ext)
+
+            rows.append(
+                JobRecord(
+                    submitted_at=now(),
+                    playbook=str(playbook.path.resolve()),
+                    task=ctx.task.name,
+                    host=ctx.alias,
+                    scheduler="slurm",
+                    job_id=element,
+                    job_name=spec.job_name,
+                    config=self.config,
+                    command="\n".join(line for _, line in job.commands(self.cmd, self.seed_flag)),
+                    args=shlex.join(job.args),
+                    sweep=json.dumps(job.point) if job.point else "",
+                    seeds=",".join(str(s) for s in job.seeds),
+                    script=script,
+                    log_out=on_host("out"),
+                    log_err=on_host("err"),
+                    status_file=on_host("status"),
+                    git_commit=commit,
+                    git_dirty=dirty,
+                    run_id=run_id,
+                    job_index=str(job.index),
+                    hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
+                    dependency=dependency,
+                )
+            )
+        return rows
+
+    def _submitted(self, ctx: RunContext, task_name: str) -> list[str]:
+        with ctx.state.lock:
+            ids = list(ctx.state.cache.get(_submitted_key(task_name, ctx.alias), []))
+        if not ids:
+            raise TaskError(
+                f"{ctx.alias}: dependency '{self.dependency}': no earlier task named '{task_name}' "
+                f"submitted jobs on {ctx.alias} in this run"
+            )
+        return ids
+
+    def _planned_dependency(self) -> str:
+        if not self.dependency:
+            return ""
+        return resolve_dependency(self.dependency, lambda name: [f"<ids of task '{name}'>"])
+
+
+def _submitted_key(task_name: str, alias: str) -> str:
+    return f"slurm:submitted:{task_name}:{alias}"
+
+
+def describe(batches: Sequence[Batch]) -> str:
+    arrays = [b for b in batches if b.array]
+    if not arrays:
+        return f"{len(batches)} sbatch job{'s' if len(batches) != 1 else ''}"
+    sizes = "+".join(str(len(b.jobs)) for b in arrays)
+    return f"{len(arrays)} job array{'s' if len(arrays) != 1 else ''} ({sizes} elements)"

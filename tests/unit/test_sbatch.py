@@ -1,0 +1,133 @@
+"""The sbatch renderer against reference files.
+
+The reference scripts live in tests/unit/golden/sbatch/. After an intended change of the renderer,
+regenerate them with `COMPUTE_REGEN_GOLDEN=1 pytest tests/unit/test_sbatch.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from compute_platform.inventory import ResolvedConfig
+from compute_platform.scheduling.sbatch import SbatchSpec, check_option, cpu_options, directive, render
+from compute_platform.scheduling.sweep import expand
+
+GOLDEN = Path(__file__).parent / "golden" / "sbatch"
+BASIC = ResolvedConfig("default", cpus=1, time="00:10:00", partition="debug")
+
+CASES: dict[str, SbatchSpec] = {
+    "single": SbatchSpec(
+        "train",
+        "python train.py",
+        tuple(expand(["--epochs 3"], {}, [0])),
+        BASIC,
+        "/home/alice/compute/logs",
+        comment="playbook sweep.yaml, task 'train'",
+    ),
+    "multinode": SbatchSpec(
+        "mpi",
+        "srun ./solver",
+        tuple(expand([], {})),
+        ResolvedConfig("big", cpus=80, time="1-00:00:00", partition="long", mem="64G"),
+        "/scratch/alice/logs",
+        cpus_per_node=32,
+    ),
+    "array": SbatchSpec(
+        "sweep",
+        "python train.py",
+        tuple(expand(["--model small", "--model large"], {"lr": [0.1, 0.01], "fast": [True, False]}, [1, 2])),
+        BASIC,
+        "/home/alice/logs/",
+        array=True,
+        max_parallel=3,
+        seed_flag="--random-seed",
+    ),
+    "gpu": SbatchSpec(
+        "gpu-job",
+        "python train.py",
+        tuple(expand([], {}, [0])),
+        ResolvedConfig("gpu", cpus=8, time="02:00:00", partition="gpu", gpu=2),
+        "/home/alice/logs",
+        seed_flag=None,
+        init=("module load cuda/12.1", "source ~/venv/bin/activate"),
+        env={"OMP_NUM_THREADS": "8"},
+        cd="~/project",
+    ),
+    "mail": SbatchSpec(
+        "mailed",
+        "./run.sh",
+        tuple(expand([], {})),
+        ResolvedConfig("default", time="30", mail="END,FAIL", mail_user="alice@example.org"),
+        "/home/alice/logs",
+    ),
+    "extras": SbatchSpec(
+        "extras",
+        "./run.sh",
+        tuple(expand([], {})),
+        ResolvedConfig("a100", cpus=4, extra={"qos": "normal", "constraint": "a100|h100", "account": "proj"}),
+        "/home/alice/logs",
+        options={"qos": "high", "exclusive": True, "requeue": False, "comment": "lr sweep #3", "mail_type": "ALL"},
+    ),
+    "quoting": SbatchSpec(
+        "quoting",
+        "printf '%s\\n'",
+        tuple(expand([["it's", "a b", "$HOME", "x;y", '"q"']], {"msg": ["hello world"]}, ["0", "a b"])),
+        BASIC,
+        "/home/alice/my logs",
+        env={"GREETING": "hi $USER; `id`"},
+        cd="/data/with space",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_render_matches_reference(name: str) -> None:
+    text = render(CASES[name])
+    path = GOLDEN / f"{name}.sbatch"
+    if os.environ.get("COMPUTE_REGEN_GOLDEN") == "1":
+        path.write_text(text)
+    assert path.exists(), f"no reference file {path}: run with COMPUTE_REGEN_GOLDEN=1"
+    assert text == path.read_text()
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rendered_scripts_are_valid_bash(name: str) -> None:
+    proc = subprocess.run(["bash", "-n"], input=render(CASES[name]), capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_cpus_fit_on_one_node_as_one_task() -> None:
+    assert cpu_options(8, 32) == {"cpus-per-task": 8}
+    assert cpu_options(8, None) == {"cpus-per-task": 8}
+    assert cpu_options(None, 32) == {}
+
+
+def test_cpus_beyond_a_node_spread_over_nodes() -> None:
+    assert cpu_options(64, 32) == {"nodes": 2, "ntasks": 64, "ntasks-per-node": 32}
+    assert cpu_options(65, 32) == {"nodes": 3, "ntasks": 65, "ntasks-per-node": 32}
+
+
+def test_directive_quotes_what_sbatch_would_split() -> None:
+    assert directive("comment", "a b") == '--comment="a b"'
+    assert directive("comment", "x#y") == '--comment="x#y"'
+    assert directive("exclusive", True) == "--exclusive"
+    assert directive("qos", "high") == "--qos=high"
+
+
+def test_options_sbatch_cannot_read_or_compute_owns_are_refused() -> None:
+    assert check_option("output", "x") is not None
+    assert check_option("--array", "1-3") is not None
+    assert check_option("comment", 'say "hi"') is not None
+    assert check_option("comment", "two\nlines") is not None
+    assert check_option("bad name", "x") is not None
+    assert check_option("qos", "high") is None
+
+
+def test_a_plain_script_runs_exactly_one_job() -> None:
+    spec = CASES["array"]
+    with pytest.raises(ValueError):
+        render(SbatchSpec(spec.job_name, spec.cmd, spec.jobs, spec.config, spec.save_path))
