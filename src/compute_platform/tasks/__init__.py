@@ -5,10 +5,12 @@ from __future__ import annotations
 from compute_platform.tasks.base import Action, Outcome
 from compute_platform.tasks.cmd import Cmd
 from compute_platform.tasks.slurm import Slurm
+from compute_platform.tasks.tmux import Tmux
 
 REGISTRY: dict[str, type[Action]] = {
     "cmd": Cmd,
     "slurm": Slurm,
+    "tmux": Tmux,
 }
 
 # Other spellings accepted for the same task type (the original tool's names).

@@ -1,0 +1,477 @@
+"""tmux jobs on workstations without a scheduler: the launcher script (pure), the scripts that start,
+query and cancel jobs on a host (pure), and BACKEND, the thin I/O that `compute jobs` and the `tmux`
+task run them with.
+
+On the host, one session directory `<save_path>/<session>/` holds everything of one launch:
+
+  launcher.sh   the launcher (archived locally as archive/<host>/<session>.tmux)
+  queue         the job indices to run, in order
+  I.log         stdout and stderr of job I        I.started  its start time (the lane's claim)
+  I.pid         its process group                 I.status   its exit code, written when it ends
+  I.cancelled   written by `compute cancel`
+
+The directory name is the tmux session name. Creating it with `mkdir` is what claims a name, so two
+launches never share one, and a finished session's files are never overwritten by a later one.
+A session has one window per "lane"; each lane runs one job at a time, taking the next job of the
+queue that no other lane has claimed, so at most `lanes` jobs run at once and they start in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from compute_platform import shell
+from compute_platform.errors import CommandFailed, TaskError
+from compute_platform.scheduling.backend import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    UNKNOWN,
+    JobState,
+)
+from compute_platform.scheduling.jobscript import seed_loop
+from compute_platform.scheduling.sweep import Job
+
+if TYPE_CHECKING:
+    from compute_platform.hosts import Host
+    from compute_platform.ledger import JobRecord, Ledger
+
+SCHEDULER = "tmux"
+SUFFIX = "tmux"  # archive/<host>/<session>.tmux
+LAUNCHER = "launcher.sh"
+FORMAT = "1"
+# Exit code of the launch script when tmux is not in PATH (the shell's own "command not found" code).
+NO_TMUX = 127
+NO_TMUX_MARK = "compute: tmux not found; PATH="
+SESSION_MARK = "compute-session="
+# tmux turns '.' and ':' into '_' in session names; do it ourselves so the name we record is the real one.
+_SESSION_UNSAFE = re.compile(r"[^A-Za-z0-9_+-]")
+MAX_SUFFIX = 9999
+
+
+# -- pure: names and lanes -------------------------------------------------------------------------
+
+
+def session_base(job_name: str) -> str:
+    return _SESSION_UNSAFE.sub("_", job_name).lstrip("-") or "job"
+
+
+def max_lanes(parallel: bool, max_parallel: int | None, gpus: Sequence[str]) -> int:
+    """How many jobs may run at once (0: no limit): one without `parallel`; with it, at most
+    `max_parallel` and at most one per listed GPU."""
+    if not parallel:
+        return 1
+    limits = [n for n in (max_parallel, len(gpus) or None) if n]
+    return min(limits) if limits else 0
+
+
+def lane_count(limit: int, jobs: int) -> int:
+    return min(limit, jobs) if limit else jobs
+
+
+def job_id(alias: str, session: str, index: int | str) -> str:
+    """`host:session.index`: unique in the ledger, since a session name is never reused on a host."""
+    return f"{alias}:{session}.{index}"
+
+
+@dataclass(frozen=True)
+class JobFiles:
+    """Where one job's files are on its host."""
+
+    folder: str
+    index: str
+
+    @classmethod
+    def of(cls, record: JobRecord) -> JobFiles:
+        folder, name = posixpath.split(record.status_file)
+        return cls(folder, name.removesuffix(".status"))
+
+    @property
+    def session(self) -> str:
+        return posixpath.basename(self.folder)
+
+    def where(self) -> tuple[str, str]:
+        return self.folder, self.index
+
+    def path(self, what: str) -> str:
+        return f"{self.folder}/{self.index}.{what}"
+
+
+# -- pure: the launcher ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LauncherSpec:
+    """Everything the launcher of one task on one host depends on."""
+
+    task: str
+    cmd: str
+    jobs: tuple[Job, ...]
+    seed_flag: str | None = "--seed"
+    init: tuple[str, ...] = ()
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    cd: str | None = None
+    lanes: int = 1  # max_lanes(): 0 means one lane per job
+    gpus: tuple[str, ...] = ()
+
+
+def render_launcher(spec: LauncherSpec) -> str:
+    """The launcher script: the jobs' common prelude, one function per job, then the code that starts
+    the session and runs the lanes."""
+    parts = [_header(spec), _prelude_function(spec)]
+    parts += [_job_function(spec, job) for job in spec.jobs]
+    parts.append(_RUNTIME.replace("@ALL@", " ".join(str(j.index) for j in spec.jobs)))
+    return "\n".join(parts)
+
+
+def _header(spec: LauncherSpec) -> str:
+    at_once = "one job per lane" if spec.lanes == 0 else f"at most {spec.lanes} at once"
+    gpus = " ".join(shell.quote(g) for g in spec.gpus)
+    return f"""\
+#!/usr/bin/env bash
+# compute tmux launcher, format {FORMAT}. Task {shell.quote(spec.task)}: {len(spec.jobs)} jobs, {at_once}.
+# `bash {LAUNCHER} start [INDEX...]` starts a tmux session named after this file's directory with one
+# window ("lane") per job that may run at once; each lane runs, one after another, the next jobs of the
+# queue that no other lane has claimed. Job INDEX leaves its files next to this script: INDEX.log
+# (stdout+stderr), INDEX.started, INDEX.pid (its process group), INDEX.status (exit code, on exit).
+compute_dir=$(cd "$(dirname "$0")" && pwd) || exit 1
+cd "$compute_dir" || exit 1
+compute_max_lanes={spec.lanes}  # 0: one lane per job
+compute_gpus=({gpus})  # lane K gives its jobs CUDA_VISIBLE_DEVICES=${{compute_gpus[K]}}
+compute_gpu=
+"""
+
+
+def _prelude_function(spec: LauncherSpec) -> str:
+    """What every job does first, in its own process: the host's init and env, the task's env, its
+    GPU, the working directory. A failure there ends the job with shell.PRELUDE_FAILED."""
+    lines = ["compute_prelude() {", *shell.prelude(spec.init, spec.env)]
+    if spec.gpus:
+        lines.append('export CUDA_VISIBLE_DEVICES="$compute_gpu"')
+    lines += [*shell.prelude(cwd=spec.cd), ":", "}", ""]
+    return "\n".join(lines)
+
+
+def _job_function(spec: LauncherSpec, job: Job) -> str:
+    # not indented: the user's command may hold a here-document whose end marker must stay put
+    lines = [f"job_{job.index}() {{  # {_comment(job.label())}", "compute_prelude"]
+    lines += seed_loop(job, spec.cmd, spec.seed_flag)
+    lines += ['exit "$compute_rc"', "}", ""]
+    return "\n".join(lines)
+
+
+def _comment(text: str) -> str:
+    return " ".join(text.split())
+
+
+# The part of the launcher that is the same for every task. Bash, because of arrays, `set -m` and
+# `wait PID`; the jobs themselves are plain POSIX shell written by the user.
+_RUNTIME = r"""compute_start() {
+  [ $# -gt 0 ] || set -- @ALL@
+  local i k lanes me session
+  for i in "$@"; do
+    declare -F "job_$i" >/dev/null || { echo "compute: this launcher has no job $i" >&2; return 2; }
+  done
+  printf '%s\n' "$@" > queue || return 1
+  lanes=$#
+  if [ "$compute_max_lanes" -gt 0 ] && [ "$lanes" -gt "$compute_max_lanes" ]; then
+    lanes=$compute_max_lanes
+  fi
+  session=$(basename "$compute_dir")
+  me=$(printf '%q' "$compute_dir/$(basename "$0")")
+  # One tmux command creates every window, so no lane can end the session before the others exist.
+  local args=(new-session -d -s "$session" -n lane-0 -c "$compute_dir" "bash $me lane 0")
+  for ((k = 1; k < lanes; k++)); do
+    args+=(';' new-window -d -t "=$session:" -n "lane-$k" -c "$compute_dir" "bash $me lane $k")
+  done
+  tmux "${args[@]}"
+}
+
+compute_lane() {
+  local i rc again pid= stop=
+  if [ ${#compute_gpus[@]} -gt 0 ]; then compute_gpu=${compute_gpus[$1]}; fi
+  # Job control gives every job its own process group, so that cancelling a job stops all it started.
+  # A killed session (SIGHUP) passes the signal on to the running job and stops the lane.
+  set -m
+  trap 'stop=1; [ -z "$pid" ] || kill -TERM -- "-$pid" 2>/dev/null' HUP TERM
+  while [ -z "$stop" ] && IFS= read -r i; do
+    [ ! -e "$i.cancelled" ] || continue
+    # The claim: creating INDEX.started fails (noclobber) when another lane has already taken the job.
+    (set -C; date -u '+%Y-%m-%dT%H:%M:%SZ' > "$i.started") 2>/dev/null || continue
+    echo "compute: job $i started ${compute_gpu:+on GPU $compute_gpu }at $(date)"
+    "job_$i" < /dev/null > "$i.log" 2>&1 &
+    pid=$!
+    echo "$pid" > "$i.pid"
+    # `compute cancel` writes INDEX.cancelled, then kills INDEX.pid if it exists: one of us sees the other.
+    [ ! -e "$i.cancelled" ] || kill -TERM -- "-$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+    if [ -n "$stop" ]; then  # the first wait was interrupted by the trap: wait for the job's own end
+      wait "$pid"
+      again=$?
+      [ "$again" -eq 127 ] || rc=$again
+    fi
+    echo "$rc" > "$i.status.tmp" && mv -f "$i.status.tmp" "$i.status"
+    echo "compute: job $i ended with exit code $rc at $(date)"
+    pid=
+  done < queue
+}
+
+case "${1-}" in
+  start) shift; compute_start "$@" ;;
+  lane) compute_lane "$2" ;;
+  *) echo "usage: bash $(basename "$0") start [INDEX...]" >&2; exit 2 ;;
+esac
+"""
+
+
+# -- pure: the scripts run on the host --------------------------------------------------------------
+
+
+def launch_script(root: str, base: str, taken: Sequence[str] = (), indices: Sequence[int] = ()) -> str:
+    """Claim a free session name under `root` (`base`, then `base-2`, `base-3`...: never a live tmux
+    session, an existing directory or a name in `taken`), write the launcher read from stdin there and
+    start it. Prints `compute-session=NAME DIR` on success."""
+    taken_words = " ".join(t for t in taken if t)
+    return f"""\
+command -v tmux >/dev/null 2>&1 || {{ echo "{NO_TMUX_MARK}$PATH" >&2; exit {NO_TMUX}; }}
+compute_root={shell.quote_path(root)}
+mkdir -p "$compute_root" && cd "$compute_root" && compute_root=$(pwd) || exit 1
+compute_taken={shell.quote(f" {taken_words} ")}
+compute_name={shell.quote(base)}
+compute_k=1
+until case "$compute_taken" in *" $compute_name "*) false ;; esac &&
+  ! tmux has-session -t "=$compute_name" 2>/dev/null && mkdir "$compute_name" 2>/dev/null; do
+  [ -w . ] && [ "$compute_k" -lt {MAX_SUFFIX} ] ||
+    {{ echo "compute: cannot create a session directory in $compute_root" >&2; exit 1; }}
+  compute_k=$((compute_k + 1))
+  compute_name={shell.quote(base)}-$compute_k
+done
+cat > "$compute_name/{LAUNCHER}" &&
+  bash "$compute_name/{LAUNCHER}" start {" ".join(str(i) for i in indices)} ||
+  {{ compute_rc=$?; rm -rf "./$compute_name"; exit "$compute_rc"; }}
+echo "{SESSION_MARK}$compute_name $compute_root/$compute_name"
+"""
+
+
+# Prints, for one job: job_id, folder exists, started, exit status (or -), process alive, cancelled,
+# session alive; tab-separated. Builtins only, so that a thousand jobs cost no thousand processes.
+_STATE_FUNCTION = r"""compute_sessions=" $(tmux list-sessions -F '#{session_name}' 2>/dev/null |
+  tr '\n' ' ') "
+compute_state() {
+  local dir=0 started=0 status=- alive=0 cancelled=0 session=0 pid=
+  [ -d "$2" ] && dir=1
+  [ -e "$2/$3.started" ] && started=1
+  [ -e "$2/$3.status" ] && { IFS= read -r status < "$2/$3.status" || status=-; }
+  [ -e "$2/$3.pid" ] && IFS= read -r pid < "$2/$3.pid" && kill -0 "$pid" 2>/dev/null && alive=1
+  [ -e "$2/$3.cancelled" ] && cancelled=1
+  case "$compute_sessions" in *" ${2##*/} "*) session=1 ;; esac
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" $dir $started "$status" $alive $cancelled $session
+}"""
+
+
+def states_script(records: Sequence[JobRecord]) -> str:
+    """The state of every record, from its files and ONE tmux call for all of them."""
+    calls = [f"compute_state {shell.join([r.job_id, *JobFiles.of(r).where()])}" for r in records]
+    return "\n".join([_STATE_FUNCTION, *calls])
+
+
+def parse_states(output: str) -> dict[str, JobState]:
+    states: dict[str, JobState] = {}
+    for line in output.splitlines():
+        fields = line.split("\t")
+        if len(fields) != 7:
+            continue
+        job, folder, started, status, alive, cancelled, session = fields
+        states[job] = decide(
+            folder == "1", started == "1", status, alive == "1", cancelled == "1", session == "1"
+        )
+    return states
+
+
+def decide(folder: bool, started: bool, status: str, alive: bool, cancelled: bool, session: bool) -> JobState:
+    """A job's state from its files and whether its process and session are alive. A job stopped by
+    anything else than `compute cancel` (a killed session, a reboot) is FAILED, so that
+    `resubmit --failed` runs it again."""
+    words = status.split()
+    if words and words[0].lstrip("-").isdigit():
+        code = int(words[0])
+        if cancelled:
+            return JobState(CANCELLED, code)
+        return JobState(COMPLETED, 0) if code == 0 else JobState(FAILED, code)
+    if not folder:
+        return JobState(UNKNOWN, None, "its files on the host are gone")
+    if started:
+        # A lane that is still there writes the status as soon as it has reaped the job.
+        if alive or session:
+            return JobState(RUNNING)
+        if cancelled:
+            return JobState(CANCELLED)
+        return JobState(FAILED, None, "ended without an exit status (tmux session killed or host rebooted)")
+    if cancelled:
+        return JobState(CANCELLED)
+    if session:
+        return JobState(PENDING, None, "waiting for a lane")
+    return JobState(FAILED, None, "never started: its tmux session ended")
+
+
+# Marks one job cancelled (so that no lane starts it) and stops it if it runs: SIGTERM to its process
+# group, SIGKILL after a grace period if it is still there. Prints `cancelled ID`, or `ended ID` for a
+# job that was over already.
+_CANCEL_FUNCTION = r"""compute_cancel() {
+  if [ -e "$2/$3.status" ] || [ ! -d "$2" ]; then echo "ended $1"; return; fi
+  : > "$2/$3.cancelled"
+  local pid=
+  if [ -e "$2/$3.pid" ] && IFS= read -r pid < "$2/$3.pid" && kill -TERM -- "-$pid" 2>/dev/null; then
+    { sleep @GRACE@; kill -KILL -- "-$pid"; } </dev/null >/dev/null 2>&1 &
+  fi
+  echo "cancelled $1"
+}"""
+
+
+def cancel_script(records: Sequence[JobRecord], grace: float = 10.0) -> str:
+    calls = [f"compute_cancel {shell.join([r.job_id, *JobFiles.of(r).where()])}" for r in records]
+    return "\n".join([_CANCEL_FUNCTION.replace("@GRACE@", f"{grace:g}"), *calls])
+
+
+# -- I/O: launching and the backend of `compute jobs` ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launched:
+    session: str
+    folder: str  # absolute, on the host
+
+    def files(self, index: int | str) -> JobFiles:
+        return JobFiles(self.folder, str(index))
+
+
+def launch(
+    host: Host,
+    launcher: str,
+    root: str,
+    base: str,
+    *,
+    taken: Sequence[str] = (),
+    indices: Sequence[int] = (),
+    timeout: float | None = 120,
+) -> Launched:
+    """Start a launcher on a host in one round trip: the script claims a session name and starts it,
+    the launcher travels on stdin (a command line is limited to 128 KiB, a sweep's launcher is not)."""
+    script = launch_script(root, base, taken, indices)
+    result = host.run(script, stdin=launcher.encode(), timeout=timeout)
+    if result.exit_code == NO_TMUX and NO_TMUX_MARK in result.stderr:
+        path = result.stderr.split(NO_TMUX_MARK, 1)[1].strip().splitlines()[0]
+        raise TaskError(
+            f"{host.alias}: tmux is not installed on {host.alias} (not in PATH: {path}). Install it "
+            "(e.g. `apt install tmux`), or put its directory in PATH through the host's init or env in "
+            "hosts.yaml."
+        )
+    if not result.ok:
+        raise CommandFailed(host.alias, result, "could not start the tmux session")
+    for line in result.stdout.splitlines():
+        if line.startswith(SESSION_MARK):
+            session, _, folder = line.removeprefix(SESSION_MARK).partition(" ")
+            return Launched(session, folder)
+    raise CommandFailed(host.alias, result, "the launch script did not report its session")
+
+
+def archived_sessions(ledger: Ledger, alias: str) -> list[str]:
+    """Session names already archived for a host: never reused, so no archived launcher is overwritten."""
+    from compute_platform.ledger import safe_name
+
+    folder = ledger.root / safe_name(alias)
+    return sorted(p.stem for p in folder.glob(f"*.{SUFFIX}")) if folder.is_dir() else []
+
+
+class TmuxBackend:
+    """`compute jobs / cancel / resubmit` for tmux jobs: one shell call per host for all records."""
+
+    def states(self, host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
+        if not records:
+            return {}
+        result = host.run(states_script(records), timeout=60, check=True)
+        states = parse_states(result.stdout)
+        for record in records:
+            states.setdefault(record.job_id, JobState(UNKNOWN, None, "no answer from the host"))
+        return states
+
+    def cancel(self, host: Host, records: Sequence[JobRecord]) -> None:
+        if records:
+            host.run(cancel_script(records), timeout=60, check=True)
+
+    def resubmit(self, host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[JobRecord]:
+        """Start the archived launchers again, each for its failed jobs only, in a new session."""
+        from compute_platform.ledger import new_run_id, now
+
+        groups: dict[str, list[JobRecord]] = {}
+        for record in records:
+            groups.setdefault(record.script, []).append(record)
+        ledger.ensure_writable(host.alias)
+        run_id = new_run_id()
+        new: list[JobRecord] = []
+        for script, olds in groups.items():
+            launcher = _read_archived(ledger, script)
+            root = posixpath.dirname(JobFiles.of(olds[0]).folder)
+            indices = [int(JobFiles.of(r).index) for r in olds]
+            rows = _relaunch(host, ledger, launcher, root, olds, indices, run_id, now())
+            ledger.append(rows)
+            new += rows
+        return new
+
+
+def _read_archived(ledger: Ledger, script: str) -> str:
+    path = Path(script) if Path(script).is_absolute() else ledger.root / script
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise TaskError(f"cannot read the archived launcher {path}: {e.strerror or e}") from e
+
+
+def _relaunch(
+    host: Host,
+    ledger: Ledger,
+    launcher: str,
+    root: str,
+    olds: Sequence[JobRecord],
+    indices: Sequence[int],
+    run_id: str,
+    at: str,
+) -> list[JobRecord]:
+    base = session_base(olds[0].job_name)
+    staged = ledger.stage_script(host.alias, launcher, SUFFIX)
+    try:
+        started = launch(
+            host, launcher, root, base, taken=archived_sessions(ledger, host.alias), indices=indices
+        )
+    except BaseException:
+        ledger.discard(staged)
+        raise
+    archived = ledger.relative(ledger.commit_script(staged, started.session))
+    rows = []
+    for old in olds:
+        files = started.files(JobFiles.of(old).index)
+        rows.append(
+            dataclasses.replace(
+                old,
+                submitted_at=at,
+                job_id=job_id(host.alias, started.session, files.index),
+                script=archived,
+                log_out=files.path("log"),
+                status_file=files.path("status"),
+                replaces=old.job_id,
+                run_id=run_id,
+            )
+        )
+    return rows
+
+
+BACKEND = TmuxBackend()

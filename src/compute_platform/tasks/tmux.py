@@ -1,0 +1,166 @@
+"""`tmux`: a sweep run on a workstation without a scheduler, in a tmux session. The same fields and
+expansion as `slurm`, plus `parallel`, `max_parallel` and `gpus`; every job is recorded in the ledger."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from compute_platform.errors import InputError
+from compute_platform.ledger import JobRecord, Ledger, git_state, new_run_id, now
+from compute_platform.scheduling import tmux
+from compute_platform.scheduling.sweep import Job, SweepFields, scatter
+from compute_platform.tasks.base import Action, Outcome
+
+if TYPE_CHECKING:
+    from compute_platform.hosts import Host
+    from compute_platform.inventory import HostSpec, Inventory
+    from compute_platform.playbook import Task
+    from compute_platform.runner import RunContext
+
+
+class Tmux(Action, SweepFields):
+    kind = "tmux"
+
+    parallel: bool = False
+    max_parallel: int | None = Field(default=None, ge=1)
+    gpus: tuple[Union[int, str], ...] = ()  # noqa: UP007
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpu_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, (int, str)) and not isinstance(value, bool) else value
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpu_ids(cls, value: tuple[int | str, ...]) -> tuple[int | str, ...]:
+        for gpu in value:
+            text = str(gpu)
+            if isinstance(gpu, bool) or (isinstance(gpu, int) and gpu < 0) or not text:
+                raise ValueError(f"a GPU is an index >= 0 or a device id, got {gpu!r}")
+            if any(c.isspace() or c == "," for c in text):
+                raise ValueError(f"one GPU per list item, got {text!r}")
+        if len({str(g) for g in value}) != len(value):
+            raise ValueError("GPUs must be distinct: each running job gets one of them to itself")
+        return value
+
+    @model_validator(mode="after")
+    def _parallel_needed(self) -> Tmux:
+        if self.max_parallel is not None and not self.parallel:
+            raise ValueError("max_parallel limits parallel jobs: add `parallel: true` (or remove it)")
+        return self
+
+    def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
+        count = host.gpu
+        if isinstance(count, bool):
+            return
+        beyond = [g for g in self.gpus if isinstance(g, int) and g >= count]
+        if beyond:
+            raise InputError(
+                f"task '{task.name}': gpus {beyond} do not exist on host '{host.alias}', which has "
+                f"gpu: {count} in the hosts file (GPUs are numbered from 0)",
+                task.position,
+            )
+
+    # -- what runs ---------------------------------------------------------------------------------
+
+    def host_jobs(self, ctx: RunContext) -> list[Job]:
+        jobs = self.jobs()
+        return scatter(jobs, ctx.host_index, len(ctx.task_hosts)) if self.scatter else jobs
+
+    def lanes(self) -> int:
+        return tmux.max_lanes(self.parallel, self.max_parallel, [str(g) for g in self.gpus])
+
+    def launcher(self, ctx: RunContext, host: Host, jobs: list[Job]) -> str:
+        spec = tmux.LauncherSpec(
+            task=ctx.task.name,
+            cmd=self.cmd,
+            jobs=tuple(jobs),
+            seed_flag=self.seed_flag,
+            init=host.spec.init,
+            env={**host.spec.env, **self.env},
+            cd=self.cd,
+            lanes=self.lanes(),
+            gpus=tuple(str(g) for g in self.gpus),
+        )
+        return tmux.render_launcher(spec)
+
+    def session_base(self, ctx: RunContext) -> str:
+        return tmux.session_base(self.name(ctx.task.name))
+
+    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+        jobs = self.host_jobs(ctx)
+        if not jobs:
+            return ["# no job for this host (scatter)"]
+        base = self.session_base(ctx)
+        root = host.spec.save_path
+        lanes = tmux.lane_count(self.lanes(), len(jobs))
+        text = self.launcher(ctx, host, jobs)
+        return [
+            f"# tmux session {base} (or {base}-2, {base}-3... if taken): {len(jobs)} jobs, "
+            f"{lanes} at a time; files in {root}/{base}/",
+            f"# the launcher, written to {root}/{base}/{tmux.LAUNCHER}:\n{text}",
+            host.script(tmux.launch_script(root, base)),
+        ]
+
+    def run(self, ctx: RunContext, host: Host) -> Outcome:
+        jobs = self.host_jobs(ctx)
+        if not jobs:
+            return Outcome(changed=False, message="no job for this host (scatter)")
+        ledger = Ledger(ctx.options.archive)
+        ledger.ensure_writable(host.alias)
+        text = self.launcher(ctx, host, jobs)
+        base = self.session_base(ctx)
+        staged = ledger.stage_script(host.alias, text, tmux.SUFFIX)
+        try:
+            taken = tmux.archived_sessions(ledger, host.alias)
+            started = tmux.launch(
+                host, text, host.spec.save_path, base, taken=taken, timeout=ctx.timeout or 120
+            )
+        except BaseException:
+            ledger.discard(staged)
+            raise
+        script = ledger.relative(ledger.commit_script(staged, started.session))
+        ledger.append([self.record(ctx, host, job, started, script) for job in jobs])
+        if started.session != base:
+            ctx.info(
+                f"tmux session name '{base}' is taken (by a session or an earlier launch): "
+                f"using '{started.session}'"
+            )
+        lanes = tmux.lane_count(self.lanes(), len(jobs))
+        ctx.info(
+            f"tmux session {started.session}: {len(jobs)} jobs, {lanes} at a time; "
+            f"logs in {started.folder}/<index>.log"
+        )
+        return Outcome(message=f"{len(jobs)} jobs started in tmux session {started.session}")
+
+    def record(self, ctx: RunContext, host: Host, job: Job, started: tmux.Launched, script: str) -> JobRecord:
+        playbook = ctx.state.playbook
+        commit, dirty = ctx.state.cached("git_state", lambda: git_state(playbook.path.resolve()))
+        hosts_file = playbook.inventory.hosts_file
+        files = started.files(job.index)
+        return JobRecord(
+            submitted_at=now(),
+            playbook=str(playbook.path.resolve()),
+            task=ctx.task.name,
+            host=host.alias,
+            scheduler=tmux.SCHEDULER,
+            job_id=tmux.job_id(host.alias, started.session, job.index),
+            job_name=self.name(ctx.task.name),
+            command="\n".join(line for _, line in job.commands(self.cmd, self.seed_flag)),
+            args=shlex.join(job.args),
+            sweep=json.dumps(job.point) if job.point else "",
+            seeds=",".join(str(s) for s in job.seeds),
+            script=script,
+            log_out=files.path("log"),  # stdout and stderr together
+            status_file=files.path("status"),
+            git_commit=commit,
+            git_dirty=dirty,
+            run_id=ctx.state.cached("run_id", new_run_id),
+            job_index=str(job.index),
+            hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
+        )
