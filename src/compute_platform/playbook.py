@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,9 @@ if TYPE_CHECKING:
 
 COMMON_KEYS = ("name", "hosts", "ignore_errors", "timeout")
 TOP_KEYS = ("inventory", "variables", "tasks")
+# A task with one of these keys runs another playbook's tasks in its place.
+INCLUDE_KEYS = ("include", "playbook")
+INCLUDE_TASK_KEYS = ("name", "hosts", "variables")
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 
 
@@ -45,6 +50,19 @@ class Playbook:
 
 def load(path: Path) -> Playbook:
     path = Path(path)
+    data = _read(path)
+    inventory = _inventory(path, data)
+    variables = _variables(path, data)
+    tasks_node = _tasks_node(path, data)
+    substitute(tasks_node, variables, path)
+    tasks = _tasks(path, tasks_node, inventory, (path.resolve(),), None)
+    # one index per task of the run, included ones too (reporters key their output by it)
+    numbered = tuple(dataclasses.replace(task, index=i) for i, task in enumerate(tasks))
+    return Playbook(path, inventory, numbered, yamlfile.plain(variables))
+
+
+def _read(path: Path) -> Any:
+    """A playbook file's top-level mapping, with its keys checked."""
     data = yamlfile.load(path, "playbook")
     if data is None or (hasattr(data, "__len__") and len(data) == 0):
         raise InputError("the playbook is empty: expected 'inventory' and 'tasks'", Position(str(path)))
@@ -60,15 +78,93 @@ def load(path: Path) -> Playbook:
                 + f"; expected: {', '.join(TOP_KEYS)}",
                 yamlfile.position(path, data, [key]),
             )
-    inventory = _inventory(path, data)
-    variables = _variables(path, data)
+    return data
+
+
+def _tasks_node(path: Path, data: Any) -> list[Any]:
     tasks_node = data.get("tasks")
     if not isinstance(tasks_node, list) or not tasks_node:
         where = yamlfile.position(path, data, ["tasks"]) if "tasks" in data else Position(str(path))
         raise InputError("expected 'tasks': a non-empty list of tasks", where)
-    substitute(tasks_node, variables, path)
-    tasks = tuple(_task(path, i, node, inventory) for i, node in enumerate(tasks_node))
-    return Playbook(path, inventory, tasks, yamlfile.plain(variables))
+    return tasks_node
+
+
+def _tasks(
+    path: Path,
+    nodes: list[Any],
+    inventory: Inventory,
+    chain: tuple[Path, ...],
+    hosts: tuple[str, ...] | None,
+) -> list[Task]:
+    """The tasks of one file, includes expanded in place. `chain`: the files including this one
+    (for cycles); `hosts`: set by an including task, replaces every task's own hosts."""
+    tasks: list[Task] = []
+    for i, node in enumerate(nodes):
+        key = next((k for k in INCLUDE_KEYS if hasattr(node, "items") and k in node), None)
+        if key is None:
+            tasks.append(_task(path, i, node, inventory, hosts))
+        else:
+            tasks.extend(_include(path, i, node, key, inventory, chain, hosts))
+    return tasks
+
+
+def _include(
+    path: Path,
+    index: int,
+    node: Any,
+    key: str,
+    inventory: Inventory,
+    chain: tuple[Path, ...],
+    hosts: tuple[str, ...] | None,
+) -> list[Task]:
+    """`include: other.yaml` (or `playbook:`): the tasks of other.yaml, with its own variables
+    (overridden by the task's `variables`), checked against the including playbook's inventory."""
+    label = f"task '{node['name']}'" if node.get("name") else f"task {index + 1}"
+    for other in node:
+        if other != key and other not in INCLUDE_TASK_KEYS:
+            raise InputError(
+                f"{label}: '{other}' cannot be used with '{key}' (allowed: {', '.join(INCLUDE_TASK_KEYS)})",
+                yamlfile.position(path, node, [other]),
+            )
+    pos = yamlfile.position(path, node, [key])
+    value = node[key]
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{label}: '{key}' must be the path of a playbook file", pos)
+    target = Path(value).expanduser()
+    target = target if target.is_absolute() else path.parent / target
+    if not target.is_file():
+        raise InputError(f"{label}: playbook not found: {value} (relative to {path.parent})", pos)
+    if target.resolve() in chain:
+        cycle = " -> ".join(os.path.relpath(p) for p in (*chain, target.resolve()))
+        raise InputError(f"{label}: include cycle: {cycle}", pos)
+    if hosts is None and "hosts" in node:
+        hosts = _hosts(path, node, label, inventory)
+    data = _read(target)
+    _check_same_inventory(target, data, inventory, pos)
+    variables = {**_variables(target, data), **_variables(path, node)}
+    nodes = _tasks_node(target, data)
+    substitute(nodes, variables, target)
+    return _tasks(target, nodes, inventory, (*chain, target.resolve()), hosts)
+
+
+def _check_same_inventory(path: Path, data: Any, inventory: Inventory, where: Position) -> None:
+    """An included playbook runs with the including one's inventory; its own `inventory`, if any,
+    must name the same files (so that it means the same hosts whether included or run alone)."""
+    node = data.get("inventory")
+    if not hasattr(node, "items"):
+        return
+    used = {"hosts": inventory.hosts_file, "configs": inventory.configs_file}
+    for key, current in used.items():
+        value = node.get(key)
+        mine = find_file(path, str(value)).resolve() if value is not None else None
+        theirs = current.resolve() if current is not None else None
+        if value is not None and mine != theirs:
+            raise InputError(
+                f"{path} uses {key} file {mine} but the including playbook uses {theirs or 'none'}: "
+                "an included playbook runs with the including playbook's inventory; "
+                f"point its '{key}' at the same file or remove it",
+                where,
+            )
 
 
 def find_file(playbook: Path, name: str) -> Path:
@@ -177,7 +273,9 @@ def _lookup(name: str, variables: dict[str, Any], pos: Position) -> Any:
     return variables[name]
 
 
-def _task(path: Path, index: int, node: Any, inventory: Inventory) -> Task:
+def _task(
+    path: Path, index: int, node: Any, inventory: Inventory, hosts: tuple[str, ...] | None = None
+) -> Task:
     from compute_platform.tasks import ALIASES, REGISTRY
 
     pos = yamlfile.node_position(path, node)
@@ -194,7 +292,7 @@ def _task(path: Path, index: int, node: Any, inventory: Inventory) -> Task:
         raise InputError(
             f"{label}: unknown key '{key}'"
             + (
-                yamlfile.did_you_mean(key, [*known, *COMMON_KEYS])
+                yamlfile.did_you_mean(key, [*known, *COMMON_KEYS, *INCLUDE_KEYS])
                 or f"; expected one of the actions {', '.join(REGISTRY)} or {', '.join(COMMON_KEYS)}"
             ),
             yamlfile.position(path, node, [key]),
@@ -207,7 +305,8 @@ def _task(path: Path, index: int, node: Any, inventory: Inventory) -> Task:
         )
     key = str(kinds[0])
     kind = ALIASES.get(key, key)
-    hosts = _hosts(path, node, label, inventory)
+    if hosts is None:
+        hosts = _hosts(path, node, label, inventory)
     action_cls = REGISTRY[kind]
     action = action_cls.parse(node[key], path, node, key, label)
     ignore = node.get("ignore_errors", False)
