@@ -118,6 +118,8 @@ class Testbed:
     slurm_ports: dict[str, int] = field(default_factory=dict)
     node: str | None = None
     up_seconds: float = 0.0
+    base_hosts: list[str] = field(default_factory=list)
+    """The sshd instances of `up` (the others were added by start_sshd() and may be stopped)."""
 
     # ---- paths
     @property
@@ -941,6 +943,7 @@ def up(state: Path | None = None, hosts: int = DEFAULT_HOSTS, slurm: bool = True
         host_pubkey=host_pub,
         slurm_ports={"slurmctld": free_port(), "slurmd": free_port()} if slurm else {},
         node=socket.gethostname().split(".")[0] if slurm else None,
+        base_hosts=list(names),
     )
     tb.save()  # from here on, down() can clean up whatever was started
     try:
@@ -971,28 +974,29 @@ def up(state: Path | None = None, hosts: int = DEFAULT_HOSTS, slurm: bool = True
     return tb
 
 
-def _tmux_sockets(tb: Testbed | None, state: Path, user: str) -> list[Path]:
+def _tmux_sockets(state: Path, user: str) -> list[Path]:
     try:
         uid = pwd.getpwnam(user).pw_uid
     except KeyError:
         return []
-    dirs = [state / "tmux" / f"tmux-{uid}", Path(f"/tmp/tmux-{uid}")]
     out: list[Path] = []
-    for d in dirs:
+    for d in (state / "tmux" / f"tmux-{uid}", Path(f"/tmp/tmux-{uid}")):
         with suppress(OSError):
             out += [p for p in d.iterdir() if p.is_socket()]
     return out
 
 
 def _kill_tmux(state: Path, user: str) -> None:
-    for sock in _tmux_sockets(None, state, user):
+    """Stop the test user's tmux servers (the bed's TMUX_TMPDIR and /tmp/tmux-UID)."""
+    servers: list[int] = []
+    for sock in _tmux_sockets(state, user):
+        tmux = ["runuser", "-u", user, "--", "tmux", "-S", str(sock)]
         with suppress(subprocess.TimeoutExpired, OSError):
-            subprocess.run(
-                ["runuser", "-u", user, "--", "tmux", "-S", str(sock), "kill-server"],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=5,
-            )
+            proc = _run([*tmux, "display-message", "-p", "#{pid}"], check=False, timeout=5)
+            if proc.stdout.strip().isdigit():
+                servers.append(int(proc.stdout.strip()))
+            _run([*tmux, "kill-server"], check=False, timeout=5)
+    _terminate(servers)  # kill-server returns before the server has exited
 
 
 def down(state: Path | None = None) -> None:
@@ -1034,19 +1038,21 @@ def down(state: Path | None = None) -> None:
 
 
 def is_up(state: Path | None = None) -> bool:
-    """True if the bed in `state` exists and all its daemons are alive."""
+    """True if the bed in `state` exists and all its daemons (but start_sshd() extras) are alive."""
     state = Path(state or default_state()).absolute()
     try:
         tb = Testbed.load(state)
     except (TestbedError, ValueError, TypeError, json.JSONDecodeError):
         return False
-    return all(alive for _, _, alive in _components(tb))
+    return all(alive or not needed for _, _, alive, needed in _components(tb))
 
 
-def _components(tb: Testbed) -> Iterator[tuple[str, str, bool]]:
+def _components(tb: Testbed) -> Iterator[tuple[str, str, bool, bool]]:
+    """(what, detail, alive, needed for the bed to count as up) per daemon."""
     for name, port in tb.hosts.items():
         pid = _owned_pid(tb.sshd_pidfile(name), tb.state)
-        yield f"sshd {name}", f"port {port} pid {pid}", pid is not None
+        needed = name in tb.base_hosts or not tb.base_hosts
+        yield f"sshd {name}", f"port {port} pid {pid}", pid is not None, needed
     if tb.slurm_conf is not None:
         for name, pidfile in (
             ("munged", tb.munge_dir / "run" / "munged.pid"),
@@ -1056,7 +1062,7 @@ def _components(tb: Testbed) -> Iterator[tuple[str, str, bool]]:
             pid = _owned_pid(pidfile, tb.state)
             dport = tb.slurm_ports.get(name)
             where = f"port {dport} " if dport else ""
-            yield name, f"{where}pid {pid}", pid is not None
+            yield name, f"{where}pid {pid}", pid is not None, True
 
 
 def env_vars(tb: Testbed) -> dict[str, str]:
@@ -1118,9 +1124,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(e)
                 return 1
             ok = True
-            for what, detail, alive in _components(tb):
-                ok = ok and alive
-                print(f"{what:14} {'up  ' if alive else 'DOWN'} {detail}")
+            for what, detail, alive, needed in _components(tb):
+                ok = ok and (alive or not needed)
+                word = "up" if alive else "DOWN" if needed else "stopped"
+                print(f"{what:14} {word:7} {detail}")
             if tb.slurm_conf is not None and ok:
                 print(f"{'slurm node':14} {node_state(tb)}; {len(_jobs(tb))} job(s) queued")
             return 0 if ok else 1

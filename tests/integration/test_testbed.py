@@ -67,6 +67,7 @@ def test_layout(testbed: tbm.Testbed) -> None:
     assert os.environ["COMPUTE_KNOWN_HOSTS"] == str(testbed.known_hosts)
     assert not Path(os.environ["COMPUTE_SSH_CONFIG"]).exists()
     assert tbm.Testbed.load(testbed.state).hosts["h1"] == testbed.hosts["h1"]
+    assert tbm.is_up(testbed.state)
     assert Path(testbed.jobs_dir).stat().st_mode & 0o7777 == 0o1777
 
 
@@ -195,6 +196,11 @@ def test_second_bed_and_down_leave_nothing() -> None:
         ports = [*bed.hosts.values(), *bed.slurm_ports.values()]
         assert all(port_open(p) for p in ports)
         assert ssh(bed, "h1", "echo two") == "two\n"
+        ssh(bed, "h1", "tmux new-session -d -s bedtest 'sleep 600'")
+        sockets = list(Path(bed.state, "tmux").glob("tmux-*/default"))
+        assert len(sockets) == 1  # TMUX_TMPDIR is private to the bed
+        tmux_pid = int(ssh(bed, "h1", "tmux display-message -p '#{pid}'"))
+        pids.append(tmux_pid)
         env = {**os.environ, **tbm.slurm_env(bed)}
         job = subprocess.run(
             ["sbatch", "--parsable", "-o", "/dev/null", "--wrap", "sleep 60"],
