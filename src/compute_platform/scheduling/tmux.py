@@ -135,9 +135,10 @@ def render_launcher(spec: LauncherSpec) -> str:
 def _header(spec: LauncherSpec) -> str:
     at_once = "one job per lane" if spec.lanes == 0 else f"at most {spec.lanes} at once"
     gpus = " ".join(shell.quote(g) for g in spec.gpus)
+    jobs = f"{len(spec.jobs)} job" + ("s" if len(spec.jobs) != 1 else "")
     return f"""\
 #!/usr/bin/env bash
-# compute tmux launcher, format {FORMAT}. Task {shell.quote(spec.task)}: {len(spec.jobs)} jobs, {at_once}.
+# compute tmux launcher, format {FORMAT}. Task '{_comment(spec.task)}': {jobs}, {at_once}.
 # `bash {LAUNCHER} start [INDEX...]` starts a tmux session named after this file's directory with one
 # window ("lane") per job that may run at once; each lane runs, one after another, the next jobs of the
 # queue that no other lane has claimed. Job INDEX leaves its files next to this script: INDEX.log

@@ -1,0 +1,12 @@
+compute_cancel() {
+  if [ -e "$2/$3.status" ] || [ ! -d "$2" ]; then echo "ended $1"; return; fi
+  : > "$2/$3.cancelled"
+  local pid=
+  if [ -e "$2/$3.pid" ] && IFS= read -r pid < "$2/$3.pid" && kill -TERM -- "-$pid" 2>/dev/null; then
+    { sleep 10; kill -KILL -- "-$pid"; } </dev/null >/dev/null 2>&1 &
+  fi
+  echo "cancelled $1"
+}
+compute_cancel h1:train.0 /home/alice/compute/logs/train 0
+compute_cancel h1:train.1 /home/alice/compute/logs/train 1
+compute_cancel 'h1:it'"'"'s-2.12' '/home/alice/my logs/it'"'"'s-2' 12

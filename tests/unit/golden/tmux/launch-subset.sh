@@ -1,0 +1,17 @@
+command -v tmux >/dev/null 2>&1 || { echo "compute: tmux not found; PATH=$PATH" >&2; exit 127; }
+compute_root='/scratch/my logs'
+mkdir -p "$compute_root" && cd "$compute_root" && compute_root=$(pwd) || exit 1
+compute_taken='  '
+compute_name='it'"'"'s'
+compute_k=1
+until case "$compute_taken" in *" $compute_name "*) false ;; esac &&
+  ! tmux has-session -t "=$compute_name" 2>/dev/null && mkdir "$compute_name" 2>/dev/null; do
+  [ -w . ] && [ "$compute_k" -lt 9999 ] ||
+    { echo "compute: cannot create a session directory in $compute_root" >&2; exit 1; }
+  compute_k=$((compute_k + 1))
+  compute_name='it'"'"'s'-$compute_k
+done
+cat > "$compute_name/launcher.sh" &&
+  bash "$compute_name/launcher.sh" start 3 5 ||
+  { compute_rc=$?; rm -rf "./$compute_name"; exit "$compute_rc"; }
+echo "compute-session=$compute_name $compute_root/$compute_name"

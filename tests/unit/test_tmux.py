@@ -1,0 +1,242 @@
+"""The tmux launcher and host scripts against reference files, lane arithmetic, state decisions and
+the task's validation.
+
+The reference scripts live in tests/unit/golden/tmux/. After an intended change of the renderer,
+regenerate them with `COMPUTE_REGEN_GOLDEN=1 pytest tests/unit/test_tmux.py` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from compute_platform import playbook
+from compute_platform.errors import InputError
+from compute_platform.ledger import JobRecord
+from compute_platform.scheduling import tmux
+from compute_platform.scheduling.backend import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, UNKNOWN
+from compute_platform.scheduling.sweep import expand
+from compute_platform.tasks import REGISTRY
+from compute_platform.tasks.tmux import Tmux
+
+GOLDEN = Path(__file__).parent / "golden" / "tmux"
+
+LAUNCHERS: dict[str, tmux.LauncherSpec] = {
+    "sequential": tmux.LauncherSpec(
+        task="train",
+        cmd="python train.py",
+        jobs=tuple(expand(["--epochs 3", "--epochs 5"], {}, [0, 1, 2])),
+        init=("module load cuda/12.1", "source ~/venv/bin/activate"),
+        env={"OMP_NUM_THREADS": "8"},
+        cd="~/project",
+    ),
+    "parallel": tmux.LauncherSpec(
+        task="lr sweep",
+        cmd="python train.py",
+        jobs=tuple(expand([], {"lr": [0.1, 0.01, 0.001], "fast": [True, False]})),
+        seed_flag="--random-seed",
+        lanes=tmux.max_lanes(True, 2, ()),
+    ),
+    "gpus": tmux.LauncherSpec(
+        task="gpu sweep",
+        cmd="python train.py",
+        jobs=tuple(expand(["--model small", "--model large"], {"lr": [0.1, 0.01]}, [7])),
+        seed_flag=None,
+        lanes=tmux.max_lanes(True, None, ("0", "1")),
+        gpus=("0", "1"),
+    ),
+    "unlimited": tmux.LauncherSpec(task="all at once", cmd="./run.sh", jobs=tuple(expand(["a", "b", "c"], {})), lanes=0),
+    "quoting": tmux.LauncherSpec(
+        task="it's quoted",
+        cmd="printf '%s\\n'",
+        jobs=tuple(expand([["it's", "a b", "$HOME", "x;y", '"q"']], {"msg": ["hello world"]}, ["0", "a b"])),
+        env={"GREETING": "hi $USER; `id`"},
+        cd="/data/with space",
+    ),
+}
+
+
+def record(job_id: str, status_file: str) -> JobRecord:
+    return JobRecord("2026-01-01T00:00:00+00:00", "book.yaml", "t", "h1", "tmux", job_id, "train", status_file=status_file)
+
+
+RECORDS = [
+    record("h1:train.0", "/home/alice/compute/logs/train/0.status"),
+    record("h1:train.1", "/home/alice/compute/logs/train/1.status"),
+    record("h1:it's-2.12", "/home/alice/my logs/it's-2/12.status"),
+]
+
+SCRIPTS: dict[str, str] = {
+    "launch": tmux.launch_script("~/compute/logs", "train", ["train", "train-2"]),
+    "launch-subset": tmux.launch_script("/scratch/my logs", "it's", [], [3, 5]),
+    "states": tmux.states_script(RECORDS),
+    "cancel": tmux.cancel_script(RECORDS),
+}
+
+
+def check_golden(path: Path, text: str) -> None:
+    if os.environ.get("COMPUTE_REGEN_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no reference file {path}: run with COMPUTE_REGEN_GOLDEN=1"
+    assert text == path.read_text()
+
+
+def bash_syntax_ok(text: str) -> None:
+    proc = subprocess.run(["bash", "-n"], input=text, capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(LAUNCHERS))
+def test_launcher_matches_reference(name: str) -> None:
+    check_golden(GOLDEN / f"{name}.tmux", tmux.render_launcher(LAUNCHERS[name]))
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_host_script_matches_reference(name: str) -> None:
+    check_golden(GOLDEN / f"{name}.sh", SCRIPTS[name])
+
+
+@pytest.mark.parametrize("text", [*map(tmux.render_launcher, LAUNCHERS.values()), *SCRIPTS.values()])
+def test_every_script_is_valid_bash(text: str) -> None:
+    bash_syntax_ok(text)
+
+
+def test_the_launcher_refuses_a_job_it_does_not_have(tmp_path: Path) -> None:
+    launcher = tmp_path / "s" / tmux.LAUNCHER
+    launcher.parent.mkdir()
+    launcher.write_text(tmux.render_launcher(LAUNCHERS["parallel"]))
+    proc = subprocess.run(["bash", str(launcher), "start", "99"], capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 2
+    assert "no job 99" in proc.stderr
+
+
+def test_lanes_one_without_parallel_else_the_smallest_limit() -> None:
+    assert tmux.max_lanes(False, None, ()) == 1
+    assert tmux.max_lanes(False, None, ("0", "1")) == 1
+    assert tmux.max_lanes(True, None, ()) == 0  # no limit: one lane per job
+    assert tmux.max_lanes(True, 2, ()) == 2
+    assert tmux.max_lanes(True, None, ("0", "1", "2")) == 3
+    assert tmux.max_lanes(True, 2, ("0", "1", "2")) == 2
+    assert tmux.max_lanes(True, 8, ("0", "1")) == 2
+    assert tmux.lane_count(0, 6) == 6
+    assert tmux.lane_count(2, 6) == 2
+    assert tmux.lane_count(4, 3) == 3
+
+
+def test_session_names_are_what_tmux_keeps() -> None:
+    assert tmux.session_base("exp.v1:a") == "exp_v1_a"
+    assert tmux.session_base("lr+sweep-2") == "lr+sweep-2"
+    assert tmux.job_id("h1", "train-2", 3) == "h1:train-2.3"
+
+
+def test_job_files_come_from_the_recorded_status_path() -> None:
+    files = tmux.JobFiles.of(RECORDS[2])
+    assert (files.folder, files.index, files.session) == ("/home/alice/my logs/it's-2", "12", "it's-2")
+    assert files.path("log") == "/home/alice/my logs/it's-2/12.log"
+
+
+@pytest.mark.parametrize(
+    ("folder", "started", "status", "alive", "cancelled", "session", "expected"),
+    [
+        (True, True, "0", False, False, False, (COMPLETED, 0)),
+        (True, True, "3", False, False, True, (FAILED, 3)),
+        (True, True, "143", False, True, False, (CANCELLED, 143)),
+        (True, True, "-", True, False, True, (RUNNING, None)),
+        (True, True, "-", False, False, True, (RUNNING, None)),  # reaped, status about to be written
+        (True, True, "-", False, False, False, (FAILED, None)),  # session killed, host rebooted
+        (True, True, "-", False, True, False, (CANCELLED, None)),
+        (True, False, "-", False, False, True, (PENDING, None)),
+        (True, False, "-", False, True, True, (CANCELLED, None)),
+        (True, False, "-", False, False, False, (FAILED, None)),
+        (False, False, "-", False, False, False, (UNKNOWN, None)),
+    ],
+)
+def test_state_decisions(
+    folder: bool,
+    started: bool,
+    status: str,
+    alive: bool,
+    cancelled: bool,
+    session: bool,
+    expected: tuple[str, int | None],
+) -> None:
+    state = tmux.decide(folder, started, status, alive, cancelled, session)
+    assert (state.state, state.exit_code) == expected
+
+
+def test_parse_states_reads_the_script_lines() -> None:
+    output = "h1:train.0\t1\t1\t0\t0\t0\t0\nh1:train.1\t1\t1\t-\t1\t0\t1\nnoise\n"
+    states = tmux.parse_states(output)
+    assert states["h1:train.0"].state == COMPLETED
+    assert states["h1:train.1"].state == RUNNING
+    assert len(states) == 2
+
+
+# -- the task ------------------------------------------------------------------------------------
+
+HOSTS = """\
+localhost: {}
+ws:
+  host: ws.example.org
+  gpu: 2
+"""
+
+
+def load(tmp_path: Path, task: str) -> playbook.Playbook:
+    (tmp_path / "hosts.yaml").write_text(HOSTS)
+    book = tmp_path / "book.yaml"
+    book.write_text("inventory: {hosts: hosts.yaml}\ntasks:\n" + textwrap.indent(textwrap.dedent(task), "  "))
+    return playbook.load(book)
+
+
+def error(tmp_path: Path, task: str) -> str:
+    with pytest.raises(InputError) as info:
+        load(tmp_path, task)
+    return str(info.value)
+
+
+def test_tmux_is_a_registered_task_with_the_sweep_fields(tmp_path: Path) -> None:
+    assert REGISTRY["tmux"] is Tmux
+    book = load(
+        tmp_path,
+        """\
+        - name: sweep
+          hosts: [localhost, ws]
+          tmux:
+            cmd: python train.py
+            args: ["--model a", "--model b"]
+            sweep: {lr: [0.1, 0.2]}
+            seeds: "0, 1"
+            parallel: true
+            max_parallel: 3
+            gpus: [0, 1]
+            env: {WANDB_MODE: offline}
+            cd: ~/project
+        """,
+    )
+    action = book.tasks[0].action
+    assert isinstance(action, Tmux)
+    assert len(action.jobs()) == 4 and action.jobs()[0].seeds == (0, 1)
+    assert action.gpus == (0, 1) and action.lanes() == 2
+
+
+def test_max_parallel_needs_parallel(tmp_path: Path) -> None:
+    message = error(tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, max_parallel: 2}}\n")
+    assert "book.yaml:" in message and "parallel: true" in message
+
+
+def test_gpus_must_be_distinct_and_exist_on_the_host(tmp_path: Path) -> None:
+    assert "distinct" in error(tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, gpus: [0, 0]}}\n")
+    assert "one GPU per list item" in error(tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, gpus: ['0,1']}}\n")
+    message = error(tmp_path, "- {name: t, hosts: ws, tmux: {cmd: x, parallel: true, gpus: [1, 2]}}\n")
+    assert "gpus [2] do not exist on host 'ws'" in message
+
+
+def test_unknown_field_names_the_choices(tmp_path: Path) -> None:
+    message = error(tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, paralel: true}}\n")
+    assert "paralel" in message and "parallel" in message
