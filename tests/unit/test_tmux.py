@@ -49,7 +49,9 @@ LAUNCHERS: dict[str, tmux.LauncherSpec] = {
         lanes=tmux.max_lanes(True, None, ("0", "1")),
         gpus=("0", "1"),
     ),
-    "unlimited": tmux.LauncherSpec(task="all at once", cmd="./run.sh", jobs=tuple(expand(["a", "b", "c"], {})), lanes=0),
+    "unlimited": tmux.LauncherSpec(
+        task="all at once", cmd="./run.sh", jobs=tuple(expand(["a", "b", "c"], {})), lanes=0
+    ),
     "quoting": tmux.LauncherSpec(
         task="it's quoted",
         cmd="printf '%s\\n'",
@@ -61,13 +63,15 @@ LAUNCHERS: dict[str, tmux.LauncherSpec] = {
 
 
 def record(job_id: str, status_file: str) -> JobRecord:
-    return JobRecord("2026-01-01T00:00:00+00:00", "book.yaml", "t", "h1", "tmux", job_id, "train", status_file=status_file)
+    return JobRecord(
+        "2026-01-01T00:00:00+00:00", "book.yaml", "t", "h1", "tmux", job_id, "train", status_file=status_file
+    )
 
 
 RECORDS = [
-    record("h1:train.0", "/home/alice/compute/logs/train/0.status"),
-    record("h1:train.1", "/home/alice/compute/logs/train/1.status"),
-    record("h1:it's-2.12", "/home/alice/my logs/it's-2/12.status"),
+    record("train.0", "/home/alice/compute/logs/train/0.status"),
+    record("train.1", "/home/alice/compute/logs/train/1.status"),
+    record("it's-2.12", "/home/alice/my logs/it's-2/12.status"),
 ]
 
 SCRIPTS: dict[str, str] = {
@@ -131,7 +135,7 @@ def test_lanes_one_without_parallel_else_the_smallest_limit() -> None:
 def test_session_names_are_what_tmux_keeps() -> None:
     assert tmux.session_base("exp.v1:a") == "exp_v1_a"
     assert tmux.session_base("lr+sweep-2") == "lr+sweep-2"
-    assert tmux.job_id("h1", "train-2", 3) == "h1:train-2.3"
+    assert tmux.job_id("train-2", 3) == "train-2.3"
 
 
 def test_job_files_come_from_the_recorded_status_path() -> None:
@@ -170,10 +174,10 @@ def test_state_decisions(
 
 
 def test_parse_states_reads_the_script_lines() -> None:
-    output = "h1:train.0\t1\t1\t0\t0\t0\t0\nh1:train.1\t1\t1\t-\t1\t0\t1\nnoise\n"
+    output = "train.0\t1\t1\t0\t0\t0\t0\ntrain.1\t1\t1\t-\t1\t0\t1\nnoise\n"
     states = tmux.parse_states(output)
-    assert states["h1:train.0"].state == COMPLETED
-    assert states["h1:train.1"].state == RUNNING
+    assert states["train.0"].state == COMPLETED
+    assert states["train.1"].state == RUNNING
     assert len(states) == 2
 
 
@@ -232,7 +236,9 @@ def test_max_parallel_needs_parallel(tmp_path: Path) -> None:
 
 def test_gpus_must_be_distinct_and_exist_on_the_host(tmp_path: Path) -> None:
     assert "distinct" in error(tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, gpus: [0, 0]}}\n")
-    assert "one GPU per list item" in error(tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, gpus: ['0,1']}}\n")
+    assert "one GPU per list item" in error(
+        tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, gpus: ['0,1']}}\n"
+    )
     message = error(tmp_path, "- {name: t, hosts: ws, tmux: {cmd: x, parallel: true, gpus: [1, 2]}}\n")
     assert "gpus [2] do not exist on host 'ws'" in message
 

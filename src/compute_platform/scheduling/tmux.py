@@ -77,9 +77,10 @@ def lane_count(limit: int, jobs: int) -> int:
     return min(limit, jobs) if limit else jobs
 
 
-def job_id(alias: str, session: str, index: int | str) -> str:
-    """`host:session.index`: unique in the ledger, since a session name is never reused on a host."""
-    return f"{alias}:{session}.{index}"
+def job_id(session: str, index: int | str) -> str:
+    """`session.index`: unique on its host, since a session name is never reused there (the ledger
+    and `compute jobs` name a job `HOST:session.index` where several hosts have the same id)."""
+    return f"{session}.{index}"
 
 
 @dataclass(frozen=True)
@@ -464,7 +465,7 @@ def _relaunch(
             dataclasses.replace(
                 old,
                 submitted_at=at,
-                job_id=job_id(host.alias, started.session, files.index),
+                job_id=job_id(started.session, files.index),
                 script=archived,
                 log_out=files.path("log"),
                 status_file=files.path("status"),

@@ -149,7 +149,7 @@ class Tmux(Action, SweepFields):
             task=ctx.task.name,
             host=host.alias,
             scheduler=tmux.SCHEDULER,
-            job_id=tmux.job_id(host.alias, started.session, job.index),
+            job_id=tmux.job_id(started.session, job.index),
             job_name=self.name(ctx.task.name),
             command="\n".join(line for _, line in job.commands(self.cmd, self.seed_flag)),
             args=shlex.join(job.args),

@@ -7,6 +7,6 @@ compute_cancel() {
   fi
   echo "cancelled $1"
 }
-compute_cancel h1:train.0 /home/alice/compute/logs/train 0
-compute_cancel h1:train.1 /home/alice/compute/logs/train 1
-compute_cancel 'h1:it'"'"'s-2.12' '/home/alice/my logs/it'"'"'s-2' 12
+compute_cancel train.0 /home/alice/compute/logs/train 0
+compute_cancel train.1 /home/alice/compute/logs/train 1
+compute_cancel 'it'"'"'s-2.12' '/home/alice/my logs/it'"'"'s-2' 12

@@ -10,6 +10,6 @@ compute_state() {
   case "$compute_sessions" in *" ${2##*/} "*) session=1 ;; esac
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" $dir $started "$status" $alive $cancelled $session
 }
-compute_state h1:train.0 /home/alice/compute/logs/train 0
-compute_state h1:train.1 /home/alice/compute/logs/train 1
-compute_state 'h1:it'"'"'s-2.12' '/home/alice/my logs/it'"'"'s-2' 12
+compute_state train.0 /home/alice/compute/logs/train 0
+compute_state train.1 /home/alice/compute/logs/train 1
+compute_state 'it'"'"'s-2.12' '/home/alice/my logs/it'"'"'s-2' 12
