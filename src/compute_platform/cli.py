@@ -167,3 +167,141 @@ def init(directory: str) -> int:
     where = "" if directory == "." else f"cd {directory} && "
     click.echo(f"next: {where}compute run playbooks/example.yaml")
     return 0
+
+
+# -- following jobs: compute jobs / logs / cancel / resubmit (logic in jobs.py) ------------------
+
+
+def _ledger_options(command: Any) -> Any:
+    options = [
+        click.option(
+            "--archive",
+            default="archive",
+            show_default=True,
+            type=click.Path(file_okay=False),
+            help="The archive holding job.csv.",
+        ),
+        click.option(
+            "--inventory",
+            "-i",
+            type=click.Path(dir_okay=False, exists=True),
+            help="Reach hosts through this hosts file instead of the one recorded with each job.",
+        ),
+        click.option("--verbose", "-v", is_flag=True, help="Show tracebacks."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _jobs_view(archive: str, inventory: str | None) -> Any:
+    from compute_platform.jobs import Jobs
+
+    return Jobs(Path(archive), Path(inventory) if inventory else None)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--host", help="Only the jobs of this host alias.")
+@click.option("--task", help="Only the jobs of this task.")
+@click.option("--state", help="Only these states, comma-separated (e.g. FAILED,TIMEOUT).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows and their states as JSON.")
+@click.option("--watch", "-w", is_flag=True, help="Refresh every 5 s until every job shown has ended.")
+@_ledger_options
+def jobs(
+    host: str | None,
+    task: str | None,
+    state: str | None,
+    as_json: bool,
+    watch: bool,
+    archive: str,
+    inventory: str | None,
+    verbose: bool,
+) -> int:
+    """The jobs of the ledger (archive/job.csv) with their live state: one query per host."""
+    from compute_platform import jobs as jobs_view
+
+    view = _jobs_view(archive, inventory)
+    try:
+        records = view.records(host, task)
+        if as_json:
+            click.echo(jobs_view.as_json(jobs_view.filter_states(view.rows(records), state)))
+        else:
+            jobs_view.show(view, records, state, watch)
+    finally:
+        view.close()
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job")
+@click.option("--err", is_flag=True, help="The error stream instead of the output.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing what the job writes until it ends.")
+@_ledger_options
+def logs(job: str, err: bool, follow: bool, archive: str, inventory: str | None, verbose: bool) -> int:
+    """The output of JOB (an id from `compute jobs`, or HOST:ID), read from its host."""
+    from compute_platform.jobs import one_record
+
+    view = _jobs_view(archive, inventory)
+    out = click.get_binary_stream("stdout")
+
+    def write(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    try:
+        view.logs(one_record(view.records(), job), write, err=err, follow=follow)
+    except KeyboardInterrupt:
+        return 0  # stopping `logs -f` is the normal way out
+    finally:
+        view.close()
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("job_ids", nargs=-1)
+@click.option("--task", help="Every job of this task.")
+@click.option("--host", help="Only jobs of this host alias.")
+@_ledger_options
+def cancel(
+    job_ids: tuple[str, ...],
+    task: str | None,
+    host: str | None,
+    archive: str,
+    inventory: str | None,
+    verbose: bool,
+) -> int:
+    """Cancel jobs (ids, array ids or HOST:ID) or a whole task; recorded in archive/events.csv."""
+    if not job_ids and not task:
+        raise click.UsageError("name the jobs to cancel, or --task NAME")
+    view = _jobs_view(archive, inventory)
+    try:
+        cancelled, ended = view.cancel(view.records(host, task, job_ids))
+    finally:
+        view.close()
+    if cancelled:
+        click.echo(f"cancelled {len(cancelled)} job(s): {', '.join(r.record.job_id for r in cancelled)}")
+    if ended:
+        click.echo(f"{len(ended)} job(s) had already ended: {', '.join(r.record.job_id for r in ended)}")
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--failed", is_flag=True, help="Resubmit the jobs that FAILED (and were not resubmitted yet).")
+@click.option("--task", help="Only the jobs of this task.")
+@click.option("--host", help="Only the jobs of this host alias.")
+@_ledger_options
+def resubmit(
+    failed: bool, task: str | None, host: str | None, archive: str, inventory: str | None, verbose: bool
+) -> int:
+    """Submit failed jobs again from their archived scripts; new rows point to the old ones."""
+    if not failed:
+        raise click.UsageError("say which jobs: --failed")
+    view = _jobs_view(archive, inventory)
+    try:
+        pairs = view.resubmit_failed(view.records(host, task))
+    finally:
+        view.close()
+    for old, new in pairs:
+        click.echo(f"{old.host}: {old.job_id} resubmitted as {new.job_id}")
+    click.echo(f"resubmitted {len(pairs)} failed job(s)" if pairs else "no failed job to resubmit")
+    return 0

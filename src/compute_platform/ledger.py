@@ -165,7 +165,7 @@ class Ledger:
 
     def relative(self, path: Path) -> str:
         try:
-            return str(path.relative_to(self.root))
+            return str(path.resolve().relative_to(self.root.resolve()))
         except ValueError:
             return str(path)
 

@@ -139,8 +139,8 @@ def log_path(save_path: str, job_name: str, job_id: str, ext: str) -> str:
 
 
 def status_trap(spec: SbatchSpec) -> list[str]:
-    """Write `<exit code> <how>` to the status file once, whichever way the job ends: `exit` (the
-    script ended), `signal` (scancel, preemption) or `timeout` (the signal came at the time limit)."""
+    """Write `<exit code> <how>` to the status file whichever way the job ends: `exit` (the script
+    ended), `signal` (scancel, preemption) or `timeout` (the controller says TimeLimit)."""
     job_id = '"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID"' if spec.array else '"$SLURM_JOB_ID"'
     folder = shell.quote_path(spec.save_path.rstrip("/") or "/")
     return [
@@ -152,12 +152,12 @@ def status_trap(spec: SbatchSpec) -> list[str]:
         '    mv -f "$compute_status.tmp" "$compute_status"',
         "}",
         "compute_stop() {",
-        "  compute_how=signal",
-        '  if [ -n "${SLURM_JOB_END_TIME:-}" ] && [ "$(date +%s)" -ge "$((SLURM_JOB_END_TIME - 5))" ]; then',
-        "    compute_how=timeout",
-        "  fi",
         '  [ -n "$compute_pid" ] && kill -TERM "$compute_pid" 2>/dev/null',
-        '  compute_record 143 "$compute_how"',
+        "  compute_record 143 signal",
+        # Only the controller knows why the signal came; ask it once, briefly (KillWait is short).
+        '  case "$(timeout 5 squeue -h -j "$SLURM_JOB_ID" -o %r 2>/dev/null)" in',
+        "    TimeLimit) compute_record 143 timeout ;;",
+        "  esac",
         "  exit 143",
         "}",
         "trap compute_stop TERM INT",

@@ -1,0 +1,433 @@
+"""`compute jobs / logs / cancel / resubmit`: the ledger's rows, joined with their live state.
+
+How hosts are reached again: each row records the absolute path of the hosts.yaml its run used
+(`hosts_file`); `--inventory FILE` overrides it (e.g. after moving the project). Rows of older
+ledgers without that column fall back to ./hosts.yaml, then to ~/.ssh/config.
+
+Every query is one round trip per host for all its jobs (the backends guarantee it); hosts are
+queried in parallel, and a host that cannot be reached shows its jobs as UNKNOWN with the reason.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from compute_platform import shell
+from compute_platform.errors import ComputeError, InputError
+from compute_platform.ledger import Event, JobRecord, Ledger, now
+from compute_platform.scheduling.backend import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    PENDING,
+    RUNNING,
+    TIMEOUT,
+    UNKNOWN,
+    Backend,
+    JobState,
+)
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from compute_platform.hosts import Host, HostPool
+
+# scheduler name -> module holding its BACKEND (imported only when a row of that scheduler is shown)
+BACKENDS: dict[str, str] = {
+    "slurm": "compute_platform.scheduling.slurm",
+    "tmux": "compute_platform.scheduling.tmux",
+}
+
+FINAL = (COMPLETED, FAILED, CANCELLED, TIMEOUT)
+ALL_STATES = (PENDING, RUNNING, *FINAL, UNKNOWN)
+WATCH_SECONDS = 5.0  # Slurm's man pages ask not to poll the controller in tight loops
+FOLLOW_SECONDS = 1.0  # `logs -f`: how often the file is read (a cheap `tail -c`)
+FOLLOW_STATE_EVERY = 10  # ... and every this many reads, whether the job has ended
+
+
+def backend(scheduler: str) -> Backend:
+    if scheduler not in BACKENDS:
+        raise InputError(
+            f"the ledger names an unknown scheduler '{scheduler}' (known: {', '.join(BACKENDS)})"
+        )
+    found: Backend = importlib.import_module(BACKENDS[scheduler]).BACKEND
+    return found
+
+
+@dataclass(frozen=True)
+class Row:
+    """A ledger row and what is known of it now."""
+
+    record: JobRecord
+    state: JobState
+    replaced_by: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.record.host, self.record.job_id
+
+
+class Jobs:
+    """The ledger of one archive plus the connections needed to ask hosts about its jobs."""
+
+    def __init__(self, archive: Path, inventory: Path | None = None, forks: int = 10) -> None:
+        self.ledger = Ledger(archive)
+        self.inventory = inventory
+        self.forks = forks
+        self._pools: dict[str, HostPool] = {}
+
+    # -- selection ---------------------------------------------------------------------------
+
+    def records(
+        self,
+        host: str | None = None,
+        task: str | None = None,
+        job_ids: Sequence[str] = (),
+    ) -> list[JobRecord]:
+        records = self.ledger.records()
+        if not records and not self.ledger.jobs_file.exists():
+            raise InputError(
+                f"no job ledger in {self.ledger.root}: run a playbook with slurm or tmux tasks first "
+                "(or point --archive at the right folder)"
+            )
+        if host:
+            records = [r for r in records if r.host == host]
+        if task:
+            known = {r.task for r in records}
+            if task not in known:
+                from compute_platform.yamlfile import did_you_mean
+
+                raise InputError(
+                    f"no job of task '{task}' in {self.ledger.jobs_file}" + did_you_mean(task, known)
+                )
+            records = [r for r in records if r.task == task]
+        if job_ids:
+            records = pick(records, job_ids)
+        return records
+
+    def replaced(self) -> dict[tuple[str, str], str]:
+        """(host, job id) -> the job id that resubmitted it."""
+        return {(r.host, r.replaces): r.job_id for r in self.ledger.records() if r.replaces}
+
+    # -- live states -------------------------------------------------------------------------
+
+    def rows(
+        self, records: Sequence[JobRecord], known: dict[tuple[str, str], Row] | None = None
+    ) -> list[Row]:
+        """Every record with its state. Rows already final in `known` are not asked again."""
+        known = known or {}
+        todo = [
+            r
+            for r in records
+            if not (known.get((r.host, r.job_id)) and known[(r.host, r.job_id)].state.state in FINAL)
+        ]
+        found = self.states(todo)
+        replaced = self.replaced()
+        rows: list[Row] = []
+        for record in records:
+            key = (record.host, record.job_id)
+            state = found.get(key) or (known[key].state if key in known else JobState(UNKNOWN))
+            rows.append(Row(record, state, replaced.get(key, "")))
+        return rows
+
+    def states(self, records: Sequence[JobRecord]) -> dict[tuple[str, str], JobState]:
+        groups = self.by_host(records)
+
+        def one(item: tuple[tuple[str, str, str], list[JobRecord]]) -> dict[tuple[str, str], JobState]:
+            (scheduler, hosts_file, alias), group = item
+            try:
+                host = self.host(hosts_file, alias)
+                answer = backend(scheduler).states(host, group)
+                return {(alias, r.job_id): answer.get(r.job_id, JobState(UNKNOWN)) for r in group}
+            except ComputeError as e:
+                reason = e.message.removeprefix(f"{alias}: ")
+                return {(alias, r.job_id): JobState(UNKNOWN, None, reason) for r in group}
+
+        merged: dict[tuple[str, str], JobState] = {}
+        for part in self.parallel(one, list(groups.items())):
+            merged.update(part)
+        return merged
+
+    # -- actions -----------------------------------------------------------------------------
+
+    def cancel(self, records: Sequence[JobRecord]) -> tuple[list[Row], list[Row]]:
+        """Cancel the jobs still pending or running; (cancelled, already ended)."""
+        rows = self.rows(records)
+        live = [row for row in rows if row.state.state in (PENDING, RUNNING, UNKNOWN)]
+        ended = [row for row in rows if row not in live]
+
+        def one(item: tuple[tuple[str, str, str], list[JobRecord]]) -> None:
+            (scheduler, hosts_file, alias), group = item
+            backend(scheduler).cancel(self.host(hosts_file, alias), group)
+
+        self.parallel(one, list(self.by_host([row.record for row in live]).items()))
+        self.ledger.append_events(
+            [Event(now(), row.record.host, row.record.job_id, "cancelled") for row in live]
+        )
+        return live, ended
+
+    def resubmit_failed(self, records: Sequence[JobRecord]) -> list[tuple[JobRecord, JobRecord]]:
+        """Resubmit the FAILED jobs that were not resubmitted already; (old, new) pairs."""
+        replaced = self.replaced()
+        candidates = [r for r in records if (r.host, r.job_id) not in replaced]
+        failed = [row.record for row in self.rows(candidates) if row.state.state == FAILED]
+        if failed:
+            self.ledger.ensure_writable()
+
+        def one(item: tuple[tuple[str, str, str], list[JobRecord]]) -> list[JobRecord]:
+            (scheduler, hosts_file, alias), group = item
+            return backend(scheduler).resubmit(self.host(hosts_file, alias), group, self.ledger)
+
+        new = [row for part in self.parallel(one, list(self.by_host(failed).items())) for row in part]
+        old = {(r.host, r.job_id): r for r in failed}
+        pairs = [(old[(n.host, n.replaces)], n) for n in new]
+        self.ledger.append_events([Event(now(), o.host, o.job_id, "resubmitted", n.job_id) for o, n in pairs])
+        return pairs
+
+    def logs(
+        self,
+        record: JobRecord,
+        write: Callable[[bytes], None],
+        err: bool = False,
+        follow: bool = False,
+    ) -> None:
+        """Copy the job's output (or error) file from its host. With `follow`, read what was added
+        every second until the job has ended: its exit-status file appears (checked in the same
+        round trip), or, for a job that never started, the scheduler says it is over."""
+        host = self.host(record.hosts_file, record.host)
+        path = record.log_err if err else record.log_out
+        if not path:
+            raise InputError(f"job {record.job_id} has no {'error' if err else 'output'} file in the ledger")
+        offset, reads, ended = 0, 0, False
+        while True:
+            command = f"tail -c +{offset + 1} -- {shell.quote_path(path)}"
+            if record.status_file:
+                command += f"\n[ -e {shell.quote_path(record.status_file)} ] && echo ended >&2; true"
+            buffer = io.BytesIO()
+            result = host.run(command, timeout=60, stdout_to=buffer)
+            data = buffer.getvalue()
+            if data:
+                write(data)
+                offset += len(data)
+            missing = "tail:" in result.stderr
+            if not follow:
+                if missing:
+                    state = self.rows([record])[0].state.state
+                    raise ComputeError(
+                        f"{record.host}: {path} does not exist (yet): job {record.job_id} is {state}"
+                    )
+                return
+            if ended:
+                return
+            reads += 1
+            ended = "ended" in result.stderr.splitlines() or (
+                reads % FOLLOW_STATE_EVERY == 0 and self.rows([record])[0].state.state in FINAL
+            )
+            time.sleep(0 if ended else FOLLOW_SECONDS)  # once ended: one last read, then stop
+
+    # -- hosts -------------------------------------------------------------------------------
+
+    def by_host(self, records: Iterable[JobRecord]) -> dict[tuple[str, str, str], list[JobRecord]]:
+        groups: dict[tuple[str, str, str], list[JobRecord]] = {}
+        for r in records:
+            groups.setdefault((r.scheduler, r.hosts_file, r.host), []).append(r)
+        return groups
+
+    def host(self, hosts_file: str, alias: str) -> Host:
+        from compute_platform.hosts import HostPool
+        from compute_platform.inventory import load_inventory
+
+        path = self.hosts_path(hosts_file)
+        key = str(path or "")
+        if key not in self._pools:
+            self._pools[key] = HostPool(load_inventory(path, None))
+        return self._pools[key].get(alias)
+
+    def hosts_path(self, recorded: str) -> Path | None:
+        if self.inventory is not None:
+            return self.inventory
+        if recorded:
+            path = Path(recorded)
+            if not path.exists():
+                raise InputError(
+                    f"the hosts file {recorded} recorded in the ledger no longer exists: "
+                    "pass --inventory hosts.yaml"
+                )
+            return path
+        local = Path("hosts.yaml")
+        return local if local.exists() else None
+
+    def parallel(self, fn: Callable[[Any], Any], items: list[Any]) -> list[Any]:
+        if len(items) <= 1:
+            return [fn(item) for item in items]
+        with ThreadPoolExecutor(max_workers=max(1, min(self.forks, len(items)))) as pool:
+            return list(pool.map(fn, items))
+
+    def close(self) -> None:
+        for pool in self._pools.values():
+            pool.close()
+        self._pools.clear()
+
+
+def pick(records: Sequence[JobRecord], job_ids: Sequence[str]) -> list[JobRecord]:
+    """Records named on the command line: `ID`, `ARRAYID` (all its elements) or `HOST:ID`."""
+    chosen: list[JobRecord] = []
+    for wanted in job_ids:
+        host, _, job_id = wanted.rpartition(":")
+        found = [
+            r
+            for r in records
+            if (not host or r.host == host) and (r.job_id == job_id or r.job_id.startswith(f"{job_id}_"))
+        ]
+        if not found:
+            raise InputError(f"no job {wanted} in the ledger (see `compute jobs`)")
+        hosts = {r.host for r in found}
+        if len(hosts) > 1:
+            raise InputError(
+                f"job id {job_id} exists on several hosts ({', '.join(sorted(hosts))}): write HOST:{job_id}"
+            )
+        chosen += [r for r in found if r not in chosen]
+    return chosen
+
+
+def one_record(records: Sequence[JobRecord], job_id: str) -> JobRecord:
+    """Exactly one job (for `logs`): an array id alone is ambiguous."""
+    found = pick(records, [job_id])
+    if len(found) > 1:
+        sample = ", ".join(r.job_id for r in found[:3])
+        raise InputError(f"{job_id} names {len(found)} jobs (an array): pick one, e.g. {sample}")
+    return found[0]
+
+
+def filter_states(rows: Sequence[Row], states: str | None) -> list[Row]:
+    if not states:
+        return list(rows)
+    wanted = {s.strip().upper() for s in states.split(",") if s.strip()}
+    unknown = wanted - set(ALL_STATES)
+    if unknown:
+        raise InputError(
+            f"--state: unknown state {', '.join(sorted(unknown))}; expected: {', '.join(ALL_STATES)}"
+        )
+    return [row for row in rows if row.state.state in wanted]
+
+
+# -- display ----------------------------------------------------------------------------------
+
+STATE_STYLES = {
+    PENDING: "yellow",
+    RUNNING: "cyan",
+    COMPLETED: "green",
+    FAILED: "bold red",
+    CANCELLED: "magenta",
+    TIMEOUT: "red",
+    UNKNOWN: "dim",
+}
+
+
+def state_text(row: Row) -> str:
+    state = row.state
+    text = state.state
+    if state.state in (FAILED, TIMEOUT, CANCELLED) and state.exit_code not in (None, 0):
+        text += f" ({state.exit_code})"
+    if state.reason and state.state in (PENDING, UNKNOWN):
+        text += f" ({state.reason})"
+    if row.replaced_by:
+        text += f" -> {row.replaced_by}"
+    return text
+
+
+def point_text(record: JobRecord) -> str:
+    parts = [record.args] if record.args else []
+    if record.sweep:
+        try:
+            point = json.loads(record.sweep)
+            parts += [f"{k}={v}" for k, v in point.items()]
+        except (ValueError, AttributeError):
+            parts.append(record.sweep)
+    if record.seeds:
+        parts.append(f"seeds={record.seeds}")
+    return " ".join(parts)
+
+
+def table(rows: Sequence[Row]) -> Table:
+    from rich.table import Table
+
+    grid = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("JOB", "HOST", "TASK", "NAME", "STATE", "SUBMITTED", "POINT"):
+        grid.add_column(column, no_wrap=column != "POINT")
+    for row in rows:
+        r = row.record
+        grid.add_row(
+            r.job_id,
+            r.host,
+            r.task,
+            r.job_name,
+            f"[{STATE_STYLES[row.state.state]}]{state_text(row)}[/]",
+            r.submitted_at.replace("T", " ").removesuffix("+00:00"),
+            point_text(r),
+        )
+    return grid
+
+
+def summary(rows: Sequence[Row]) -> str:
+    counts = {state: sum(row.state.state == state for row in rows) for state in ALL_STATES}
+    return ", ".join(f"{n} {state.lower()}" for state, n in counts.items() if n) or "no job"
+
+
+def as_json(rows: Sequence[Row]) -> str:
+    return json.dumps(
+        [
+            {
+                **asdict(row.record),
+                "state": row.state.state,
+                "exit_code": row.state.exit_code,
+                "reason": row.state.reason,
+                "replaced_by": row.replaced_by,
+            }
+            for row in rows
+        ],
+        indent=2,
+    )
+
+
+def show(view: Jobs, records: Sequence[JobRecord], states: str | None, watch: bool) -> None:
+    """Print the table once, or with `watch` redraw it every WATCH_SECONDS until every job shown
+    has ended (Ctrl-C stops watching). Final states are not asked again."""
+    import shutil
+    import sys
+
+    from rich.console import Console, Group
+    from rich.live import Live
+
+    terminal = sys.stdout.isatty()
+    console = Console(width=None if terminal else max(200, shutil.get_terminal_size().columns))
+    known: dict[tuple[str, str], Row] = {}
+
+    def frame() -> tuple[Group, bool]:
+        rows = view.rows(records, known)
+        known.update({row.key: row for row in rows})
+        shown = filter_states(rows, states)
+        done = all(row.state.state in FINAL for row in shown)
+        return Group(table(shown), f"\n{len(shown)} jobs: {summary(shown)}"), done
+
+    if not watch:
+        console.print(frame()[0])
+        return
+    try:
+        with Live(console=console, auto_refresh=False) as live:
+            while True:
+                renderable, done = frame()
+                live.update(renderable, refresh=True)
+                if done:
+                    return
+                time.sleep(WATCH_SECONDS)
+    except KeyboardInterrupt:
+        return
