@@ -169,6 +169,18 @@ def init(directory: str) -> int:
     return 0
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("kind", default="playbook", type=click.Choice(["playbook", "hosts", "configs"]))
+def schema(kind: str) -> int:
+    """Print the JSON Schema of playbooks (default), hosts.yaml or configs.yaml files, for editors."""
+    import json
+
+    from compute_platform.schema import schema as make
+
+    click.echo(json.dumps(make(kind), indent=2, ensure_ascii=False))
+    return 0
+
+
 # -- following jobs: compute jobs / logs / cancel / resubmit (logic in jobs.py) ------------------
 
 

@@ -49,14 +49,15 @@ class HostSpec(BaseModel):
     known_hosts: str | None = None
     connect_timeout: float = Field(default=10.0, gt=0)
 
-    @field_validator("init", mode="before")
+    # json_schema_input_type: what `compute schema` advertises, i.e. what these validators accept
+    @field_validator("init", mode="before", json_schema_input_type=Union[str, list[str]])  # noqa: UP007
     @classmethod
     def _init_lines(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(line for line in value.splitlines() if line.strip())
         return value
 
-    @field_validator("env", mode="before")
+    @field_validator("env", mode="before", json_schema_input_type=dict[str, Union[str, int, float, bool]])  # noqa: UP007
     @classmethod
     def _env_strings(cls, value: Any) -> Any:
         if isinstance(value, Mapping):

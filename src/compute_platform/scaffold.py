@@ -13,7 +13,8 @@ IGNORED_ALREADY = (GITIGNORE_LINE, "archive", "/archive", "/archive/")
 
 
 def template(name: str) -> str:
-    return resources.files("compute_platform").joinpath("templates").joinpath(name).read_text(encoding="utf-8")
+    folder = resources.files("compute_platform").joinpath("templates")
+    return folder.joinpath(name).read_text(encoding="utf-8")
 
 
 def render_hosts(suggestions: list[str], ssh_config: str) -> str:
