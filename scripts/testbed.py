@@ -654,12 +654,19 @@ def start_sshd(
             if item.split("=", 1)[0] not in ("PATH", "TESTBED_PATH")
         ]
         options["SetEnv"] = " ".join([*setenv, f"PATH={bindir}", f"TESTBED_PATH={bindir}"])
+    new = name not in tb.hosts
     tb.hosts[name] = port
     if options:
         tb.sshd_options[name] = options
     else:
         tb.sshd_options.pop(name, None)
-    _launch_sshds(tb, [name])
+    try:
+        _launch_sshds(tb, [name])
+    except BaseException:
+        if new:
+            del tb.hosts[name]
+            tb.sshd_options.pop(name, None)
+        raise
     _write_client_files(tb)
     tb.save()
     return port
@@ -835,6 +842,15 @@ def _start_munge(tb: Testbed) -> None:
     )
 
 
+def _listening_or_fatal(port: int, log: Path) -> bool:
+    if _port_open(port):
+        return True
+    with suppress(OSError):
+        if "fatal:" in log.read_text(errors="replace"):
+            raise TestbedError(f"{log.stem} failed to start (port {port})")
+    return False
+
+
 def _start_slurm(tb: Testbed) -> None:
     s = tb.slurm_dir
     _mkdir(s, 0o755)
@@ -871,10 +887,11 @@ def _start_slurm(tb: Testbed) -> None:
                 + _tail(s / "log" / f"{name}.log")
             )
         port = tb.slurm_ports[name]
+        log = s / "log" / f"{name}.log"
         try:
-            _wait(partial(_port_open, port), 15, f"{name} on port {port}")
+            _wait(partial(_listening_or_fatal, port, log), 15, f"{name} on port {port}")
         except TestbedError as e:
-            raise TestbedError(f"{e}\n{_tail(s / 'log' / f'{name}.log')}") from None
+            raise TestbedError(f"{e}\n{_tail(log)}") from None
     _wait_node_idle(tb, 20)
 
 
@@ -961,9 +978,11 @@ def up(state: Path | None = None, hosts: int = DEFAULT_HOSTS, slurm: bool = True
 
             slurm_thread = threading.Thread(target=run_slurm, daemon=True)
             slurm_thread.start()
-        _launch_sshds(tb, names)
-        if slurm_thread is not None:
-            slurm_thread.join()
+        try:
+            _launch_sshds(tb, names)
+        finally:
+            if slurm_thread is not None:
+                slurm_thread.join()  # before any down(): it must see every pid file
         if errors:
             raise errors[0]
     except BaseException:
