@@ -111,9 +111,10 @@ def test_lines_are_streamed_as_they_come(make: Any) -> None:
     seen: list[tuple[str, str, float]] = []
     start = time.monotonic()
     make().run(
-        "echo one; sleep 0.5; echo two >&2", on_line=lambda s, l: seen.append((s, l, time.monotonic() - start))
+        "echo one; sleep 0.5; echo two >&2",
+        on_line=lambda s, text: seen.append((s, text, time.monotonic() - start)),
     )
-    assert [(s, l) for s, l, _ in seen] == [("stdout", "one"), ("stderr", "two")]
+    assert [(s, text) for s, text, _ in seen] == [("stdout", "one"), ("stderr", "two")]
     assert seen[0][2] < seen[1][2] - 0.3  # the first line arrived before the command ended
 
 

@@ -47,8 +47,17 @@ def test_cmd_on_three_ssh_hosts_and_localhost(testbed: Any, tmp_path: Path) -> N
 
 
 def test_a_host_that_is_down_fails_alone_and_quickly(testbed: Any, tmp_path: Path) -> None:
-    down = {"down": {"host": "127.0.0.1", "port": free_port(), "user": testbed.user, "key": str(testbed.client_key)}}
-    write_project(tmp_path, testbed, BOOK.replace("[h1, h2, h3, localhost]", "[h1, down, localhost]"), extra_hosts=down)
+    down = {
+        "down": {
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "user": testbed.user,
+            "key": str(testbed.client_key),
+        }
+    }
+    write_project(
+        tmp_path, testbed, BOOK.replace("[h1, h2, h3, localhost]", "[h1, down, localhost]"), extra_hosts=down
+    )
     start = time.monotonic()
     proc = compute("run", "book.yaml", cwd=tmp_path)
     assert time.monotonic() - start < 15
@@ -98,7 +107,7 @@ def test_limit_and_dry_run(testbed: Any, tmp_path: Path) -> None:
     assert "h2 | second-task" in proc.stdout and "h1 |" not in proc.stdout and "h3 |" not in proc.stdout
 
     marker = tmp_path / "dry-marker"
-    write_project(tmp_path, testbed, BOOK.replace('echo second-task', f"touch {marker}"))
+    write_project(tmp_path, testbed, BOOK.replace("echo second-task", f"touch {marker}"))
     proc = compute("run", "book.yaml", "--dry-run", cwd=tmp_path)
     assert proc.returncode == 0
     assert f"h1 $ touch {marker}" in proc.stdout and f"localhost $ touch {marker}" in proc.stdout
@@ -109,7 +118,14 @@ def test_limit_and_dry_run(testbed: Any, tmp_path: Path) -> None:
 
 
 def test_hosts_ping(testbed: Any, tmp_path: Path) -> None:
-    down = {"down": {"host": "127.0.0.1", "port": free_port(), "user": testbed.user, "key": str(testbed.client_key)}}
+    down = {
+        "down": {
+            "host": "127.0.0.1",
+            "port": free_port(),
+            "user": testbed.user,
+            "key": str(testbed.client_key),
+        }
+    }
     write_project(tmp_path, testbed, BOOK, extra_hosts=down)
     proc = compute("hosts", "--ping", "-i", "hosts.yaml", cwd=tmp_path)
     assert proc.returncode == 1

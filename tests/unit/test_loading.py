@@ -90,16 +90,44 @@ tasks:
     ("book", "line", "words"),
     [
         ("tasks: [\n", 2, ["YAML syntax error"]),
-        (HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    cmd: ls\n    pip: [a]\n", 3, ["exactly one action"]),
+        (
+            HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    cmd: ls\n    pip: [a]\n",
+            3,
+            ["exactly one action"],
+        ),
         (HEAD + "tasks:\n  - name: x\n    hosts: localhost\n", 3, ["exactly one action", "none"]),
-        (HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    tmx: {cmd: a}\n", 5, ["'tmx'", "did you mean 'tmux'"]),
-        (HEAD + "tasks:\n  - name: x\n    hosts: [localhost, pandoo]\n    cmd: ls\n", 4, ["unknown host 'pandoo'", "did you mean 'pando'"]),
+        (
+            HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    tmx: {cmd: a}\n",
+            5,
+            ["'tmx'", "did you mean 'tmux'"],
+        ),
+        (
+            HEAD + "tasks:\n  - name: x\n    hosts: [localhost, pandoo]\n    cmd: ls\n",
+            4,
+            ["unknown host 'pandoo'", "did you mean 'pando'"],
+        ),
         (HEAD + "tasks:\n  - name: x\n    cmd: ls\n", 3, ["missing 'hosts'"]),
-        (HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    cmd: 'echo {{ nope }}'\n", 5, ["unknown variable", "nope"]),
-        ("inventory: {hosts: missing.yaml}\ntasks: [{name: x, hosts: localhost, cmd: ls}]\n", 1, ["hosts file not found", "missing.yaml"]),
-        (HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    cmd: {commands: [ls], cdd: /tmp}\n", 5, ["unknown key 'cdd'", "did you mean 'cd'"]),
+        (
+            HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    cmd: 'echo {{ nope }}'\n",
+            5,
+            ["unknown variable", "nope"],
+        ),
+        (
+            "inventory: {hosts: missing.yaml}\ntasks: [{name: x, hosts: localhost, cmd: ls}]\n",
+            1,
+            ["hosts file not found", "missing.yaml"],
+        ),
+        (
+            HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    cmd: {commands: [ls], cdd: /tmp}\n",
+            5,
+            ["unknown key 'cdd'", "did you mean 'cd'"],
+        ),
         (HEAD + "taks: []\n", 2, ["unknown top-level key 'taks'", "did you mean 'tasks'"]),
-        (HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    timeout: soon\n    cmd: ls\n", 5, ["timeout"]),
+        (
+            HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    timeout: soon\n    cmd: ls\n",
+            5,
+            ["timeout"],
+        ),
     ],
 )
 def test_bad_playbooks_name_file_and_line(tmp_path: Path, book: str, line: int, words: list[str]) -> None:
@@ -153,7 +181,12 @@ def test_config_resolution_per_host_and_defaults(tmp_path: Path) -> None:
     (tmp_path / "configs.yaml").write_text(CONFIGS)
     inv = load_inventory(tmp_path / "hosts.yaml", tmp_path / "configs.yaml")
     big_pando = inv.config("big", "pando")
-    assert (big_pando.cpus, big_pando.partition, big_pando.time, big_pando.mem) == (24, "debug", "01:00:00", "64G")
+    assert (big_pando.cpus, big_pando.partition, big_pando.time, big_pando.mem) == (
+        24,
+        "debug",
+        "01:00:00",
+        "64G",
+    )
     assert big_pando.mail_user == "me@example.org" and big_pando.extra == {"qos": "high"}
     big_calmip = inv.config("big", "calmip")
     assert (big_calmip.cpus, big_calmip.partition) == (36, "small")
@@ -161,7 +194,7 @@ def test_config_resolution_per_host_and_defaults(tmp_path: Path) -> None:
     assert (default_local.cpus, default_local.partition) == (1, "debug")
     # resolution never mutates the shared data
     assert inv.config("big", "pando") == big_pando
-    with pytest.raises(InputError, match="unknown config 'bigg'.*did you mean 'big'"):
+    with pytest.raises(InputError, match=r"unknown config 'bigg'.*did you mean 'big'"):
         inv.config("bigg", "pando")
 
 
