@@ -8,7 +8,7 @@ from typing import Any, NoReturn
 
 import click
 
-from compute_platform import __version__
+from compute_platform import __version__, completion
 from compute_platform.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, ComputeError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -59,7 +59,9 @@ def _playbook(path: str) -> Any:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("playbook", type=click.Path(dir_okay=False))
-@click.option("--limit", "-l", help="Only these hosts (comma-separated aliases).")
+@click.option(
+    "--limit", "-l", help="Only these hosts (comma-separated aliases).", shell_complete=completion.limit
+)
 @click.option(
     "--forks",
     "-f",
@@ -316,4 +318,14 @@ def resubmit(
     for old, new in pairs:
         click.echo(f"{old.host}: {old.job_id} resubmitted as {new.job_id}")
     click.echo(f"resubmitted {len(pairs)} failed job(s)" if pairs else "no failed job to resubmit")
+    return 0
+
+
+@cli.command("completion", context_settings=CONTEXT)
+@click.argument("shell", type=click.Choice(completion.SHELLS))
+def completion_script(shell: str) -> int:
+    """Print the completion script for SHELL. Load it from your shell's startup file:
+    bash: eval "$(compute completion bash)"; zsh: eval "$(compute completion zsh)";
+    fish: compute completion fish | source."""
+    click.echo(completion.source(cli, shell))
     return 0
