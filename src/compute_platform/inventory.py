@@ -29,25 +29,41 @@ def known_hosts_path() -> Path:
 class HostSpec(BaseModel):
     """One entry of hosts.yaml (the alias is its key)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     alias: str = ""
     host: str | None = None
+    """Host name or address to connect to (default: `~/.ssh/config`'s HostName, then the alias)."""
     user: str | None = None
+    """Login name (default: `~/.ssh/config`'s User, then your local login name)."""
     port: int | None = Field(default=None, ge=1, le=65535)
+    """SSH port (default: `~/.ssh/config`'s Port, then 22)."""
     key: str | None = None
+    """Private key file (default: `~/.ssh/config`'s IdentityFile, ssh-agent, `~/.ssh/id_*`)."""
     platform: Literal["linux", "slurm"] = "linux"
+    """`slurm` for a cluster login node (slurm tasks), `linux` for a workstation."""
     cpus_per_node: int | None = Field(default=None, ge=1)
+    """CPUs of one node: larger `cpus` requests are spread over several nodes."""
     gpu: Union[bool, int] = False  # noqa: UP007 - pydantic keeps bool before int this way
+    """Whether the host has GPUs (`true`/`false`) or how many; GPU requests on a host without are refused."""
     save_path: str = "~/compute/logs"
+    """Directory on the host where job logs and exit-status files go."""
     init: tuple[str, ...] = ()
+    """Shell lines run before every command and job on the host (`module load`, env activation, exports). A failing line stops the command."""
     env: dict[str, str] = Field(default_factory=dict)
+    """Environment variables exported for every command and job on the host."""
     proxy_jump: str | None = None
+    """Jump host(s): an alias or `user@host:port`; a chain as `a,b`."""
     python: str = "python3"
+    """Python interpreter used on the host by `pip` tasks and `git` installs."""
     connection: Literal["auto", "local", "ssh", "openssh"] = "auto"
+    """`auto` (localhost runs locally, anything else over paramiko), `local`, `ssh` (paramiko), `openssh` (the system ssh client with a ControlMaster, for 2FA clusters)."""
     host_key_checking: Literal["accept-new", "strict"] = "accept-new"
+    """`accept-new` records unknown host keys; `strict` refuses them. A changed key is always refused."""
     known_hosts: str | None = None
+    """known_hosts file to check host keys against (default `~/.ssh/known_hosts`)."""
     connect_timeout: float = Field(default=10.0, gt=0)
+    """Seconds to wait for the connection and the SSH handshake before failing this host."""
 
     # json_schema_input_type: what `compute schema` advertises, i.e. what these validators accept
     @field_validator("init", mode="before", json_schema_input_type=Union[str, list[str]])  # noqa: UP007
@@ -108,15 +124,22 @@ PerHost = Union[Scalar, dict[str, Scalar]]  # noqa: UP007
 class ConfigSpec(BaseModel):
     """One named job resource profile of configs.yaml. Unknown keys are extra sbatch options."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
 
     cpus: PerHost = None
+    """CPUs for the job (`--cpus-per-task`, or several nodes beyond the host's `cpus_per_node`)."""
     time: PerHost = None
+    """Time limit: minutes, `HH:MM:SS` or `D-HH:MM:SS`."""
     partition: PerHost = None
+    """Slurm partition."""
     gpu: PerHost = None
+    """Number of GPUs (`--gres=gpu:N`)."""
     mem: PerHost = None
+    """Memory (`--mem`, e.g. `16G`)."""
     mail: PerHost = None
+    """When to send mail (`--mail-type`, e.g. `END,FAIL`)."""
     mail_user: PerHost = Field(default=None, alias="mail-user")
+    """Where to send mail (`--mail-user`); `mail-user` is accepted too."""
 
     @field_validator("cpus", "gpu")
     @classmethod

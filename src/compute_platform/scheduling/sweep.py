@@ -117,17 +117,26 @@ class Job:
 class SweepFields(BaseModel):
     """Fields shared, with the same meaning, by the `slurm` and `tmux` tasks."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     cmd: str = Field(min_length=1)
+    """The command to run (shell code, as you would type it); arguments below are appended, each quoted."""
     job_name: str | None = None
+    """Job name (default: from the task name); letters, digits and `._+-`."""
     cd: str | None = None
+    """Working directory on the host."""
     args: tuple[Union[str, tuple[Union[str, int, float, bool], ...]], ...] = ()  # noqa: UP007
+    """One job per entry: a string (split like a shell would, nothing expanded) or a list of words."""
     sweep: dict[str, tuple[Union[str, int, float, bool], ...]] = Field(default_factory=dict)  # noqa: UP007
+    """`{param: [values]}`: one job per point of the cartesian product (crossed with `args`). `true` is a bare flag, `false` omits it, else `--param=value`."""
     seeds: tuple[SeedValue, ...] = ()
+    """Seeds run one after another in each job: a list, `"0, 1, 2"` or one integer. `SEED` is exported."""
     seed_flag: str | None = "--seed"
+    """Flag appended with each seed (`--seed <s>`); `null` appends nothing."""
     scatter: bool = False
+    """Spread the jobs round-robin over the task's hosts instead of running every job on every host."""
     env: dict[str, str] = Field(default_factory=dict)
+    """Environment variables for the jobs."""
 
     @field_validator("seeds", mode="before")
     @classmethod
