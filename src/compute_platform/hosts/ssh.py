@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import paramiko
 
 KEEPALIVE_SECONDS = 15
+OUTPUT_GRACE_SECONDS = 1.0
 WINDOW_SIZE = 1 << 26  # large windows let big transfers stream instead of stalling on acks
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 _known_hosts_lock = threading.Lock()
@@ -265,6 +266,7 @@ class SSHHost(Host):
         lines_err = LineSplitter("stderr", on_line)
         deadline = None if timeout is None else start + timeout
         timed_out = False
+        last_output = start
         try:
             while True:
                 busy = False
@@ -282,15 +284,21 @@ class SSHHost(Host):
                     err.append(data)
                     lines_err.feed(data)
                 if busy:
+                    last_output = self.clock()
                     continue
-                if chan.exit_status_ready():
+                # sshd sends the exit status at once but the rest of the output only as our window
+                # allows: read on to EOF, unless a background process holds the output open, silent
+                if chan.exit_status_ready() and (
+                    chan.eof_received or self.clock() - last_output > OUTPUT_GRACE_SECONDS
+                ):
                     break
                 if chan.closed or not self.transport().is_active():
                     raise HostError(self.alias, "the connection was closed while a command was running")
                 if deadline is not None and self.clock() > deadline:
                     timed_out = True
                     break
-                wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - self.clock()))
+                wait = 0.2 if chan.exit_status_ready() else 1.0
+                wait = wait if deadline is None else max(0.0, min(wait, deadline - self.clock()))
                 select.select([chan], [], [], wait)
             exit_code = -1 if timed_out else chan.recv_exit_status()
         finally:
