@@ -1,0 +1,295 @@
+"""The tmux task with real tmux, locally and over the test bed's sshd, followed with the real
+`compute jobs / logs / cancel / resubmit` commands.
+
+Port-based test hosts are one machine and one user: their tmux sessions live on one tmux server
+(the bed sets TMUX_TMPDIR for every ssh session) and share ~/compute/logs. Session names cannot
+collide anyway (a name is claimed by creating its directory), and each test uses its own job name.
+Local runs get a private tmux server (TMUX_TMPDIR below), killed at the end of the test.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import testbed as tbm
+
+from compute_platform import shell
+from compute_platform.hosts import HostPool
+from compute_platform.inventory import load_inventory
+from compute_platform.ledger import JobRecord, Ledger
+from tests.helpers import host_entry, write_project
+
+WHERE = ["localhost", "h1"]
+FINAL = ("COMPLETED", "FAILED", "CANCELLED")
+# A job that logs when it starts and ends (GNU date: seconds with nanoseconds) around a short sleep.
+TIMED = 't() { echo start $(date +%s.%N) "$@"; sleep 0.3; echo end $(date +%s.%N); }; t'
+
+
+@pytest.fixture
+def local_tmux(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A private tmux server for local runs (a short path: tmux sockets are limited to ~100 bytes)."""
+    folder = tempfile.mkdtemp(prefix="ctmux-", dir="/tmp")
+    monkeypatch.setenv("TMUX_TMPDIR", folder)
+    yield folder
+    subprocess.run(["tmux", "kill-server"], capture_output=True, timeout=10)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def project(testbed: Any, tmp_path: Path, local_tmux: str) -> Project:
+    return Project(testbed, tmp_path)
+
+
+class Project:
+    """A folder with hosts.yaml (the bed's hosts + localhost), a playbook and its archive."""
+
+    def __init__(self, testbed: Any, folder: Path) -> None:
+        self.testbed = testbed
+        self.folder = folder
+        self.name = f"t{uuid.uuid4().hex[:6]}"
+        self.hosts: dict[str, Any] = {"localhost": {"save_path": str(folder / "logs")}}
+
+    def host(self, alias: str, **settings: Any) -> None:
+        """Give a host extra settings (init, env...)."""
+        base = self.hosts["localhost"] if alias == "localhost" else host_entry(self.testbed, alias)
+        self.hosts[alias] = {**base, **settings}
+
+    def book(self, where: str, **fields: Any) -> None:
+        task = {"name": "sweep", "hosts": where, "tmux": {"job_name": self.name, **fields}}
+        text = json.dumps({"inventory": {"hosts": "hosts.yaml"}, "tasks": [task]})
+        write_project(self.folder, self.testbed, text, extra_hosts=self.hosts)
+
+    def compute(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "compute_platform", *args],
+            cwd=self.folder,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        proc = self.compute("run", "book.yaml", *args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc
+
+    def records(self) -> list[JobRecord]:
+        return Ledger(self.folder / "archive").records()
+
+    def states(self) -> dict[str, dict[str, Any]]:
+        proc = self.compute("jobs", "--json")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return {row["job_id"]: row for row in json.loads(proc.stdout)}
+
+    def wait(self, done: Any = None, timeout: float = 30) -> dict[str, dict[str, Any]]:
+        """Poll `compute jobs` until `done(states)` (default: every job has ended)."""
+        done = done or (lambda states: all(s["state"] in FINAL for s in states.values()))
+        deadline = time.monotonic() + timeout
+        states = self.states()
+        while not done(states):
+            assert time.monotonic() < deadline, f"still waiting after {timeout} s: {states}"
+            time.sleep(0.2)
+            states = self.states()
+        return states
+
+    def log(self, job_id: str) -> str:
+        proc = self.compute("logs", job_id)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def shell(self, alias: str, command: str) -> str:
+        pool = HostPool(load_inventory(self.folder / "hosts.yaml", None))
+        try:
+            return pool.get(alias).run(command, timeout=30, check=True).stdout
+        finally:
+            pool.close()
+
+
+def intervals(logs: list[str]) -> list[tuple[float, float]]:
+    spans = []
+    for text in logs:
+        words = text.split()
+        spans.append((float(words[words.index("start") + 1]), float(words[words.index("end") + 1])))
+    return spans
+
+
+def most_at_once(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_sequential_jobs_run_in_order_through_init_env_and_cd(project: Project, where: str) -> None:
+    project.host(where, init=["export FROM_INIT=init-ran"], env={"HOST_ENV": "host env"})
+    project.book(
+        where,
+        cmd=f'echo "$FROM_INIT|$HOST_ENV|$TASK_ENV|$PWD|$SEED"; {TIMED}',
+        args=["a", "b", "c"],
+        seeds=[7],
+        env={"TASK_ENV": "task $env"},
+        cd="/tmp",
+    )
+    proc = project.run()
+    assert f"tmux session {project.name}: 3 jobs, 1 at a time" in proc.stdout
+    states = project.wait()
+    ids = [f"{project.name}.{i}" for i in range(3)]
+    assert [states[i]["state"] for i in ids] == ["COMPLETED"] * 3
+    logs = [project.log(i) for i in ids]
+    assert all(log.startswith("init-ran|host env|task $env|/tmp|7\n") for log in logs)
+    assert [log.split("\n")[1].split()[2:] for log in logs] == [
+        ["a", "--seed", "7"],
+        ["b", "--seed", "7"],
+        ["c", "--seed", "7"],
+    ]
+    spans = intervals(logs)
+    assert all(spans[i][1] <= spans[i + 1][0] for i in range(2)), spans  # one after another, in order
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_parallel_runs_at_most_max_parallel_jobs_at_once(project: Project, where: str) -> None:
+    project.book(where, cmd=TIMED, args=[str(i) for i in range(6)], parallel=True, max_parallel=2)
+    proc = project.run()
+    assert "6 jobs, 2 at a time" in proc.stdout
+    states = project.wait()
+    assert {s["state"] for s in states.values()} == {"COMPLETED"}
+    spans = intervals([project.log(f"{project.name}.{i}") for i in range(6)])
+    assert most_at_once(spans) == 2
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_each_running_job_has_its_own_gpu(project: Project, where: str) -> None:
+    project.book(
+        where,
+        cmd=f'echo "gpu=$CUDA_VISIBLE_DEVICES"; {TIMED}',
+        args=[str(i) for i in range(4)],
+        parallel=True,
+        gpus=[0, 1],
+    )
+    project.run()
+    project.wait()
+    logs = [project.log(f"{project.name}.{i}") for i in range(4)]
+    gpus = [log.split("\n")[0] for log in logs]
+    assert sorted(set(gpus)) == ["gpu=0", "gpu=1"]
+    spans = intervals(logs)
+    for gpu in ("gpu=0", "gpu=1"):
+        mine = sorted(span for span, g in zip(spans, gpus, strict=True) if g == gpu)
+        assert all(mine[i][1] <= mine[i + 1][0] for i in range(len(mine) - 1)), (gpu, mine)
+    assert most_at_once(spans) == 2
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_a_failing_job_is_failed_with_its_code_and_only_it_is_resubmitted(
+    project: Project, where: str
+) -> None:
+    project.book(where, cmd="echo out; echo err >&2; exit", args=["0", "3"], parallel=True)
+    project.run()
+    states = project.wait()
+    ok, bad = f"{project.name}.0", f"{project.name}.1"
+    assert (states[ok]["state"], states[ok]["exit_code"]) == ("COMPLETED", 0)
+    assert (states[bad]["state"], states[bad]["exit_code"]) == ("FAILED", 3)
+    assert project.log(bad) == "out\nerr\n"  # stdout and stderr, in one log
+    table = project.compute("jobs")
+    assert "FAILED (3)" in table.stdout and "COMPLETED" in table.stdout
+
+    proc = project.compute("resubmit", "--failed")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    again = f"{project.name}-2.1"
+    assert f"{bad} resubmitted as {again}" in proc.stdout
+    rows = {r.job_id: r for r in project.records()}
+    assert rows[again].replaces == bad and rows[again].command == rows[bad].command
+    assert (project.folder / "archive" / where / f"{project.name}-2.tmux").exists()
+    states = project.wait()
+    assert (states[again]["state"], states[again]["exit_code"]) == ("FAILED", 3)
+    assert states[bad]["replaced_by"] == again
+    folder = rows[again].status_file.rsplit("/", 1)[0]
+    files = project.shell(where, f"ls {shell.quote(folder)}").split()
+    assert "1.log" in files and "0.log" not in files  # the job that succeeded did not run again
+    # the original failure was resubmitted already: only its failed replacement goes again
+    proc = project.compute("resubmit", "--failed")
+    assert proc.stdout.endswith(f"{again} resubmitted as {project.name}-3.1\nresubmitted 1 failed job(s)\n")
+    project.wait()
+
+
+@pytest.mark.parametrize("where", WHERE)
+def test_cancel_kills_the_running_job_and_the_queue_never_starts(project: Project, where: str) -> None:
+    marker = f"m{uuid.uuid4().hex[:8]}"
+    project.book(where, cmd="bash -c 'sleep 60 & wait'", args=[f"{marker}-0", f"{marker}-1"])
+    project.run()
+    first, second = f"{project.name}.0", f"{project.name}.1"
+    states = project.wait(lambda s: s[first]["state"] == "RUNNING")
+    assert states[second]["state"] == "PENDING"
+    assert marker in project.shell(where, "ps -eo args")
+    proc = project.compute("cancel", first, second)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "cancelled 2 job(s)" in proc.stdout
+    states = project.wait()
+    assert states[first]["state"] == "CANCELLED" and states[second]["state"] == "CANCELLED"
+    deadline = time.monotonic() + 10
+    while marker in project.shell(where, "ps -eo args"):  # the sleep child too, not only the shell
+        assert time.monotonic() < deadline, "the cancelled job's processes are still there"
+        time.sleep(0.2)
+    folder = project.records()[1].status_file.rsplit("/", 1)[0]
+    assert "1.started" not in project.shell(where, f"ls {shell.quote(folder)}").split()
+    events = (project.folder / "archive" / "events.csv").read_text()
+    assert f"{first},cancelled" in events and f"{second},cancelled" in events
+
+
+def test_an_existing_session_is_never_clobbered(project: Project) -> None:
+    subprocess.run(["tmux", "new-session", "-d", "-s", project.name, "sleep 30"], check=True, timeout=10)
+    project.book("localhost", cmd="echo hi")
+    proc = project.run()
+    assert f"tmux session name '{project.name}' is taken" in proc.stdout
+    assert f"using '{project.name}-2'" in proc.stdout
+    states = project.wait()
+    assert states[f"{project.name}-2.0"]["state"] == "COMPLETED"
+    panes = subprocess.run(
+        ["tmux", "list-panes", "-t", f"={project.name}", "-F", "#{pane_current_command}"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    assert panes.stdout.split() == ["sleep"]  # the user's own session is untouched
+    # a second launch does not reuse the first one's name even though that session has ended
+    project.run()
+    assert f"{project.name}-3.0" in project.wait()
+
+
+def test_a_host_without_tmux_gets_a_clear_error_and_nothing_is_recorded(project: Project) -> None:
+    alias = f"notmux{uuid.uuid4().hex[:4]}"
+    tbm.start_sshd(project.testbed, alias, no_tmux=True)
+    try:
+        project.book(alias, cmd="echo hi")
+        proc = project.compute("run", "book.yaml")
+    finally:
+        tbm.stop_sshd(project.testbed, alias)
+    assert proc.returncode == 1
+    assert f"tmux is not installed on {alias} (not in PATH: " in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert project.records() == []
+    assert not list((project.folder / "archive").glob(f"{alias}/*.tmux"))
+
+
+def test_dry_run_prints_the_launcher_and_starts_nothing(project: Project) -> None:
+    project.book("h1", cmd="python train.py", args=["a", "b"], parallel=True, max_parallel=1)
+    proc = project.run("--dry-run")
+    assert f"# tmux session {project.name} (or {project.name}-2" in proc.stdout
+    assert "2 jobs, 1 at a time" in proc.stdout
+    assert "python train.py a" in proc.stdout and "compute_lane()" in proc.stdout
+    assert project.records() == []
+    assert project.name not in project.shell(
+        "h1", "tmux list-sessions -F '#{session_name}' 2>/dev/null; true"
+    )
