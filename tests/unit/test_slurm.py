@@ -3,6 +3,7 @@ rows, and the rendered script's exit-status record (run with bash and a fake Slu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -223,5 +224,6 @@ def test_a_signal_is_recorded_even_when_the_program_ignores_it(tmp_path: Path) -
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 143
     assert time.monotonic() - start < 3
-    os.killpg(proc.pid, signal.SIGKILL)  # the program that ignored SIGTERM (Slurm would SIGKILL it)
+    with contextlib.suppress(ProcessLookupError):  # the program that ignored SIGTERM: Slurm would SIGKILL it
+        os.killpg(proc.pid, signal.SIGKILL)
     assert (tmp_path / "t.42.status").read_text() == "143 signal\n"
