@@ -278,14 +278,16 @@ class Jobs:
 
 
 def pick(records: Sequence[JobRecord], job_ids: Sequence[str]) -> list[JobRecord]:
-    """Records named on the command line: `ID`, `ARRAYID` (all its elements) or `HOST:ID`."""
+    """Records named on the command line: `ID`, `ARRAYID` (all its elements), a tmux SESSION (all
+    its jobs, `SESSION.INDEX`) or `HOST:ID`."""
     chosen: list[JobRecord] = []
     for wanted in job_ids:
         host, _, job_id = wanted.rpartition(":")
         found = [
             r
             for r in records
-            if (not host or r.host == host) and (r.job_id == job_id or r.job_id.startswith(f"{job_id}_"))
+            if (not host or r.host == host)
+            and (r.job_id == job_id or r.job_id.startswith((f"{job_id}_", f"{job_id}.")))
         ]
         if not found:
             raise InputError(f"no job {wanted} in the ledger (see `compute jobs`)")

@@ -233,7 +233,8 @@ def test_cancel_kills_the_running_job_and_the_queue_never_starts(project: Projec
     states = project.wait(lambda s: s[first]["state"] == "RUNNING")
     assert states[second]["state"] == "PENDING"
     assert marker in project.shell(where, "ps -eo args")
-    proc = project.compute("cancel", first, second)
+    # by job ids, or the whole session by its name
+    proc = project.compute("cancel", *([first, second] if where == "localhost" else [project.name]))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "cancelled 2 job(s)" in proc.stdout
     states = project.wait()
