@@ -229,9 +229,53 @@ def test_tmux_is_a_registered_task_with_the_sweep_fields(tmp_path: Path) -> None
     assert action.gpus == (0, 1) and action.lanes() == 2
 
 
-def test_max_parallel_needs_parallel(tmp_path: Path) -> None:
-    message = error(tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, max_parallel: 2}}\n")
-    assert "book.yaml:" in message and "parallel: true" in message
+def test_max_parallel_or_gpus_mean_parallel_unless_it_is_said_false(tmp_path: Path) -> None:
+    def lanes(fields: str) -> int:
+        action = (
+            load(tmp_path, f"- {{name: t, hosts: localhost, tmux: {{cmd: x, {fields}}}}}\n").tasks[0].action
+        )
+        assert isinstance(action, Tmux)
+        return action.lanes()
+
+    assert lanes("args: [a, b]") == 1
+    assert lanes("parallel: true") == 0
+    assert lanes("max_parallel: 3") == 3
+    assert lanes("gpus: [0, 1]") == 2
+    assert lanes("parallel: false, gpus: [1]") == 1
+    message = error(
+        tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, parallel: false, max_parallel: 2}}\n"
+    )
+    assert "book.yaml:" in message and "parallel is false" in message
+    message = error(
+        tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, parallel: false, gpus: [0, 1]}}\n"
+    )
+    assert "list one GPU" in message
+
+
+def test_a_slurm_sweep_task_loads_as_tmux_by_changing_its_key(tmp_path: Path) -> None:
+    (tmp_path / "configs.yaml").write_text("default: {cpus: 1}\ngpu: {cpus: 8, gpu: 1}\n")
+    (tmp_path / "hosts.yaml").write_text("localhost: {}\n")
+    task = """\
+    - name: sweep
+      hosts: localhost
+      slurm:
+        job_name: lr
+        cmd: python train.py
+        config: gpu
+        args: ["--model small", "--model large"]
+        sweep: {lr: [0.1, 0.01]}
+        seeds: "0, 1"
+        max_parallel: 2
+    """
+    book = tmp_path / "book.yaml"
+    body = textwrap.indent(textwrap.dedent(task).replace("slurm:", "tmux:"), "  ")
+    book.write_text("inventory: {hosts: hosts.yaml, configs: configs.yaml}\ntasks:\n" + body)
+    action = playbook.load(book).tasks[0].action
+    assert isinstance(action, Tmux) and action.config == "gpu" and action.lanes() == 2
+    assert len(action.jobs()) == 4
+    book.write_text(book.read_text().replace("config: gpu", "config: gpus"))
+    with pytest.raises(InputError, match="unknown config 'gpus'"):
+        playbook.load(book)
 
 
 def test_gpus_must_be_distinct_and_exist_on_the_host(tmp_path: Path) -> None:

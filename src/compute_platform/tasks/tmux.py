@@ -26,8 +26,12 @@ if TYPE_CHECKING:
 class Tmux(Action, SweepFields):
     kind = "tmux"
 
-    parallel: bool = False
+    # None: true when max_parallel or gpus say how many may run at once, else false
+    parallel: bool | None = None
     max_parallel: int | None = Field(default=None, ge=1)
+    # Accepted so that a `slurm` task moves to a workstation by changing its key: checked against
+    # configs.yaml and recorded in job.csv, but nothing reserves CPUs, memory or time here.
+    config: str | None = None
     gpus: tuple[Union[int, str], ...] = ()  # noqa: UP007
 
     @field_validator("gpus", mode="before")
@@ -49,12 +53,24 @@ class Tmux(Action, SweepFields):
         return value
 
     @model_validator(mode="after")
-    def _parallel_needed(self) -> Tmux:
-        if self.max_parallel is not None and not self.parallel:
-            raise ValueError("max_parallel limits parallel jobs: add `parallel: true` (or remove it)")
+    def _parallel_or_not(self) -> Tmux:
+        if self.parallel is False and self.max_parallel is not None:
+            raise ValueError("max_parallel limits parallel jobs, and parallel is false: remove one of them")
+        if self.parallel is False and len(self.gpus) > 1:
+            raise ValueError(
+                "with parallel: false one job runs at a time, on one GPU: list one GPU or remove parallel"
+            )
         return self
 
+    @property
+    def runs_parallel(self) -> bool:
+        if self.parallel is not None:
+            return self.parallel
+        return self.max_parallel is not None or bool(self.gpus)
+
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
+        if self.config is not None:
+            inventory.config(self.config, host.alias, task.position)
         count = host.gpu
         if isinstance(count, bool):
             return
@@ -73,7 +89,7 @@ class Tmux(Action, SweepFields):
         return scatter(jobs, ctx.host_index, len(ctx.task_hosts)) if self.scatter else jobs
 
     def lanes(self) -> int:
-        return tmux.max_lanes(self.parallel, self.max_parallel, [str(g) for g in self.gpus])
+        return tmux.max_lanes(self.runs_parallel, self.max_parallel, [str(g) for g in self.gpus])
 
     def launcher(self, ctx: RunContext, host: Host, jobs: list[Job]) -> str:
         spec = tmux.LauncherSpec(
@@ -151,6 +167,7 @@ class Tmux(Action, SweepFields):
             scheduler=tmux.SCHEDULER,
             job_id=tmux.job_id(started.session, job.index),
             job_name=self.name(ctx.task.name),
+            config=self.config or "",
             command="\n".join(line for _, line in job.commands(self.cmd, self.seed_flag)),
             args=shlex.join(job.args),
             sweep=json.dumps(job.point) if job.point else "",
