@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""Benchmark: submit an N-point sweep (default 1,000) to the test bed's Slurm over SSH, end to end,
+from `compute run` starting to its exit (the last ledger row is written before it exits):
+
+  arrays     compute run, `array: auto` (one sbatch per MaxArraySize elements)
+  per-job    compute run, `array: false` (one sbatch per point, all over one SSH connection)
+  ssh-loop   a plain shell `for` loop of `ssh cluster sbatch --wrap ...` (records nothing)
+
+Jobs are submitted held (`--hold`) and cancelled after each variant, so running jobs do not slow
+the next variant down; the figures are submission + recording only.
+
+    python3 bench/sweep.py [--points 1000] [--loop-points 1000] [--state /tmp/compute-bench]
+
+Uses the test bed at $COMPUTE_TESTBED when it is up, else brings one up (root needed) and takes
+it down at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_testbed() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("testbed", ROOT / "scripts" / "testbed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["testbed"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def project(folder: Path, bed: object, points: int, array: bool | str) -> None:
+    hosts = yaml.safe_load(Path(bed.hosts_yaml).read_text())  # type: ignore[attr-defined]
+    cluster = {**hosts[bed.slurm_alias], "save_path": "~/compute/bench"}  # type: ignore[attr-defined]
+    (folder / "hosts.yaml").write_text(yaml.safe_dump({"cluster": cluster}))
+    (folder / "configs.yaml").write_text("default: {cpus: 1, time: '00:05:00'}\n")
+    task = {"cmd": "echo", "sweep": {"i": list(range(points))}, "array": array, "sbatch": {"hold": True}}
+    book = {
+        "inventory": {"hosts": "hosts.yaml", "configs": "configs.yaml"},
+        "tasks": [{"name": "bench", "hosts": "cluster", "slurm": task}],
+    }
+    (folder / "book.yaml").write_text(yaml.safe_dump(book, sort_keys=False))
+
+
+def ssh(bed: object, command: str) -> str:
+    proc = subprocess.run(
+        ["ssh", "-F", str(bed.ssh_config), "cluster", command],  # type: ignore[attr-defined]
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        raise SystemExit(f"ssh cluster {command!r} failed: {proc.stderr}")
+    return proc.stdout
+
+
+def run_compute(bed: object, points: int, array: bool | str) -> float:
+    with tempfile.TemporaryDirectory(prefix="compute-bench-") as tmp:
+        folder = Path(tmp)
+        project(folder, bed, points, array)
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "compute_platform", "run", "-q", "book.yaml"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"compute run failed:\n{proc.stdout}\n{proc.stderr}")
+        with open(folder / "archive" / "job.csv", newline="") as f:
+            rows = len(list(csv.DictReader(f)))
+        if rows != points:
+            raise SystemExit(f"expected {points} ledger rows, found {rows}")
+    return seconds
+
+
+def run_loop(bed: object, points: int) -> float:
+    loop = (
+        f"for i in $(seq {points}); do "
+        f"ssh -F {bed.ssh_config} cluster \"sbatch --parsable --hold -o /dev/null --wrap 'echo $i'\" "  # type: ignore[attr-defined]
+        "> /dev/null || exit 1; done"
+    )
+    start = time.perf_counter()
+    subprocess.run(["bash", "-c", loop], check=True, timeout=3600)
+    return time.perf_counter() - start
+
+
+def cancel_all(bed: object) -> None:
+    ssh(
+        bed, 'scancel -u "$USER"; while [ -n "$(squeue -h -u "$USER" -t PD,R,CG -o %i)" ]; do sleep 0.2; done'
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--points", type=int, default=1000)
+    parser.add_argument(
+        "--loop-points", type=int, default=None, help="points for the ssh loop (default: --points)"
+    )
+    parser.add_argument("--state", default="/tmp/compute-bench-bed")
+    args = parser.parse_args()
+    loop_points = args.loop_points or args.points
+
+    tbm = load_testbed()
+    reuse = os.environ.get("COMPUTE_TESTBED")
+    owned = None
+    if reuse and tbm.is_up(Path(reuse)):
+        bed = tbm.Testbed.load(Path(reuse))
+    else:
+        owned = Path(args.state)
+        bed = tbm.up(owned, hosts=0)
+    os.environ["COMPUTE_KNOWN_HOSTS"] = str(bed.known_hosts)
+    os.environ.setdefault("COMPUTE_SSH_CONFIG", str(bed.ssh_config))
+    try:
+        cancel_all(bed)
+        results: dict[str, tuple[int, float]] = {}
+        results["arrays"] = (args.points, run_compute(bed, args.points, "auto"))
+        cancel_all(bed)
+        results["per-job"] = (args.points, run_compute(bed, args.points, False))
+        cancel_all(bed)
+        results["ssh-loop"] = (loop_points, run_loop(bed, loop_points))
+        cancel_all(bed)
+    finally:
+        if owned is not None:
+            tbm.down(owned)
+
+    base = results["arrays"][1] / results["arrays"][0]
+    print(f"{'variant':<10} {'points':>7} {'seconds':>9} {'ms/point':>9} {'vs arrays':>10}")
+    for name, (points, seconds) in results.items():
+        per_point = seconds / points
+        print(f"{name:<10} {points:>7} {seconds:>9.2f} {1000 * per_point:>9.2f} {per_point / base:>9.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
