@@ -22,6 +22,8 @@ class Reporter:
     def host_output(self, task: Task, host: str, stream: str, line: str) -> None: ...
     def host_message(self, task: Task, host: str, text: str) -> None: ...
     def host_plan(self, task: Task, host: str, command: str) -> None: ...
+    # bytes moved so far by a long transfer on `host` (total None when unknown)
+    def host_progress(self, task: Task, host: str, done: int, total: int | None) -> None: ...
     def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None: ...
     def task_done(self, task: Task) -> None: ...
     def interrupted(self, running: list[str]) -> None: ...
@@ -180,6 +182,7 @@ class LiveReporter(PlainReporter):
         self.console = Console(highlight=False)
         self.states: dict[str, tuple[str, float, str]] = {}
         self.started: dict[str, float] = {}
+        self.progress: dict[str, tuple[int, int | None]] = {}
         self.task: Task | None = None
         self.live: object | None = None
 
@@ -202,6 +205,8 @@ class LiveReporter(PlainReporter):
             if status == "running":
                 elapsed = time.monotonic() - self.started.get(host, time.monotonic())
                 table.add_row(Spinner("dots", style="cyan"), host, f"[dim]{elapsed:5.1f} s[/]")
+                if host in self.progress:
+                    table.add_row("", "", _progress_bar(*self.progress[host], elapsed))
             else:
                 style = {"ok": "green", "changed": "yellow", "failed": "bold red"}.get(status, "cyan")
                 table.add_row(
@@ -219,9 +224,13 @@ class LiveReporter(PlainReporter):
         now = time.monotonic()
         self.states = {h: ("running", 0.0, "") for h in hosts}
         self.started = dict.fromkeys(hosts, now)
+        self.progress = {}
         live = Live(get_renderable=self._view, console=self.console, refresh_per_second=8, transient=True)
         live.start()
         self.live = live
+
+    def host_progress(self, task: Task, host: str, done: int, total: int | None) -> None:
+        self.progress[host] = (done, total)
 
     def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
         if host in self.states:
@@ -262,6 +271,21 @@ class LiveReporter(PlainReporter):
         with self.lock:
             self.console.print(table)
             self.console.print(f"total {summary.seconds:.2f} s")
+
+
+def _progress_bar(done: int, total: int | None, seconds: float) -> Table:
+    from rich.filesize import decimal
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    row: Table = Table.grid(padding=(0, 1))
+    rate = f"{decimal(int(done / seconds))}/s" if seconds > 0 else ""
+    if total:
+        row.add_row(ProgressBar(total=total, completed=min(done, total), width=30),
+                    f"[dim]{decimal(done)} / {decimal(total)} {rate}[/]")
+    else:
+        row.add_row(f"[dim]{decimal(done)} {rate}[/]")
+    return row
 
 
 def make_reporter(json: bool = False, quiet: bool = False) -> Reporter:
