@@ -9,6 +9,7 @@ Local runs get a private tmux server (TMUX_TMPDIR below), killed at the end of t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ import testbed as tbm
 from compute_platform import shell
 from compute_platform.hosts import HostPool
 from compute_platform.inventory import load_inventory
+from compute_platform.jobs import Jobs
 from compute_platform.ledger import JobRecord, Ledger
 from tests.helpers import host_entry, write_project
 
@@ -46,8 +48,10 @@ def local_tmux(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def project(testbed: Any, tmp_path: Path, local_tmux: str) -> Project:
-    return Project(testbed, tmp_path)
+def project(testbed: Any, tmp_path: Path, local_tmux: str) -> Iterator[Project]:
+    made = Project(testbed, tmp_path)
+    yield made
+    made.clean()
 
 
 class Project:
@@ -58,13 +62,17 @@ class Project:
         self.folder = folder
         self.name = f"t{uuid.uuid4().hex[:6]}"
         self.hosts: dict[str, Any] = {"localhost": {"save_path": str(folder / "logs")}}
+        # on the bed's hosts: a folder of the test user's home that this test removes at its end
+        self.remote = f"~/compute/tmux-tests/{self.name}"
 
     def host(self, alias: str, **settings: Any) -> None:
         """Give a host extra settings (init, env...)."""
-        base = self.hosts["localhost"] if alias == "localhost" else host_entry(self.testbed, alias)
+        base = self.hosts.get(alias) or host_entry(self.testbed, alias, save_path=self.remote)
         self.hosts[alias] = {**base, **settings}
 
     def book(self, where: str, **fields: Any) -> None:
+        if where not in self.hosts:
+            self.host(where)
         task = {"name": "sweep", "hosts": where, "tmux": {"job_name": self.name, **fields}}
         text = json.dumps({"inventory": {"hosts": "hosts.yaml"}, "tasks": [task]})
         write_project(self.folder, self.testbed, text, extra_hosts=self.hosts)
@@ -92,20 +100,41 @@ class Project:
         return {row["job_id"]: row for row in json.loads(proc.stdout)}
 
     def wait(self, done: Any = None, timeout: float = 30) -> dict[str, dict[str, Any]]:
-        """Poll `compute jobs` until `done(states)` (default: every job has ended)."""
+        """Poll the jobs' states until `done(states)` (default: every job has ended), then return
+        what `compute jobs --json` says. The polling runs the same code in-process, on one
+        connection, so that the test does not pay a new process and SSH login every 0.2 s."""
         done = done or (lambda states: all(s["state"] in FINAL for s in states.values()))
         deadline = time.monotonic() + timeout
-        states = self.states()
-        while not done(states):
-            assert time.monotonic() < deadline, f"still waiting after {timeout} s: {states}"
-            time.sleep(0.2)
-            states = self.states()
-        return states
+        view = Jobs(self.folder / "archive")
+        try:
+            while True:
+                rows = view.rows(view.records())
+                states = {row.record.job_id: {"state": row.state.state} for row in rows}
+                if done(states):
+                    break
+                assert time.monotonic() < deadline, f"still waiting after {timeout} s: {states}"
+                time.sleep(0.2)
+        finally:
+            view.close()
+        return self.states()
 
     def log(self, job_id: str) -> str:
         proc = self.compute("logs", job_id)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout
+
+    def logs(self, where: str) -> list[str]:
+        """Every job's log in index order, read in one call (`compute logs` is tested on its own)."""
+        records = sorted(self.records(), key=lambda r: int(r.job_index))
+        paths = " ".join(shell.quote(r.log_out) for r in records)
+        text = self.shell(where, f"for f in {paths}; do cat \"$f\"; echo '<end of log>'; done")
+        return text.split("<end of log>\n")[:-1]
+
+    def clean(self) -> None:
+        for alias in self.hosts:
+            if alias != "localhost" and alias in self.testbed.hosts and (self.folder / "hosts.yaml").exists():
+                with contextlib.suppress(Exception):  # a stopped host (no tmux test) has nothing to clean
+                    self.shell(alias, f"rm -rf {shell.quote_path(self.remote)}")
 
     def shell(self, alias: str, command: str) -> str:
         pool = HostPool(load_inventory(self.folder / "hosts.yaml", None))
@@ -166,7 +195,7 @@ def test_parallel_runs_at_most_max_parallel_jobs_at_once(project: Project, where
     assert "6 jobs, 2 at a time" in proc.stdout
     states = project.wait()
     assert {s["state"] for s in states.values()} == {"COMPLETED"}
-    spans = intervals([project.log(f"{project.name}.{i}") for i in range(6)])
+    spans = intervals(project.logs(where))
     assert most_at_once(spans) == 2
 
 
@@ -181,7 +210,7 @@ def test_each_running_job_has_its_own_gpu(project: Project, where: str) -> None:
     )
     project.run()
     project.wait()
-    logs = [project.log(f"{project.name}.{i}") for i in range(4)]
+    logs = project.logs(where)
     gpus = [log.split("\n")[0] for log in logs]
     assert sorted(set(gpus)) == ["gpu=0", "gpu=1"]
     spans = intervals(logs)
