@@ -16,7 +16,7 @@ import pytest
 
 from compute_platform import playbook
 from compute_platform.errors import InputError
-from compute_platform.ledger import JobRecord
+from compute_platform.ledger import JobRecord, Ledger
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.backend import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, UNKNOWN
 from compute_platform.scheduling.sweep import expand
@@ -290,3 +290,13 @@ def test_gpus_must_be_distinct_and_exist_on_the_host(tmp_path: Path) -> None:
 def test_unknown_field_names_the_choices(tmp_path: Path) -> None:
     message = error(tmp_path, "- {name: t, hosts: localhost, tmux: {cmd: x, paralel: true}}\n")
     assert "paralel" in message and "parallel" in message
+
+
+def test_names_archived_for_a_host_are_taken(tmp_path: Path) -> None:
+    folder = tmp_path / "h1"
+    folder.mkdir()
+    for name in ("lr", "lr-2", "lr-x", "lrx", "other", "lr-3"):
+        (folder / f"{name}.tmux").write_text("")
+    (folder / "lr-4.slurm").write_text("")
+    assert tmux.archived_sessions(Ledger(tmp_path), "h1", "lr") == ["lr", "lr-2", "lr-3"]
+    assert tmux.archived_sessions(Ledger(tmp_path), "h2", "lr") == []

@@ -386,12 +386,15 @@ def launch(
     raise CommandFailed(host.alias, result, "the launch script did not report its session")
 
 
-def archived_sessions(ledger: Ledger, alias: str) -> list[str]:
-    """Session names already archived for a host: never reused, so no archived launcher is overwritten."""
+def archived_sessions(ledger: Ledger, alias: str, base: str) -> list[str]:
+    """The names `base` or `base-N` already archived for a host: never reused, so that no archived
+    launcher is overwritten (even if its folder on the host was deleted)."""
     from compute_platform.ledger import safe_name
 
     folder = ledger.root / safe_name(alias)
-    return sorted(p.stem for p in folder.glob(f"*.{SUFFIX}")) if folder.is_dir() else []
+    ours = re.compile(rf"{re.escape(base)}(-\d+)?")
+    names = (p.stem for p in folder.glob(f"*.{SUFFIX}")) if folder.is_dir() else ()
+    return sorted(name for name in names if ours.fullmatch(name))
 
 
 class TmuxBackend:
@@ -452,7 +455,7 @@ def _relaunch(
     staged = ledger.stage_script(host.alias, launcher, SUFFIX)
     try:
         started = launch(
-            host, launcher, root, base, taken=archived_sessions(ledger, host.alias), indices=indices
+            host, launcher, root, base, taken=archived_sessions(ledger, host.alias, base), indices=indices
         )
     except BaseException:
         ledger.discard(staged)

@@ -133,7 +133,7 @@ class Tmux(Action, SweepFields):
         base = self.session_base(ctx)
         staged = ledger.stage_script(host.alias, text, tmux.SUFFIX)
         try:
-            taken = tmux.archived_sessions(ledger, host.alias)
+            taken = tmux.archived_sessions(ledger, host.alias, base)
             started = tmux.launch(
                 host, text, host.spec.save_path, base, taken=taken, timeout=ctx.timeout or 120
             )
