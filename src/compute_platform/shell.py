@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
 
 # Exit code of the prelude when the host's init or the working directory fails, so that a
 # broken `module load` or a missing `cd` is never mistaken for the user's command failing.
 PRELUDE_FAILED = 97
+# A variable name is written unquoted in `export NAME=...`: anything else than an identifier there
+# would be shell code.
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def quote(value: object) -> str:
@@ -30,8 +34,14 @@ def join(argv: Sequence[object]) -> str:
     return " ".join(quote(a) for a in argv)
 
 
+def check_env_name(name: str) -> str:
+    if not ENV_NAME.fullmatch(name):
+        raise ValueError(f"'{name}' is not a valid environment variable name (letters, digits, _)")
+    return name
+
+
 def env_exports(env: Mapping[str, object]) -> list[str]:
-    return [f"export {name}={quote(value)}" for name, value in env.items()]
+    return [f"export {check_env_name(name)}={quote(value)}" for name, value in env.items()]
 
 
 def prelude(

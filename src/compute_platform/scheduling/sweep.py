@@ -180,6 +180,8 @@ class SweepFields(BaseModel):
     @classmethod
     def _env(cls, value: Any) -> Any:
         if isinstance(value, dict):
+            for name in value:
+                shell.check_env_name(str(name))
             return {str(k): ("1" if v is True else "0" if v is False else str(v)) for k, v in value.items()}
         return value
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from compute_platform import shell
 from compute_platform.tasks.base import Action, Outcome
 
 if TYPE_CHECKING:
@@ -34,6 +35,13 @@ class Cmd(Action):
             value = raw.pop("cmd")
             raw["commands"] = [value] if isinstance(value, str) else value
         return raw
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            shell.check_env_name(name)  # written unquoted in `export NAME=...`
+        return value
 
     def plan(self, ctx: RunContext, host: Host) -> list[str]:
         return [host.script(c, cwd=self.cd, env=self.env) for c in self.commands]
