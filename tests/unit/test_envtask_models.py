@@ -153,3 +153,8 @@ def test_pulling_one_path_from_several_hosts_into_one_dest_is_refused(tmp_path: 
     message = error(tmp_path, "- {hosts: [box, localhost], copy: {mode: pull, src: r, dest: out}}\n")
     assert "overwrite one host's copy with another's" in message
     load(tmp_path, "- {hosts: [box, localhost], copy: {mode: push, src: r, dest: out}}\n")
+
+
+def test_the_line_that_told_is_kept_for_the_countdown() -> None:
+    said = "Cloning into 'x'...\nssh: connect to host 127.0.0.1 port 1: Connection refused\r\nfatal: Could"
+    assert diagnose(said).line == "ssh: connect to host 127.0.0.1 port 1: Connection refused"

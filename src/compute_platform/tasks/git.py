@@ -39,6 +39,7 @@ class Diagnosis:
 
     retry: bool
     hint: str = ""
+    line: str = ""  # git's line that told
 
 
 # Checked in order: the first match wins. Causes that retrying cannot fix come first, because
@@ -87,8 +88,12 @@ _CAUSES: tuple[tuple[re.Pattern[str], Diagnosis], ...] = tuple(
 def diagnose(output: str) -> Diagnosis:
     """Retry only when git could not reach the remote (DNS, refused, timed out, proxy)."""
     for pattern, diagnosis in _CAUSES:
-        if pattern.search(output):
-            return diagnosis
+        found = pattern.search(output)
+        if found:
+            start = output.rfind("\n", 0, found.start()) + 1
+            end = output.find("\n", found.end())
+            line = output[start : end if end >= 0 else len(output)].strip()
+            return Diagnosis(diagnosis.retry, diagnosis.hint, line)
     return Diagnosis(False)
 
 
@@ -228,7 +233,7 @@ class Git(Action):
                     f"or proxy from {host.alias}, or raise `retries`. git said:\n{_last_lines(result)}"
                 )
             ctx.info(
-                f"git {self.action}: remote unreachable ({_last_line(result)}); attempt {attempt} of "
+                f"git {self.action}: remote unreachable ({diagnosis.line}); attempt {attempt} of "
                 f"{self.retries} failed, retrying in {self.delay:g} s"
             )
             time.sleep(self.delay)
@@ -257,12 +262,3 @@ class Git(Action):
 def _last_lines(result: Result, count: int = 6) -> str:
     text = "\n".join(part for part in (result.stdout.strip(), result.stderr.strip()) if part)
     return "\n".join(text.splitlines()[-count:])
-
-
-def _last_line(result: Result) -> str:
-    lines = [
-        line
-        for line in result.stderr.splitlines()
-        if line.strip() and "could not read from" not in line.lower()
-    ]
-    return lines[0].strip() if lines else f"exit code {result.exit_code}"

@@ -27,7 +27,8 @@ OUTSIDE_ENV_TEST = (
     ' and not os.path.isdir(os.path.join(sys.prefix, "conda-meta")) else 1)'
 )
 PIP_FLAGS = ("--disable-pip-version-check", "--no-input")
-DONE = re.compile(r"^Successfully (?:installed|uninstalled) .*$", re.MULTILINE)
+# pip's last word on what it changed (indented when uninstalling, and before an upgrade)
+DONE = re.compile(r"^\s*(Successfully (?:installed|uninstalled) .*)$", re.MULTILINE)
 
 
 def pip_script(python: str, action: str, words: list[str], *, requirements: bool = False) -> str:
