@@ -35,6 +35,7 @@ from compute_platform.scheduling.backend import (
     PENDING,
     RUNNING,
     UNKNOWN,
+    Backend,
     JobState,
 )
 from compute_platform.scheduling.jobscript import seed_loop
@@ -479,4 +480,4 @@ def _relaunch(
     return rows
 
 
-BACKEND = TmuxBackend()
+BACKEND: Backend = TmuxBackend()  # the annotation makes mypy check the protocol
