@@ -15,7 +15,9 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -48,6 +50,23 @@ def _isolated_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp.setenv("COMPUTE_KNOWN_HOSTS", str(base / "known_hosts"))
     yield
     mp.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def control_dir() -> Iterator[Path]:
+    """The master sockets of `connection: openssh` hosts go to a private, short directory (not
+    ~/.cache/compute/cm); the masters still open at the end are closed."""
+    folder = Path(tempfile.mkdtemp(prefix="compute-cm-", dir="/tmp"))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("COMPUTE_CONTROL_DIR", str(folder))
+    yield folder
+    for socket in folder.iterdir():
+        if socket.is_socket():
+            subprocess.run(
+                ["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "any"], capture_output=True, timeout=10
+            )
+    mp.undo()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""One contract, two transports: the same assertions against LocalHost and SSHHost (real sshd)."""
+"""One contract, three transports: the same assertions against LocalHost, SSHHost (paramiko) and
+OpenSSHHost (the system ssh client through a ControlMaster), the last two against a real sshd."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def ssh_spec(tb: Any, alias: str = "h1", **extra: Any) -> HostSpec:
     )
 
 
-@pytest.fixture(params=["local", "ssh"])
+@pytest.fixture(params=["local", "ssh", "openssh"])
 def make(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A factory of hosts of one kind, with optional init/env; every host is closed afterwards."""
     made: list[Host] = []
@@ -37,7 +38,7 @@ def make(request: pytest.FixtureRequest) -> Iterator[Any]:
         if request.param == "local":
             spec = HostSpec(alias="localhost", **extra)
         else:
-            spec = ssh_spec(request.getfixturevalue("testbed"), **extra)
+            spec = ssh_spec(request.getfixturevalue("testbed"), connection=request.param, **extra)
         host = make_host(spec)
         made.append(host)
         return host

@@ -1,4 +1,4 @@
-"""Hosts: one interface (base.Host), a local and an SSH implementation, and a per-run pool."""
+"""Hosts: one interface (base.Host), a local and two SSH implementations, and a per-run pool."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from compute_platform.hosts.base import Host, Result
 
 if TYPE_CHECKING:
-    from compute_platform.hosts.ssh import SSHHost
+    from compute_platform.hosts.jumps import JumpHost
     from compute_platform.inventory import HostSpec, Inventory
 
 __all__ = ["Host", "HostPool", "Result", "make_host"]
@@ -20,13 +20,17 @@ def make_host(spec: HostSpec, pool: HostPool | None = None) -> Host:
         from compute_platform.hosts.local import LocalHost
 
         return LocalHost(spec)
+    if spec.connection == "openssh":
+        from compute_platform.hosts.openssh import OpenSSHHost
+
+        return OpenSSHHost(spec, pool.inventory if pool else None)
     from compute_platform.hosts.ssh import SSHHost
 
-    return SSHHost(spec, jump=pool.ssh if pool else None)
+    return SSHHost(spec, jump=pool.jump if pool else None)
 
 
 class HostPool:
-    """One Host object (so one connection) per alias for the whole run."""
+    """One Host object (so one connection) per alias for the whole run, jump hosts included."""
 
     def __init__(self, inventory: Inventory) -> None:
         self.inventory = inventory
@@ -40,46 +44,36 @@ class HostPool:
                 host = self._hosts[alias] = make_host(self._spec(alias), self)
             return host
 
-    def ssh(self, target: str) -> SSHHost:
-        """A jump host: an alias, or `user@host:port` (ProxyJump syntax, first hop of a chain)."""
-        from compute_platform.hosts.ssh import SSHHost
-        from compute_platform.inventory import HostSpec
+    def jump(self, chain: str, target: HostSpec) -> JumpHost:
+        """The host to tunnel through to reach `target`, for its ProxyJump value `chain`: hosts.yaml
+        aliases, ~/.ssh/config names or user@host:port, "a,b" meaning b reached through a."""
+        from compute_platform.hosts import jumps
 
-        hops = [h.strip() for h in target.split(",") if h.strip()]
-        # `a,b` means a then b: the last hop is reached through the ones before it.
-        last = hops[-1]
+        # before any connection: a cycle found while connecting could deadlock on the hosts' locks
+        jumps.check_route(self.inventory, chain, target)
+        hops = jumps.split_jumps(chain)
+        spec = jumps.hop_spec(self.inventory, hops[-1], target)
         if len(hops) > 1:
-            spec = self._spec_or_address(last).model_copy(update={"proxy_jump": ",".join(hops[:-1])})
-            key = target
-        else:
-            spec = self._spec_or_address(last)
-            key = last
+            spec = spec.model_copy(update={"proxy_jump": ",".join(hops[:-1])})
+        # a hosts.yaml alias alone is the same Host (and connection) as when a task names it
+        shared = len(hops) == 1 and hops[0] in self.inventory.hosts
+        key = hops[0] if shared else f"{chain}|{target.known_hosts}|{target.host_key_checking}"
         with self._lock:
-            host = self._hosts.get(key)
-            if host is None:
-                host = self._hosts[key] = SSHHost(spec, jump=self.ssh)
-        assert isinstance(host, SSHHost) or isinstance(spec, HostSpec)
-        if not isinstance(host, SSHHost):
-            raise TypeError(f"{target} is not an SSH host")
+            host = self._hosts.pop(key, None) or make_host(spec, self)
+            # re-inserted last: the pool closes the hosts that go through a jump host before it
+            self._hosts[key] = host
+        if not isinstance(host, jumps.JumpHost):
+            raise jumps.not_a_jump_host(target, spec)
         return host
 
     def _spec(self, alias: str) -> HostSpec:
         return self.inventory.host(alias)
 
-    def _spec_or_address(self, text: str) -> HostSpec:
-        from compute_platform.inventory import HostSpec
-
-        if text in self.inventory.hosts:
-            return self.inventory.hosts[text]
-        user, _, rest = text.rpartition("@")
-        host, _, port = rest.partition(":")
-        return HostSpec(alias=text, host=host, user=user or None, port=int(port) if port else None)
-
     def close(self) -> None:
         with self._lock:
             hosts = list(self._hosts.values())
             self._hosts.clear()
-        for host in reversed(hosts):
+        for host in hosts:
             # closing must never hide the run's real outcome
             with contextlib.suppress(Exception):
                 host.close()

@@ -8,7 +8,6 @@ import os
 import select
 import socket
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from compute_platform.errors import HostError, HostKeyChanged
 from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
+from compute_platform.hosts.jumps import JumpHost
+from compute_platform.hosts.remote import kill_group_script, with_pidfile
 from compute_platform.inventory import HostSpec, known_hosts_path, ssh_config_path
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class Endpoint:
     user: str
     keys: tuple[str, ...]
     proxy_jump: str | None
+    known_hosts: Path
 
     @property
     def known_hosts_name(self) -> str:
@@ -45,15 +47,7 @@ class Endpoint:
 
 def endpoint(spec: HostSpec) -> Endpoint:
     """hosts.yaml values win; ~/.ssh/config fills what they leave out (as OpenSSH would)."""
-    cfg: dict[str, Any] = {}
-    path = ssh_config_path()
-    if path.exists():
-        import paramiko
-
-        try:
-            cfg = dict(paramiko.SSHConfig.from_path(str(path)).lookup(spec.address))
-        except Exception as e:  # paramiko raises several types for bad configs
-            raise HostError(spec.alias, f"cannot read {path}: {e}") from e
+    cfg = ssh_config_lookup(spec.address, spec.alias)
     hostname = spec.host or cfg.get("hostname") or spec.alias
     port = spec.port or int(cfg.get("port", 22))
     user = spec.user or cfg.get("user") or getpass.getuser()
@@ -61,17 +55,33 @@ def endpoint(spec: HostSpec) -> Endpoint:
     jump = spec.proxy_jump or cfg.get("proxyjump")
     if jump and jump.lower() == "none":
         jump = None
-    return Endpoint(hostname, port, user, keys, jump)
+    files = str(cfg.get("userknownhostsfile", "")).split()
+    known = spec.known_hosts or (files[0] if files else None)
+    known_file = Path(known).expanduser() if known else known_hosts_path()
+    return Endpoint(hostname, port, user, keys, jump, known_file)
+
+
+def ssh_config_lookup(name: str, alias: str) -> dict[str, Any]:
+    """The ~/.ssh/config settings for host `name` (empty without a config file)."""
+    path = ssh_config_path()
+    if not path.exists():
+        return {}
+    import paramiko
+
+    try:
+        return dict(paramiko.SSHConfig.from_path(str(path)).lookup(name))
+    except Exception as e:  # paramiko raises several types for bad configs
+        raise HostError(alias, f"cannot read {path}: {e}") from e
+
+
+# Given a ProxyJump value and the host it leads to, the host to tunnel through.
+JumpResolver = Callable[[str, HostSpec], JumpHost]
 
 
 class SSHHost(Host):
-    def __init__(
-        self,
-        spec: HostSpec,
-        jump: Callable[[str], SSHHost] | None = None,
-    ) -> None:
+    def __init__(self, spec: HostSpec, jump: JumpResolver | None = None) -> None:
         super().__init__(spec)
-        self._jump_factory = jump
+        self._jump = jump
         self._lock = threading.Lock()
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
@@ -120,19 +130,10 @@ class SSHHost(Host):
 
     def _socket(self, ep: Endpoint, timeout: float) -> Any:
         if ep.proxy_jump:
-            if self._jump_factory is None:
+            if self._jump is None:
                 raise HostError(self.alias, f"proxy_jump '{ep.proxy_jump}' is not available here")
-            jump = self._jump_factory(ep.proxy_jump)
-            try:
-                return jump.transport().open_channel(
-                    "direct-tcpip", (ep.hostname, ep.port), ("127.0.0.1", 0), timeout=timeout
-                )
-            except HostError:
-                raise
-            except Exception as e:
-                raise HostError(
-                    self.alias, f"cannot reach {ep.hostname}:{ep.port} through {ep.proxy_jump}: {e}"
-                ) from e
+            hop = self._jump(ep.proxy_jump, self.spec)
+            return hop.tunnel(ep.hostname, ep.port, timeout, self.alias)
         try:
             sock = socket.create_connection((ep.hostname, ep.port), timeout=timeout)
         except socket.gaierror as e:
@@ -153,13 +154,30 @@ class SSHHost(Host):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
 
-    def _known_hosts_file(self) -> Path:
-        return Path(self.spec.known_hosts).expanduser() if self.spec.known_hosts else known_hosts_path()
+    def tunnel(self, host: str, port: int, timeout: float, requester: str) -> Any:
+        """A `direct-tcpip` channel from this host to host:port: the socket of a host behind it."""
+        import paramiko
+
+        try:
+            transport = self.transport()
+        except HostError as e:
+            reason = e.message.removeprefix(f"{self.alias}: ")
+            raise HostError(requester, f"jump host {self.alias} is unreachable: {reason}") from e
+        try:
+            return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
+        except paramiko.ChannelException as e:
+            raise HostError(
+                requester, f"jump host {self.alias} cannot connect to {host}:{port}: {e.text}"
+            ) from e
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            raise HostError(
+                requester, f"jump host {self.alias} failed to open a tunnel: {e or type(e).__name__}"
+            ) from e
 
     def _check_host_key(self, ep: Endpoint, key: paramiko.PKey) -> None:
         import paramiko
 
-        path = self._known_hosts_file()
+        path = ep.known_hosts
         known = paramiko.HostKeys()
         if path.exists():
             try:
@@ -248,7 +266,7 @@ class SSHHost(Host):
         start = self.clock()
         pidfile = None
         if timeout is not None:
-            script, pidfile = _with_pidfile(script)
+            script, pidfile = with_pidfile(script)
         try:
             chan = self.transport().open_session(timeout=self.spec.connect_timeout)
             chan.exec_command(script)
@@ -317,15 +335,8 @@ class SSHHost(Host):
         )
 
     def _kill_group(self, pidfile: str) -> None:
-        """Stop a timed-out command and everything it started: sshd made its shell a session
-        leader, so its pid is the process group of the whole tree."""
-        kill = (
-            f'pg=$(cat {pidfile} 2>/dev/null) && [ -n "$pg" ] && '
-            f'{{ kill -TERM -- -"$pg" 2>/dev/null; sleep 1; kill -KILL -- -"$pg" 2>/dev/null; }}; '
-            f"rm -f {pidfile}; true"
-        )
         with contextlib.suppress(HostError):
-            self.execute(kill, timeout=None)
+            self.execute(kill_group_script(pidfile), timeout=None)
 
     # -- files -------------------------------------------------------------------------------
 
@@ -358,13 +369,6 @@ class SSHHost(Host):
             self.sftp().get(self.expand(remote), str(local))
         except OSError as e:
             raise HostError(self.alias, f"cannot read {remote}: {e}") from e
-
-
-def _with_pidfile(script: str) -> tuple[str, str]:
-    """Wrap a script so that it records its process group id, for killing it on timeout."""
-    pidfile = f"/tmp/compute-{uuid.uuid4().hex}.pid"
-    wrapped = f"echo $$ > {pidfile}\n(\n{script}\n)\ncompute_rc=$?\nrm -f {pidfile}\nexit $compute_rc"
-    return wrapped, pidfile
 
 
 def _feed(chan: Any, data: bytes | BinaryIO) -> None:

@@ -1,0 +1,133 @@
+"""Local processes with both outputs drained at once: LocalHost runs its scripts with this, and
+OpenSSHHost its `ssh` clients."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import IO, BinaryIO
+
+from compute_platform.hosts.base import LineCallback, LineSplitter
+
+Stop = Callable[["subprocess.Popen[bytes]"], None]
+
+
+@dataclass(frozen=True)
+class Exited:
+    exit_code: int  # -1 when stopped by the timeout
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+
+class Processes:
+    """Runs processes for one host and remembers the running ones, so that closing the host
+    stops them: an interrupted run must not leave commands behind."""
+
+    def __init__(self, stop: Stop) -> None:
+        self._stop = stop
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        on_line: LineCallback | None = None,
+        stdin: bytes | BinaryIO | None = None,
+        stdout_to: BinaryIO | None = None,
+        on_timeout: Stop | None = None,
+    ) -> Exited:
+        """Run `argv` in a new session (so that the whole tree can be stopped) and wait for it;
+        after `timeout` seconds, stop it with `on_timeout` (default: the stop given at creation)."""
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        with self._lock:
+            self._running.add(proc)
+        out: list[bytes] = []
+        err: list[bytes] = []
+        threads = [
+            threading.Thread(
+                target=_drain, args=(proc.stdout, out, LineSplitter("stdout", on_line), stdout_to)
+            ),
+            threading.Thread(target=_drain, args=(proc.stderr, err, LineSplitter("stderr", on_line), None)),
+        ]
+        if stdin is not None:
+            threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin)))
+        for t in threads:
+            t.daemon = True
+            t.start()
+        timed_out = False
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            (on_timeout or self._stop)(proc)
+        except BaseException:
+            self._stop(proc)
+            raise
+        finally:
+            with self._lock:
+                self._running.discard(proc)
+        for t in threads:
+            t.join()
+        return Exited(
+            -1 if timed_out else proc.returncode,
+            b"".join(out).decode(errors="replace"),
+            b"".join(err).decode(errors="replace"),
+            timed_out,
+        )
+
+    def stop_all(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for proc in running:
+            self._stop(proc)
+
+
+def kill_tree(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group of `proc` (its own session), SIGKILL after 2 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    except ProcessLookupError:
+        pass
+
+
+def _drain(pipe: IO[bytes], sink: list[bytes], lines: LineSplitter, to: BinaryIO | None) -> None:
+    while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
+        if to is not None:
+            to.write(chunk)
+        else:
+            sink.append(chunk)
+            lines.feed(chunk)
+    lines.flush()
+
+
+def _feed(pipe: IO[bytes], data: bytes | BinaryIO) -> None:
+    try:
+        if isinstance(data, bytes):
+            pipe.write(data)
+        else:
+            while chunk := data.read(1 << 20):
+                pipe.write(chunk)
+    except BrokenPipeError:
+        pass
+    finally:
+        with contextlib.suppress(BrokenPipeError):
+            pipe.close()
