@@ -323,3 +323,19 @@ def test_dry_run_prints_the_launcher_and_starts_nothing(project: Project) -> Non
     assert project.name not in project.shell(
         "h1", "tmux list-sessions -F '#{session_name}' 2>/dev/null; true"
     )
+
+
+def test_a_killed_session_stops_its_job_which_shows_failed(project: Project) -> None:
+    marker = f"m{uuid.uuid4().hex[:8]}"
+    project.book("localhost", cmd="bash -c 'sleep 60 & wait'", args=[marker, "never"])
+    project.run()
+    first, second = f"{project.name}.0", f"{project.name}.1"
+    project.wait(lambda s: s[first]["state"] == "RUNNING")
+    subprocess.run(["tmux", "kill-session", "-t", f"={project.name}"], check=True, timeout=10)
+    states = project.wait()
+    assert (states[first]["state"], states[first]["exit_code"]) == ("FAILED", 143)  # SIGTERM, passed on
+    assert states[second]["state"] == "FAILED"  # never started: `resubmit --failed` will run it
+    deadline = time.monotonic() + 10
+    while marker in project.shell("localhost", "ps -eo args"):
+        assert time.monotonic() < deadline, "the job's processes outlived its session"
+        time.sleep(0.2)
