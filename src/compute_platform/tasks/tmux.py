@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from compute_platform.errors import InputError
+from compute_platform.errors import InputError, LedgerError
 from compute_platform.ledger import JobRecord, Ledger, git_state, new_run_id, now
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
@@ -141,7 +141,12 @@ class Tmux(Action, SweepFields):
             ledger.discard(staged)
             raise
         script = ledger.relative(ledger.commit_script(staged, started.session))
-        ledger.append([self.record(ctx, host, job, started, script) for job in jobs])
+        try:
+            ledger.append([self.record(ctx, host, job, started, script) for job in jobs])
+        except LedgerError as e:
+            raise LedgerError(
+                f"tmux session {started.session} was started on {host.alias} but not recorded: {e.message}"
+            ) from e
         if started.session != base:
             ctx.info(
                 f"tmux session name '{base}' is taken (by a session or an earlier launch): "
