@@ -26,7 +26,7 @@ def load(path: Path, what: str) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {what} file {path}: {e}") from None
     try:
-        return YAML(typ="rt", pure=True).load(text)
+        data = YAML(typ="rt", pure=True).load(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -34,6 +34,42 @@ def load(path: Path, what: str) -> Any:
         raise InputError(f"YAML syntax error: {problem}", Position(str(path), line, col)) from None
     except (YAMLError, ValueError, TypeError, RecursionError) as e:
         raise InputError(f"YAML error: {e}", Position(str(path))) from None
+    check_text(path, data)
+    return data
+
+
+def check_text(path: Path, data: Any) -> None:
+    """Refuse strings no command line can carry: a NUL (C strings end there, so a remote shell would
+    run a truncated command) or a lone surrogate (no UTF-8 for it). Escapes like "\\0" make them."""
+    stack: list[tuple[Any, Position]] = [(data, node_position(path, data))]
+    seen: set[int] = set()  # anchors and aliases share nodes
+    while stack:
+        node, where = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, str):
+            if "\x00" in node or any(0xD800 <= ord(c) <= 0xDFFF for c in node):
+                raise InputError(
+                    "this string holds a NUL character or a lone surrogate (from a \\0 or \\uD800 escape): "
+                    "no command can carry it; remove the escape",
+                    where,
+                )
+        elif hasattr(node, "items"):
+            for i, (key, value) in enumerate(node.items()):
+                stack.append((key, _child(path, node, key, i, "key")))
+                stack.append((value, _child(path, node, key, i, "value")))
+        elif isinstance(node, list):
+            stack += [(value, _child(path, node, i, i, "item")) for i, value in enumerate(node)]
+
+
+def _child(path: Path, parent: Any, key: Any, index: int, what: str) -> Position:
+    lc: Any = getattr(parent, "lc", None)
+    try:
+        line, column = lc.item(index) if what == "item" else getattr(lc, what)(key)
+    except (AttributeError, KeyError, IndexError, TypeError):
+        return node_position(path, parent)
+    return Position(str(path), line + 1, column + 1)
 
 
 def position(file: Path | str, data: Any, loc: Sequence[int | str]) -> Position:

@@ -67,9 +67,7 @@ NASTY = st.sampled_from(
     ]
 )
 TEXT = st.one_of(NASTY, st.text(CHARS, max_size=20), st.lists(NASTY, max_size=4).map("".join))
-FAST = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @pytest.fixture(scope="module")
