@@ -513,30 +513,49 @@ def pull(
     progress: Progress | None = None,
     timeout: float | None = None,
 ) -> Stats:
-    """Copy `src` from the host into the local directory `dest`, in one tar stream."""
-    patterns = tuple(patterns)
+    """Copy `src` from the host into the local directory `dest`, in one tar stream. On failure
+    nothing is left, not even the directories made for `dest`."""
     name = _basename(host, src)
-    dest = local_dest(dest)
-    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=dest))
+    made = [p for p in (dest, *dest.parents) if not p.exists()]
+    tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=local_dest(dest)))
     try:
-        sink = StreamExtractor(tmp, patterns, progress)
-        try:
-            result = host.run(send_script(src, patterns), stdout_to=cast(BinaryIO, sink), timeout=timeout)
-        finally:
-            sink.close()
-        stats = Stats(files=sink.unpacked.files, bytes=sink.unpacked.bytes)
-        if not result.ok and not _only_changed_files(result, stats):
-            raise TaskError(f"{host.alias}: copy of {src} failed: {_said(result)}")
-        if isinstance(sink.error, TaskError):
-            raise TaskError(f"{host.alias}: copy of {src}: {sink.error.message}") from sink.error
-        if sink.error is not None:
-            raise TaskError(f"{host.alias}: copy of {src}: bad tar stream: {sink.error}") from sink.error
-        if not sink.unpacked.is_dir and not (tmp / name).is_file():
-            raise TaskError(f"{host.alias}: copy of {src}: the host sent no file named {name}")
-        place(tmp, name, sink.unpacked.is_dir, dest)
-    finally:
+        stats, is_dir = _receive(host, src, name, tmp, tuple(patterns), progress, timeout)
+        place(tmp, name, is_dir, dest)
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
     return stats
+
+
+def _receive(
+    host: Host,
+    src: str,
+    name: str,
+    tmp: Path,
+    patterns: tuple[str, ...],
+    progress: Progress | None,
+    timeout: float | None,
+) -> tuple[Stats, bool]:
+    """Run the sending script on the host and unpack its stream into `tmp`: (stats, is_dir)."""
+    sink = StreamExtractor(tmp, patterns, progress)
+    try:
+        result = host.run(send_script(src, patterns), stdout_to=cast(BinaryIO, sink), timeout=timeout)
+    finally:
+        sink.close()
+    stats = Stats(files=sink.unpacked.files, bytes=sink.unpacked.bytes)
+    if not result.ok and not _only_changed_files(result, stats):
+        raise TaskError(f"{host.alias}: copy of {src} failed: {_said(result)}")
+    if isinstance(sink.error, TaskError):
+        raise TaskError(f"{host.alias}: copy of {src}: {sink.error.message}") from sink.error
+    if sink.error is not None:
+        raise TaskError(f"{host.alias}: copy of {src}: bad tar stream: {sink.error}") from sink.error
+    if not sink.unpacked.is_dir and not (tmp / name).is_file():
+        raise TaskError(f"{host.alias}: copy of {src}: the host sent no file named {name}")
+    return stats, sink.unpacked.is_dir
 
 
 def _basename(host: Host, src: str) -> str:
