@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compute_platform.errors import ComputeError, InputError
+from compute_platform.errors import ComputeError, InputError, Interrupted
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host, HostPool
@@ -28,7 +30,7 @@ class RunOptions:
     limit: tuple[str, ...] = ()
     archive: Path = Path("archive")
     verbose: bool = False
-    skip_submitted: bool = False
+    skip_submitted: bool = False  # slurm/tmux: leave out the sweep points the ledger already has
 
 
 @dataclass
@@ -41,12 +43,45 @@ class RunState:
     pool: HostPool
     cache: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Set by Ctrl-C: no new submission starts; the ones under way finish and are recorded.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    submitting: dict[str, int] = field(default_factory=dict)  # alias -> submissions under way
+
+    def __post_init__(self) -> None:
+        self.changed = threading.Condition(self.lock)
 
     def cached(self, key: str, make: Any) -> Any:
         with self.lock:
             if key not in self.cache:
                 self.cache[key] = make()
             return self.cache[key]
+
+    @contextmanager
+    def submission(self, alias: str) -> Iterator[None]:
+        """Around one submission AND its ledger record: once the run is stopping none starts, and
+        the runner waits for those under way, so that a job the scheduler accepted is always recorded."""
+        with self.lock:
+            if self.stopping.is_set():
+                raise Interrupted(alias)
+            self.submitting[alias] = self.submitting.get(alias, 0) + 1
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.submitting[alias] -= 1
+                if not self.submitting[alias]:
+                    del self.submitting[alias]
+                self.changed.notify_all()
+
+    def stop(self) -> set[str]:
+        """Refuse new submissions; return the hosts with a submission under way."""
+        with self.lock:
+            self.stopping.set()
+            return set(self.submitting)
+
+    def wait_submissions(self, timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: not self.submitting, timeout)
 
 
 @dataclass(frozen=True)
@@ -109,6 +144,7 @@ class Runner:
         self.options = options
         self.reporter = reporter
         self.running: set[str] = set()  # "task on host" being worked on, for the Ctrl-C message
+        self.in_use: dict[str, Host] = {}  # alias -> Host of the tasks under way, stopped by Ctrl-C
 
     def selected(self, task: Task) -> tuple[str, ...]:
         if not self.options.limit:
@@ -155,6 +191,7 @@ class Runner:
         except KeyboardInterrupt:
             summary.interrupted = True
             self.reporter.interrupted(sorted(self.running))
+            self._stop(state)
             pool.close()  # breaks running channels and kills local process trees
             executor.shutdown(wait=False, cancel_futures=True)
             raise
@@ -164,6 +201,21 @@ class Runner:
             summary.seconds = time.monotonic() - start
         self.reporter.run_done(summary)
         return summary
+
+    def _stop(self, state: RunState) -> None:
+        """Ctrl-C: stop every command at once (process trees included), except on the hosts where a
+        submission is under way: let those end and be recorded (a few seconds at most; a second
+        Ctrl-C stops waiting), so that the ledger holds every job that was really submitted."""
+        busy = state.stop()
+        for alias, host in list(self.in_use.items()):
+            if alias not in busy:
+                host.interrupt()
+        try:
+            state.wait_submissions(SUBMISSION_GRACE)
+        except KeyboardInterrupt:
+            pass
+        for host in list(self.in_use.values()):
+            host.interrupt()
 
     def _run_task(
         self,
@@ -208,6 +260,7 @@ class Runner:
         self.running.add(label)
         try:
             host = ctx.state.pool.get(alias)
+            self.in_use[alias] = host
             if self.options.dry_run:
                 for line in task.action.plan(ctx, host):
                     self.reporter.host_plan(task, alias, line)
