@@ -134,9 +134,30 @@ def check(playbook: str, verbose: bool) -> int:
 @click.option("--ping", is_flag=True, help="Connect to every host in parallel and time a command.")
 @click.option("--forks", "-f", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/json.md).")
+@click.option(
+    "--login",
+    metavar="HOST",
+    shell_complete=completion.host_alias,
+    help="Open the shared connection of HOST (connection: openssh) here, typing its code once.",
+)
+@click.option("--logout", metavar="HOST", shell_complete=completion.host_alias, help="Close it.")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks.")
-def hosts(inventory: str, ping: bool, forks: int, as_json: bool, verbose: bool) -> int:
+def hosts(
+    inventory: str,
+    ping: bool,
+    forks: int,
+    as_json: bool,
+    login: str | None,
+    logout: str | None,
+    verbose: bool,
+) -> int:
     """List the hosts of a hosts file; with --ping, check that each one answers."""
+    if login or logout:
+        from compute_platform.hosts.openssh import shared_connection
+        from compute_platform.inventory import load_inventory as load
+
+        click.echo(shared_connection(load(Path(inventory), None), login or logout or "", opening=bool(login)))
+        return 0
     from compute_platform.hostcheck import describe, ping_all
     from compute_platform.inventory import load_inventory
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from compute_platform import shell
-from compute_platform.errors import HostError, HostKeyChanged
+from compute_platform.errors import HostError, HostKeyChanged, InputError
 from compute_platform.hosts.base import Host, LineCallback, Result
 from compute_platform.hosts.process import Processes, kill_tree
 from compute_platform.hosts.remote import kill_group_script, with_pidfile
@@ -319,3 +319,19 @@ def _write_once(text: str) -> Path:
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
     return path
+
+
+def shared_connection(inventory: Inventory, alias: str, opening: bool) -> str:
+    """`compute hosts --login/--logout HOST`: open the master on this terminal, or close it."""
+    spec = inventory.host(alias)
+    if spec.connection != "openssh":
+        raise InputError(
+            f"host '{alias}' does not say `connection: openssh`: only those hosts keep a shared connection "
+            "(the others connect by themselves at each run)"
+        )
+    host = OpenSSHHost(spec, inventory)
+    if not opening:
+        return f"{alias}: connection closed" if host.logout() else f"{alias}: no connection was open"
+    if not host.login():
+        return f"{alias}: the connection is already open"
+    return f"{alias}: connection open; runs reuse it until {spec.control_persist} after its last use"
