@@ -4,6 +4,7 @@ expansion as `slurm`, plus `parallel`, `max_parallel` and `gpus`; every job is r
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -15,6 +16,7 @@ from compute_platform.ledger import JobRecord, Ledger, git_state, new_run_id, no
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
 from compute_platform.tasks.base import Action, Outcome
+from compute_platform.tasks.resume import nothing_to_do, unsubmitted
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
@@ -99,7 +101,7 @@ class Tmux(Action, SweepFields):
             seed_flag=self.seed_flag,
             init=host.spec.init,
             env={**host.spec.env, **self.env},
-            cd=self.cd,
+            cd=self.cd or default_cd(host),
             lanes=self.lanes(),
             gpus=tuple(str(g) for g in self.gpus),
         )
@@ -109,9 +111,10 @@ class Tmux(Action, SweepFields):
         return tmux.session_base(self.name(ctx.task.name))
 
     def plan(self, ctx: RunContext, host: Host) -> list[str]:
-        jobs = self.host_jobs(ctx)
+        every = self.host_jobs(ctx)
+        jobs = unsubmitted(ctx, self, every)
         if not jobs:
-            return ["# no job for this host (scatter)"]
+            return [f"# {nothing_to_do(every)}"]
         base = self.session_base(ctx)
         root = host.spec.save_path
         lanes = tmux.lane_count(self.lanes(), len(jobs))
@@ -124,9 +127,14 @@ class Tmux(Action, SweepFields):
         ]
 
     def run(self, ctx: RunContext, host: Host) -> Outcome:
-        jobs = self.host_jobs(ctx)
+        every = self.host_jobs(ctx)
+        jobs = unsubmitted(ctx, self, every)
         if not jobs:
-            return Outcome(changed=False, message="no job for this host (scatter)")
+            return Outcome(changed=False, message=nothing_to_do(every))
+        with ctx.state.submission(host.alias):  # Ctrl-C waits until the launch is recorded
+            return self.launch(ctx, host, jobs)
+
+    def launch(self, ctx: RunContext, host: Host, jobs: list[Job]) -> Outcome:
         ledger = Ledger(ctx.options.archive)
         ledger.ensure_writable(host.alias)
         text = self.launcher(ctx, host, jobs)
@@ -173,7 +181,7 @@ class Tmux(Action, SweepFields):
             job_id=tmux.job_id(started.session, job.index),
             job_name=self.name(ctx.task.name),
             config=self.config or "",
-            command="\n".join(line for _, line in job.commands(self.cmd, self.seed_flag)),
+            command=self.command_text(job),
             args=shlex.join(job.args),
             sweep=json.dumps(job.point) if job.point else "",
             seeds=",".join(str(s) for s in job.seeds),
@@ -186,3 +194,9 @@ class Tmux(Action, SweepFields):
             job_index=str(job.index),
             hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
         )
+
+
+def default_cd(host: Host) -> str:
+    """Where jobs run without `cd`: where `compute run` was started for localhost (as `cmd` does),
+    the home directory on an SSH host (as a login would)."""
+    return os.getcwd() if host.spec.is_local else "~"
