@@ -29,7 +29,7 @@ def known_hosts_path() -> Path:
 class HostSpec(BaseModel):
     """One entry of hosts.yaml (the alias is its key)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     alias: str = ""
     host: str | None = None
@@ -126,7 +126,7 @@ PerHost = Union[Scalar, dict[str, Scalar]]  # noqa: UP007
 class ConfigSpec(BaseModel):
     """One named job resource profile of configs.yaml. Unknown keys are extra sbatch options."""
 
-    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     cpus: PerHost = None
     """CPUs for the job (`--cpus-per-task`, or several nodes beyond the host's `cpus_per_node`)."""

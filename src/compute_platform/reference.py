@@ -23,10 +23,12 @@ except in configs, where they become extra `sbatch` options.
 
 
 def render() -> str:
+    from compute_platform.fielddocs import describe
     from compute_platform.inventory import ConfigSpec, HostSpec
     from compute_platform.playbook import COMMON_KEYS
     from compute_platform.tasks import ALIASES, REGISTRY
 
+    describe([HostSpec, ConfigSpec, *REGISTRY.values()])
     parts = [HEADER]
     parts.append("## hosts.yaml\n\nA mapping `alias: settings`.\n")
     parts.append(_table(HostSpec, skip={"alias"}))

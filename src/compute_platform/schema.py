@@ -127,6 +127,9 @@ def _document(title: str, entry: dict[str, Any], defs: dict[str, Any]) -> dict[s
 
 def _models(models: list[type[BaseModel]]) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
     """One $defs for several models (validation mode: what the loader accepts), and a $ref to each."""
+    from compute_platform.fielddocs import describe
+
+    describe(models)
     keymap, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)
     refs: dict[Any, dict[str, Any]] = {model: dict(ref) for (model, _), ref in keymap.items()}
     return refs, dict(top.get("$defs", {}))

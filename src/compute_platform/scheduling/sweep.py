@@ -117,7 +117,7 @@ class Job:
 class SweepFields(BaseModel):
     """Fields shared, with the same meaning, by the `slurm` and `tmux` tasks."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     cmd: str = Field(min_length=1)
     """The command to run (shell code, as you would type it); arguments below are appended, each quoted."""

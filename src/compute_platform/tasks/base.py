@@ -28,7 +28,7 @@ class Outcome:
 class Action(BaseModel):
     """The value of a task's action key, validated. Subclasses are frozen and reject unknown keys."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: ClassVar[str] = ""
 
