@@ -46,6 +46,7 @@ class OpenSSHHost(Host):
         self._ready = False
         self._home: str | None = None
         self._processes = Processes(stop=kill_tree)
+        self._options_cache: dict[bool, list[str]] = {}
 
     # -- the ssh command line -----------------------------------------------------------------
 
@@ -56,7 +57,9 @@ class OpenSSHHost(Host):
     def ssh_command(self, *options: str, command: str | None = None, batch: bool = True) -> list[str]:
         """`ssh` with this host's settings, `options`, the destination and the remote command
         (one argument: ssh hands it as-is to the remote login shell, like an exec channel)."""
-        argv = [SSH, *self._options(batch), *options, self.destination]
+        if batch not in self._options_cache:
+            self._options_cache[batch] = self._options(batch)
+        argv = [SSH, *self._options_cache[batch], *options, self.destination]
         return argv if command is None else [*argv, command]
 
     def _options(self, batch: bool) -> list[str]:
