@@ -53,7 +53,7 @@ class HostSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     """Environment variables exported for every command and job on the host."""
     proxy_jump: str | None = None
-    """Jump host(s): an alias of hosts.yaml or `~/.ssh/config`, or `user@host:port`; a chain as `a,b` (a first, then b reached from a)."""
+    """Jump host(s): an alias (hosts.yaml, `~/.ssh/config`) or `user@host:port`; `a,b`: a, then b from a."""
     python: str = "python3"
     """Python interpreter used on the host by `pip` tasks and `git` installs."""
     connection: Literal["auto", "local", "ssh", "openssh"] = "auto"
@@ -65,7 +65,7 @@ class HostSpec(BaseModel):
     connect_timeout: float = Field(default=10.0, gt=0)
     """Seconds to wait for the connection and the SSH handshake before failing this host."""
     control_persist: str = Field(default="10m", pattern=r"^\d+[smhdwSMHDW]?(\d+[smhdwSMHDW]?)*$")
-    """`connection: openssh` only: how long the shared connection stays open after its last use, in ssh's time format (`600`, `10m`, `8h`). The longer, the fewer one-time codes to type."""
+    """`connection: openssh`: how long the shared connection stays open after its last use (`10m`, `8h`)."""
 
     # json_schema_input_type: what `compute schema` advertises, i.e. what these validators accept
     @field_validator("init", mode="before", json_schema_input_type=Union[str, list[str]])  # noqa: UP007
