@@ -384,18 +384,26 @@ def summary(rows: Sequence[Row]) -> str:
     return ", ".join(f"{n} {state.lower()}" for state, n in counts.items() if n) or "no job"
 
 
+JSON_VERSION = 1
+
+
 def as_json(rows: Sequence[Row]) -> str:
+    """`compute jobs --json`: `{"version": 1, "jobs": [...]}`, each job its ledger row plus its state
+    (shape in docs/json.md)."""
     return json.dumps(
-        [
-            {
-                **asdict(row.record),
-                "state": row.state.state,
-                "exit_code": row.state.exit_code,
-                "reason": row.state.reason,
-                "replaced_by": row.replaced_by,
-            }
-            for row in rows
-        ],
+        {
+            "version": JSON_VERSION,
+            "jobs": [
+                {
+                    **asdict(row.record),
+                    "state": row.state.state,
+                    "exit_code": row.state.exit_code,
+                    "reason": row.state.reason,
+                    "replaced_by": row.replaced_by,
+                }
+                for row in rows
+            ],
+        },
         indent=2,
     )
 

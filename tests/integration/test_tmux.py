@@ -97,7 +97,7 @@ class Project:
     def states(self) -> dict[str, dict[str, Any]]:
         proc = self.compute("jobs", "--json")
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        return {row["job_id"]: row for row in json.loads(proc.stdout)}
+        return {row["job_id"]: row for row in json.loads(proc.stdout)["jobs"]}
 
     def wait(self, done: Any = None, timeout: float = 30) -> dict[str, dict[str, Any]]:
         """Poll the jobs' states until `done(states)` (default: every job has ended), then return
