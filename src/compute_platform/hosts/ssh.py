@@ -317,7 +317,13 @@ class SSHHost(Host):
                     break
                 wait = 0.2 if chan.exit_status_ready() else 1.0
                 wait = wait if deadline is None else max(0.0, min(wait, deadline - self.clock()))
-                select.select([chan], [], [], wait)
+                if chan.eof_received:
+                    # EOF marks the channel readable for good: select() would return at once and
+                    # this loop would spin, holding the GIL the transport thread needs to read the
+                    # exit status (~5 ms lost per command). Wait for the status itself.
+                    chan.status_event.wait(wait)
+                else:
+                    select.select([chan], [], [], wait)
             exit_code = -1 if timed_out else chan.recv_exit_status()
         finally:
             chan.close()
