@@ -81,6 +81,13 @@ def _playbook(path: str) -> Any:
 )
 @click.option("--quiet", "-q", is_flag=True, help="Only failures and the summary's failed rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document at the end (docs/json.md).")
+@click.option(
+    "--skip-submitted",
+    "--resume",
+    "skip_submitted",
+    is_flag=True,
+    help="Sweeps: leave out the points already in the ledger (finish an interrupted run).",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks of internal errors.")
 def run(
     playbook: str,
@@ -91,6 +98,7 @@ def run(
     archive: str,
     quiet: bool,
     as_json: bool,
+    skip_submitted: bool,
     verbose: bool,
 ) -> int:
     """Run the tasks of PLAYBOOK in order, each on its hosts in parallel."""
@@ -105,6 +113,7 @@ def run(
         limit=tuple(h.strip() for h in (limit or "").split(",") if h.strip()),
         archive=Path(archive),
         verbose=verbose,
+        skip_submitted=skip_submitted,
     )
     summary = Runner(book, options, make_reporter(json=as_json, quiet=quiet)).run()
     return EXIT_FAILED if summary.failed else 0

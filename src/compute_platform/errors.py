@@ -80,5 +80,15 @@ class TaskError(ComputeError):
     """A task could not do its job on a host, for a reason that is not a plain command failure."""
 
 
+class Interrupted(ComputeError):
+    """The run is stopping (Ctrl-C): this host starts nothing new."""
+
+    exit_code = EXIT_INTERRUPTED
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        super().__init__(f"{host}: interrupted")
+
+
 class LedgerError(ComputeError):
     """The local archive cannot be written: nothing may be submitted that cannot be recorded."""

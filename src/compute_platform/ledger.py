@@ -201,6 +201,15 @@ class Ledger:
     def records(self) -> list[JobRecord]:
         return [JobRecord.from_row(row) for row in _read(self.jobs_file)]
 
+    def submitted_points(self, playbook: str, task: str, host: str) -> set[tuple[str, str]]:
+        """(job_index, command) of every job this playbook's task submitted on this host, whatever
+        became of it: the sweep points a resumed run (`--skip-submitted`) leaves out."""
+        return {
+            (r.job_index, r.command)
+            for r in self.records()
+            if r.playbook == playbook and r.task == task and r.host == host
+        }
+
     def events(self) -> list[Event]:
         return [Event(**{c: row.get(c) or "" for c in Event.columns()}) for row in _read(self.events_file)]
 

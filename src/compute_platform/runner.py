@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from compute_platform.playbook import Playbook, Task
     from compute_platform.reporting import Reporter
     from compute_platform.tasks.base import Outcome
+
+
+# After Ctrl-C, how long the runner waits for submissions under way to be recorded.
+SUBMISSION_GRACE = 30.0
 
 
 @dataclass(frozen=True)
@@ -210,10 +214,8 @@ class Runner:
         for alias, host in list(self.in_use.items()):
             if alias not in busy:
                 host.interrupt()
-        try:
+        with suppress(KeyboardInterrupt):
             state.wait_submissions(SUBMISSION_GRACE)
-        except KeyboardInterrupt:
-            pass
         for host in list(self.in_use.values()):
             host.interrupt()
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from compute_platform import shell
-from compute_platform.errors import CommandFailed
+from compute_platform.errors import CommandFailed, Interrupted
 
 if TYPE_CHECKING:
     from compute_platform.inventory import HostSpec
@@ -68,6 +68,7 @@ class Host(ABC):
     def __init__(self, spec: HostSpec) -> None:
         self.spec = spec
         self.alias = spec.alias
+        self.interrupted = False
 
     def script(self, command: str, *, cwd: str | None = None, env: Mapping[str, object] | None = None) -> str:
         """Exactly what `run` executes: the host's init and env, the working directory, the command."""
@@ -87,6 +88,8 @@ class Host(ABC):
         stdout_to: BinaryIO | None = None,
     ) -> Result:
         """Run a shell command through the host's init/env in `cwd`; raise CommandFailed if `check`."""
+        if self.interrupted:
+            raise Interrupted(self.alias)
         result = self.execute(
             self.script(command, cwd=cwd, env=env),
             timeout=timeout,
@@ -139,6 +142,12 @@ class Host(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection; the Host may not be used afterwards."""
+
+    def interrupt(self) -> None:
+        """Ctrl-C: stop what runs (close) and refuse every later command, so that a task under way
+        cannot quietly reconnect and go on."""
+        self.interrupted = True
+        self.close()
 
     @staticmethod
     def clock() -> float:

@@ -189,6 +189,11 @@ class SweepFields(BaseModel):
         """Every job, in a deterministic order: args outer, then sweep keys in file order."""
         return expand(self.args, self.sweep, self.seeds)
 
+    def command_text(self, job: Job) -> str:
+        """A job's command lines as they run, one per seed: what the ledger records, and with the job's
+        index what identifies a sweep point when a run resumes (`--skip-submitted`)."""
+        return "\n".join(line for _, line in job.commands(self.cmd, self.seed_flag))
+
     def name(self, task_name: str) -> str:
         if self.job_name:
             return self.job_name

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import Field, field_validator
 
-from compute_platform.errors import InputError, LedgerError, TaskError
+from compute_platform.errors import InputError, Interrupted, LedgerError, TaskError
 from compute_platform.ledger import JobRecord, Ledger, git_state, new_run_id, now
 from compute_platform.scheduling import slurm
 from compute_platform.scheduling.sbatch import SbatchSpec, check_option, log_path, render
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
 from compute_platform.tasks.base import Action, Outcome
+from compute_platform.tasks.resume import nothing_to_do, unsubmitted
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
@@ -139,9 +140,10 @@ class Slurm(Action, SweepFields):
     # -- dry run and run ---------------------------------------------------------------------
 
     def plan(self, ctx: RunContext, host: Host) -> list[str]:
-        jobs = self.host_jobs(ctx)
+        every = self.host_jobs(ctx)
+        jobs = unsubmitted(ctx, self, every)
         if not jobs:
-            return ["# no job for this host (scatter)"]
+            return [f"# {nothing_to_do(every)}"]
         cluster = slurm.Cluster(home="~")  # no connection in a dry run: `~` stays, Slurm's default array size
         batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
         dependency = self._planned_dependency()
@@ -155,9 +157,10 @@ class Slurm(Action, SweepFields):
         return lines
 
     def run(self, ctx: RunContext, host: Host) -> Outcome:
-        jobs = self.host_jobs(ctx)
+        every = self.host_jobs(ctx)
+        jobs = unsubmitted(ctx, self, every)
         if not jobs:
-            return Outcome(changed=False, message="no job for this host (scatter)")
+            return Outcome(changed=False, message=nothing_to_do(every))
         ledger = Ledger(ctx.options.archive)
         ledger.ensure_writable(ctx.alias)  # nothing is submitted that cannot be recorded
         dependency = (
@@ -173,8 +176,10 @@ class Slurm(Action, SweepFields):
         ids: list[str] = []
         for batch in batches:
             try:
-                ids.append(self.submit(ctx, host, ledger, batch, cluster, dependency))
-            except TaskError as e:
+                # Ctrl-C lets a submission under way end and be recorded, and starts no other one
+                with ctx.state.submission(ctx.alias):
+                    ids.append(self.submit(ctx, host, ledger, batch, cluster, dependency))
+            except (TaskError, Interrupted) as e:
                 if not ids:
                     raise
                 raise TaskError(f"{e.message} (already submitted and recorded: {', '.join(ids)})") from e
@@ -266,7 +271,7 @@ class Slurm(Action, SweepFields):
                     job_id=element,
                     job_name=spec.job_name,
                     config=self.config,
-                    command="\n".join(line for _, line in job.commands(self.cmd, self.seed_flag)),
+                    command=self.command_text(job),
                     args=shlex.join(job.args),
                     sweep=json.dumps(job.point) if job.point else "",
                     seeds=",".join(str(s) for s in job.seeds),
