@@ -250,6 +250,15 @@ def _jobs_view(archive: str, inventory: str | None) -> Any:
 @click.option("--state", help="Only these states, comma-separated (e.g. FAILED,TIMEOUT).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows and their states as JSON.")
 @click.option("--watch", "-w", is_flag=True, help="Refresh every 5 s until every job shown has ended.")
+@click.option(
+    "--grid",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[TASK]",
+    help="Draw a task's sweep as a grid coloured by state (default: the ledger's latest task).",
+)
+@click.option("--summary", is_flag=True, help="Count the states of the jobs per task and host.")
 @_ledger_options
 def jobs(
     host: str | None,
@@ -257,17 +266,31 @@ def jobs(
     state: str | None,
     as_json: bool,
     watch: bool,
+    grid: str | None,
+    summary: bool,
     archive: str,
     inventory: str | None,
     verbose: bool,
 ) -> int:
     """The jobs of the ledger (archive/job.csv) with their live state: one query per host."""
     from compute_platform import jobs as jobs_view
+    from compute_platform import jobviews
 
+    if grid is not None and (summary or as_json or state or (task and grid and task != grid)):
+        raise click.UsageError("--grid draws one task's sweep: it goes without --summary, --json and --state")
     view = _jobs_view(archive, inventory)
     try:
+        if grid is not None:
+            name = grid or task or jobviews.latest_task(view.records(host))
+            jobs_view.show(view, view.records(host, name), None, watch, draw=jobviews.draw_grid)
+            return 0
         records = view.records(host, task)
-        if as_json:
+        if summary and as_json:
+            rows = jobs_view.filter_states(view.rows(records), state)
+            click.echo(jobviews.summary_json(jobviews.counts(rows)))
+        elif summary:
+            jobs_view.show(view, records, state, watch, draw=jobviews.draw_summary)
+        elif as_json:
             click.echo(jobs_view.as_json(jobs_view.filter_states(view.rows(records), state)))
         else:
             jobs_view.show(view, records, state, watch)

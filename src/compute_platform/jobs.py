@@ -36,6 +36,7 @@ from compute_platform.scheduling.backend import (
 )
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.table import Table
 
     from compute_platform.hosts import Host, HostPool
@@ -408,9 +409,16 @@ def as_json(rows: Sequence[Row]) -> str:
     )
 
 
-def show(view: Jobs, records: Sequence[JobRecord], states: str | None, watch: bool) -> None:
-    """Print the table once, or with `watch` redraw it every WATCH_SECONDS until every job shown
-    has ended (Ctrl-C stops watching). Final states are not asked again."""
+def show(
+    view: Jobs,
+    records: Sequence[JobRecord],
+    states: str | None,
+    watch: bool,
+    draw: Callable[[list[Row]], RenderableType] | None = None,
+) -> None:
+    """Print the table (or what `draw` makes of the rows: jobviews' grid or summary) once, or with
+    `watch` redraw it every WATCH_SECONDS until every job shown has ended (Ctrl-C stops watching).
+    Final states are not asked again."""
     import shutil
     import sys
 
@@ -421,11 +429,13 @@ def show(view: Jobs, records: Sequence[JobRecord], states: str | None, watch: bo
     console = Console(width=None if terminal else max(200, shutil.get_terminal_size().columns))
     known: dict[tuple[str, str], Row] = {}
 
-    def frame() -> tuple[Group, bool]:
+    def frame() -> tuple[RenderableType, bool]:
         rows = view.rows(records, known)
         known.update({row.key: row for row in rows})
         shown = filter_states(rows, states)
         done = all(row.state.state in FINAL for row in shown)
+        if draw is not None:
+            return draw(shown), done
         return Group(table(shown), f"\n{len(shown)} jobs: {summary(shown)}"), done
 
     if not watch:
