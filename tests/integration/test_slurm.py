@@ -198,6 +198,10 @@ def test_cancel_a_running_job_is_recorded(project: Project) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     job_id = project.rows()[0]["job_id"]
     project.wait(until=("RUNNING",))
+    log = Path(project.rows()[0]["log_out"])
+    deadline = time.monotonic() + 10
+    while "started" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.1)  # RUNNING comes before the script's first line: let it set its trap
     done = project.cli("cancel", job_id)
     assert done.returncode == 0 and f"cancelled 1 job(s): {job_id}" in done.stdout, done.stderr
     state = project.wait()[job_id].state
