@@ -192,13 +192,14 @@ def render_grid(grid: SweepGrid) -> Table:
     from rich.table import Table
     from rich.text import Text
 
-    hosts = ", ".join(grid.hosts)
-    table = Table(title=f"{grid.task} on {hosts}", title_justify="left", header_style="bold")
+    table = Table(header_style="bold")
     for axis in grid.row_axes:
         table.add_column(axis, style="bold", no_wrap=True)
+    seeds = any(cell.seeds for cell in grid.cells.values())
     for column in grid.columns:
-        table.add_column(column or "seeds", justify="center")
-    with_args = grid.row_axes[:1] == ("args",)
+        table.add_column(column or ("seeds" if seeds else "state"), justify="center")
+    # with a parameter after args, each args entry spans several rows: write it once, close with a line
+    with_args = grid.row_axes[:1] == ("args",) and len(grid.row_axes) > 1
     for r, label in enumerate(grid.rows):
         cells: list[RenderableType] = []
         for c in range(len(grid.columns)):
@@ -232,10 +233,12 @@ def legend(counts: dict[str, int], missing: int = 0) -> Text:
 
 def render_grids(found: Sequence[SweepGrid]) -> RenderableType:
     from rich.console import Group
+    from rich.text import Text
 
     parts: list[RenderableType] = []
     for grid in found:
-        parts += [render_grid(grid), legend(grid.counts(), grid.missing), ""]
+        title = Text(f"{grid.task} on {', '.join(grid.hosts)}", style="bold")
+        parts += [title, render_grid(grid), legend(grid.counts(), grid.missing), ""]
     return Group(*parts[:-1])
 
 
