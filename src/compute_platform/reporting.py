@@ -22,8 +22,11 @@ class Reporter:
     def host_output(self, task: Task, host: str, stream: str, line: str) -> None: ...
     def host_message(self, task: Task, host: str, text: str) -> None: ...
     def host_plan(self, task: Task, host: str, command: str) -> None: ...
-    # bytes moved so far by a long transfer on `host` (total None when unknown)
-    def host_progress(self, task: Task, host: str, done: int, total: int | None) -> None: ...
+    # how far a long step on `host` is: bytes of a transfer, jobs of a sweep submitted (total None
+    # when unknown); only the live view shows it
+    def host_progress(
+        self, task: Task, host: str, done: int, total: int | None, unit: str = "bytes"
+    ) -> None: ...
     def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None: ...
     def task_done(self, task: Task) -> None: ...
     def interrupted(self, running: list[str]) -> None: ...
@@ -182,7 +185,7 @@ class LiveReporter(PlainReporter):
         self.console = Console(highlight=False)
         self.states: dict[str, tuple[str, float, str]] = {}
         self.started: dict[str, float] = {}
-        self.progress: dict[str, tuple[int, int | None]] = {}
+        self.progress: dict[str, tuple[int, int | None, str]] = {}
         self.task: Task | None = None
         self.live: object | None = None
 
@@ -229,8 +232,8 @@ class LiveReporter(PlainReporter):
         live.start()
         self.live = live
 
-    def host_progress(self, task: Task, host: str, done: int, total: int | None) -> None:
-        self.progress[host] = (done, total)
+    def host_progress(self, task: Task, host: str, done: int, total: int | None, unit: str = "bytes") -> None:
+        self.progress[host] = (done, total, unit)
 
     def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
         if host in self.states:
@@ -273,18 +276,24 @@ class LiveReporter(PlainReporter):
             self.console.print(f"total {summary.seconds:.2f} s")
 
 
-def _progress_bar(done: int, total: int | None, seconds: float) -> Table:
+def _progress_bar(done: int, total: int | None, unit: str, seconds: float) -> Table:
     from rich.filesize import decimal
     from rich.progress_bar import ProgressBar
     from rich.table import Table
 
     row: Table = Table.grid(padding=(0, 1))
-    rate = f"{decimal(int(done / seconds))}/s" if seconds > 0 else ""
+    if unit == "bytes":
+        rate = f"{decimal(int(done / seconds))}/s" if seconds > 0 else ""
+        amount = f"{decimal(done)} / {decimal(total)}" if total else decimal(done)
+    else:  # a count: "120 / 1000 jobs"
+        rate = ""
+        amount = f"{done} / {total} {unit}" if total else f"{done} {unit}"
     if total:
-        row.add_row(ProgressBar(total=total, completed=min(done, total), width=30),
-                    f"[dim]{decimal(done)} / {decimal(total)} {rate}[/]")
+        row.add_row(
+            ProgressBar(total=total, completed=min(done, total), width=30), f"[dim]{amount} {rate}[/]"
+        )
     else:
-        row.add_row(f"[dim]{decimal(done)} {rate}[/]")
+        row.add_row(f"[dim]{amount} {rate}[/]")
     return row
 
 

@@ -120,6 +120,10 @@ class RunContext:
     def info(self, text: str) -> None:
         self.state.reporter.host_message(self.task, self.alias, text)
 
+    def progress(self, done: int, total: int | None, unit: str = "jobs") -> None:
+        """How far this host's step is (e.g. jobs of a sweep submitted): a bar in the live view."""
+        self.state.reporter.host_progress(self.task, self.alias, done, total, unit)
+
 
 @dataclass
 class HostSummary:

@@ -176,11 +176,15 @@ class Slurm(Action, SweepFields):
         ids: list[str] = []
         for batch in batches:
             try:
+        done = 0
+        ctx.progress(done, len(jobs))  # a bar in the live view: one sbatch per job is slow to submit
                 # Ctrl-C lets a submission under way end and be recorded, and starts no other one
                 with ctx.state.submission(ctx.alias):
                     ids.append(self.submit(ctx, host, ledger, batch, cluster, dependency))
             except (TaskError, Interrupted) as e:
                 if not ids:
+                done += len(batch.jobs)
+                ctx.progress(done, len(jobs))
                     raise
                 raise TaskError(f"{e.message} (already submitted and recorded: {', '.join(ids)})") from e
         with ctx.state.lock:

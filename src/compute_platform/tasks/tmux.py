@@ -131,8 +131,11 @@ class Tmux(Action, SweepFields):
         jobs = unsubmitted(ctx, self, every)
         if not jobs:
             return Outcome(changed=False, message=nothing_to_do(every))
+        ctx.progress(0, len(jobs))  # one round trip: the bar fills when the launch is recorded
         with ctx.state.submission(host.alias):  # Ctrl-C waits until the launch is recorded
-            return self.launch(ctx, host, jobs)
+            outcome = self.launch(ctx, host, jobs)
+        ctx.progress(len(jobs), len(jobs))
+        return outcome
 
     def launch(self, ctx: RunContext, host: Host, jobs: list[Job]) -> Outcome:
         ledger = Ledger(ctx.options.archive)
