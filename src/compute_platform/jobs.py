@@ -37,7 +37,7 @@ from compute_platform.scheduling.backend import (
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
-    from rich.table import Table
+    from rich.text import Text
 
     from compute_platform.hosts import Host, HostPool
 
@@ -132,10 +132,14 @@ class Jobs:
         ]
         found = self.states(todo)
         replaced = self.replaced()
+        cancelled = {(e.host, e.job_id) for e in self.ledger.events() if e.event == "cancelled"}
         rows: list[Row] = []
         for record in records:
             key = (record.host, record.job_id)
             state = found.get(key) or (known[key].state if key in known else JobState(UNKNOWN))
+            if state.state == UNKNOWN and key in cancelled:
+                # scancel took it before it started (so it wrote no status), then Slurm forgot it
+                state = JobState(CANCELLED, None, "compute cancel")
             rows.append(Row(record, state, replaced.get(key, "")))
         return rows
 
@@ -360,24 +364,38 @@ def point_text(record: JobRecord) -> str:
     return " ".join(parts)
 
 
-def table(rows: Sequence[Row]) -> Table:
-    from rich.table import Table
+COLUMNS = ("JOB", "HOST", "TASK", "NAME", "STATE", "SUBMITTED", "POINT")
 
-    grid = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("JOB", "HOST", "TASK", "NAME", "STATE", "SUBMITTED", "POINT"):
-        grid.add_column(column, no_wrap=column != "POINT")
-    for row in rows:
-        r = row.record
-        grid.add_row(
-            r.job_id,
-            r.host,
-            r.task,
-            r.job_name,
-            f"[{STATE_STYLES[row.state.state]}]{state_text(row)}[/]",
-            r.submitted_at.replace("T", " ").removesuffix("+00:00"),
-            point_text(r),
+
+def table(rows: Sequence[Row]) -> Text:
+    """Aligned columns, the state in color. Built as one Text: rich's Table takes seconds for a
+    1,000-job sweep, and a table this simple needs none of its layout."""
+    from rich.text import Text
+
+    cells = [
+        (
+            r.record.job_id,
+            r.record.host,
+            r.record.task,
+            r.record.job_name,
+            state_text(r),
+            r.record.submitted_at.replace("T", " ").removesuffix("+00:00"),
+            point_text(r.record),
         )
-    return grid
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in [COLUMNS, *cells]) for i in range(len(COLUMNS))]
+    text = Text()
+    text.append(_line(COLUMNS, widths).rstrip(), style="bold")
+    for row, line in zip(rows, cells, strict=True):
+        text.append("\n" + _line(line[:4], widths[:4]) + "  ")
+        text.append(line[4].ljust(widths[4]), style=STATE_STYLES[row.state.state])
+        text.append(("  " + _line(line[5:], widths[5:])).rstrip())
+    return text
+
+
+def _line(values: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True))
 
 
 def summary(rows: Sequence[Row]) -> str:
@@ -439,7 +457,7 @@ def show(
         return Group(table(shown), f"\n{len(shown)} jobs: {summary(shown)}"), done
 
     if not watch:
-        console.print(frame()[0])
+        console.print(frame()[0], soft_wrap=True)
         return
     try:
         with Live(console=console, auto_refresh=False) as live:

@@ -112,7 +112,7 @@ def test_squeue_sacct_and_status_lines_are_parsed() -> None:
         # never started (cancelled while pending, launch failure): the controller or sacct
         (("CANCELLED", ""), None, None, JobState(CANCELLED)),
         (None, None, ("NODE_FAIL", 1), JobState(FAILED, 1)),
-        (None, None, None, JobState(UNKNOWN, None, "no longer in the queue and no exit status recorded")),
+        (None, None, None, JobState(UNKNOWN, None, "gone from the queue, no exit status")),
     ],
 )
 def test_merge_prefers_the_controller_while_alive_then_the_status_file(
@@ -227,3 +227,14 @@ def test_a_signal_is_recorded_even_when_the_program_ignores_it(tmp_path: Path) -
     with contextlib.suppress(ProcessLookupError):  # the program that ignored SIGTERM: Slurm would SIGKILL it
         os.killpg(proc.pid, signal.SIGKILL)
     assert (tmp_path / "t.42.status").read_text() == "143 signal\n"
+
+
+def test_array_elements_that_never_started_take_the_state_of_the_array_record() -> None:
+    records = [record("30_0"), record("30_1"), record("30_2")]
+    queue = slurm.parse_squeue("30_0|COMPLETED|None\n30|CANCELLED|JobHeldUser\n")
+    states = slurm.merge_states(records, queue, {"/logs/train.30_0.status": (0, "exit")}, {})
+    assert states == {
+        "30_0": JobState(COMPLETED, 0),
+        "30_1": JobState(CANCELLED, None, "JobHeldUser"),
+        "30_2": JobState(CANCELLED, None, "JobHeldUser"),
+    }

@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from compute_platform import shell
 from compute_platform.errors import CommandFailed, TaskError
@@ -192,8 +192,14 @@ def merge_states(
     status: dict[str, tuple[int, str]],
     sacct: dict[str, tuple[str, int | None]],
 ) -> dict[str, JobState]:
+    """Array elements that never started have no record of their own: squeue (and sacct) show the
+    array's remaining elements as one record under the array id (e.g. an array cancelled while pending)."""
+
+    def pick(found: dict[str, Any], job_id: str) -> Any:
+        return found.get(job_id) or found.get(job_id.partition("_")[0])
+
     return {
-        r.job_id: merge_one(queue.get(r.job_id), status.get(r.status_file), sacct.get(r.job_id))
+        r.job_id: merge_one(pick(queue, r.job_id), status.get(r.status_file), pick(sacct, r.job_id))
         for r in records
     }
 
@@ -216,7 +222,7 @@ def merge_one(
         return JobState(STATES[sacct[0]], sacct[1], reason)
     if slurm_state is not None:
         return JobState(slurm_state, None, reason)
-    return JobState(UNKNOWN, None, "no longer in the queue and no exit status recorded")
+    return JobState(UNKNOWN, None, "gone from the queue, no exit status")
 
 
 def state_from_status(code: int, how: str) -> str:
