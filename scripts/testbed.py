@@ -751,6 +751,28 @@ def wait_idle(tb: Testbed, timeout: float = 30) -> None:
     _wait_node_idle(tb, max(1.0, deadline - time.monotonic()))
 
 
+def stop_slurmctld(tb: Testbed) -> None:
+    """Stop the controller, like an outage: sbatch/squeue fail with "Unable to contact slurm
+    controller" until start_slurmctld(). Jobs keep their state (StateSaveLocation)."""
+    _stop_pidfile(tb.slurm_dir / "run" / "slurmctld.pid", tb.state)
+
+
+def start_slurmctld(tb: Testbed, timeout: float = 30) -> None:
+    """Start the controller again and wait until it answers and slurmd has registered."""
+    if tb.slurm_conf is None:
+        raise TestbedError(f"the test bed {tb.state} has no Slurm")
+    log = tb.slurm_dir / "log" / "slurmctld.log"
+    cmd = [_which("slurmctld") or "slurmctld", "-f", str(tb.slurm_conf)]
+    env = {**os.environ, **slurm_env(tb)}
+    rc = _start_daemon(cmd, tb.slurm_dir / "log" / "slurmctld.start.err", env).wait(timeout=timeout)
+    if rc != 0:
+        raise TestbedError(f"slurmctld failed to start again (exit {rc}):\n{_tail(log)}")
+    _wait(partial(_listening_or_fatal, tb.slurm_ports["slurmctld"], log), timeout, "slurmctld")
+    _wait(
+        lambda: node_state(tb).rstrip("*~#!%$@^-") not in ("", "unknown"), timeout, "node registration", 0.1
+    )
+
+
 def _slurm_conf_text(tb: Testbed) -> str:
     s = tb.slurm_dir
     p = tb.slurm_ports

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,5 +88,87 @@ def test_ctrl_c_during_a_sweep_records_every_submitted_job_and_resume_submits_th
         again = project.run("--skip-submitted")
         assert again.returncode == 0 and "every point was already submitted" in again.stdout
         assert len(project.rows()) == 200
+    finally:
+        scancel_name(project.bed, name)
+
+
+# -- Slurm's controller stops during a sweep -------------------------------------------------------
+
+
+class Outage:
+    """slurmctld stopped and started again by the test; always running again after it."""
+
+    def __init__(self, bed: tbm.Testbed) -> None:
+        self.bed = bed
+        self.down = False
+
+    def begin(self) -> None:
+        tbm.stop_slurmctld(self.bed)
+        self.down = True
+
+    def end(self) -> None:
+        if self.down:
+            tbm.start_slurmctld(self.bed)
+            self.down = False
+
+
+@pytest.fixture
+def outage(testbed: tbm.Testbed) -> Iterator[Outage]:
+    state = Outage(testbed)
+    yield state
+    state.end()
+
+
+@pytest.mark.slow
+def test_a_controller_outage_during_a_sweep_is_waited_out(project: Project, outage: Outage) -> None:
+    """slurmctld stops after a few submissions and comes back ~11 s later (longer than sbatch's own
+    connection retries): the sweep waits, retries, and ends with every job submitted exactly once."""
+    name = project.job_name("outage")
+    project.book([sweep(name, 30, array=False, submit_retry=120)])
+    proc = project.popen()
+    try:
+        wait_for(lambda: len(project.rows()) >= 5, 30, "5 submissions")
+        outage.begin()
+        time.sleep(11)
+        outage.end()
+        out, err = proc.communicate(timeout=90)
+        assert proc.returncode == 0, out + err
+        assert "trying again in" in out
+        rows = assert_ledger_is_slurm(project, name)
+        assert sorted(int(r["job_index"]) for r in rows) == list(range(30))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        outage.end()
+        scancel_name(project.bed, name)
+
+
+@pytest.mark.slow
+def test_a_controller_outage_longer_than_submit_retry_fails_clearly_then_resumes(
+    project: Project, outage: Outage
+) -> None:
+    name = project.job_name("longoutage")
+    after = {"name": "after", "hosts": ["h1", "cluster"], "cmd": "echo after-the-outage"}
+    project.book([sweep(name, 30, array=False, submit_retry=2), after])
+    proc = project.popen()
+    try:
+        wait_for(lambda: len(project.rows()) >= 5, 30, "5 submissions")
+        outage.begin()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 1, out + err
+        assert "controller did not answer" in out and "Unable to contact slurm controller" in out
+        assert "Traceback" not in out + err
+        assert "h1 | after-the-outage" in out and "skipped: cluster" in out
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        outage.end()
+    try:
+        before = assert_ledger_is_slurm(project, name)
+        assert 5 <= len(before) < 30
+        done = project.run("--skip-submitted", timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        rows = assert_ledger_is_slurm(project, name)
+        assert sorted(int(r["job_index"]) for r in rows) == list(range(30))
     finally:
         scancel_name(project.bed, name)

@@ -5,13 +5,15 @@ files + sacct when it works), cancel (scancel), resubmit (sbatch of archived scr
 from __future__ import annotations
 
 import re
+import threading
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from compute_platform import shell
-from compute_platform.errors import CommandFailed, TaskError
+from compute_platform.errors import CommandFailed, Interrupted, TaskError
 from compute_platform.ledger import JobRecord, Ledger, new_run_id, now
 from compute_platform.scheduling.backend import (
     CANCELLED,
@@ -102,26 +104,100 @@ def prepare(host: Host, save_path: str) -> Cluster:
     return Cluster(home, int(size) if size.isdigit() and int(size) > 0 else DEFAULT_MAX_ARRAY_SIZE)
 
 
-def submit(host: Host, text: str, extra_args: Sequence[str] = ()) -> str:
+# sbatch's words when the controller could not be reached: the job was NOT taken, trying again is safe.
+UNREACHABLE = ("Unable to contact slurm controller", "temporarily unable to accept job", "Connection refused")
+# ... when the answer was lost: the controller may have taken the job. A retry first looks for it.
+UNCERTAIN = ("Socket timed out", "Zero Bytes were transmitted", "Communication connection failure")
+TOKEN_MARK = "compute-submission:"
+FOUND_MARK = "compute-found="
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How long to keep trying while the controller is unreachable (`submit_retry` of the task), with
+    a doubling pause between attempts; `stop` (Ctrl-C) ends the pauses, `report` hears each retry."""
+
+    seconds: float = 0.0
+    stop: threading.Event | None = None
+    report: Callable[[str], None] | None = None
+    first_pause: float = 1.0
+    max_pause: float = 30.0
+
+
+def submit(host: Host, text: str, extra_args: Sequence[str] = (), retry: Retry = Retry()) -> str:
     """Upload the script to a unique path, sbatch it, remove it; return the job (or array) id.
-    A refused submission raises with sbatch's own words."""
+    A refused submission raises with sbatch's own words. While the controller is unreachable the
+    submission is tried again for `retry.seconds`; each retry first looks in the queue for the job
+    of an earlier attempt whose answer was lost (by a token in its --comment), so none runs twice."""
+    token = None if _has_comment(text) else uuid.uuid4().hex
+    args = [*extra_args, f"--comment={TOKEN_MARK}{token}"] if token else list(extra_args)
+    stop = retry.stop or threading.Event()
+    start = time.monotonic()
+    pause = retry.first_pause
+    attempt = 0
+    while True:
+        result = host.run(submit_command(args, token if attempt else None), stdin=text.encode(), timeout=120)
+        if result.ok:
+            return parse_job_id(result.stdout)
+        said = result.stderr.strip() or result.stdout.strip() or f"exit code {result.exit_code}"
+        waited = time.monotonic() - start
+        retryable = _retryable(said, token is not None)
+        if not retryable or waited + pause > retry.seconds:
+            raise _refused(host.alias, said, waited if retryable else None, retry.seconds)
+        if retry.report:
+            retry.report(f"sbatch failed ({said.splitlines()[-1]}): trying again in {pause:g} s")
+        if stop.wait(pause):
+            raise Interrupted(host.alias)
+        pause = min(pause * 2, retry.max_pause)
+        attempt += 1
+
+
+def _refused(alias: str, said: str, waited: float | None, budget: float) -> TaskError:
+    if waited is None:
+        return TaskError(f"{alias}: sbatch refused the job: {said}")
+    return TaskError(
+        f"{alias}: Slurm's controller did not answer for {waited:.0f} s "
+        f"(submit_retry: {budget:g} s): {said}. The jobs submitted before are recorded; once Slurm "
+        "answers again, run the playbook "
+        "with --skip-submitted to submit the rest"
+    )
+
+
+def submit_command(args: Sequence[str], look_for: str | None) -> str:
+    """The remote side of one attempt: the script arrives on stdin into a unique file (two runs never
+    share one), sbatch reads it, the file is removed. `look_for`: print the id of the queued job whose
+    comment carries this token instead of submitting (the answer of an earlier attempt was lost)."""
     path = f"{REMOTE_SCRIPTS}/{new_run_id()}-{uuid.uuid4().hex[:8]}.sbatch"
     remote = shell.quote_path(path)
-    command = (
-        f"cat > {remote} && sbatch --parsable {shell.join(extra_args)} {remote}; "
+    lines = []
+    if look_for:
+        # a failing squeue means the controller is still away: fail like sbatch would, to retry later
+        lines += [
+            "compute_q=$(squeue -h -u \"$(id -un)\" -o '%F|%k') || "
+            "{ echo 'sbatch: error: Unable to contact slurm controller (squeue failed)' >&2; exit 1; }",
+            f'compute_id=$(printf "%s\\n" "$compute_q" | grep -F {shell.quote("|" + TOKEN_MARK + look_for)}'
+            " | head -n 1 | cut -d'|' -f1)",
+            f'if [ -n "$compute_id" ]; then cat >/dev/null; echo "{FOUND_MARK}$compute_id"; exit 0; fi',
+        ]
+    lines.append(
+        f"cat > {remote} && sbatch --parsable {shell.join(args)} {remote}; "
         f"compute_rc=$?; rm -f {remote}; exit $compute_rc"
     )
-    result = host.run(command, stdin=text.encode(), timeout=120)
-    if not result.ok:
-        said = result.stderr.strip() or result.stdout.strip() or f"exit code {result.exit_code}"
-        raise TaskError(f"{host.alias}: sbatch refused the job: {said}")
-    return parse_job_id(result.stdout)
+    return "\n".join(lines)
+
+
+def _has_comment(text: str) -> bool:
+    return re.search(r"^#SBATCH\s+--comment\b", text, re.MULTILINE) is not None
+
+
+def _retryable(said: str, have_token: bool) -> bool:
+    return any(m in said for m in UNREACHABLE) or (have_token and any(m in said for m in UNCERTAIN))
 
 
 def parse_job_id(stdout: str) -> str:
     """`sbatch --parsable` prints `<id>` or `<id>;<cluster>` (after any warnings)."""
     for line in reversed(stdout.strip().splitlines()):
-        job_id = line.strip().split(";")[0]
+        job_id = line.strip().removeprefix(FOUND_MARK).split(";")[0]
         if job_id.isdigit():
             return job_id
     raise TaskError(f"cannot read a job id in sbatch's answer: {stdout.strip()!r}")

@@ -91,6 +91,8 @@ class Slurm(Action, SweepFields):
     max_parallel: int | None = Field(default=None, ge=1)
     dependency: str | None = None
     sbatch: dict[str, Union[str, int, float, bool, None]] = Field(default_factory=dict)  # noqa: UP007
+    # seconds to keep retrying while the controller is unreachable (0: fail at the first error)
+    submit_retry: float = Field(default=300, ge=0)
 
     @classmethod
     def shorthand(cls, raw: Any) -> Any:
@@ -174,17 +176,17 @@ class Slurm(Action, SweepFields):
         )
         batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
         ids: list[str] = []
-        for batch in batches:
-            try:
         done = 0
         ctx.progress(done, len(jobs))  # a bar in the live view: one sbatch per job is slow to submit
+        for batch in batches:
+            try:
                 # Ctrl-C lets a submission under way end and be recorded, and starts no other one
                 with ctx.state.submission(ctx.alias):
                     ids.append(self.submit(ctx, host, ledger, batch, cluster, dependency))
-            except (TaskError, Interrupted) as e:
-                if not ids:
                 done += len(batch.jobs)
                 ctx.progress(done, len(jobs))
+            except (TaskError, Interrupted) as e:
+                if not ids:
                     raise
                 raise TaskError(f"{e.message} (already submitted and recorded: {', '.join(ids)})") from e
         with ctx.state.lock:
@@ -206,7 +208,8 @@ class Slurm(Action, SweepFields):
         text = render(spec)
         staged = ledger.stage_script(ctx.alias, text, "slurm")
         try:
-            job_id = slurm.submit(host, text, [f"--dependency={dependency}"] if dependency else [])
+            retry = slurm.Retry(self.submit_retry, ctx.state.stopping, ctx.info)
+            job_id = slurm.submit(host, text, [f"--dependency={dependency}"] if dependency else [], retry)
         except BaseException:
             ledger.discard(staged)
             raise
