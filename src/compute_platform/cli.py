@@ -121,13 +121,30 @@ def run(
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("playbook", type=click.Path(dir_okay=False))
+@click.option(
+    "--remote",
+    is_flag=True,
+    help="Also connect to every host and check what the run needs there: sbatch --test-only of its "
+    "jobs, tmux, save_path writable, python with pip, git. Submits and runs nothing.",
+)
+@click.option("--forks", "-f", default=10, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks.")
-def check(playbook: str, verbose: bool) -> int:
-    """Validate PLAYBOOK and its inventory, resolve every host and config; touch no host."""
+def check(playbook: str, remote: bool, forks: int, verbose: bool) -> int:
+    """Validate PLAYBOOK and its inventory, resolve every host and config; touch no host
+    (with --remote: then check each host, in parallel)."""
     book = _playbook(playbook)
     hosts = sorted({h for t in book.tasks for h in t.hosts})
     click.echo(f"{playbook}: OK ({len(book.tasks)} tasks, {len(hosts)} hosts: {', '.join(hosts)})")
-    return 0
+    if not remote:
+        return 0
+    from compute_platform import preflight
+    from compute_platform.reporting import use_color
+
+    checks = preflight.check_hosts(book, forks)
+    for line in preflight.report_lines(checks, color=use_color(sys.stdout)):
+        click.echo(line)
+    click.echo(preflight.verdict(checks))
+    return EXIT_FAILED if not all(c.ok for c in checks) else 0
 
 
 @cli.command(context_settings=CONTEXT)
