@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,8 +90,10 @@ def slurm(name: str, hosts: Any = "cluster", **fields: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-def project(testbed: tbm.Testbed, tmp_path: Path) -> Project:
-    return Project(testbed, tmp_path)
+def project(testbed: tbm.Testbed, tmp_path: Path) -> Iterator[Project]:
+    made = Project(testbed, tmp_path)
+    yield made
+    shutil.rmtree(made.logs, ignore_errors=True)  # the test user's home outlives the test bed
 
 
 def test_sweep_3x2_with_two_seeds_runs_every_point_with_its_seeds_in_order(project: Project) -> None:
