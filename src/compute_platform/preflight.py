@@ -158,8 +158,9 @@ MANAGED_MESSAGE = "{} is the system's Python, marked externally managed (PEP 668
 
 
 def probe_script(found: Sequence[Probe]) -> str:
-    """Every probe in a subshell (one cannot end the others), each followed by its marker."""
-    parts = []
+    """Every probe in a subshell (one cannot end the others), each followed by its marker. Messages
+    in English whatever the host's locale: they are quoted in the report."""
+    parts = ["LC_ALL=C; export LC_ALL"]
     for i, probe in enumerate(found):
         parts.append(f"( {probe.script}\n) </dev/null 2>&1\nprintf '\\n%s %s %s\\n' {MARK} {i} \"$?\"")
     return "\n".join(parts)
