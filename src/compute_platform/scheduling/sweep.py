@@ -128,7 +128,8 @@ class SweepFields(BaseModel):
     args: tuple[Union[str, tuple[Union[str, int, float, bool], ...]], ...] = ()  # noqa: UP007
     """One job per entry: a string (split like a shell would, nothing expanded) or a list of words."""
     sweep: dict[str, tuple[Union[str, int, float, bool], ...]] = Field(default_factory=dict)  # noqa: UP007
-    """`{param: [values]}`: one job per point of the cartesian product (crossed with `args`). `true` is a bare flag, `false` omits it, else `--param=value`."""
+    """`{param: [values]}`: one job per point of the cartesian product (crossed with `args`). `true` is a
+    bare flag, `false` omits it, else `--param=value`."""
     seeds: tuple[SeedValue, ...] = ()
     """Seeds run one after another in each job: a list, `"0, 1, 2"` or one integer. `SEED` is exported."""
     seed_flag: str | None = "--seed"

@@ -18,7 +18,8 @@ class Cmd(Action):
     kind = "cmd"
 
     commands: tuple[str, ...] = Field(min_length=1)
-    """Commands run in order; the first that fails stops the task on that host. `cmd: ls` and `cmd: [a, b]` are short forms."""
+    """Commands run in order; the first that fails stops the task on that host. `cmd: ls` and `cmd: [a, b]`
+    are short forms."""
     cd: str | None = None
     """Working directory on the host (`~` is the home there)."""
     env: dict[str, str] = Field(default_factory=dict)
