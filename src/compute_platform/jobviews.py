@@ -113,10 +113,12 @@ def _point(row: Row, order: int) -> _Point:
 
 
 def grids(rows: Sequence[Row]) -> list[SweepGrid]:
-    """The grids of ONE task's rows (in ledger order). Hosts that share the points out (`scatter`)
-    make one grid; hosts that each ran the whole sweep make one grid each."""
+    """The grids of ONE task's rows (in ledger order). Only the rows of the playbook that ran the task
+    last count: another playbook may have a task of the same name with another sweep. Hosts that
+    share the points out (`scatter`) make one grid; hosts that each ran the whole sweep, one each."""
     if not rows:
         return []
+    rows = [row for row in rows if row.record.playbook == rows[-1].record.playbook]
     latest: dict[tuple[str, tuple[str, str]], _Point] = {}
     for order, row in enumerate(rows):
         point = _point(row, order)

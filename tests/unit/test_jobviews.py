@@ -123,6 +123,15 @@ def test_scattered_hosts_make_one_grid_and_hosts_running_every_point_one_grid_ea
     assert [g.hosts for g in grids] == [("h1",), ("h2",)] and all(len(g.cells) == 2 for g in grids)
 
 
+def test_a_task_of_the_same_name_in_another_playbook_is_left_out() -> None:
+    other = [
+        Row(JobRecord(**{**r.record.__dict__, "playbook": "/elsewhere/book.yaml"}), r.state)
+        for r in rows_of("t", [], {"y": [1, 2, 3]})
+    ]
+    [grid] = jobviews.grids([*other, *rows_of("t", [], {"x": [1, 2]})])
+    assert grid.row_axes == ("x",) and len(grid.cells) == 2
+
+
 def test_a_point_missing_from_the_product_is_an_empty_cell() -> None:
     rows = rows_of("t", [], {"a": [1, 2], "b": ["x", "y"]})
     [grid] = jobviews.grids(rows[:3])
