@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 KEEPALIVE_SECONDS = 15
 OUTPUT_GRACE_SECONDS = 1.0
 WINDOW_SIZE = 1 << 26  # large windows let big transfers stream instead of stalling on acks
+# Reads take all that is buffered: paramiko drops what is read from the front of its buffer,
+# a copy of the rest, so 64 kB reads from a full 64 MB window cost seconds of CPU per 100 MB.
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 _known_hosts_lock = threading.Lock()
 
@@ -292,7 +294,7 @@ class SSHHost(Host):
             while True:
                 busy = False
                 if chan.recv_ready():
-                    data = chan.recv(1 << 16)
+                    data = chan.recv(WINDOW_SIZE)
                     busy = True
                     if stdout_to is not None:
                         stdout_to.write(data)
@@ -300,7 +302,7 @@ class SSHHost(Host):
                         out.append(data)
                         lines_out.feed(data)
                 if chan.recv_stderr_ready():
-                    data = chan.recv_stderr(1 << 16)
+                    data = chan.recv_stderr(WINDOW_SIZE)
                     busy = True
                     err.append(data)
                     lines_err.feed(data)
