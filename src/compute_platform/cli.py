@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,6 +18,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def main(args: list[str]) -> NoReturn:
     """One exit door: domain errors become one line and an exit code; tracebacks only with -v."""
     verbose = "-v" in args or "--verbose" in args
+    _warnings_to_stderr()
     try:
         code = cli.main(args=args, prog_name="compute", standalone_mode=False)
     except ComputeError as e:
@@ -36,6 +38,19 @@ def main(args: list[str]) -> NoReturn:
     except BrokenPipeError:
         code = EXIT_FAILED
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _warnings_to_stderr() -> None:
+    """Library code warns through logging (e.g. a private key other users can read): one line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))
+    log = logging.getLogger("compute_platform")
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING)
+    log.propagate = False
+    # paramiko logs its transport thread's failures with a traceback; they reach the user as one
+    # clean HostError instead (Python would print unhandled log records to stderr)
+    logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def _error(message: str) -> None:

@@ -64,6 +64,9 @@ class HostSpec(BaseModel):
     """known_hosts file to check host keys against (default `~/.ssh/known_hosts`)."""
     connect_timeout: float = Field(default=10.0, gt=0)
     """Seconds to wait for the connection and the SSH handshake before failing this host."""
+    keepalive: float = Field(default=15.0, gt=0)
+    """Seconds of silence during a command before the host is asked to answer; no answer within
+    twice that: the host is declared lost (like OpenSSH's ServerAliveInterval, ServerAliveCountMax 2)."""
     control_persist: str = Field(default="10m", pattern=r"^\d+[smhdwSMHDW]?(\d+[smhdwSMHDW]?)*$")
     """`connection: openssh`: how long the shared connection stays open after its last use (`10m`, `8h`)."""
 

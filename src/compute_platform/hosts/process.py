@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, BinaryIO
@@ -96,17 +97,25 @@ class Processes:
             self._stop(proc)
 
 
-def kill_tree(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group of `proc` (its own session), SIGKILL after 2 s."""
+def kill_tree(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
+    """SIGTERM the process group of `proc` (its own session), SIGKILL what is left of it after
+    `grace` seconds. The group, not just `proc`: a child that ignores SIGTERM outlives the shell
+    and would keep the output pipes (and the run) open for ever."""
     try:
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     except ProcessLookupError:
-        pass
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        proc.poll()  # reap the leader, or the group never looks empty
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _drain(pipe: IO[bytes], sink: list[bytes], lines: LineSplitter, to: BinaryIO | None) -> None:

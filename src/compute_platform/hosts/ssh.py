@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import logging
 import os
 import select
 import socket
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
     import paramiko
 
 KEEPALIVE_SECONDS = 15
+# A host silent for `keepalive` seconds while a command runs is asked to answer within this many
+# keepalive periods more; no answer: the host (or the network to it) is down, the command is lost.
+KEEPALIVE_ANSWER_PERIODS = 2
 OUTPUT_GRACE_SECONDS = 1.0
 WINDOW_SIZE = 1 << 26  # large windows let big transfers stream instead of stalling on acks
 # Reads take all that is buffered: paramiko drops what is read from the front of its buffer,
@@ -115,12 +119,17 @@ class SSHHost(Host):
         import paramiko
 
         transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=1 << 15)
+        # every step of the login is bounded: a host that accepts TCP and then says nothing, or
+        # stalls the key exchange or the authentication, fails within connect_timeout
         transport.banner_timeout = timeout
         transport.handshake_timeout = timeout
+        transport.auth_timeout = timeout
         where = f"{ep.user}@{ep.hostname}:{ep.port}"
+        known = self._known_hosts(ep)
+        pinned = _pin_key_types(transport, known.lookup(ep.known_hosts_name))
         try:
-            transport.start_client(timeout=timeout)
-            self._check_host_key(ep, transport.get_remote_server_key())
+            self._handshake(transport, ep, pinned)
+            self._check_host_key(ep, known, transport.get_remote_server_key())
             self._authenticate(ep, transport)
         except HostError:
             transport.close()
@@ -131,7 +140,9 @@ class SSHHost(Host):
             raise HostError(self.alias, f"authentication failed for {where} (keys tried: {keys}): {e}") from e
         except (paramiko.SSHException, EOFError, OSError) as e:
             transport.close()
-            raise HostError(self.alias, f"SSH handshake with {where} failed: {e or type(e).__name__}") from e
+            raise HostError(
+                self.alias, f"SSH handshake with {where} failed: {str(e) or type(e).__name__}"
+            ) from e
         transport.set_keepalive(KEEPALIVE_SECONDS)
         return transport
 
@@ -181,25 +192,55 @@ class SSHHost(Host):
                 requester, f"jump host {self.alias} failed to open a tunnel: {e or type(e).__name__}"
             ) from e
 
-    def _check_host_key(self, ep: Endpoint, key: paramiko.PKey) -> None:
+    def _handshake(self, transport: paramiko.Transport, ep: Endpoint, pinned: list[str]) -> None:
+        """The key exchange, its failures said plainly (paramiko's words are often cryptic)."""
+        import paramiko
+
+        timeout = self.spec.connect_timeout
+        start = self.clock()
+        timed_out = HostError(
+            self.alias,
+            f"SSH handshake with {ep.hostname}:{ep.port} timed out after {timeout:g} s "
+            "(connect_timeout): the port accepts connections but no SSH server answers there",
+        )
+        try:
+            # on timeout start_client() may just return, the exchange unfinished
+            transport.start_client(timeout=timeout)
+        except (paramiko.SSHException, EOFError) as e:
+            if pinned and "host key" in str(e).lower():
+                raise self._changed(ep, f"offers none of the key types recorded ({', '.join(pinned)})") from e
+            if self.clock() - start >= timeout * 0.9:  # paramiko's banner/handshake timeouts
+                raise timed_out from e
+            raise
+        if not transport.initial_kex_done:
+            raise timed_out
+
+    def _known_hosts(self, ep: Endpoint) -> paramiko.HostKeys:
         import paramiko
 
         path = ep.known_hosts
         try:
-            known = known_hosts(path)
+            return known_hosts(path)
         except (OSError, paramiko.SSHException) as e:
             raise HostError(self.alias, f"cannot read known hosts file {path}: {e}") from e
+
+    def _changed(self, ep: Endpoint, how: str) -> HostKeyChanged:
+        path, name = ep.known_hosts, ep.known_hosts_name
+        return HostKeyChanged(
+            self.alias,
+            f"the host key of {name} CHANGED: the host {how} (recorded in {path}"
+            f"{_known_hosts_line(path, name)}). This may be an attack; if the host was reinstalled, "
+            f"remove the old key with: ssh-keygen -f {path} -R '{name}'",
+        )
+
+    def _check_host_key(self, ep: Endpoint, known: paramiko.HostKeys, key: paramiko.PKey) -> None:
+        path = ep.known_hosts
         name = ep.known_hosts_name
         entry = known.lookup(name)
         if entry is not None and key.get_name() in entry:
             if entry[key.get_name()] == key:
                 return
-            line = _known_hosts_line(path, name)
-            raise HostKeyChanged(
-                self.alias,
-                f"the host key of {name} CHANGED (recorded in {path}{line}). This may be an attack; "
-                f"if the host was reinstalled, remove the old key with: ssh-keygen -f {path} -R '{name}'",
-            )
+            raise self._changed(ep, f"presents another {key.get_name()} key")
         if self.spec.host_key_checking == "strict":
             raise HostError(
                 self.alias,
@@ -240,6 +281,7 @@ class SSHHost(Host):
         for path in paths:
             if not path.exists():
                 raise HostError(self.alias, f"identity file not found: {path}")
+            _warn_if_unprotected(path)
             try:
                 keys.append(paramiko.PKey.from_path(str(path)))
             except paramiko.PasswordRequiredException:
@@ -290,6 +332,7 @@ class SSHHost(Host):
         deadline = None if timeout is None else start + timeout
         timed_out = False
         last_output = start
+        transport = self._transport
         try:
             while True:
                 busy = False
@@ -315,8 +358,11 @@ class SSHHost(Host):
                     chan.eof_received or self.clock() - last_output > OUTPUT_GRACE_SECONDS
                 ):
                     break
-                if chan.closed or not self.transport().is_active():
+                if chan.closed or transport is None or not transport.is_active():
                     raise HostError(self.alias, "the connection was closed while a command was running")
+                if self.clock() - last_output > self.spec.keepalive:
+                    self._check_alive(transport)
+                    last_output = self.clock()
                 if deadline is not None and self.clock() > deadline:
                     timed_out = True
                     break
@@ -344,6 +390,26 @@ class SSHHost(Host):
             self.clock() - start,
             timed_out,
         )
+
+    def _check_alive(self, transport: paramiko.Transport) -> None:
+        """Ask a silent host to answer a keepalive request; none in time: it is gone (a crashed host
+        or a cut network sends no FIN, and TCP alone would wait for hours)."""
+        answered = threading.Event()
+
+        def ask() -> None:
+            transport.global_request("keepalive@openssh.com", wait=True)  # returns on any answer
+            answered.set()
+
+        threading.Thread(target=ask, daemon=True).start()
+        wait = self.spec.keepalive * KEEPALIVE_ANSWER_PERIODS
+        if not answered.wait(wait):
+            transport.close()
+            silent = self.spec.keepalive + wait
+            raise HostError(
+                self.alias,
+                f"the host stopped answering ({silent:g} s without an answer to keepalives): it or the "
+                "network to it is down; what the command did there is unknown",
+            )
 
     def _kill_group(self, pidfile: str) -> None:
         with contextlib.suppress(HostError):
@@ -395,13 +461,55 @@ def _feed(chan: Any, data: bytes | BinaryIO) -> None:
 
 
 def _known_hosts_line(path: Path, name: str) -> str:
+    """`, line N` of the first entry for `name`, hashed entries (`|1|salt|hash`) included."""
+    import paramiko
+
     try:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            if line.split(" ", 1)[0].split(",").count(name):
-                return f", line {number}"
+        lines = path.read_text(encoding="utf-8").splitlines()
     except OSError:
-        pass
+        return ""
+    for number, line in enumerate(lines, 1):
+        for pattern in line.split(" ", 1)[0].split(","):
+            if pattern == name or (
+                pattern.startswith("|1|") and paramiko.HostKeys.hash_host(name, pattern) == pattern
+            ):
+                return f", line {number}"
     return ""
+
+
+# Host key algorithms a known_hosts key type allows (an RSA key signs with SHA-2 too).
+_KEY_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+
+def _pin_key_types(transport: paramiko.Transport, entry: Any) -> list[str]:
+    """For a known host, negotiate only the key types recorded for it, as OpenSSH does: otherwise a
+    server (or an attacker) offering another type would pass as an unknown key, and be accepted."""
+    if not entry:
+        return []
+    recorded = list(entry.keys())
+    allowed = {a for t in recorded for a in _KEY_ALGORITHMS.get(t, (t,))}
+    options = transport.get_security_options()
+    kept = [t for t in options.key_types if t in allowed]
+    if kept:
+        options.key_types = kept
+    return recorded
+
+
+_warned: set[Path] = set()
+
+
+def _warn_if_unprotected(path: Path) -> None:
+    """OpenSSH refuses a private key that other users can read; say so (once per key)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return
+    if info.st_mode & 0o077 and info.st_uid == os.getuid() and path not in _warned:
+        _warned.add(path)
+        logging.getLogger("compute_platform").warning(
+            f"{path} is accessible by other users (mode {info.st_mode & 0o777:o}); OpenSSH refuses to "
+            f"use such a key (UNPROTECTED PRIVATE KEY FILE): chmod 600 {path}"
+        )
 
 
 os.environ.setdefault("PARAMIKO_NO_GSSAPI", "1")
