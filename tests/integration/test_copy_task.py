@@ -33,7 +33,8 @@ def tilde(testbed: Any, path: Path) -> str:
 
 def run(tmp_path: Path, testbed: Any, tasks: str, **h1: Any) -> Any:
     book = "inventory: {hosts: hosts.yaml, configs: configs.yaml}\ntasks:\n" + tasks
-    extra = {"h1": host_entry(testbed, "h1", **h1)} if h1 else None
+    # `o1` is h1 through the system's ssh client (connection: openssh) instead of paramiko
+    extra = {"h1": host_entry(testbed, "h1", **h1), "o1": host_entry(testbed, "h1", connection="openssh")}
     write_project(tmp_path, testbed, book, extra_hosts=extra)
     return compute("run", "book.yaml", cwd=tmp_path)
 
@@ -47,12 +48,13 @@ def kept(tree: dict[str, tuple[str, int, str]]) -> dict[str, tuple[str, int, str
     }
 
 
-@pytest.mark.parametrize("alias", ["h1", "localhost"])
+@pytest.mark.parametrize("alias", ["h1", "o1", "localhost"])
 def test_a_tree_goes_there_and_back(testbed: Any, space: Path, tmp_path: Path, alias: str) -> None:
     tree = make_tree(tmp_path / "src")
-    there = space / f"tree-{alias}" / "new dir" if alias == "h1" else tmp_path / "there" / "new dir"
+    remote = alias != "localhost"
+    there = space / f"tree-{alias}" / "new dir" if remote else tmp_path / "there" / "new dir"
     back = tmp_path / "back" / "deeper"
-    dest = tilde(testbed, there) if alias == "h1" else str(there)
+    dest = tilde(testbed, there) if remote else str(there)
     tasks = (
         f"  - {{hosts: {alias}, copy: {{mode: push, src: '{tree}', dest: '{dest}', exclude: {EXCLUDE}}}}}\n"
         f"  - {{hosts: {alias}, copy: {{mode: pull, src: '{dest}/proj', dest: '{back}'}}}}\n"
@@ -66,7 +68,7 @@ def test_a_tree_goes_there_and_back(testbed: Any, space: Path, tmp_path: Path, a
     files = sum(kind != "dir" for kind, _, _ in expected.values())
     assert f"pushed {tree} into {dest} ({files} files" in proc.stdout
     assert f"pulled {dest}/proj into {back} ({files} files" in proc.stdout
-    if alias == "h1":
+    if remote:
         assert os.stat(there / "proj" / "good").st_uid != 0  # written by the test user, as itself
     assert sorted(p.name for p in there.iterdir()) == ["proj"]  # no temporary left behind
     assert sorted(p.name for p in back.iterdir()) == ["proj"]
