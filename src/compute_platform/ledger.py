@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
+import json
 import os
 import subprocess
 import tempfile
@@ -21,12 +22,17 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from compute_platform.errors import LedgerError
 
 LEDGER_VERSION = "1"
 JOBS_FILE = "job.csv"
 EVENTS_FILE = "events.csv"
+# events.csv entries of a submission whose answer was lost, and of its resolution
+UNCONFIRMED = "unconfirmed"
+CONFIRMED = "confirmed"
+NOT_SUBMITTED = "not-submitted"
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Event:
     at: str
     host: str
     job_id: str
-    event: str  # cancelled | resubmitted
+    event: str  # cancelled | resubmitted | unconfirmed | confirmed | not-submitted
     detail: str = ""
 
     @classmethod
@@ -201,6 +207,23 @@ class Ledger:
     def records(self) -> list[JobRecord]:
         return [JobRecord.from_row(row) for row in _read(self.jobs_file)]
 
+    def unconfirmed(self, playbook: str, task: str, host: str) -> list[tuple[Event, dict[str, Any]]]:
+        """The submissions of this playbook's task on this host whose outcome is unknown (the
+        connection died while sbatch ran) and not yet resolved, each with its details."""
+        events = self.events()
+        resolved = {_detail(e).get("token") for e in events if e.event in (CONFIRMED, NOT_SUBMITTED)}
+        found = []
+        for event in events:
+            info = _detail(event)
+            if (
+                event.event == UNCONFIRMED
+                and event.host == host
+                and (info.get("playbook"), info.get("task")) == (playbook, task)
+                and info.get("token") not in resolved
+            ):
+                found.append((event, info))
+        return found
+
     def submitted_points(self, playbook: str, task: str, host: str) -> set[tuple[str, str]]:
         """(job_index, command) of every job this playbook's task submitted on this host, whatever
         became of it: the sweep points a resumed run (`--skip-submitted`) leaves out."""
@@ -212,6 +235,14 @@ class Ledger:
 
     def events(self) -> list[Event]:
         return [Event(**{c: row.get(c) or "" for c in Event.columns()}) for row in _read(self.events_file)]
+
+
+def _detail(event: Event) -> dict[str, Any]:
+    try:
+        info = json.loads(event.detail)
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 def _read(path: Path) -> list[dict[str, str]]:

@@ -312,3 +312,55 @@ def test_sshd_killed_mid_sweep_leaves_no_job_unaccounted(project: Project, extra
         if proc.poll() is None:
             proc.kill()
         scancel_name(project.bed, name)
+
+
+SBATCH_THEN_HANG_UP = """#!/bin/bash
+# the real sbatch, then (on call number @NTH@ only) the SSH session dies before its answer is read
+n=$(($(cat @COUNT@ 2>/dev/null || echo 0) + 1)); echo $n > @COUNT@
+/usr/bin/sbatch "$@"; rc=$?
+if [ "$n" = @NTH@ ]; then
+  p=$PPID
+  while [ "$p" -gt 1 ] && [ "$(ps -o comm= -p "$p")" != sshd ]; do p=$(ps -o ppid= -p "$p" | tr -d ' '); done
+  kill -KILL "$p"
+  sleep 5
+fi
+exit $rc
+"""
+
+
+def test_a_submission_whose_answer_is_lost_is_found_and_recorded_on_resume(project: Project) -> None:
+    """The connection dies right after sbatch took a job: this run cannot know its id, so it notes the
+    submission as unconfirmed (with the token in the job's --comment); the resumed run finds the job
+    in the queue, records it, and submits only the points never submitted."""
+    name = project.job_name("lost")
+    tools = Path(project.bed.jobs_dir) / f"tools-{project.tag}"
+    tools.mkdir(mode=0o755)
+    wrapper = tools / "sbatch"
+    text = SBATCH_THEN_HANG_UP.replace("@COUNT@", str(tools / "count")).replace("@NTH@", "4")
+    wrapper.write_text(text)
+    wrapper.chmod(0o755)
+    (tools / "count").touch(mode=0o666)
+    os.chmod(tools / "count", 0o666)
+    project.hosts["login"] = {**project.hosts[project.bed.slurm_alias], "platform": "slurm"}
+    project.hosts["login"]["init"] = [f"export PATH={tools}:$PATH"]
+    project.write_hosts()
+    task = {"name": "sweep", "hosts": "login", "slurm": {"cmd": "true", "job_name": name, "array": False}}
+    task["slurm"].update(sweep={"i": list(range(8))}, sbatch={"hold": True})
+    project.book([task])
+    try:
+        proc = project.run(timeout=60)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert_clean_failure(proc.stdout, proc.stderr, "login", "connection", "--skip-submitted")
+        assert len(project.rows()) == 3 and len(slurm_jobs(project.bed, name)) == 4
+
+        resumed = project.run("--skip-submitted", timeout=60)
+        assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+        assert "now recorded" in resumed.stdout
+        rows = ledger_rows(project.archive)
+        ids = ledger_ids(rows)
+        assert sorted(ids) == sorted(slurm_jobs(project.bed, name)) and len(ids) == 8 == len(set(ids))
+        assert sorted(int(r["job_index"]) for r in rows) == list(range(8))
+        assert all((project.archive / r["script"]).is_file() for r in rows)
+        assert not list((project.archive / "login").glob(".staged-*"))
+    finally:
+        scancel_name(project.bed, name)

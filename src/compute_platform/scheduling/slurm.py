@@ -124,12 +124,18 @@ class Retry:
     max_pause: float = 30.0
 
 
-def submit(host: Host, text: str, extra_args: Sequence[str] = (), retry: Retry = Retry()) -> str:
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def submit(
+    host: Host, text: str, extra_args: Sequence[str] = (), retry: Retry = Retry(), token: str | None = None
+) -> str:
     """Upload the script to a unique path, sbatch it, remove it; return the job (or array) id.
     A refused submission raises with sbatch's own words. While the controller is unreachable the
     submission is tried again for `retry.seconds`; each retry first looks in the queue for the job
     of an earlier attempt whose answer was lost (by a token in its --comment), so none runs twice."""
-    token = None if _has_comment(text) else uuid.uuid4().hex
+    token = None if _has_comment(text) else (token or new_token())
     args = [*extra_args, f"--comment={TOKEN_MARK}{token}"] if token else list(extra_args)
     stop = retry.stop or threading.Event()
     start = time.monotonic()
@@ -184,6 +190,19 @@ def submit_command(args: Sequence[str], look_for: str | None) -> str:
         f"compute_rc=$?; rm -f {remote}; exit $compute_rc"
     )
     return "\n".join(lines)
+
+
+def find_submissions(host: Host, tokens: Sequence[str]) -> dict[str, str]:
+    """token -> job id, for the submissions (by their --comment token) still in Slurm's queue."""
+    result = host.run("squeue -h -u \"$(id -un)\" -o '%F|%k'", timeout=120, check=True)
+    wanted = set(tokens)
+    found: dict[str, str] = {}
+    for line in result.stdout.splitlines():
+        job_id, _, comment = line.strip().partition("|")
+        token = comment.removeprefix(TOKEN_MARK)
+        if comment.startswith(TOKEN_MARK) and token in wanted:
+            found.setdefault(token, job_id)
+    return found
 
 
 def _has_comment(text: str) -> bool:

@@ -12,8 +12,18 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import Field, field_validator
 
-from compute_platform.errors import InputError, Interrupted, LedgerError, TaskError
-from compute_platform.ledger import JobRecord, Ledger, git_state, new_run_id, now
+from compute_platform.errors import HostError, InputError, Interrupted, LedgerError, TaskError
+from compute_platform.ledger import (
+    CONFIRMED,
+    NOT_SUBMITTED,
+    UNCONFIRMED,
+    Event,
+    JobRecord,
+    Ledger,
+    git_state,
+    new_run_id,
+    now,
+)
 from compute_platform.scheduling import slurm
 from compute_platform.scheduling.sbatch import SbatchSpec, check_option, log_path, render
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
@@ -160,6 +170,8 @@ class Slurm(Action, SweepFields):
 
     def run(self, ctx: RunContext, host: Host) -> Outcome:
         every = self.host_jobs(ctx)
+        if ctx.options.skip_submitted:
+            self.confirm(ctx, host)
         jobs = unsubmitted(ctx, self, every)
         if not jobs:
             return Outcome(changed=False, message=nothing_to_do(every))
@@ -170,10 +182,7 @@ class Slurm(Action, SweepFields):
             if self.dependency
             else ""
         )
-        save_path = host.spec.save_path
-        cluster: slurm.Cluster = ctx.state.cached(
-            f"slurm:cluster:{ctx.alias}:{save_path}", lambda: slurm.prepare(host, save_path)
-        )
+        cluster = self.cluster(ctx, host)
         batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
         ids: list[str] = []
         done = 0
@@ -207,9 +216,22 @@ class Slurm(Action, SweepFields):
         spec = self.spec(ctx, batch, host.spec, cluster)
         text = render(spec)
         staged = ledger.stage_script(ctx.alias, text, "slurm")
+        token = slurm.new_token()
         try:
             retry = slurm.Retry(self.submit_retry, ctx.state.stopping, ctx.info)
-            job_id = slurm.submit(host, text, [f"--dependency={dependency}"] if dependency else [], retry)
+            args = [f"--dependency={dependency}"] if dependency else []
+            job_id = slurm.submit(host, text, args, retry, token)
+        except HostError as e:
+            # The connection died while sbatch may have run: keep the script and note the submission,
+            # for the next run with --skip-submitted to look for it (by its token) before submitting.
+            info: dict[str, Any] = {"playbook": str(ctx.playbook.path.resolve()), "task": ctx.task.name}
+            info.update(token=token, script=ledger.relative(staged), array=batch.array)
+            info.update(dependency=dependency, indexes=[job.index for job in batch.jobs])
+            ledger.append_events([Event(now(), ctx.alias, "", UNCONFIRMED, json.dumps(info))])
+            raise TaskError(
+                f"{e.message}; whether Slurm got the job under way is unknown: a run with "
+                "--skip-submitted looks for it in the queue first, records it if there, else submits it"
+            ) from e
         except BaseException:
             ledger.discard(staged)
             raise
@@ -222,7 +244,44 @@ class Slurm(Action, SweepFields):
             ) from e
         return job_id
 
+    def confirm(self, ctx: RunContext, host: Host) -> None:
+        """Resolve the unconfirmed submissions of an earlier run: one found in Slurm's queue by its
+        token is recorded as it was submitted; one not found is forgotten (its points are submitted
+        again). A job that ran and ended more than MinJobAge ago (300 s by default) is not found."""
+        ledger = Ledger(ctx.options.archive)
+        pending = ledger.unconfirmed(str(ctx.playbook.path.resolve()), ctx.task.name, ctx.alias)
+        if not pending:
+            return
+        found = slurm.find_submissions(host, [info["token"] for _, info in pending])
+        by_index = {job.index: job for job in self.jobs()}
+        for event, info in pending:
+            job_id = found.get(info["token"], "")
+            staged = ledger.root / info["script"]
+            jobs = tuple(by_index[i] for i in info["indexes"] if i in by_index)
+            if job_id and len(jobs) == len(info["indexes"]):
+                batch = Batch(jobs, info["array"])
+                spec = self.spec(ctx, batch, host.spec, self.cluster(ctx, host))
+                script = ledger.relative(ledger.commit_script(staged, job_id))
+                ledger.append(self.records(ctx, spec, batch, job_id, script, info["dependency"]))
+                ctx.info(f"the submission left unconfirmed at {event.at} is job {job_id}: now recorded")
+            else:
+                ledger.discard(staged)
+                ctx.info(
+                    f"the submission left unconfirmed at {event.at} is not in Slurm's queue: submitting it"
+                )
+            outcome = CONFIRMED if job_id else NOT_SUBMITTED
+            ledger.append_events(
+                [Event(now(), ctx.alias, job_id, outcome, json.dumps({"token": info["token"]}))]
+            )
+
     # -- pieces ------------------------------------------------------------------------------
+
+    def cluster(self, ctx: RunContext, host: Host) -> slurm.Cluster:
+        """The login node's answers (home, MaxArraySize), asked once per run."""
+        save_path = host.spec.save_path
+        return ctx.state.cached(  # type: ignore[no-any-return]
+            f"slurm:cluster:{ctx.alias}:{save_path}", lambda: slurm.prepare(host, save_path)
+        )
 
     def host_jobs(self, ctx: RunContext) -> list[Job]:
         jobs = self.jobs()
