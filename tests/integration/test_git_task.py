@@ -17,7 +17,14 @@ import pytest
 import testbed as tbm
 
 from tests.helpers import free_port, host_entry, write_project
-from tests.integration.envtools import as_user, chown_tree, compute, python_project, user_workspace
+from tests.integration.envtools import (
+    as_user,
+    chown_tree,
+    compute,
+    python_project,
+    user_venv,
+    user_workspace,
+)
 
 COMMIT = "git -c user.name=Test -c user.email=test@example.org commit -q"
 
@@ -104,9 +111,10 @@ def test_push_of_a_commit_made_on_the_host(testbed: Any, remote: Remote, tmp_pat
     as_user("ctest", f"cd {remote.seed} && git pull -q origin main")  # keep the seed in step
 
 
-def test_clone_by_local_path_with_install(testbed: Any, remote: Remote, tmp_path: Path) -> None:
-    as_user("ctest", f"python3 -m venv {remote.work}/venv")
-    python = f"{remote.work}/venv/bin/python"
+def test_clone_by_local_path_with_install(
+    testbed: Any, remote: Remote, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    python = f"{user_venv(testbed, request.config)}/bin/python"
     home_relative = "~/" + str(remote.origin.relative_to(testbed.home))
     tasks = (
         f"  - {{hosts: h1, git: {{action: clone, path: {remote.work}/clones-b, repo: '{home_relative}',"

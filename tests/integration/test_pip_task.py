@@ -12,15 +12,12 @@ from typing import Any
 import pytest
 
 from tests.helpers import host_entry, write_project
-from tests.integration.envtools import as_user, compute, user_workspace, wheel, wheel_server
+from tests.integration.envtools import as_user, compute, user_venv, wheel, wheel_server
 
 
-@pytest.fixture(scope="module")
-def venv(testbed: Any) -> Iterator[Path]:
-    """A virtual environment of the test user (Debian's python3 refuses pip installs: PEP 668)."""
-    with user_workspace(testbed, "pip") as work:
-        as_user(testbed.user, f"python3 -m venv {work}/venv")
-        yield work / "venv"
+@pytest.fixture
+def venv(testbed: Any, request: pytest.FixtureRequest) -> Path:
+    return user_venv(testbed, request.config)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +73,7 @@ def test_install_upgrade_uninstall_on_an_ssh_host(
     assert "h1 | ctiny 1.0" in out
     assert "Successfully installed ctiny-2.0" in out
     assert "Successfully uninstalled ctiny-2.0" in out
-    assert "ctiny" not in installed(testbed, venv)
+    assert "ctiny==" not in installed(testbed, venv)
 
 
 def test_a_requirements_file_is_sent_from_here(testbed: Any, venv: Path, index: str, tmp_path: Path) -> None:
@@ -124,7 +121,9 @@ def test_the_systems_python_is_left_alone_with_a_hint(testbed: Any, index: str, 
 
 
 def test_pip_on_localhost(index: str, tmp_path: Path) -> None:
-    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True, timeout=120)
+    # our own pip serves the venv (no copy of pip in it: 0.1 s instead of 3 s to make)
+    venv = ["-m", "venv", "--without-pip", "--system-site-packages", str(tmp_path / "venv")]
+    subprocess.run([sys.executable, *venv], check=True, timeout=120)
     (tmp_path / "hosts.yaml").write_text(f"localhost: {{python: {tmp_path}/venv/bin/python}}\n")
     (tmp_path / "book.yaml").write_text(
         "inventory: {hosts: hosts.yaml}\n"
