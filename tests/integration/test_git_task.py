@@ -81,11 +81,15 @@ def test_clone_over_ssh_then_again_pulls_then_pull_gets_new_commits(
     testbed: Any, remote: Remote, tmp_path: Path
 ) -> None:
     into = remote.work / "clones-a"
-    clone = f"  - {{hosts: h1, git: {{action: clone, path: {into}, repo: '{remote.url()}', branch: main}}}}\n"
+    clone = (
+        f"  - {{hosts: h1, git: {{action: clone, path: {into}, repo: '{remote.url()}', "
+        "branch: main, depth: 1}}\n"
+    )
     proc = run(tmp_path, testbed, remote, clone)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "changed: h1" in proc.stdout and f"cloned into {into}/origin" in proc.stdout
     assert (into / "origin" / "ctinyproj" / "__init__.py").exists()
+    assert as_user("ctest", f"git -C {into}/origin rev-parse --is-shallow-repository").strip() == "true"
 
     proc = run(tmp_path, testbed, remote, clone)  # idempotent: the repository is there, pull
     assert proc.returncode == 0, proc.stdout + proc.stderr
