@@ -77,9 +77,8 @@ class PlainReporter(Reporter):
 
     def host_plan(self, task: Task, host: str, command: str) -> None:
         lines = command.splitlines() or [""]
-        self.emit(f"{host} $ {lines[0]}")
-        for line in lines[1:]:
-            self.emit(f"{' ' * len(host)}   {line}")
+        rest = [f"{' ' * len(host)}   {line}" for line in lines[1:]]
+        self.emit("\n".join([f"{host} $ {lines[0]}", *rest]))  # one block: hosts run in parallel
 
     def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
         text = f"{status}: {host} ({seconds:.2f} s)" + (f": {message}" if message else "")
