@@ -148,9 +148,12 @@ class RunSummary:
 
 class Runner:
     def __init__(self, playbook: Playbook, options: RunOptions, reporter: Reporter) -> None:
+        from compute_platform import secret_env
+
         self.playbook = playbook
         self.options = options
-        self.reporter = reporter
+        values = secret_env.collect(playbook)  # no secret value is ever printed, whatever prints it
+        self.reporter = secret_env.Masking(reporter, values) if values else reporter
         self.running: set[str] = set()  # "task on host" being worked on, for the Ctrl-C message
         self.in_use: dict[str, Host] = {}  # alias -> Host of the tasks under way, stopped by Ctrl-C
 

@@ -8,11 +8,11 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from compute_platform import shell
+from compute_platform import secret_env, shell
 from compute_platform.errors import CommandFailed, Interrupted, TaskError
 from compute_platform.ledger import JobRecord, Ledger, new_run_id, now
 from compute_platform.scheduling.backend import (
@@ -129,12 +129,18 @@ def new_token() -> str:
 
 
 def submit(
-    host: Host, text: str, extra_args: Sequence[str] = (), retry: Retry = Retry(), token: str | None = None
+    host: Host,
+    text: str,
+    extra_args: Sequence[str] = (),
+    retry: Retry = Retry(),
+    token: str | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> str:
     """Upload the script to a unique path, sbatch it, remove it; return the job (or array) id.
     A refused submission raises with sbatch's own words. While the controller is unreachable the
     submission is tried again for `retry.seconds`; each retry first looks in the queue for the job
-    of an earlier attempt whose answer was lost (by a token in its --comment), so none runs twice."""
+    of an earlier attempt whose answer was lost (by a token in its --comment), so none runs twice.
+    `secrets` reach sbatch's environment (so the job's) through stdin, before the script."""
     token = None if _has_comment(text) else (token or new_token())
     args = [*extra_args, f"--comment={TOKEN_MARK}{token}"] if token else list(extra_args)
     stop = retry.stop or threading.Event()
@@ -142,7 +148,13 @@ def submit(
     pause = retry.first_pause
     attempt = 0
     while True:
-        result = host.run(submit_command(args, token if attempt else None), stdin=text.encode(), timeout=120)
+        end = secret_env.marker()
+        command = submit_command(args, token if attempt else None)
+        stdin = text.encode()
+        if secrets:
+            command = f"{secret_env.receive(end)}\n{command}"
+            stdin = secret_env.payload(secrets, end) + stdin
+        result = host.run(command, stdin=stdin, timeout=120)
         if result.ok:
             return parse_job_id(result.stdout)
         said = result.stderr.strip() or result.stdout.strip() or f"exit code {result.exit_code}"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from compute_platform import shell
+from compute_platform import secret_env, shell
 from compute_platform.tasks.base import Action, Outcome
 
 if TYPE_CHECKING:
@@ -24,6 +24,9 @@ class Cmd(Action):
     """Working directory on the host (`~` is the home there)."""
     env: dict[str, str] = Field(default_factory=dict)
     """Environment variables for these commands."""
+    secret_env: tuple[str, ...] = ()
+    """Variables taken from the environment of compute when it runs and passed to the commands
+    without ever being written or printed (API keys, tokens: see Secrets in the README)."""
 
     @classmethod
     def shorthand(cls, raw: Any) -> Any:
@@ -44,11 +47,23 @@ class Cmd(Action):
             shell.check_env_name(name)  # written unquoted in `export NAME=...`
         return value
 
+    @model_validator(mode="after")
+    def _secret_names(self) -> Cmd:
+        secret_env.check_names(self.secret_env, self.env)
+        return self
+
     def plan(self, ctx: RunContext, host: Host) -> list[str]:
-        return [host.script(c, cwd=self.cd, env=self.env) for c in self.commands]
+        # how the secrets are read, never their values (the end marker is made anew for each run)
+        receive = secret_env.receive("<end marker>") + "\n" if self.secret_env else ""
+        return [host.script(receive + c, cwd=self.cd, env=self.env) for c in self.commands]
 
     def run(self, ctx: RunContext, host: Host) -> Outcome:
+        values = secret_env.read(self.secret_env, ctx.alias)
         for command in self.commands:
+            stdin = None
+            if values:  # the values travel on stdin, read first by the command's own shell
+                end = secret_env.marker()
+                command, stdin = f"{secret_env.receive(end)}\n{command}", secret_env.payload(values, end)
             host.run(
                 command,
                 cwd=self.cd,
@@ -56,5 +71,6 @@ class Cmd(Action):
                 timeout=ctx.timeout,
                 check=True,
                 on_line=ctx.output(host),
+                stdin=stdin,
             )
         return Outcome()

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from compute_platform import secret_env
 from compute_platform.errors import HostError, InputError, Interrupted, LedgerError, TaskError
 from compute_platform.ledger import (
     CONFIRMED,
@@ -25,7 +26,7 @@ from compute_platform.ledger import (
     now,
 )
 from compute_platform.scheduling import slurm
-from compute_platform.scheduling.sbatch import SbatchSpec, check_option, log_path, render
+from compute_platform.scheduling.sbatch import SbatchSpec, check_option, log_path, option_name, render
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
 from compute_platform.tasks.base import Action, Outcome
 from compute_platform.tasks.resume import nothing_to_do, unsubmitted
@@ -103,6 +104,9 @@ class Slurm(Action, SweepFields):
     sbatch: dict[str, Union[str, int, float, bool, None]] = Field(default_factory=dict)  # noqa: UP007
     # seconds to keep retrying while the controller is unreachable (0: fail at the first error)
     submit_retry: float = Field(default=300, ge=0)
+    # variables taken from compute's environment, handed to sbatch (so to the jobs) on stdin and
+    # never written or printed (see secret_env.py)
+    secret_env: tuple[str, ...] = ()
 
     @classmethod
     def shorthand(cls, raw: Any) -> Any:
@@ -116,6 +120,13 @@ class Slurm(Action, SweepFields):
             if problem:
                 raise ValueError(problem)
         return value
+
+    @model_validator(mode="after")
+    def _secret_names(self) -> Slurm:
+        secret_env.check_names(self.secret_env, self.env)
+        if self.secret_env and any(option_name(k) == "export" for k in self.sbatch):
+            raise ValueError("secret_env needs sbatch's default --export=ALL: remove the export option")
+        return self
 
     @field_validator("dependency")
     @classmethod
@@ -162,6 +173,10 @@ class Slurm(Action, SweepFields):
         lines = [f"# {describe(batches)}" + (f", --dependency={dependency}" if dependency else "")]
         if host.spec.save_path.startswith("~"):
             lines[0] += " (the log folder's ~ becomes the home directory on submission)"
+        if self.secret_env:
+            lines.append(
+                f"# secret_env {' '.join(self.secret_env)}: read from stdin before sbatch, never shown"
+            )
         for batch in batches:
             option = f" --dependency={dependency}" if dependency else ""
             script = render(self.spec(ctx, batch, host.spec, cluster))
@@ -220,7 +235,8 @@ class Slurm(Action, SweepFields):
         try:
             retry = slurm.Retry(self.submit_retry, ctx.state.stopping, ctx.info)
             args = [f"--dependency={dependency}"] if dependency else []
-            job_id = slurm.submit(host, text, args, retry, token)
+            secrets = secret_env.read(self.secret_env, ctx.alias)
+            job_id = slurm.submit(host, text, args, retry, token, secrets)
         except HostError as e:
             # The connection died while sbatch may have run: keep the script and note the submission,
             # for the next run with --skip-submitted to look for it (by its token) before submitting.

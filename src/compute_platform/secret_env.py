@@ -1,0 +1,126 @@
+"""Secret environment variables: `secret_env: [WANDB_API_KEY, ...]` on `cmd` and `slurm` tasks.
+
+A secret's value is never written in a playbook: it is read from the environment of `compute` itself
+when the task runs (export it in your shell, or from a password manager), and it travels to the host
+only inside the SSH channel, on the command's standard input, after which the remote shell exports it:
+
+  * never on a command line (where `ps` on the host would show it to every user),
+  * never in a file the tool writes: not in the scripts uploaded or archived, not in job.csv,
+  * never in what `compute` prints: not in `--dry-run` (which shows how it is read, not its value),
+    and every value of 4 characters or more is masked in the output of the commands, even with -v.
+
+For a Slurm job, sbatch hands the exported variable to the job (its default `--export=ALL`); Slurm
+keeps the job's environment in its own state, as for any variable.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from compute_platform import shell
+from compute_platform.errors import InputError
+from compute_platform.reporting import Reporter
+
+if TYPE_CHECKING:
+    from compute_platform.playbook import Playbook, Task
+    from compute_platform.runner import RunOptions, RunSummary
+
+MASK = "********"
+MIN_MASKED = 4  # shorter values would mask ordinary words of the output
+
+
+def check_names(names: Sequence[str], env: Mapping[str, str]) -> None:
+    """Load-time checks of a `secret_env` list: identifiers, distinct, not also in `env`."""
+    for name in names:
+        shell.check_env_name(name)
+    if len(set(names)) != len(names):
+        raise ValueError("secret_env lists a variable twice")
+    both = sorted(set(names) & set(env))
+    if both:
+        raise ValueError(f"{', '.join(both)} cannot be both in env and in secret_env")
+
+
+def read(names: Sequence[str], alias: str) -> dict[str, str]:
+    """The values of `names` in the environment of this process."""
+    missing = [n for n in names if n not in os.environ]
+    if missing:
+        raise InputError(
+            f"{alias}: secret_env {', '.join(missing)}: not set in the environment of compute; export "
+            f"it before running (e.g. `read -rs {missing[0]} && export {missing[0]}`)"
+        )
+    return {name: os.environ[name] for name in names}
+
+
+def marker() -> str:
+    return f"compute-secrets-{uuid.uuid4().hex}"
+
+
+def payload(values: Mapping[str, str], end: str) -> bytes:
+    """What goes on stdin first: `export NAME='value'` lines, then the end marker line."""
+    return "".join(f"{line}\n" for line in [*shell.env_exports(values), end]).encode()
+
+
+def receive(end: str) -> str:
+    """Shell lines that read the exports from stdin up to the end marker (line by line: a shell
+    reading a pipe never takes more than the line, so the rest of stdin stays for what follows)
+    and run them. The values are single-quoted by the sender: evaluating them runs nothing."""
+    return (
+        'compute_s=; while IFS= read -r compute_l && [ "$compute_l" != '
+        f'{shell.quote(end)} ]; do compute_s="$compute_s$compute_l\n"; done\n'
+        'eval "$compute_s"; unset compute_s compute_l'
+    )
+
+
+def collect(playbook: Playbook) -> list[str]:
+    """Every secret value the playbook's tasks use that is set here (for masking the output)."""
+    names = {name for task in playbook.tasks for name in getattr(task.action, "secret_env", ())}
+    return [os.environ[n] for n in sorted(names) if len(os.environ.get(n, "")) >= MIN_MASKED]
+
+
+def mask(text: str, values: Sequence[str]) -> str:
+    for value in values:
+        text = text.replace(value, MASK)
+    return text
+
+
+class Masking(Reporter):
+    """Passes every event on to `inner`, with every secret value in its text replaced by MASK."""
+
+    def __init__(self, inner: Reporter, values: Sequence[str]) -> None:
+        self.inner = inner
+        self.values = sorted(values, key=len, reverse=True)  # a value inside another is masked too
+
+    def run_start(self, playbook: Playbook, options: RunOptions) -> None:
+        self.inner.run_start(playbook, options)
+
+    def task_start(self, task: Task, hosts: tuple[str, ...]) -> None:
+        self.inner.task_start(task, hosts)
+
+    def host_output(self, task: Task, host: str, stream: str, line: str) -> None:
+        self.inner.host_output(task, host, stream, mask(line, self.values))
+
+    def host_message(self, task: Task, host: str, text: str) -> None:
+        self.inner.host_message(task, host, mask(text, self.values))
+
+    def host_plan(self, task: Task, host: str, command: str) -> None:
+        self.inner.host_plan(task, host, mask(command, self.values))
+
+    def host_progress(self, task: Task, host: str, done: int, total: int | None, unit: str = "bytes") -> None:
+        self.inner.host_progress(task, host, done, total, unit)
+
+    def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
+        self.inner.host_done(task, host, status, seconds, mask(message, self.values))
+
+    def task_done(self, task: Task) -> None:
+        self.inner.task_done(task)
+
+    def interrupted(self, running: list[str]) -> None:
+        self.inner.interrupted(running)
+
+    def run_done(self, summary: RunSummary) -> None:
+        for host in summary.hosts.values():
+            host.error = mask(host.error, self.values)
+        self.inner.run_done(summary)
