@@ -27,6 +27,10 @@ from typing import Any
 from compute_platform.errors import LedgerError
 
 LEDGER_VERSION = "1"
+# Room kept free in the archive's file system beyond what a submission needs: a job is submitted only
+# if its row can surely be written (a full disk after sbatch would leave it unrecorded).
+SPARE_BYTES = 1 << 20
+ROW_BYTES = 4096  # generous: a row is ~1 KiB plus its command lines
 JOBS_FILE = "job.csv"
 EVENTS_FILE = "events.csv"
 # events.csv entries of a submission whose answer was lost, and of its resolution
@@ -108,17 +112,37 @@ class Ledger:
         return self.root / EVENTS_FILE
 
     def ensure_writable(self, host: str | None = None) -> None:
-        """Refuse early (before submitting anything) when the archive cannot be written."""
+        """Refuse early (before submitting anything) when the archive cannot be written: a probe
+        file with some bytes in it (an empty file fits on a full disk), then the free room."""
         try:
             target = self.root / safe_name(host) if host else self.root
             target.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=target, prefix=".probe-"):
-                pass
+            with tempfile.NamedTemporaryFile(dir=target, prefix=".probe-") as probe:
+                probe.write(b"\0" * ROW_BYTES)
+                probe.flush()
+                os.fsync(probe.fileno())
         except OSError as e:
             raise LedgerError(
                 f"cannot write the archive {self.root}: {e.strerror or e}. Nothing was submitted: "
-                "jobs that cannot be recorded are never started (use --archive DIR)."
+                "jobs that cannot be recorded are never started (free some space, or use --archive DIR)."
             ) from e
+        self.reserve(0)
+
+    def reserve(self, nbytes: int) -> None:
+        """Refuse a submission whose records might not fit: less than `nbytes` + SPARE_BYTES free."""
+        try:
+            info = os.statvfs(self.root)
+        except OSError as e:
+            raise LedgerError(
+                f"cannot read the free space of the archive {self.root}: {e.strerror or e}"
+            ) from e
+        free = info.f_bavail * info.f_frsize
+        if free < nbytes + SPARE_BYTES:
+            raise LedgerError(
+                f"the archive {self.root} has {free // 1024} KiB free: not enough to record what would be "
+                f"submitted next (needs {(nbytes + SPARE_BYTES) // 1024} KiB), so it is not submitted. "
+                "Free some space, or use --archive DIR, then run again with --skip-submitted."
+            )
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -9,16 +9,18 @@ holds exactly the jobs that Slurm really has: none missing, none twice."""
 from __future__ import annotations
 
 import collections
+import os
 import signal
+import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import testbed as tbm
 
-from tests.integration.faultbed import Project, ledger_ids, scancel_name, slurm_jobs, wait_for
+from tests.integration.faultbed import Project, ledger_ids, ledger_rows, scancel_name, slurm_jobs, wait_for
 
 
 @pytest.fixture
@@ -170,5 +172,83 @@ def test_a_controller_outage_longer_than_submit_retry_fails_clearly_then_resumes
         assert done.returncode == 0, done.stdout + done.stderr
         rows = assert_ledger_is_slurm(project, name)
         assert sorted(int(r["job_index"]) for r in rows) == list(range(30))
+    finally:
+        scancel_name(project.bed, name)
+
+
+# -- an archive that cannot be written: full, read-only, filling up during a sweep ----------------
+
+
+class SmallDisk:
+    """A tmpfs of `size` mounted for the test (root only), optionally filled up to leave `free` bytes."""
+
+    def __init__(self, where: Path, size: str, options: str = "") -> None:
+        self.where = where
+        where.mkdir()
+        mount = ["mount", "-t", "tmpfs", "-o", f"size={size}" + (f",{options}" if options else ""), "tmpfs"]
+        proc = subprocess.run([*mount, str(where)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+
+    def fill(self, leave: int) -> None:
+        info = os.statvfs(self.where)
+        size = info.f_bavail * info.f_frsize - leave
+        with open(self.where / "filler", "wb") as f:
+            f.write(b"\0" * max(0, size))
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.where)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[..., SmallDisk]]:
+    made: list[SmallDisk] = []
+
+    def make(size: str = "4m", options: str = "") -> SmallDisk:
+        made.append(SmallDisk(tmp_path / f"disk{len(made)}", size, options))
+        return made[-1]
+
+    yield make
+    for disk in made:
+        disk.unmount()
+
+
+@pytest.mark.parametrize("how", ["full", "read-only"])
+def test_an_unwritable_archive_submits_nothing(
+    project: Project, small_disk: Callable[..., SmallDisk], how: str
+) -> None:
+    name = project.job_name("nodisk")
+    disk = small_disk("4m", "ro" if how == "read-only" else "")
+    if how == "full":
+        (disk.where / "archive").mkdir()
+        disk.fill(0)
+    project.book([sweep(name, 3, array=False)])
+    proc = project.run("--archive", str(disk.where / "archive"))
+    try:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "cannot write the archive" in proc.stdout and "Nothing was submitted" in proc.stdout
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert slurm_jobs(project.bed, name) == []
+    finally:
+        scancel_name(project.bed, name)
+
+
+def test_an_archive_filling_up_during_a_sweep_stops_before_an_unrecordable_job(
+    project: Project, small_disk: Callable[..., SmallDisk]
+) -> None:
+    name = project.job_name("filling")
+    disk = small_disk("4m")
+    archive = disk.where / "archive"
+    archive.mkdir()
+    disk.fill((1 << 20) + 60_000)  # the spare megabyte, and room for a few jobs
+    project.book([sweep(name, 40, array=False)])
+    proc = project.run("--archive", str(archive))
+    try:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "not enough to record" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+        rows = ledger_rows(archive)
+        assert 1 <= len(rows) < 40
+        assert sorted(ledger_ids(rows)) == sorted(slurm_jobs(project.bed, name))
+        assert not list(archive.rglob(".staged-*"))
     finally:
         scancel_name(project.bed, name)

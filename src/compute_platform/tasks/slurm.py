@@ -17,6 +17,7 @@ from compute_platform.errors import HostError, InputError, Interrupted, LedgerEr
 from compute_platform.ledger import (
     CONFIRMED,
     NOT_SUBMITTED,
+    ROW_BYTES,
     UNCONFIRMED,
     Event,
     JobRecord,
@@ -231,6 +232,11 @@ class Slurm(Action, SweepFields):
         spec = self.spec(ctx, batch, host.spec, cluster)
         text = render(spec)
         staged = ledger.stage_script(ctx.alias, text, "slurm")
+        try:
+            ledger.reserve(ROW_BYTES * len(batch.jobs))
+        except LedgerError:
+            ledger.discard(staged)
+            raise
         token = slurm.new_token()
         try:
             retry = slurm.Retry(self.submit_retry, ctx.state.stopping, ctx.info)

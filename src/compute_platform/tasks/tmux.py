@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Union
 from pydantic import Field, field_validator, model_validator
 
 from compute_platform.errors import InputError, LedgerError
-from compute_platform.ledger import JobRecord, Ledger, git_state, new_run_id, now
+from compute_platform.ledger import ROW_BYTES, JobRecord, Ledger, git_state, new_run_id, now
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
 from compute_platform.tasks.base import Action, Outcome
@@ -144,6 +144,7 @@ class Tmux(Action, SweepFields):
         base = self.session_base(ctx)
         staged = ledger.stage_script(host.alias, text, tmux.SUFFIX)
         try:
+            ledger.reserve(ROW_BYTES * len(jobs))  # never start jobs whose rows might not fit
             taken = tmux.archived_sessions(ledger, host.alias, base)
             started = tmux.launch(
                 host, text, host.spec.save_path, base, taken=taken, timeout=ctx.timeout or 120
