@@ -57,6 +57,7 @@ def assert_ledger_is_slurm(project: Project, name: str) -> list[dict[str, str]]:
 # -- Ctrl-C during a sweep, then --resume --------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_a_sweep_records_every_submitted_job_and_resume_submits_the_rest(
     project: Project,
 ) -> None:
