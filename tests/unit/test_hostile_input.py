@@ -278,3 +278,32 @@ def test_cmd_task_env_names_are_checked_at_load_time() -> None:
     with pytest.raises(ValidationError):
         Cmd.model_validate({"commands": ["true"], "env": {"A;touch pwned": "x"}})
     assert Cmd.model_validate({"commands": ["true"], "env": {"OK_1": "x"}}).env == {"OK_1": "x"}
+
+
+# -- secrets on stdin -------------------------------------------------------------------------------
+
+
+@FAST
+@given(values=st.lists(TEXT, min_size=1, max_size=3), rest=st.binary(max_size=64))
+@pytest.mark.parametrize("sh", ["bash", "sh"])
+def test_secret_values_arrive_verbatim_and_leave_the_rest_of_stdin(
+    printer: str, tmp_path: Path, sh: str, values: list[str], rest: bytes
+) -> None:
+    from compute_platform import secret_env
+
+    secrets = {f"HOSTILE_S{i}": v for i, v in enumerate(values)}
+    end = secret_env.marker()
+    script = f"{secret_env.receive(end)}\n{printer} >&2; cat"
+    proc = subprocess.run(
+        [sh, "-c", script], input=secret_env.payload(secrets, end) + rest, capture_output=True, timeout=30
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stderr.decode().splitlines()[-1])["env"] == secrets
+    assert proc.stdout == rest  # what follows the secrets (an sbatch script) is intact
+    nothing_injected(tmp_path)
+
+
+def test_masking_hides_every_secret_value_in_what_is_printed() -> None:
+    from compute_platform.secret_env import MASK, mask
+
+    assert mask("key=abcd1234 and abcd1234x", ["abcd1234"]) == f"key={MASK} and {MASK}x"

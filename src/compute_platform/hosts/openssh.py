@@ -78,7 +78,9 @@ class OpenSSHHost(Host):
             "BatchMode": "yes" if batch else "no",
             "StrictHostKeyChecking": "yes" if spec.host_key_checking == "strict" else "accept-new",
             "ConnectTimeout": str(math.ceil(spec.connect_timeout)),
-            "ServerAliveInterval": "15",
+            # the same bound on a silent host as over paramiko (hosts.yaml `keepalive`)
+            "ServerAliveInterval": str(math.ceil(spec.keepalive)),
+            "ServerAliveCountMax": "2",
             # keeps ssh's own notices ("Permanently added ...") out of the commands' stderr
             "LogLevel": "ERROR",
         }
