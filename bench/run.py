@@ -290,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"error: {e}")
         return 1
     finally:
+        for cleanup in setting.cleanups if "setting" in locals() else []:
+            cleanup()
         tbm.down(bed_dir)
     report(results, venv, args)
     return 0

@@ -87,7 +87,7 @@ def table(results: list[Result]) -> str:
         mine = result.role(COMPUTE)
         floor = result.role(FLOOR)
         out.append(f"\n{result.group.title}")
-        out.append(f"  {'tool':<26} {'median s':>9} {'min–max s':>15} {'x floor':>8} {'compute is':>12}")
+        out.append(f"  {'tool':<32} {'median s':>9} {'min–max s':>15} {'x floor':>8} {'compute is':>12}")
         for t in result.timings:
             span = f"{t.low:.3f}–{t.high:.3f}"
             vs_floor = f"{t.median / floor.median:.2f}x" if floor else ""
@@ -101,7 +101,7 @@ def table(results: list[Result]) -> str:
             mem = f"  {t.peak_rss_mb:.0f} MB" if t.peak_rss_mb is not None else ""
             label = f"{t.name} ({t.role})" if t.role != "peer" else t.name
             note = f"  [{t.note}]" if t.note else ""
-            out.append(f"  {label:<26} {t.shown():>9} {span:>15} {vs_floor:>8} {faster:>12}{mem}{note}")
+            out.append(f"  {label:<32} {t.shown():>9} {span:>15} {vs_floor:>8} {faster:>12}{mem}{note}")
         for target in result.group.targets:
             measured, _, ok = verdict(target, result, by_key)
             out.append(f"  target {target.describe():<34} {measured:<36} {'MET' if ok else 'MISSED'}")

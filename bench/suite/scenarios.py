@@ -8,8 +8,10 @@ same key and the bed's known_hosts (strict host key checking everywhere).
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +75,7 @@ class Setting:
     venv: Path
     work: Path
     quick: bool
+    cleanups: list[Callable[[], None]] = field(default_factory=list)  # run at the end
 
     def bin(self, name: str) -> str:
         return str(self.venv / "bin" / name)
@@ -147,6 +150,38 @@ def _pyinfra_ops(path: Path, calls: list[str]) -> None:
     path.write_text("from pyinfra.operations import files, server\n\n" + "\n".join(calls) + "\n")
 
 
+def ansible_cold(s: Setting) -> Callable[[], None]:
+    """Close the connections ansible keeps open between runs (ControlPersist, 60 s): every tool
+    then starts from no connection, as after a minute's pause (with them open, ansible raw on
+    8 hosts takes about half as long)."""
+
+    def reset() -> None:
+        for sock in (s.work / "ansible-cp").glob("*"):
+            subprocess.run(
+                ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "bench"],
+                capture_output=True,
+                timeout=10,
+                check=False,
+            )
+
+    return reset
+
+
+def _ansible(
+    s: Setting, name: str, args: list[str], also: Callable[[], None] | None = None, **extra: Any
+) -> Contender:
+    """An ansible-playbook contender starting from no connection (and running `also` before)."""
+    cold = ansible_cold(s)
+
+    def reset() -> None:
+        cold()
+        if also is not None:
+            also()
+
+    argv = [s.bin("ansible-playbook"), "-i", "inventory.ini", *args]
+    return Contender(name, PEER, argv, s.work, reset=reset, **extra)
+
+
 # --------------------------------------------------------------------------- scenarios
 
 
@@ -184,18 +219,8 @@ def one_command(s: Setting, key: str, count: int) -> Group:
         Contender(
             "pyinfra", PEER, [s.bin("pyinfra"), "-y", f"pyinfra_inv{count}.py", f"{key}_pyinfra.py"], work
         ),
-        Contender(
-            "ansible raw",
-            PEER,
-            [s.bin("ansible-playbook"), "-f", forks, "-i", "inventory.ini", f"{key}_raw.yml"],
-            work,
-        ),
-        Contender(
-            "ansible command",
-            PEER,
-            [s.bin("ansible-playbook"), "-f", forks, "-i", "inventory.ini", f"{key}_command.yml"],
-            work,
-        ),
+        _ansible(s, "ansible raw", ["-f", forks, f"{key}_raw.yml"]),
+        _ansible(s, "ansible command", ["-f", forks, f"{key}_command.yml"]),
     ]
     if key == "A":
         targets = [Target("floor", 1.3), Target("faster", 2, "pyinfra"), Target("faster", 4, "ansible raw")]
@@ -225,7 +250,6 @@ def fifty_tasks(s: Setting) -> Group:
     )
     (work / "B.txt").write_text("\n".join(lines) + "\n")
     ssh_id = [str(bed.client_key), bed.user, str(bed.known_hosts)]
-    ansible = [s.bin("ansible-playbook"), "-i", "inventory.ini"]
     contenders = [
         Contender("compute", COMPUTE, [s.bin("compute"), "run", "B.yaml"], work),
         Contender(
@@ -245,8 +269,8 @@ def fifty_tasks(s: Setting) -> Group:
             work,
         ),
         Contender("pyinfra", PEER, [s.bin("pyinfra"), "-y", "pyinfra_inv1.py", "B_pyinfra.py"], work),
-        Contender("ansible raw", PEER, [*ansible, "B_raw.yml"], work),
-        Contender("ansible command", PEER, [*ansible, "B_command.yml"], work),
+        _ansible(s, "ansible raw", ["B_raw.yml"]),
+        _ansible(s, "ansible command", ["B_command.yml"]),
     ]
     targets = [Target("floor", 2.5), Target("faster", 6, "pyinfra"), Target("faster", 6, "ansible raw")]
     return Group("B", "B. 50 cmd tasks on 1 host", contenders, targets)
@@ -288,12 +312,161 @@ def start_up(s: Setting) -> list[Group]:
     return [version, check]
 
 
+def _fresh_dir(s: Setting, path: Path) -> Callable[[], None]:
+    """A reset that empties `path` (in the test user's home) and makes it again, owned by that user."""
+
+    def reset() -> None:
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        os.chown(path, s.bed.home.stat().st_uid, s.bed.home.stat().st_gid)
+
+    return reset
+
+
+def _make_data(work: Path) -> tuple[Path, Path]:
+    """A 100 MB file of random bytes and a tree of 1,000 files of 1-8 kB in 20 directories."""
+    big, tree = work / "big.bin", work / "tree"
+    if not big.exists():
+        with open(big, "wb") as f:
+            for _ in range(100):
+                f.write(os.urandom(1_000_000))
+    if not tree.exists():
+        for i in range(1000):
+            folder = tree / f"d{i % 20:02d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"f{i:04d}.txt").write_bytes(os.urandom(1024 + (i * 7919) % 7168))
+    return big, tree
+
+
+def copies(s: Setting) -> list[Group]:
+    """D: push one 100 MB file, then a 1,000-file tree, to h1, into a destination emptied before
+    every run (the peers then copy everything, as they would the first time)."""
+    work, bed = s.work, s.bed
+    big, tree = _make_data(work)
+    base = bed.home / f"bench-copy-{os.getpid()}"
+    s.cleanups.append(lambda: shutil.rmtree(base, ignore_errors=True))
+    ssh = ["ssh", "-F", str(bed.ssh_config), "h1"]
+    slow = 60.0 if s.quick else 180.0  # ansible and pyinfra copy a tree file by file: minutes
+    groups = []
+    for what, src, floor_name in (("file", big, "scp"), ("tree", tree, "tar | ssh tar")):
+        dest = base / what
+        _compute_book(
+            work / f"D_{what}.yaml",
+            [
+                {
+                    "name": what,
+                    "hosts": "h1",
+                    "copy": {"mode": "push", "src": str(src), "dest": str(dest / "compute")},
+                }
+            ],
+        )
+        _ansible_book(
+            work / f"D_{what}.yml", ["h1"], [{"copy": {"src": str(src), "dest": f"{dest / 'ansible'}/"}}]
+        )
+        op = (
+            f"files.put(src={str(big)!r}, dest={str(dest / 'pyinfra' / big.name)!r})"
+            if what == "file"
+            else f"files.sync(src={str(tree)!r}, dest={str(dest / 'pyinfra' / tree.name)!r})"
+        )
+        _pyinfra_ops(work / f"D_{what}_pyinfra.py", [op])
+        if what == "file":
+            floor = ["scp", "-q", "-F", str(bed.ssh_config), str(big), f"h1:{dest / 'floor'}/"]
+        else:
+            unpack = f"tar x -C {dest / 'floor'}"
+            floor = shell(f"tar c -C {q(work)} tree | {' '.join(ssh)} {q(unpack)}")
+        rsync = ["rsync", "-a", "-e", f"ssh -F {bed.ssh_config}", str(src), f"h1:{dest / 'rsync'}/"]
+        contenders = [
+            Contender(
+                "compute",
+                COMPUTE,
+                [s.bin("compute"), "run", f"D_{what}.yaml"],
+                work,
+                _fresh_dir(s, dest / "compute"),
+            ),
+            Contender(floor_name, FLOOR, floor, work, _fresh_dir(s, dest / "floor")),
+            Contender("rsync -a", PEER, rsync, work, _fresh_dir(s, dest / "rsync")),
+            Contender(
+                "pyinfra",
+                PEER,
+                [s.bin("pyinfra"), "-y", "pyinfra_inv1.py", f"D_{what}_pyinfra.py"],
+                work,
+                _fresh_dir(s, dest / "pyinfra"),
+                **({"max_runs": 1, "timeout": slow} if what == "tree" else {}),
+            ),
+            _ansible(
+                s,
+                "ansible copy",
+                [f"D_{what}.yml"],
+                _fresh_dir(s, dest / "ansible"),
+                **({"max_runs": 1, "timeout": slow} if what == "tree" else {}),
+            ),
+        ]
+        title = "D. copy push: one 100 MB file" if what == "file" else "D. copy push: a 1,000-file tree"
+        target = Target("floor", 1.2 if what == "file" else 1.3)
+        groups.append(Group(f"D-{what}", title, contenders, [target]))
+    return groups
+
+
+def sweep(s: Setting) -> Group:
+    """E: a 1,000-point sweep submitted to Slurm, from `compute run` to its exit (the ledger's last
+    row is written before). Jobs are submitted held and cancelled between runs, so that nothing
+    runs on the machine while the others are timed."""
+    work, bed = s.work, s.bed
+    (work / "configs.yaml").write_text("default: {cpus: 1, time: '00:05:00'}\n")
+    task = {"cmd": "echo", "sweep": {"i": list(range(1000))}, "array": "auto", "sbatch": {"hold": True}}
+    book = {
+        "inventory": {"hosts": "hosts.yaml", "configs": "configs.yaml"},
+        "tasks": [{"name": "sweep", "hosts": "cluster", "slurm": task}],
+    }
+    (work / "E.yaml").write_text(json.dumps(book) + "\n")
+    ssh = ["ssh", "-F", str(bed.ssh_config), bed.slurm_alias]
+    cancel = (
+        " ".join(ssh)
+        + " "
+        + q('scancel -u "$USER"; while [ -n "$(squeue -h -u "$USER" -t PD,R,CG -o %i)" ]; do sleep 0.1; done')
+    )
+    archive = work / "archive-E"
+
+    def reset() -> None:
+        subprocess.run(["bash", "-c", cancel], check=True, timeout=60, capture_output=True)
+        shutil.rmtree(archive, ignore_errors=True)
+
+    loop_points = 100
+    submit = "sbatch --parsable --hold -o /dev/null --wrap"
+    loop = f"for i in $(seq {loop_points}); do {' '.join(ssh)} \"{submit} 'echo $i'\" > /dev/null || exit 1; done"
+    contenders = [
+        Contender(
+            "compute", COMPUTE, [s.bin("compute"), "run", "--archive", str(archive), "E.yaml"], work, reset
+        ),
+        Contender(
+            "one ssh + sbatch --array",
+            FLOOR,
+            [*ssh, f"{submit.replace('--wrap', '--array=0-999 --wrap')} 'echo $SLURM_ARRAY_TASK_ID'"],
+            work,
+            reset,
+        ),
+        Contender(
+            "ssh + sbatch loop",
+            PEER,
+            shell(loop),
+            work,
+            reset,
+            max_runs=1 if s.quick else 3,
+            extrapolate=1000 / loop_points,
+            note=f"{loop_points} submissions timed, x{1000 // loop_points}",
+        ),
+    ]
+    return Group("E", "E. a 1,000-point Slurm sweep", contenders, [Target("seconds", 3.0)])
+
+
 def scenarios(s: Setting) -> dict[str, Callable[[], list[Group]]]:
     """Scenario letter -> a function writing its files and returning its comparison tables."""
     return {
         "A": lambda: [one_command(s, "A", 8)],
         "B": lambda: [fifty_tasks(s)],
         "C": lambda: start_up(s),
+        "D": lambda: copies(s),
+        "E": lambda: [sweep(s)],
         "F": lambda: [one_command(s, "F", 32)],
     }
 
