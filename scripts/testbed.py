@@ -684,6 +684,17 @@ def stop_sshd(tb: Testbed, name: str, kill_sessions: bool = True) -> None:
         _wait(lambda: not _port_open(port), 10, f"port {port} of sshd {name} to close")
 
 
+def remove_sshd(tb: Testbed, name: str) -> None:
+    """Stop sshd `name` (added by start_sshd) and forget it: gone from tb.hosts and the client files."""
+    if name in tb.base_hosts:
+        raise TestbedError(f"{name} is one of the bed's own hosts: use stop_sshd()")
+    stop_sshd(tb, name)
+    tb.hosts.pop(name, None)
+    tb.sshd_options.pop(name, None)
+    _write_client_files(tb)
+    tb.save()
+
+
 def sshd_log(tb: Testbed, name: str) -> str:
     """The log of sshd `name` (LogLevel VERBOSE: 'Accepted publickey for ctest from ...')."""
     try:

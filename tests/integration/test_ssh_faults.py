@@ -51,16 +51,16 @@ class ExtraHost:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
 
-    def stop(self) -> None:
+    def remove(self) -> None:
         self.signal(signal.SIGCONT)
-        tbm.stop_sshd(self.bed, self.name)
+        tbm.remove_sshd(self.bed, self.name)
 
 
 @pytest.fixture
 def extra(testbed: tbm.Testbed) -> Iterator[ExtraHost]:
     host = ExtraHost(testbed, f"x{uuid.uuid4().hex[:6]}")
     yield host
-    host.stop()
+    host.remove()
 
 
 @pytest.fixture
