@@ -202,7 +202,7 @@ def test_missing_tmux_system_python_and_an_unreachable_host_are_reported(
         proc = compute("check", "--remote", "book.yaml", cwd=tmp_path, timeout=60)
         seconds = time.monotonic() - start
     finally:
-        tbm.stop_sshd(testbed, alias)
+        tbm.remove_sshd(testbed, alias)  # later tests that walk every host of the bed must not meet it
     assert proc.returncode == 1, proc.stdout + proc.stderr
     found = lines_of(proc)
     status, detail = found[(alias, "tmux")]
