@@ -175,20 +175,11 @@ def test_a_remote_that_comes_up_late_is_reached_by_retrying(
         proc = run(tmp_path, testbed, remote, tasks)
     finally:
         starter.join()
-        tbm.stop_sshd(testbed, name)
-        forget_sshd(testbed, name)
+        tbm.remove_sshd(testbed, name)  # later tests that walk every host must not meet it
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "h1: git clone: remote unreachable (ssh: connect to host 127.0.0.1" in proc.stdout
     assert "attempt 1 of 40 failed, retrying in 0.25 s" in proc.stdout
     assert "changed: h1" in proc.stdout and "cloned into" in proc.stdout
-
-
-def forget_sshd(testbed: Any, name: str) -> None:
-    """Take a stopped extra sshd out of the bed's hosts, so later tests do not see it."""
-    testbed.hosts.pop(name, None)
-    testbed.sshd_options.pop(name, None)
-    tbm._write_client_files(testbed)
-    testbed.save()
 
 
 def test_an_unreachable_remote_fails_after_the_configured_attempts(
