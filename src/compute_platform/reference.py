@@ -6,6 +6,7 @@ is stale.
 
 from __future__ import annotations
 
+import inspect
 import typing
 from typing import Any
 
@@ -42,12 +43,14 @@ def render() -> str:
         "then to the current directory), `variables` (a mapping; `{{ name }}` and the original `£name` "
         "forms), `tasks` (a list).\n\nEvery task has the keys "
         + ", ".join(f"`{k}`" for k in COMMON_KEYS)
-        + " and exactly one action key:\n"
+        + " and exactly one action key. `include: other.yaml` (or `playbook: other.yaml`) instead of an "
+        "action runs another playbook's tasks in place, with its own variables (`hosts` is then optional "
+        "and, when given, replaces the hosts of every included task).\n"
     )
     for key, model in REGISTRY.items():
         aliases = [a for a, target in ALIASES.items() if target == key]
         title = f"### `{key}`" + (f" (also `{'`, `'.join(aliases)}`)" if aliases else "")
-        doc = (model.__doc__ or "").strip()
+        doc = inspect.cleandoc(model.__doc__ or "")
         parts.append(f"{title}\n\n{doc}\n" if doc else f"{title}\n")
         parts.append(_table(model))
     return "\n".join(parts)

@@ -99,15 +99,20 @@ class Slurm(Action, SweepFields):
     kind = "slurm"
 
     config: str = "default"
+    """A name from configs.yaml, resolved for each host (CPUs, time, partition, GPUs, memory, mail)."""
     array: Union[Literal["auto"], bool] = "auto"  # noqa: UP007
+    """`auto`: a job array from 5 jobs on a host (or with `max_parallel`); `true`/`false`: always/never."""
     max_parallel: int | None = Field(default=None, ge=1)
+    """At most this many elements of an array run at once (`--array=0-49%N`)."""
     dependency: str | None = None
+    """`afterok:<task name>` waits for an earlier task's jobs on the same host; Slurm syntax passes as is."""
     sbatch: dict[str, Union[str, int, float, bool, None]] = Field(default_factory=dict)  # noqa: UP007
-    # seconds to keep retrying while the controller is unreachable (0: fail at the first error)
+    """Extra sbatch options: `{qos: high, constraint: a100}`; `true` is a bare flag, `false` omits it."""
     submit_retry: float = Field(default=300, ge=0)
-    # variables taken from compute's environment, handed to sbatch (so to the jobs) on stdin and
-    # never written or printed (see secret_env.py)
+    """Seconds to keep retrying, with back-off, while the controller is unreachable (0: fail at once)."""
     secret_env: tuple[str, ...] = ()
+    """Variables taken from compute's environment, handed to the jobs on sbatch's stdin: never written
+    in a script, the ledger or any output."""
 
     @classmethod
     def shorthand(cls, raw: Any) -> Any:

@@ -28,13 +28,16 @@ if TYPE_CHECKING:
 class Tmux(Action, SweepFields):
     kind = "tmux"
 
-    # None: true when max_parallel or gpus say how many may run at once, else false
     parallel: bool | None = None
+    """`false`: one job at a time, in order; `true`: several at once. Default: true when `max_parallel`
+    or `gpus` is given."""
     max_parallel: int | None = Field(default=None, ge=1)
-    # Accepted so that a `slurm` task moves to a workstation by changing its key: checked against
-    # configs.yaml and recorded in job.csv, but nothing reserves CPUs, memory or time here.
+    """At most this many jobs at once (each "lane" runs its share in order)."""
     config: str | None = None
+    """Accepted so that a `slurm` task moves to a workstation by changing its key: checked against
+    configs.yaml and recorded in job.csv, but nothing reserves CPUs, memory or time here."""
     gpus: tuple[Union[int, str], ...] = ()  # noqa: UP007
+    """GPU ids; each running job gets one to itself as `CUDA_VISIBLE_DEVICES` (one job per GPU at a time)."""
 
     @field_validator("gpus", mode="before")
     @classmethod

@@ -1,0 +1,29 @@
+"""Docs that cannot drift: the reference is generated from the models, and must be regenerated with them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from compute_platform import reference
+from compute_platform.fielddocs import describe
+from compute_platform.tasks import REGISTRY
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_reference_is_up_to_date() -> None:
+    fresh = reference.render()
+    path = DOCS / "reference.md"
+    if os.environ.get("COMPUTE_REGEN_GOLDEN"):
+        path.write_text(fresh)
+    assert path.read_text() == fresh, (
+        "docs/reference.md is stale: run `python -m compute_platform.reference > docs/reference.md`"
+    )
+
+
+def test_every_task_field_is_described() -> None:
+    describe(list(REGISTRY.values()))
+    for key, model in REGISTRY.items():
+        for name, field in model.model_fields.items():
+            assert field.description, f"{key}.{name} has no description (a docstring under the field)"
