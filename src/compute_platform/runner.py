@@ -190,11 +190,11 @@ class Runner:
                 for alias in hosts:
                     summary.hosts.setdefault(alias, HostSummary())
                 active = tuple(h for h in hosts if h not in failed)
+                self.reporter.task_start(task, active)
                 for alias in hosts:
                     if alias in failed:
                         summary.hosts[alias].skipped += 1
                         self.reporter.host_done(task, alias, "skipped", 0.0, "failed earlier")
-                self.reporter.task_start(task, active)
                 stop = self._run_task(executor, state, task, active, summary, failed)
                 self.reporter.task_done(task)
                 if stop:
