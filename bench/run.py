@@ -155,6 +155,9 @@ def run_once(c: Contender, env: dict[str, str], logs: Path) -> float | None:
     if code != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise Failed(f"{c.name} exited with {code}:\n{tail}")
+    wrong = c.verify() if c.verify is not None else None
+    if wrong:
+        raise Failed(f"{c.name} exited with 0 but {wrong}")
     return seconds * c.extrapolate
 
 
@@ -251,6 +254,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown scenario {', '.join(unknown)}: choose among {', '.join(ALL)}")
     args.runs = args.runs or (3 if args.quick else 5)
+    args.load_before = os.getloadavg()[0]
     return args
 
 
@@ -306,8 +310,9 @@ def report(results: list[Result], venv: Path, args: argparse.Namespace) -> None:
     out.mkdir(exist_ok=True)
     stem = now.strftime("%Y-%m-%d-%H%M%S")
     caption = (
-        f"compute bench, {now:%Y-%m-%d}: {info['cores']} cores, {info['cpu']}, "
-        f"{info['memory_gib']} GiB; {'quick, ' if args.quick else ''}{args.runs} runs after a warm-up"
+        f"compute bench, {now:%Y-%m-%d}: {info['cores']} cores, {info['cpu']}, {info['memory_gib']} GiB, "
+        f"load {args.load_before:.1f} -> {os.getloadavg()[0]:.1f}; "
+        f"{'quick, ' if args.quick else ''}{args.runs} runs after a warm-up"
     )
     document = {
         "version": 1,
@@ -315,6 +320,8 @@ def report(results: list[Result], venv: Path, args: argparse.Namespace) -> None:
         "command": "python3 bench/run.py " + " ".join(sys.argv[1:]),
         "runs": args.runs,
         "machine": info,
+        # other work on the machine during the run (1-minute load average, at start and end)
+        "load": [round(args.load_before, 2), round(os.getloadavg()[0], 2)],
         "versions": versions(venv),
         "scenarios": as_json(results),
     }

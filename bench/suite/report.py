@@ -105,7 +105,22 @@ def table(results: list[Result]) -> str:
         for target in result.group.targets:
             measured, _, ok = verdict(target, result, by_key)
             out.append(f"  target {target.describe():<34} {measured:<36} {'MET' if ok else 'MISSED'}")
+        if result.group.key == "F" and "A" in by_key:
+            out.append(
+                "  memory per extra host (peak of F - peak of A) / 24: "
+                + per_host_memory(by_key["A"], result)
+            )
     return "\n".join(out)
+
+
+def per_host_memory(small: Result, large: Result) -> str:
+    """MB of peak memory each host beyond the 8 of A adds, per tool (32 hosts in F)."""
+    parts = []
+    for t in large.timings:
+        other = small.named(t.name)
+        if t.peak_rss_mb is not None and other is not None and other.peak_rss_mb is not None:
+            parts.append(f"{t.name} {(t.peak_rss_mb - other.peak_rss_mb) / 24:.2f} MB")
+    return ", ".join(parts)
 
 
 def as_json(results: list[Result]) -> list[dict[str, Any]]:
@@ -154,6 +169,7 @@ def plot(results: list[Result], path: Path, caption: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     heights = [len(r.timings) * 0.32 + 0.6 for r in results]
     fig, axes = plt.subplots(
@@ -171,6 +187,8 @@ def plot(results: list[Result], path: Path, caption: str) -> None:
         )
         ax.set_yticks(list(ys), [t.name for t in timings], fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
         ax.set_title(result.group.title, fontsize=9, loc="left")
         ax.tick_params(axis="x", labelsize=7)
         for y, t in zip(ys, timings, strict=False):

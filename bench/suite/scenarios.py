@@ -35,6 +35,7 @@ class Contender:
     timeout: float = 120.0
     extrapolate: float = 1.0  # the run did 1/extrapolate of the work: scale its time by this
     note: str = ""
+    verify: Callable[[], str | None] | None = None  # after a run: what is wrong with its result
 
 
 @dataclass
@@ -338,6 +339,22 @@ def _make_data(work: Path) -> tuple[Path, Path]:
     return big, tree
 
 
+def _same_size(src: Path, copy: Path) -> Callable[[], str | None]:
+    """A check that `copy` holds as many files and bytes as `src`."""
+
+    def size(path: Path) -> tuple[int, int]:
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        return len(files), sum(p.stat().st_size for p in files)
+
+    def verify() -> str | None:
+        want, got = size(src), size(copy) if copy.exists() else (0, 0)
+        return (
+            None if want == got else f"{copy}: {got[0]} files, {got[1]} bytes; expected {want[0]}, {want[1]}"
+        )
+
+    return verify
+
+
 def copies(s: Setting) -> list[Group]:
     """D: push one 100 MB file, then a 1,000-file tree, to h1, into a destination emptied before
     every run (the peers then copy everything, as they would the first time)."""
@@ -382,6 +399,7 @@ def copies(s: Setting) -> list[Group]:
                 [s.bin("compute"), "run", f"D_{what}.yaml"],
                 work,
                 _fresh_dir(s, dest / "compute"),
+                verify=_same_size(src, dest / "compute" / src.name),
             ),
             Contender(floor_name, FLOOR, floor, work, _fresh_dir(s, dest / "floor")),
             Contender("rsync -a", PEER, rsync, work, _fresh_dir(s, dest / "rsync")),
@@ -434,9 +452,19 @@ def sweep(s: Setting) -> Group:
     loop_points = 100
     submit = "sbatch --parsable --hold -o /dev/null --wrap"
     loop = f"for i in $(seq {loop_points}); do {' '.join(ssh)} \"{submit} 'echo $i'\" > /dev/null || exit 1; done"
+
+    def ledger_rows() -> str | None:
+        rows = (archive / "job.csv").read_text().count("\n") - 1 if (archive / "job.csv").exists() else 0
+        return None if rows == 1000 else f"{rows} rows in {archive / 'job.csv'}, expected 1000"
+
     contenders = [
         Contender(
-            "compute", COMPUTE, [s.bin("compute"), "run", "--archive", str(archive), "E.yaml"], work, reset
+            "compute",
+            COMPUTE,
+            [s.bin("compute"), "run", "--archive", str(archive), "E.yaml"],
+            work,
+            reset,
+            verify=ledger_rows,
         ),
         Contender(
             "one ssh + sbatch --array",
