@@ -1,4 +1,4 @@
-"""Secret environment variables: `secret_env: [WANDB_API_KEY, ...]` on `cmd` and `slurm` tasks.
+"""Secret environment variables: `secret_env: [WANDB_API_KEY, ...]` on `cmd`, `slurm` and `tmux` tasks.
 
 A secret's value is never written in a playbook: it is read from the environment of `compute` itself
 when the task runs (export it in your shell, or from a password manager), and it travels to the host
@@ -10,7 +10,9 @@ only inside the SSH channel, on the command's standard input, after which the re
     and every value of 4 characters or more is masked in the output of the commands, even with -v.
 
 For a Slurm job, sbatch hands the exported variable to the job (its default `--export=ALL`); Slurm
-keeps the job's environment in its own state, as for any variable.
+keeps the job's environment in its own state, as for any variable. The tmux server does not pass a
+client's environment on: the launch writes the values to a 0600 file of the session directory, each lane
+reads it as it starts, and the launcher removes it once every lane has (scheduling/tmux.py).
 """
 
 from __future__ import annotations

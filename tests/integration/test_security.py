@@ -207,3 +207,34 @@ def test_archive_files_respect_the_umask(project: Project, umask: int) -> None:
         mode = stat.S_IMODE(path.stat().st_mode)
         full = 0o777 if path.is_dir() else 0o666
         assert mode == full & ~umask, (path, oct(mode))
+
+
+def test_a_secret_reaches_tmux_jobs_and_its_file_is_gone_once_the_lanes_read_it(project: Project) -> None:
+    seen = Path(project.bed.jobs_dir) / f"seen-{project.tag}"
+    task = {
+        "name": "t",
+        "hosts": "h1",
+        "tmux": {
+            # two lanes: each job names its file after its point (`--i=1`, `--i=2`, appended)
+            "cmd": f"sh -c 'sleep 1; printf %s \"$WANDB_API_KEY\" > {seen}.$1' x",
+            "job_name": project.job_name("tmuxsecret"),
+            "sweep": {"i": [1, 2]},
+            "max_parallel": 2,
+            "secret_env": ["WANDB_API_KEY"],
+        },
+    }
+    project.book([task])
+    try:
+        proc = project.run("-v", env=with_secret())
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert SECRET not in proc.stdout + proc.stderr
+        folder = project.bed.home / project.logs_name
+        assert not list(folder.rglob("secrets.env"))  # removed once every lane had read it
+        files = [Path(f"{seen}.--i={i}") for i in (1, 2)]
+        wait_for(lambda: all(f.exists() for f in files), 30, "the jobs")
+        assert all(f.read_text() == SECRET for f in files)
+        assert SECRET not in every_file_under(project.archive)
+        launcher = next(folder.rglob("launcher.sh")).read_text()
+        assert SECRET not in launcher and "secret_env WANDB_API_KEY" in launcher
+    finally:
+        shutil.rmtree(project.bed.home / project.logs_name, ignore_errors=True)

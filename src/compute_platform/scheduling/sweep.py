@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from compute_platform import shell
 
@@ -138,6 +138,16 @@ class SweepFields(BaseModel):
     """Spread the jobs round-robin over the task's hosts instead of running every job on every host."""
     env: dict[str, str] = Field(default_factory=dict)
     """Environment variables for the jobs."""
+    secret_env: tuple[str, ...] = ()
+    """Variables taken from compute's environment when it runs and handed to the jobs through stdin:
+    never written in a script, the ledger or any output (see Secrets in the README)."""
+
+    @model_validator(mode="after")
+    def _secret_env_names(self) -> SweepFields:
+        from compute_platform.secret_env import check_names
+
+        check_names(self.secret_env, self.env)
+        return self
 
     @field_validator("seeds", mode="before")
     @classmethod

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compute_platform import shell
+from compute_platform import secret_env, shell
 from compute_platform.errors import CommandFailed, TaskError
 from compute_platform.scheduling.backend import (
     CANCELLED,
@@ -123,6 +123,7 @@ class LauncherSpec:
     cd: str | None = None
     lanes: int = 1  # max_lanes(): 0 means one lane per job
     gpus: tuple[str, ...] = ()
+    secret_env: tuple[str, ...] = ()  # names only: the values come in SECRETS, removed once read
 
 
 def render_launcher(spec: LauncherSpec) -> str:
@@ -130,8 +131,33 @@ def render_launcher(spec: LauncherSpec) -> str:
     the session and runs the lanes."""
     parts = [_header(spec), _prelude_function(spec)]
     parts += [_job_function(spec, job) for job in spec.jobs]
-    parts.append(_RUNTIME.replace("@ALL@", " ".join(str(j.index) for j in spec.jobs)))
+    runtime = _RUNTIME.replace("@ALL@", " ".join(str(j.index) for j in spec.jobs))
+    if spec.secret_env:
+        runtime = _with_secrets(runtime, spec.secret_env)
+    parts.append(runtime)
     return "\n".join(parts)
+
+
+SECRETS = "secrets.env"  # in the session directory, mode 0600, while the lanes start
+
+
+def _with_secrets(runtime: str, names: Sequence[str]) -> str:
+    """Each lane sources SECRETS when it starts (its jobs inherit the variables) and says so; `start`
+    removes the file once every lane has read it (or after 30 s), so the values do not stay on disk."""
+    read = (
+        f"  # secret_env {' '.join(names)}: read once, by the lane\n"
+        f'  if [ -r {SECRETS} ]; then . ./{SECRETS}; fi; : > "lane-$1.ready"\n'
+    )
+    forget = (
+        '  tmux "${args[@]}" || return\n'
+        "  for ((k = 0; k < 150; k++)); do\n"
+        '    [ "$(ls lane-*.ready 2>/dev/null | wc -l)" -ge "$lanes" ] && break\n'
+        "    sleep 0.2\n"
+        "  done\n"
+        f"  rm -f {SECRETS} lane-*.ready\n"
+    )
+    runtime = runtime.replace("  set -m\n", read + "  set -m\n", 1)
+    return runtime.replace('  tmux "${args[@]}"\n', forget, 1)
 
 
 def _header(spec: LauncherSpec) -> str:
@@ -239,11 +265,20 @@ esac
 # -- pure: the scripts run on the host --------------------------------------------------------------
 
 
-def launch_script(root: str, base: str, taken: Sequence[str] = (), indices: Sequence[int] = ()) -> str:
+def launch_script(
+    root: str, base: str, taken: Sequence[str] = (), indices: Sequence[int] = (), secrets_end: str = ""
+) -> str:
     """Claim a free session name under `root` (`base`, then `base-2`, `base-3`...: never a live tmux
     session, an existing directory or a name in `taken`), write the launcher read from stdin there and
-    start it. Prints `compute-session=NAME DIR` on success."""
+    start it. Prints `compute-session=NAME DIR` on success. With `secrets_end`, stdin starts with the
+    secrets' export lines up to that marker, written to SECRETS (mode 0600) for the lanes."""
     taken_words = " ".join(t for t in taken if t)
+    secrets = (
+        f'(umask 077; while IFS= read -r compute_l && [ "$compute_l" != {shell.quote(secrets_end)} ]; do\n'
+        f'  printf "%s\\n" "$compute_l"; done > "$compute_name/{SECRETS}") || exit 1\n'
+        if secrets_end
+        else ""
+    )
     return f"""\
 command -v tmux >/dev/null 2>&1 || {{ echo "{NO_TMUX_MARK}$PATH" >&2; exit {NO_TMUX}; }}
 compute_root={shell.quote_path(root)}
@@ -258,7 +293,7 @@ until case "$compute_taken" in *" $compute_name "*) false ;; esac &&
   compute_k=$((compute_k + 1))
   compute_name={shell.quote(base)}-$compute_k
 done
-cat > "$compute_name/{LAUNCHER}" &&
+{secrets}cat > "$compute_name/{LAUNCHER}" &&
   bash "$compute_name/{LAUNCHER}" start {" ".join(str(i) for i in indices)} ||
   {{ compute_rc=$?; rm -rf "./$compute_name"; exit "$compute_rc"; }}
 echo "{SESSION_MARK}$compute_name $compute_root/$compute_name"
@@ -366,11 +401,15 @@ def launch(
     taken: Sequence[str] = (),
     indices: Sequence[int] = (),
     timeout: float | None = 120,
+    secrets: Mapping[str, str] | None = None,
 ) -> Launched:
     """Start a launcher on a host in one round trip: the script claims a session name and starts it,
-    the launcher travels on stdin (a command line is limited to 128 KiB, a sweep's launcher is not)."""
-    script = launch_script(root, base, taken, indices)
-    result = host.run(script, stdin=launcher.encode(), timeout=timeout)
+    the launcher travels on stdin (a command line is limited to 128 KiB, a sweep's launcher is not),
+    after the secrets' values when there are some."""
+    end = secret_env.marker() if secrets else ""
+    script = launch_script(root, base, taken, indices, end)
+    stdin = (secret_env.payload(secrets, end) if secrets else b"") + launcher.encode()
+    result = host.run(script, stdin=stdin, timeout=timeout)
     if result.exit_code == NO_TMUX and NO_TMUX_MARK in result.stderr:
         path = result.stderr.split(NO_TMUX_MARK, 1)[1].strip().splitlines()[0]
         raise TaskError(

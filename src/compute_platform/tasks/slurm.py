@@ -110,9 +110,6 @@ class Slurm(Action, SweepFields):
     """Extra sbatch options: `{qos: high, constraint: a100}`; `true` is a bare flag, `false` omits it."""
     submit_retry: float = Field(default=300, ge=0)
     """Seconds to keep retrying, with back-off, while the controller is unreachable (0: fail at once)."""
-    secret_env: tuple[str, ...] = ()
-    """Variables taken from compute's environment, handed to the jobs on sbatch's stdin: never written
-    in a script, the ledger or any output."""
 
     @classmethod
     def shorthand(cls, raw: Any) -> Any:
@@ -128,8 +125,7 @@ class Slurm(Action, SweepFields):
         return value
 
     @model_validator(mode="after")
-    def _secret_names(self) -> Slurm:
-        secret_env.check_names(self.secret_env, self.env)
+    def _secret_env_export(self) -> Slurm:
         if self.secret_env and any(option_name(k) == "export" for k in self.sbatch):
             raise ValueError("secret_env needs sbatch's default --export=ALL: remove the export option")
         return self

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import Field, field_validator, model_validator
 
+from compute_platform import secret_env
 from compute_platform.errors import InputError, LedgerError
 from compute_platform.ledger import ROW_BYTES, JobRecord, Ledger, git_state, new_run_id, now
 from compute_platform.scheduling import tmux
@@ -107,6 +108,7 @@ class Tmux(Action, SweepFields):
             cd=self.cd or default_cd(host),
             lanes=self.lanes(),
             gpus=tuple(str(g) for g in self.gpus),
+            secret_env=self.secret_env,
         )
         return tmux.render_launcher(spec)
 
@@ -149,8 +151,15 @@ class Tmux(Action, SweepFields):
         try:
             ledger.reserve(ROW_BYTES * len(jobs))  # never start jobs whose rows might not fit
             taken = tmux.archived_sessions(ledger, host.alias, base)
+            secrets = secret_env.read(self.secret_env, host.alias)
             started = tmux.launch(
-                host, text, host.spec.save_path, base, taken=taken, timeout=ctx.timeout or 120
+                host,
+                text,
+                host.spec.save_path,
+                base,
+                taken=taken,
+                timeout=ctx.timeout or 120,
+                secrets=secrets,
             )
         except BaseException:
             ledger.discard(staged)
