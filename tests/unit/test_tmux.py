@@ -59,6 +59,13 @@ LAUNCHERS: dict[str, tmux.LauncherSpec] = {
         env={"GREETING": "hi $USER; `id`"},
         cd="/data/with space",
     ),
+    "secrets": tmux.LauncherSpec(
+        task="with a key",
+        cmd="python upload.py",
+        jobs=tuple(expand(["a", "b"], {})),
+        lanes=0,
+        secret_env=("WANDB_API_KEY", "HF_TOKEN"),
+    ),
 }
 
 
@@ -77,6 +84,7 @@ RECORDS = [
 SCRIPTS: dict[str, str] = {
     "launch": tmux.launch_script("~/compute/logs", "train", ["train", "train-2"]),
     "launch-subset": tmux.launch_script("/scratch/my logs", "it's", [], [3, 5]),
+    "launch-secrets": tmux.launch_script("~/compute/logs", "train", [], [], "compute-secrets-0123abcd"),
     "states": tmux.states_script(RECORDS),
     "cancel": tmux.cancel_script(RECORDS),
 }
