@@ -290,6 +290,8 @@ def start_up(s: Setting) -> list[Group]:
         [
             Contender("compute", COMPUTE, [s.bin("compute"), "--version"], work),
             Contender("python -c pass", FLOOR, [s.bin("python"), "-c", "pass"], work),
+            # what every console script made by pip costs before any of its package runs
+            Contender("pip's launcher alone", FLOOR, [s.bin("python"), "-c", "import re, sys"], work),
             Contender("pyinfra", PEER, [s.bin("pyinfra"), "--version"], work),
             Contender("ansible-playbook", PEER, [s.bin("ansible-playbook"), "--version"], work),
         ],
@@ -363,7 +365,7 @@ def copies(s: Setting) -> list[Group]:
     base = bed.home / f"bench-copy-{os.getpid()}"
     s.cleanups.append(lambda: shutil.rmtree(base, ignore_errors=True))
     ssh = ["ssh", "-F", str(bed.ssh_config), "h1"]
-    slow = 60.0 if s.quick else 180.0  # ansible and pyinfra copy a tree file by file: minutes
+    slow = 60.0 if s.quick else 120.0  # ansible and pyinfra copy a tree file by file: minutes
     groups = []
     for what, src, floor_name in (("file", big, "scp"), ("tree", tree, "tar | ssh tar")):
         dest = base / what
