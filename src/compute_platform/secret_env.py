@@ -18,6 +18,7 @@ reads it as it starts, and the launcher removes it once every lane has (scheduli
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -54,6 +55,13 @@ def read(names: Sequence[str], alias: str) -> dict[str, str]:
             f"it before running (e.g. `read -rs {missing[0]} && export {missing[0]}`)"
         )
     return {name: os.environ[name] for name in names}
+
+
+def names_in(script: str) -> tuple[str, ...]:
+    """The secret_env names an archived script says it needs (its `secret_env A B` comment): what a
+    resubmission must pass again, read afresh from the environment."""
+    found = re.search(r"^\s*#.*\bsecret_env((?: [A-Za-z_][A-Za-z0-9_]*)+)", script, re.MULTILINE)
+    return tuple(found.group(1).split()) if found else ()
 
 
 def marker() -> str:

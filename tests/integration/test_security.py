@@ -238,3 +238,31 @@ def test_a_secret_reaches_tmux_jobs_and_its_file_is_gone_once_the_lanes_read_it(
         assert SECRET not in launcher and "secret_env WANDB_API_KEY" in launcher
     finally:
         shutil.rmtree(project.bed.home / project.logs_name, ignore_errors=True)
+
+
+def test_a_resubmitted_job_gets_its_secret_again(project: Project) -> None:
+    name = project.job_name("again")
+    flag = Path(project.bed.jobs_dir) / f"failed-once-{project.tag}"
+    seen = Path(project.bed.jobs_dir) / f"seen-again-{project.tag}"
+    command = f'[ -e {flag} ] || {{ touch {flag}; exit 1; }}; printf %s "$WANDB_API_KEY" > {seen}'
+    slurm_task = {"cmd": command, "job_name": name, "secret_env": ["WANDB_API_KEY"]}
+    project.book([{"name": "t", "hosts": "cluster", "slurm": slurm_task}])
+    try:
+        assert project.run(env=with_secret()).returncode == 0
+        script = next(project.archive.rglob("*.slurm")).read_text()
+        assert "secret_env WANDB_API_KEY" in script and SECRET not in script
+
+        def failed() -> bool:
+            proc = compute("jobs", "--json", cwd=project.folder)
+            return '"FAILED"' in proc.stdout
+
+        wait_for(failed, 60, "the first attempt to fail", interval=0.3)
+        missing_env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
+        missing = compute("resubmit", "--failed", cwd=project.folder, env=missing_env)
+        assert missing.returncode != 0 and "WANDB_API_KEY" in missing.stderr and "not set" in missing.stderr
+        again = compute("resubmit", "--failed", cwd=project.folder, env=with_secret())
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert SECRET not in again.stdout + again.stderr
+        wait_for(lambda: seen.exists() and seen.read_text() == SECRET, 60, "the resubmitted job")
+    finally:
+        scancel_name(project.bed, name)

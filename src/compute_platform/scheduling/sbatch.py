@@ -48,6 +48,7 @@ class SbatchSpec:
     cd: str | None = None
     options: Mapping[str, OptionValue] = field(default_factory=dict)  # the task's `sbatch:` mapping
     comment: str = ""  # one line saying where the script comes from (playbook, task)
+    secret_env: tuple[str, ...] = ()  # names only: the values reach sbatch's environment on stdin
 
 
 def render(spec: SbatchSpec) -> str:
@@ -58,6 +59,10 @@ def render(spec: SbatchSpec) -> str:
     lines = ["#!/bin/bash"]
     if spec.comment:
         lines.append(f"# {one_line(spec.comment)}")
+    if spec.secret_env:  # so that a resubmission knows what to pass again
+        lines.append(
+            f"# compute: secret_env {' '.join(spec.secret_env)} (passed on submission, never written)"
+        )
     lines += [f"#SBATCH {d}" for d in directives(spec)]
     lines += ["", *status_trap(spec), ""]
     prelude = shell.prelude(spec.init, spec.env, spec.cd)

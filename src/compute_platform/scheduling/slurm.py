@@ -360,7 +360,8 @@ def resubmit(host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[J
         text = ledger.script_text(group[0])
         indexes = [r.job_id.partition("_")[2] for r in group]
         array = all(indexes)
-        job_id = submit(host, text, [f"--array={','.join(indexes)}"] if array else [])
+        secrets = secret_env.read(secret_env.names_in(text), host.alias)
+        job_id = submit(host, text, [f"--array={','.join(indexes)}"] if array else [], secrets=secrets)
         script = ledger.relative(ledger.save_script(host.alias, job_id, text, "slurm"))
         rows = [
             renewed(r, f"{job_id}_{i}" if array else job_id, script, run_id)

@@ -494,9 +494,9 @@ def _relaunch(
     base = session_base(olds[0].job_name)
     staged = ledger.stage_script(host.alias, launcher, SUFFIX)
     try:
-        started = launch(
-            host, launcher, root, base, taken=archived_sessions(ledger, host.alias, base), indices=indices
-        )
+        taken = archived_sessions(ledger, host.alias, base)
+        secrets = secret_env.read(secret_env.names_in(launcher), host.alias)
+        started = launch(host, launcher, root, base, taken=taken, indices=indices, secrets=secrets)
     except BaseException:
         ledger.discard(staged)
         raise

@@ -328,6 +328,7 @@ class Slurm(Action, SweepFields):
             options=self.sbatch,
             comment=f"compute: playbook {ctx.state.playbook.path.name}, task '{ctx.task.name}', "
             f"host {ctx.alias}",
+            secret_env=self.secret_env,
         )
 
     def records(
