@@ -3,6 +3,7 @@ each submission archived and recorded in job.csv before the task reports success
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 from collections.abc import Sequence
@@ -250,6 +251,7 @@ class Slurm(Action, SweepFields):
             info: dict[str, Any] = {"playbook": str(ctx.playbook.path.resolve()), "task": ctx.task.name}
             info.update(token=token, script=ledger.relative(staged), array=batch.array)
             info.update(dependency=dependency, indexes=[job.index for job in batch.jobs])
+            info["digest"] = self.digest(batch.jobs)
             ledger.append_events([Event(now(), ctx.alias, "", UNCONFIRMED, json.dumps(info))])
             raise TaskError(
                 f"{e.message}; whether Slurm got the job under way is unknown: a run with "
@@ -281,23 +283,30 @@ class Slurm(Action, SweepFields):
             job_id = found.get(info["token"], "")
             staged = ledger.root / info["script"]
             jobs = tuple(by_index[i] for i in info["indexes"] if i in by_index)
-            if job_id and len(jobs) == len(info["indexes"]):
+            what = f"the submission left unconfirmed at {event.at}"
+            if job_id and self.digest(jobs) == info.get("digest"):
                 batch = Batch(jobs, info["array"])
                 spec = self.spec(ctx, batch, host.spec, self.cluster(ctx, host))
                 script = ledger.relative(ledger.commit_script(staged, job_id))
                 ledger.append(self.records(ctx, spec, batch, job_id, script, info["dependency"]))
-                ctx.info(f"the submission left unconfirmed at {event.at} is job {job_id}: now recorded")
+                ctx.info(f"{what} is job {job_id}: now recorded")
+            elif job_id:  # the task's sweep or command changed since: its rows cannot be written
+                ledger.commit_script(staged, job_id)
+                ctx.info(f"{what} is job {job_id}, but the task changed since: not recorded (scancel it?)")
             else:
                 ledger.discard(staged)
-                ctx.info(
-                    f"the submission left unconfirmed at {event.at} is not in Slurm's queue: submitting it"
-                )
+                ctx.info(f"{what} is not in Slurm's queue: submitting it")
             outcome = CONFIRMED if job_id else NOT_SUBMITTED
             ledger.append_events(
                 [Event(now(), ctx.alias, job_id, outcome, json.dumps({"token": info["token"]}))]
             )
 
     # -- pieces ------------------------------------------------------------------------------
+
+    def digest(self, jobs: Sequence[Job]) -> str:
+        """What identifies a batch's points: their indexes and exact command lines."""
+        text = "\n".join(f"{job.index}\n{self.command_text(job)}" for job in jobs)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def cluster(self, ctx: RunContext, host: Host) -> slurm.Cluster:
         """The login node's answers (home, MaxArraySize), asked once per run."""
