@@ -281,6 +281,10 @@ def _check_name(name: str, rel: str, real_root: str) -> None:
     parent = os.path.realpath(os.path.join(real_root, os.path.dirname(rel.rstrip("/"))))
     if parent != real_root and not parent.startswith(real_root + os.sep):
         raise UnsafeArchive(f"refusing tar member {name!r}: it leads out of the destination through a link")
+    # A member named like a link extracted before it would be written (or chmod-ed) through that
+    # link, wherever it points: tarfile opens and chmods the path without unlinking it first.
+    if os.path.islink(os.path.join(real_root, rel.rstrip("/"))):
+        raise UnsafeArchive(f"refusing tar member {name!r}: it would be written through a link")
 
 
 def extract(stream: BinaryIO, root: Path, patterns: Iterable[str] = ()) -> Unpacked:
