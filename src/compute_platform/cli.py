@@ -341,7 +341,7 @@ def logs(job: str, err: bool, follow: bool, archive: str, inventory: str | None,
     from compute_platform.jobs import one_record
 
     view = _jobs_view(archive, inventory)
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
 
     def write(data: bytes) -> None:
         out.write(data)
