@@ -311,7 +311,7 @@ def report(results: list[Result], venv: Path, args: argparse.Namespace) -> None:
     stem = now.strftime("%Y-%m-%d-%H%M%S")
     caption = (
         f"compute bench, {now:%Y-%m-%d}: {info['cores']} cores, {info['cpu']}, {info['memory_gib']} GiB, "
-        f"load {args.load_before:.1f} -> {os.getloadavg()[0]:.1f}; "
+        f"load average {args.load_before:.1f} before the run; "
         f"{'quick, ' if args.quick else ''}{args.runs} runs after a warm-up"
     )
     document = {
@@ -320,8 +320,9 @@ def report(results: list[Result], venv: Path, args: argparse.Namespace) -> None:
         "command": "python3 bench/run.py " + " ".join(sys.argv[1:]),
         "runs": args.runs,
         "machine": info,
-        # other work on the machine during the run (1-minute load average, at start and end)
-        "load": [round(args.load_before, 2), round(os.getloadavg()[0], 2)],
+        # other work on the machine: the 1-minute load average before the run (during it, the
+        # benchmark's own processes dominate it)
+        "load_before": round(args.load_before, 2),
         "versions": versions(venv),
         "scenarios": as_json(results),
     }
