@@ -49,7 +49,8 @@ class HostSpec(BaseModel):
     save_path: str = "~/compute/logs"
     """Directory on the host where job logs and exit-status files go."""
     init: tuple[str, ...] = ()
-    """Shell lines run before every command and job on the host (`module load`, env activation, exports). A failing line stops the command."""
+    """Shell lines run before every command and job on the host (`module load`, env activation, exports). A
+    failing line stops the command."""
     env: dict[str, str] = Field(default_factory=dict)
     """Environment variables exported for every command and job on the host."""
     proxy_jump: str | None = None
@@ -57,7 +58,8 @@ class HostSpec(BaseModel):
     python: str = "python3"
     """Python interpreter used on the host by `pip` tasks and `git` installs."""
     connection: Literal["auto", "local", "ssh", "openssh"] = "auto"
-    """`auto` (localhost runs locally, anything else over paramiko), `local`, `ssh` (paramiko), `openssh` (the system ssh client with a ControlMaster, for 2FA clusters)."""
+    """`auto` (localhost runs locally, anything else over paramiko), `local`, `ssh` (paramiko), `openssh`
+    (the system ssh client with a ControlMaster, for 2FA clusters)."""
     host_key_checking: Literal["accept-new", "strict"] = "accept-new"
     """`accept-new` records unknown host keys; `strict` refuses them. A changed key is always refused."""
     known_hosts: str | None = None

@@ -70,7 +70,13 @@ CASES: dict[str, SbatchSpec] = {
         tuple(expand([], {})),
         ResolvedConfig("a100", cpus=4, extra={"qos": "normal", "constraint": "a100|h100", "account": "proj"}),
         "/home/alice/logs",
-        options={"qos": "high", "exclusive": True, "requeue": False, "comment": "lr sweep #3", "mail_type": "ALL"},
+        options={
+            "qos": "high",
+            "exclusive": True,
+            "requeue": False,
+            "comment": "lr sweep #3",
+            "mail_type": "ALL",
+        },
     ),
     "quoting": SbatchSpec(
         "quoting",
@@ -96,7 +102,9 @@ def test_render_matches_reference(name: str) -> None:
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_rendered_scripts_are_valid_bash(name: str) -> None:
-    proc = subprocess.run(["bash", "-n"], input=render(CASES[name]), capture_output=True, text=True, timeout=10)
+    proc = subprocess.run(
+        ["bash", "-n"], input=render(CASES[name]), capture_output=True, text=True, timeout=10
+    )
     assert proc.returncode == 0, proc.stderr
 
 
