@@ -35,7 +35,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import ModuleType  # noqa: E402
 
-from bench.suite.report import Result, Timing, as_json, plot, table  # noqa: E402
+from bench.suite.report import Result, Timing, as_json, from_json, plot, table  # noqa: E402
 from bench.suite.scenarios import Contender, Group, Setting, scenarios, write_inventories  # noqa: E402
 
 BENCH = Path(HERE)
@@ -247,6 +247,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--state", default="/tmp/compute-bench", help="working directory (must be under /tmp)"
     )
     parser.add_argument("--no-docs", action="store_true", help="do not copy the plot and JSON to docs/")
+    parser.add_argument("--replot", metavar="JSON", help="only print and plot a saved run again")
     args = parser.parse_args(argv)
     args.letters = [x.strip().upper() for x in args.scenario.replace(",", " ").split() if x.strip()]
     args.letters = [c for part in args.letters for c in part]
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     if Path(sys.prefix).resolve() != venv.resolve():
         # the rest (plotting with matplotlib included) runs in the bench's own environment
         os.execv(python, [str(python), __file__, *(sys.argv[1:] if argv is None else argv)])
+    if args.replot:
+        return replot(Path(args.replot), args.no_docs)
     tbm = load_testbed()
     state = Path(args.state)
     bed_dir, work = state / "bed", state / "work"
@@ -301,6 +304,31 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def make_caption(now: dt.datetime, info: dict[str, str], load: float, runs: int, quick: bool) -> str:
+    return (
+        f"compute bench, {now:%Y-%m-%d %H:%M}: {info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB\n"
+        f"load average {load:.1f} before the run; {'quick, ' if quick else ''}{runs} runs after a warm-up"
+    )
+
+
+def replot(path: Path, no_docs: bool) -> int:
+    """Print the table and draw the plot of a saved run again (e.g. after changing the plot)."""
+    document = json.loads(path.read_text())
+    results = from_json(document["scenarios"])
+    print(table(results))
+    when = dt.datetime.fromisoformat(document["date"])
+    caption = make_caption(
+        when, document["machine"], document.get("load_before", 0.0), document["runs"], False
+    )
+    png = path.with_suffix(".png")
+    plot(results, png, caption)
+    say(f"wrote {png}")
+    if not no_docs:
+        shutil.copy(png, ROOT / "docs" / "bench.png")
+        say(f"copied to {ROOT / 'docs' / 'bench.png'}")
+    return 0
+
+
 def report(results: list[Result], venv: Path, args: argparse.Namespace) -> None:
     now = dt.datetime.now()
     info = machine()
@@ -309,11 +337,7 @@ def report(results: list[Result], venv: Path, args: argparse.Namespace) -> None:
     out = BENCH / "results"
     out.mkdir(exist_ok=True)
     stem = now.strftime("%Y-%m-%d-%H%M%S")
-    caption = (
-        f"compute bench, {now:%Y-%m-%d}: {info['cores']} cores, {info['cpu']}, {info['memory_gib']} GiB, "
-        f"load average {args.load_before:.1f} before the run; "
-        f"{'quick, ' if args.quick else ''}{args.runs} runs after a warm-up"
-    )
+    caption = make_caption(now, info, args.load_before, args.runs, args.quick)
     document = {
         "version": 1,
         "date": now.isoformat(timespec="seconds"),

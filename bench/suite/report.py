@@ -151,13 +151,29 @@ def as_json(results: list[Result]) -> list[dict[str, Any]]:
                             ("target", "measured", "value", "met"),
                             (target.describe(), *verdict(target, result, by_key)),
                             strict=False,
-                        )
+                        ),
+                        kind=target.kind,
+                        limit=target.limit,
+                        who=target.who,
                     )
                     for target in result.group.targets
                 ],
             }
         )
     return rows
+
+
+def from_json(rows: list[dict[str, Any]]) -> list[Result]:
+    """Results back from the "scenarios" of a saved document (to plot or print it again)."""
+    results = []
+    for row in rows:
+        targets = [Target(t["kind"], t["limit"], t["who"]) for t in row["targets"] if "kind" in t]
+        timings = [
+            Timing(t["name"], t["role"], t["runs"], t["timed_out"], t["peak_rss_mb"], t["note"])
+            for t in row["tools"]
+        ]
+        results.append(Result(Group(row["key"], row["title"], [], targets), timings))
+    return results
 
 
 COLORS = {COMPUTE: "#1f77b4", FLOOR: "#7f7f7f", "peer": "#ff7f0e"}
@@ -185,7 +201,7 @@ def plot(results: list[Result], path: Path, caption: str) -> None:
         ax.barh(
             ys, medians, xerr=[lows, highs], color=[COLORS[t.role] for t in timings], height=0.6, capsize=2
         )
-        ax.set_yticks(list(ys), [t.name for t in timings], fontsize=8)
+        ax.set_yticks(list(ys), [f"{t.name} ({t.note})" if t.note else t.name for t in timings], fontsize=8)
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
