@@ -273,7 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     bed_dir, work = state / "bed", state / "work"
     hosts = 32 if "F" in args.letters else 8
     say(f"bringing up {hosts} sshd hosts{' and Slurm' if 'E' in args.letters else ''} in {bed_dir}...")
-    bed = tbm.up(bed_dir, hosts=hosts, slurm="E" in args.letters)
+    try:
+        bed = tbm.up(bed_dir, hosts=hosts, slurm="E" in args.letters)
+    except tbm.TestbedError as e:
+        say(f"error: cannot bring the test bed up: {e}")
+        return 1
     try:
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)

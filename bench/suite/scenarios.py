@@ -404,7 +404,11 @@ def copies(s: Setting) -> list[Group]:
                 verify=_same_size(src, dest / "compute" / src.name),
             ),
             Contender(floor_name, FLOOR, floor, work, _fresh_dir(s, dest / "floor")),
-            Contender("rsync -a", PEER, rsync, work, _fresh_dir(s, dest / "rsync")),
+            *(
+                [Contender("rsync -a", PEER, rsync, work, _fresh_dir(s, dest / "rsync"))]
+                if shutil.which("rsync")
+                else []
+            ),
             Contender(
                 "pyinfra",
                 PEER,
