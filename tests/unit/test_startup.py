@@ -73,3 +73,19 @@ def test_no_model_reads_its_source_when_created() -> None:
 
     for model in [HostSpec, ConfigSpec, *REGISTRY.values()]:
         assert not model.model_config.get("use_attribute_docstrings"), model.__name__
+
+
+def test_known_hosts_is_parsed_once_until_the_file_changes(tmp_path: Path) -> None:
+    from compute_platform.hosts.sshlib import known_hosts
+
+    path = tmp_path / "known_hosts"
+    line = (
+        "[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+    )
+    path.write_text(line)
+    first = known_hosts(path)
+    assert known_hosts(path) is first and first.lookup("[127.0.0.1]:2222") is not None
+    path.write_text(line + line.replace("2222", "2223"))
+    second = known_hosts(path)
+    assert second is not first and second.lookup("[127.0.0.1]:2223") is not None
+    assert len(known_hosts(tmp_path / "missing")) == 0
