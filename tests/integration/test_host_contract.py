@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -121,12 +122,13 @@ def test_lines_are_streamed_as_they_come(make: Any) -> None:
 
 def test_timeout_kills_the_process_tree(make: Any) -> None:
     host = make()
-    marker = f"compute-timeout-{os.getpid()}-{time.monotonic_ns()}"
+    # durations no other test (or run of this one) uses, so that `ps` finds only this tree
+    first, second = (300_000 + random.randrange(600_000) * 2 + i for i in range(2))
     start = time.monotonic()
-    result = host.run(f"sleep 300 & sleep 301; echo {marker}", timeout=1)
+    result = host.run(f"sleep {first} & sleep {second}; echo not reached", timeout=1)
     assert result.timed_out and not result.ok and time.monotonic() - start < 10
     time.sleep(0.5)
-    left = host.run("ps -eo args | grep -c '^sleep 30[01]$' || true").stdout.strip()
+    left = host.run(f"ps -eo args | grep -cE '^sleep ({first}|{second})$' || true").stdout.strip()
     assert left == "0"
 
 
