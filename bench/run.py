@@ -18,8 +18,8 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# bench/ holds scripts named like standard modules (copy.py): keep it off the import path, and
-# import this suite as the package `bench.suite` from the repository root.
+# Import this suite as the package `bench.suite` from the repository root, with bench/ itself off
+# the import path (its scripts must never shadow a module).
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 sys.path.insert(0, os.path.dirname(HERE))
 

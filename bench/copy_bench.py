@@ -2,7 +2,7 @@
 """Time pushing a 100 MB file and a 1,000-file tree to a loopback sshd with compute's `copy` task,
 `scp` and `rsync`, and print the ratios.
 
-    python3 bench/copy.py [--runs N] [--state DIR]
+    python3 bench/copy_bench.py [--runs N] [--state DIR]
 
 Brings up one loopback sshd with scripts/testbed.py (needs root: it creates the test user), or
 reuses the bed in --state / $COMPUTE_TESTBED when it is up. Every contender copies the same data to
@@ -184,7 +184,7 @@ def main() -> int:
     for program in ("scp", "rsync"):
         if not shutil.which(program):
             print(
-                f"bench/copy.py: `{program}` is missing (apt-get install -y openssh-client rsync)",
+                f"bench/copy_bench.py: `{program}` is missing (apt-get install -y openssh-client rsync)",
                 file=sys.stderr,
             )
             return 1
