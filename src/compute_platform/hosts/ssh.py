@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from compute_platform.errors import HostError, HostKeyChanged
 from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
 from compute_platform.hosts.jumps import JumpHost
+from compute_platform.hosts.persistent import PersistentShell, eligible
 from compute_platform.hosts.remote import kill_group_script, with_pidfile
 from compute_platform.hosts.sshlib import known_hosts, load_paramiko
 from compute_platform.inventory import HostSpec, known_hosts_path, ssh_config_path
@@ -94,6 +95,7 @@ class SSHHost(Host):
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._home: str | None = None
+        self._shell = PersistentShell(spec.alias, spec.connect_timeout)
         self.endpoint: Endpoint | None = None
 
     # -- connection ---------------------------------------------------------------------------
@@ -292,6 +294,7 @@ class SSHHost(Host):
 
     def close(self) -> None:
         with self._lock:
+            self._shell.close()
             if self._sftp is not None:
                 self._sftp.close()
                 self._sftp = None
@@ -310,6 +313,13 @@ class SSHHost(Host):
         stdin: bytes | BinaryIO | None = None,
         stdout_to: BinaryIO | None = None,
     ) -> Result:
+        if timeout is None and stdin is None and stdout_to is None and eligible(script):
+            conn = self.transport()
+            result = self._shell.try_run(
+                conn, script, on_line, lambda: self._check_alive(conn), self.spec.keepalive
+            )
+            if result is not None:
+                return result
         start = self.clock()
         pidfile = None
         if timeout is not None:

@@ -1,0 +1,228 @@
+"""One persistent remote shell per SSH host, for plain commands: sshd forks a login shell for every
+exec channel (~3.5 ms each), while a command sent to a shell already running costs ~0.3 ms.
+
+The shell is an exec channel like any other (sshd runs `$SHELL -c DRIVER`, so what ~/.bashrc
+defines is defined), running a loop that reads one script at a time, NUL-terminated, and runs it
+in a subshell with stdin from /dev/null: `cd`, `export` or `exit` in one command cannot reach the
+next one. After each script the loop prints a marker made of a random token and the exit code on
+stdout, and the token on stderr; the reader cuts each stream at its marker. A script that starts
+background jobs (`&`) runs on an exec channel instead: a job still writing after the script ended
+would write into the next command's output.
+"""
+
+from __future__ import annotations
+
+import re
+import select
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from compute_platform.errors import HostError
+from compute_platform.hosts.base import LineCallback, LineSplitter, Result
+
+if TYPE_CHECKING:
+    import paramiko
+
+READ_SIZE = 1 << 26
+# The driver: bash only (its `read -d ''` is what frames the scripts); another login shell
+# answers something else and its host keeps using exec channels.
+DRIVER = r"""[ -n "$BASH_VERSION" ] || { echo not-bash; exit 0; }
+echo bash; echo bash >&2
+while IFS= read -r -d '' __compute_script; do
+  __compute_token=${__compute_script%%$'\n'*}
+  __compute_script=${__compute_script#*$'\n'}
+  ( unset -v __compute_token; eval "$__compute_script" ) </dev/null
+  __compute_rc=$?
+  printf '%s %d\n' "$__compute_token" "$__compute_rc"
+  printf '%s\n' "$__compute_token" >&2
+done
+"""
+# `&` that starts a background job: not `&&`, `>&`, `<&`, `&>` or `|&`.
+_BACKGROUND = re.compile(r"(?<![&<>|])&(?![&>])")
+
+
+def eligible(script: str) -> bool:
+    """Whether a script may run in the persistent shell (no background job that could outlive it)."""
+    return _BACKGROUND.search(script) is None and "\0" not in script
+
+
+class ShellGone(Exception):
+    """The persistent shell ended before its marker (the script killed it, e.g. `kill $$`)."""
+
+
+class Marked:
+    """One output stream of the persistent shell, cut at the marker that ends a command."""
+
+    def __init__(self, token: bytes, lines: LineSplitter) -> None:
+        self.token = token
+        self.lines = lines
+        self.chunks: list[bytes] = []
+        self.pending = b""
+        self.tail: bytes | None = None  # what follows the token, once it came
+
+    def feed(self, data: bytes) -> None:
+        if self.tail is not None:
+            self.tail += data
+            return
+        self.pending += data
+        found = self.pending.find(self.token)
+        if found >= 0:
+            self._emit(self.pending[:found])
+            self.tail = self.pending[found + len(self.token) :]
+            self.pending = b""
+            return
+        # hold back only what could be the start of a token cut in two by the transport
+        keep = next(
+            (
+                k
+                for k in range(min(len(self.token) - 1, len(self.pending)), 0, -1)
+                if self.pending.endswith(self.token[:k])
+            ),
+            0,
+        )
+        cut = len(self.pending) - keep
+        self._emit(self.pending[:cut])
+        self.pending = self.pending[cut:]
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            self.chunks.append(data)
+            self.lines.feed(data)
+
+    @property
+    def done(self) -> bool:
+        return self.tail is not None and b"\n" in self.tail
+
+    def text(self) -> str:
+        self.lines.flush()
+        return b"".join([*self.chunks, self.pending]).decode(errors="replace")
+
+
+class PersistentShell:
+    """The persistent shell of one SSH host; one command at a time (`try_run` says None when busy
+    or unavailable, and the caller uses an exec channel)."""
+
+    def __init__(self, alias: str, connect_timeout: float) -> None:
+        self.alias = alias
+        self.connect_timeout = connect_timeout
+        self._lock = threading.Lock()
+        self._chan: paramiko.Channel | None = None
+        self.disabled = False  # the login shell is not bash
+
+    def try_run(
+        self,
+        transport: paramiko.Transport,
+        script: str,
+        on_line: LineCallback | None,
+        check_alive: Callable[[], None],
+        keepalive: float,
+    ) -> Result | None:
+        if self.disabled or not self._lock.acquire(blocking=False):
+            return None
+        try:
+            chan = self._channel(transport)
+            if chan is None:
+                return None
+            try:
+                return self._run(chan, script, on_line, check_alive, keepalive)
+            except ShellGone as gone:
+                self._drop()
+                return gone.args[0]  # type: ignore[no-any-return]
+            except BaseException:
+                self._drop()  # interrupted mid-command: its output would reach the next one
+                raise
+        finally:
+            self._lock.release()
+
+    def close(self) -> None:
+        """Forget the shell (the caller closes the transport, and the channel with it)."""
+        self._chan = None
+
+    def _drop(self) -> None:
+        if self._chan is not None:
+            self._chan.close()
+        self._chan = None
+
+    def _channel(self, transport: paramiko.Transport) -> paramiko.Channel | None:
+        chan = self._chan
+        if chan is not None and not chan.closed and not chan.exit_status_ready():
+            while chan.recv_ready():  # late output of the previous command: not this one's
+                chan.recv(READ_SIZE)
+            while chan.recv_stderr_ready():
+                chan.recv_stderr(READ_SIZE)
+            return chan
+        self._chan = None
+        try:
+            chan = transport.open_session(timeout=self.connect_timeout)
+            chan.exec_command(DRIVER)
+            bash = _answers_bash(chan, self.connect_timeout)
+        except Exception as e:  # paramiko raises SSHException, EOFError or OSError
+            raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e
+        if not bash:
+            chan.close()
+            self.disabled = True
+            return None
+        self._chan = chan
+        return chan
+
+    def _run(
+        self,
+        chan: paramiko.Channel,
+        script: str,
+        on_line: LineCallback | None,
+        check_alive: Callable[[], None],
+        keepalive: float,
+    ) -> Result:
+        start = time.monotonic()
+        token = f"compute-{uuid.uuid4().hex}".encode()
+        out = Marked(token, LineSplitter("stdout", on_line))
+        err = Marked(token, LineSplitter("stderr", on_line))
+        try:
+            chan.sendall(token + b"\n" + script.encode() + b"\0")
+        except OSError as e:
+            raise HostError(self.alias, "the connection was closed while a command was running") from e
+        last_output = start
+        while not (out.done and err.done):
+            busy = False
+            if chan.recv_ready():
+                out.feed(chan.recv(READ_SIZE))
+                busy = True
+            if chan.recv_stderr_ready():
+                err.feed(chan.recv_stderr(READ_SIZE))
+                busy = True
+            if busy:
+                last_output = time.monotonic()
+                continue
+            transport = chan.get_transport()
+            if transport is None or not transport.is_active():
+                raise HostError(self.alias, "the connection was closed while a command was running")
+            if chan.eof_received or chan.closed:
+                # the shell itself ended: the script killed it; an exec channel says -1 then
+                raise ShellGone(Result(script, -1, out.text(), err.text(), time.monotonic() - start))
+            if time.monotonic() - last_output > keepalive:
+                check_alive()
+                last_output = time.monotonic()
+            select.select([chan], [], [], 1.0)
+        assert out.tail is not None
+        exit_code = int(out.tail.split(b"\n", 1)[0])
+        return Result(script, exit_code, out.text(), err.text(), time.monotonic() - start)
+
+
+def _answers_bash(chan: paramiko.Channel, timeout: float) -> bool:
+    """Whether the driver answered `bash` on both streams and nothing else: a login script that
+    prints something would print it in every exec channel's output, so such a host keeps those."""
+    out = err = b""
+    deadline = time.monotonic() + timeout
+    while not (out.endswith(b"\n") and err.endswith(b"\n")) and time.monotonic() < deadline:
+        if chan.recv_ready():
+            out += chan.recv(4096)
+        elif chan.recv_stderr_ready():
+            err += chan.recv_stderr(4096)
+        elif chan.eof_received or chan.closed:
+            break
+        else:
+            select.select([chan], [], [], 0.2)
+    return out == err == b"bash\n"

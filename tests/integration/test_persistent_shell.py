@@ -1,0 +1,100 @@
+"""SSH hosts run plain commands in one persistent remote shell (hosts/persistent.py): against the real
+sshd, one channel for many commands, and each command behaving as if it had its own exec channel."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import testbed as tbm
+
+from compute_platform.hosts import make_host
+from compute_platform.hosts.ssh import SSHHost
+from compute_platform.inventory import HostSpec
+
+
+@pytest.fixture
+def own(testbed: tbm.Testbed) -> Iterator[tuple[SSHHost, str]]:
+    """A host on an sshd of its own (its log counts only this test's sessions), and that sshd's name."""
+    name = f"p{uuid.uuid4().hex[:6]}"
+    port = tbm.start_sshd(testbed, name)
+    spec = HostSpec(
+        alias=name,
+        host="127.0.0.1",
+        port=port,
+        user=testbed.user,
+        key=str(testbed.client_key),
+        known_hosts=str(testbed.known_hosts),
+    )
+    host = make_host(spec)
+    assert isinstance(host, SSHHost)
+    yield host, name
+    host.close()
+    tbm.remove_sshd(testbed, name)
+
+
+def sessions(bed: Any, name: str) -> int:
+    return tbm.sshd_log(bed, name).count("Starting session:")
+
+
+def test_fifty_commands_use_one_channel(testbed: tbm.Testbed, own: tuple[SSHHost, str]) -> None:
+    host, name = own
+    results = [host.run(f"echo {i}; echo e{i} >&2; exit {i % 3}") for i in range(50)]
+    assert [(r.exit_code, r.stdout, r.stderr) for r in results] == [
+        (i % 3, f"{i}\n", f"e{i}\n") for i in range(50)
+    ]
+    assert sessions(testbed, name) == 1
+
+
+def test_state_does_not_leak_between_commands(own: tuple[SSHHost, str]) -> None:
+    host, _ = own
+    home = host.run('printf %s "$HOME"', check=True).stdout
+    first = host.run("cd /tmp; export LEAK=1; leaky() { :; }; umask 077; exit 3")
+    assert first.exit_code == 3
+    after = host.run('pwd; echo "${LEAK-unset}"; type leaky >/dev/null 2>&1 || echo no-function; umask')
+    assert after.stdout == f"{home}\nunset\nno-function\n0022\n"
+
+
+def test_a_command_that_kills_its_shell_is_reported_like_an_exec_channel(
+    testbed: tbm.Testbed, own: tuple[SSHHost, str]
+) -> None:
+    host, name = own
+    killed = host.run("echo before; kill $$")
+    assert (killed.exit_code, killed.stdout) == (-1, "before\n")
+    assert host.run("echo next").stdout == "next\n"  # a fresh shell
+    assert sessions(testbed, name) == 2
+
+
+def test_ten_mib_on_both_streams(own: tuple[SSHHost, str]) -> None:
+    host, _ = own
+    script = "head -c 10485760 /dev/zero | tr '\\0' a; head -c 10485760 /dev/zero | tr '\\0' b >&2; exit 5"
+    result = host.run(script)
+    assert result.exit_code == 5
+    assert result.stdout == "a" * 10485760 and result.stderr == "b" * 10485760
+    assert host.run("echo small").stdout == "small\n"
+
+
+def test_background_jobs_do_not_write_into_the_next_command(
+    testbed: tbm.Testbed, own: tuple[SSHHost, str]
+) -> None:
+    host, name = own
+    assert host.run("echo one").stdout == "one\n"
+    late = host.run("(sleep 0.3; echo late) & echo now")  # an exec channel: it waits for `late`
+    assert late.stdout == "now\nlate\n"
+    assert [host.run(f"echo {i}").stdout for i in range(3)] == ["0\n", "1\n", "2\n"]
+    assert sessions(testbed, name) == 2
+
+
+def test_a_second_caller_does_not_wait_for_the_first(own: tuple[SSHHost, str]) -> None:
+    host, _ = own
+    host.run("true")
+    slow: list[Any] = []
+    thread = threading.Thread(target=lambda: slow.append(host.run("sleep 1.5; echo slow")))
+    thread.start()
+    quick = host.run("sleep 0.2; echo quick")
+    assert quick.stdout == "quick\n" and quick.duration < 1.2
+    thread.join(10)
+    assert slow[0].stdout == "slow\n"
