@@ -111,6 +111,7 @@ class PersistentShell:
         self._lock = threading.Lock()
         self._chan: paramiko.Channel | None = None
         self.disabled = False  # the login shell is not bash
+        self.pidfile: str | None = None  # where the driver wrote its pid: its process group, on Ctrl-C
 
     def try_run(
         self,
@@ -141,6 +142,12 @@ class PersistentShell:
         """Forget the shell (the caller closes the transport, and the channel with it)."""
         self._chan = None
 
+    def running(self) -> list[str]:
+        """The driver's pid file while it runs (for stopping its commands on Ctrl-C)."""
+        chan = self._chan
+        alive = chan is not None and not chan.closed and not chan.exit_status_ready()
+        return [self.pidfile] if alive and self.pidfile else []
+
     def _drop(self) -> None:
         if self._chan is not None:
             self._chan.close()
@@ -157,7 +164,10 @@ class PersistentShell:
         self._chan = None
         try:
             chan = transport.open_session(timeout=self.connect_timeout)
-            chan.exec_command(DRIVER)
+            pidfile = f"/tmp/compute-{uuid.uuid4().hex}.pid"
+            # sshd made the driver's shell a session leader: its pid is the group of every command
+            chan.exec_command(f"echo $$ > {pidfile}\n{DRIVER}rm -f {pidfile}\n")
+            self.pidfile = pidfile
             bash = _answers_bash(chan, self.connect_timeout)
         except Exception as e:  # paramiko raises SSHException, EOFError or OSError
             raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e

@@ -21,3 +21,11 @@ def kill_group_script(pidfile: str) -> str:
         f'{{ kill -TERM -- -"$pg" 2>/dev/null; sleep 1; kill -KILL -- -"$pg" 2>/dev/null; }}; '
         f"rm -f {pidfile}; true"
     )
+
+
+def kill_groups_script(pidfiles: list[str]) -> str:
+    """Ctrl-C: stop the process groups recorded in `pidfiles` (every command still running on the
+    host, the persistent shell's included) at once: SIGTERM, then SIGKILL a second later."""
+    files = " ".join(pidfiles)
+    each = f'for f in {files}; do pg=$(cat "$f" 2>/dev/null) && [ -n "$pg" ] && kill -{{}} -- -"$pg" 2>/dev/null; done'
+    return f"{each.format('TERM')}; sleep 1; {each.format('KILL')}; rm -f {files}; true"

@@ -18,7 +18,7 @@ from compute_platform.errors import HostError, HostKeyChanged
 from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
 from compute_platform.hosts.jumps import JumpHost
 from compute_platform.hosts.persistent import PersistentShell, eligible
-from compute_platform.hosts.remote import kill_group_script, with_pidfile
+from compute_platform.hosts.remote import kill_group_script, kill_groups_script, with_pidfile
 from compute_platform.hosts.sshlib import known_hosts, load_paramiko
 from compute_platform.inventory import HostSpec, known_hosts_path, ssh_config_path
 
@@ -30,6 +30,8 @@ KEEPALIVE_SECONDS = 15
 # keepalive periods more; no answer: the host (or the network to it) is down, the command is lost.
 KEEPALIVE_ANSWER_PERIODS = 2
 OUTPUT_GRACE_SECONDS = 1.0
+# Ctrl-C: how long to wait for the running commands' process groups to be killed on the host
+KILL_WAIT_SECONDS = 5.0
 WINDOW_SIZE = 1 << 26  # large windows let big transfers stream instead of stalling on acks
 # Reads take all that is buffered: paramiko drops what is read from the front of its buffer,
 # a copy of the rest, so 64 kB reads from a full 64 MB window cost seconds of CPU per 100 MB.
@@ -96,6 +98,7 @@ class SSHHost(Host):
         self._sftp: paramiko.SFTPClient | None = None
         self._home: str | None = None
         self._shell = PersistentShell(spec.alias, spec.connect_timeout)
+        self._inflight: set[str] = set()  # pid files of the commands running on exec channels
         self.endpoint: Endpoint | None = None
 
     # -- connection ---------------------------------------------------------------------------
@@ -292,6 +295,19 @@ class SSHHost(Host):
                 errors.append(f"cannot load {path}: {e}")
         return keys
 
+    def interrupt(self) -> None:
+        """Ctrl-C: closing the connection does not stop what runs on the host (sshd sends no signal
+        to a command without a terminal), so kill the process groups of every running command
+        first, over the same connection, for at most a few seconds."""
+        running = [*self._inflight, *self._shell.running()]
+        transport = self._transport
+        if running and transport is not None and transport.is_active():
+            killer = threading.Thread(target=_run_quietly, args=(transport, kill_groups_script(running)))
+            killer.daemon = True
+            killer.start()
+            killer.join(KILL_WAIT_SECONDS)
+        super().interrupt()
+
     def close(self) -> None:
         with self._lock:
             self._shell.close()
@@ -321,9 +337,9 @@ class SSHHost(Host):
             if result is not None:
                 return result
         start = self.clock()
-        pidfile = None
-        if timeout is not None:
-            script, pidfile = with_pidfile(script)
+        # every exec channel records its process group: a timeout or Ctrl-C stops the whole tree
+        script, pidfile = with_pidfile(script)
+        self._inflight.add(pidfile)
         try:
             chan = self.transport().open_session(timeout=self.spec.connect_timeout)
             chan.exec_command(script)
@@ -388,7 +404,8 @@ class SSHHost(Host):
             exit_code = -1 if timed_out else chan.recv_exit_status()
         finally:
             chan.close()
-        if timed_out and pidfile:
+        self._inflight.discard(pidfile)
+        if timed_out:
             self._kill_group(pidfile)
         lines_out.flush()
         lines_err.flush()
@@ -456,6 +473,15 @@ class SSHHost(Host):
             self.sftp().get(self.expand(remote), str(local))
         except OSError as e:
             raise HostError(self.alias, f"cannot read {remote}: {e}") from e
+
+
+def _run_quietly(transport: paramiko.Transport, script: str) -> None:
+    """Run a script on its own channel and wait for it; errors are ignored (best effort)."""
+    with contextlib.suppress(Exception):
+        chan = transport.open_session(timeout=KILL_WAIT_SECONDS)
+        chan.exec_command(script)
+        chan.recv_exit_status()
+        chan.close()
 
 
 def _feed(chan: Any, data: bytes | BinaryIO) -> None:

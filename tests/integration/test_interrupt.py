@@ -1,0 +1,64 @@
+"""Ctrl-C stops what runs on SSH hosts too: closing the connection alone leaves a command without a
+terminal running there, so the run kills the process groups of its running commands first."""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import write_project
+
+
+def sleeping(testbed: Any, seconds: int) -> int:
+    """How many `sleep SECONDS` processes run on the test hosts (they share this machine)."""
+    proc = subprocess.run(
+        ["pgrep", "-u", testbed.user, "-fx", f"sleep {seconds}"], capture_output=True, text=True
+    )
+    return len(proc.stdout.split())
+
+
+@pytest.mark.parametrize("channel", ["persistent shell", "exec channel"])
+def test_ctrl_c_kills_the_commands_running_on_ssh_hosts(testbed: Any, tmp_path: Path, channel: str) -> None:
+    seconds = 400_000 + random.randrange(500_000)
+    # a task timeout, or a background job (`&`), sends the command over an exec channel
+    timeout = "    timeout: 3600\n" if channel == "exec channel" else ""
+    command = f"sleep {seconds} & sleep {seconds}; wait" if channel == "exec channel" else f"sleep {seconds}"
+    expected = 4 if channel == "exec channel" else 2
+    book = (
+        "inventory: {hosts: hosts.yaml, configs: configs.yaml}\n"
+        "tasks:\n"
+        "  - name: long\n"
+        "    hosts: [h1, h2]\n"
+        f"{timeout}"
+        f"    cmd: '{command}'\n"
+    )
+    write_project(tmp_path, testbed, book)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "compute_platform", "run", "book.yaml"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while sleeping(testbed, seconds) < expected and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sleeping(testbed, seconds) == expected
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=20)
+        assert run.returncode == 130, out + err
+        deadline = time.monotonic() + 10
+        while sleeping(testbed, seconds) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert sleeping(testbed, seconds) == 0
+    finally:
+        run.kill()
+        subprocess.run(["pkill", "-u", testbed.user, "-fx", f"sleep {seconds}"], capture_output=True)
