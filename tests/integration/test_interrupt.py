@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import write_project
+from tests.helpers import host_entry, write_project
 
 
 def sleeping(testbed: Any, seconds: int) -> int:
@@ -24,22 +24,24 @@ def sleeping(testbed: Any, seconds: int) -> int:
     return len(proc.stdout.split())
 
 
-@pytest.mark.parametrize("channel", ["persistent shell", "exec channel"])
+@pytest.mark.parametrize("channel", ["persistent shell", "exec channel", "openssh"])
 def test_ctrl_c_kills_the_commands_running_on_ssh_hosts(testbed: Any, tmp_path: Path, channel: str) -> None:
     seconds = 400_000 + random.randrange(500_000)
     # a task timeout, or a background job (`&`), sends the command over an exec channel
     timeout = "    timeout: 3600\n" if channel == "exec channel" else ""
     command = f"sleep {seconds} & sleep {seconds}; wait" if channel == "exec channel" else f"sleep {seconds}"
     expected = 4 if channel == "exec channel" else 2
+    hosts = "[o1, o2]" if channel == "openssh" else "[h1, h2]"
+    openssh = {f"o{i}": host_entry(testbed, f"h{i}", connection="openssh") for i in (1, 2)}
     book = (
         "inventory: {hosts: hosts.yaml, configs: configs.yaml}\n"
         "tasks:\n"
         "  - name: long\n"
-        "    hosts: [h1, h2]\n"
+        f"    hosts: {hosts}\n"
         f"{timeout}"
         f"    cmd: '{command}'\n"
     )
-    write_project(tmp_path, testbed, book)
+    write_project(tmp_path, testbed, book, extra_hosts=openssh)
     run = subprocess.Popen(
         [sys.executable, "-m", "compute_platform", "run", "book.yaml"],
         cwd=tmp_path,

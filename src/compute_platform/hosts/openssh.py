@@ -5,6 +5,7 @@ the open connection without asking again."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -18,11 +19,14 @@ from compute_platform import shell
 from compute_platform.errors import HostError, HostKeyChanged, InputError
 from compute_platform.hosts.base import Host, LineCallback, Result
 from compute_platform.hosts.process import Processes, kill_tree
-from compute_platform.hosts.remote import kill_group_script, with_pidfile
+from compute_platform.hosts.remote import kill_group_script, kill_groups_script, with_pidfile
 from compute_platform.inventory import ssh_config_path
 
 if TYPE_CHECKING:
     from compute_platform.inventory import HostSpec, Inventory
+
+# Ctrl-C: how long to wait for the running commands' process groups to be killed on the host
+KILL_WAIT_SECONDS = 5.0
 
 SSH = "ssh"
 SYSTEM_CONFIG = Path("/etc/ssh/ssh_config")
@@ -46,6 +50,7 @@ class OpenSSHHost(Host):
         self._ready = False
         self._home: str | None = None
         self._processes = Processes(stop=kill_tree)
+        self._inflight: set[str] = set()  # pid files of the commands running on the host
         self._options_cache: dict[bool, list[str]] = {}
 
     # -- the ssh command line -----------------------------------------------------------------
@@ -229,33 +234,45 @@ class OpenSSHHost(Host):
     ) -> Result:
         self.connect()
         start = self.clock()
-        remote, pidfile = with_pidfile(script) if timeout is not None else (script, None)
+        # every command records its process group: a timeout or Ctrl-C stops its whole tree there
+        remote, pidfile = with_pidfile(script)
 
         def stop(proc: subprocess.Popen[bytes]) -> None:
-            if pidfile:  # the remote tree first: killing our client alone leaves it running
-                self._run_quietly(kill_group_script(pidfile))
+            self._run_quietly(kill_group_script(pidfile))  # killing our client alone leaves it running
             kill_tree(proc)
 
         argv = self.ssh_command("-oControlMaster=no", "-T", command=remote)
+        self._inflight.add(pidfile)
         try:
             done = self._processes.run(
                 argv, timeout=timeout, on_line=on_line, stdin=stdin, stdout_to=stdout_to, on_timeout=stop
             )
         except OSError as e:
             raise HostError(self.alias, f"cannot run {SSH}: {e.strerror or e}") from e
+        finally:
+            self._inflight.discard(pidfile)
         if done.exit_code == SSH_FAILED and not self.master_running():
             said = done.stderr.strip() or "ssh exited with 255"
             raise HostError(self.alias, f"lost the connection: {said}")
         return Result(script, done.exit_code, done.stdout, done.stderr, self.clock() - start, done.timed_out)
 
-    def _run_quietly(self, script: str) -> None:
+    def _run_quietly(self, script: str, timeout: float = 30) -> None:
         subprocess.run(
             self.ssh_command("-oControlMaster=no", "-T", command=script),
             stdin=subprocess.DEVNULL,
             capture_output=True,
-            timeout=30,
+            timeout=timeout,
             start_new_session=True,
         )
+
+    def interrupt(self) -> None:
+        """Ctrl-C: kill the running commands' process groups on the host first (the master keeps
+        them alive when our clients die), then our clients."""
+        running = list(self._inflight)
+        if running:
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                self._run_quietly(kill_groups_script(running), timeout=KILL_WAIT_SECONDS)
+        super().interrupt()
 
     def close(self) -> None:
         """Stop our running commands; the master stays open for the next run (that is its point)."""
