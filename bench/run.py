@@ -31,6 +31,7 @@ import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from types import ModuleType  # noqa: E402
@@ -145,13 +146,17 @@ def run_once(c: Contender, env: dict[str, str], logs: Path) -> float | None:
         proc = subprocess.Popen(
             c.argv, cwd=c.cwd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
         )
+        # Popen.wait(timeout=...) polls with sleeps growing to 50 ms, which rounds every time up by
+        # as much: wait without a timeout (one blocking waitpid) and let a timer enforce the limit.
+        limit = threading.Timer(c.timeout, proc.kill)
+        limit.start()
         try:
-            code = proc.wait(timeout=c.timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            return None
+            code = proc.wait()
+        finally:
+            limit.cancel()
         seconds = time.perf_counter() - start
+        if code < 0 and seconds >= c.timeout:
+            return None
     if code != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise Failed(f"{c.name} exited with {code}:\n{tail}")
