@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +55,18 @@ def write_project(
     path = folder / "book.yaml"
     path.write_text(book)
     return path
+
+
+def compute(
+    *args: str, cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`compute ARGS` in `cwd`, as a user runs it (plain output: stdout is not a terminal); `env`
+    adds variables to the current environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "compute_platform", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

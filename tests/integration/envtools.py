@@ -18,20 +18,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import compute as compute  # re-exported for the env-task tests
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def compute(*args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """`compute ARGS` in `cwd`, as a user runs it (plain output: stdout is not a terminal)."""
-    return subprocess.run(
-        [sys.executable, "-m", "compute_platform", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @contextmanager

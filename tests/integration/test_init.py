@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-
-def compute(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compute_platform", *args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
+from tests.helpers import compute
 
 
 def test_init_then_run_the_example(tmp_path: Path) -> None:

@@ -7,8 +7,6 @@ there that the connection to the target really went through each hop, in order.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ import pytest
 import testbed as tbm
 import yaml
 
-from tests.helpers import free_port, host_entry
+from tests.helpers import compute, free_port, host_entry
 
 
 @dataclass
@@ -55,19 +53,6 @@ def jumps(testbed: Any) -> Iterator[Jumps]:
         testbed.sshd_options.pop(name, None)
     tbm._write_client_files(testbed)
     testbed.save()
-
-
-def compute(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "compute_platform", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def project(folder: Path, hosts: dict[str, Any], targets: list[str]) -> None:

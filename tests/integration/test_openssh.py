@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ import yaml
 
 from compute_platform.hosts.openssh import OpenSSHHost
 from compute_platform.inventory import HostSpec
-from tests.helpers import free_port, host_entry
+from tests.helpers import compute, free_port, host_entry
 
 ACCEPTED = "Accepted publickey for"
 
@@ -36,12 +35,6 @@ def cluster(testbed: Any) -> Iterator[str]:
 
 def spec(testbed: Any, name: str, **extra: Any) -> HostSpec:
     return HostSpec(alias=name, connection="openssh", **{**host_entry(testbed, name), **extra})
-
-
-def compute(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compute_platform", *args], cwd=cwd, capture_output=True, text=True, timeout=60
-    )
 
 
 def project(folder: Path, testbed: Any, name: str, **extra: Any) -> None:

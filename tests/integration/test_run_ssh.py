@@ -10,18 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import free_port, write_project
-
-
-def compute(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compute_platform", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
+from tests.helpers import compute, free_port, write_project
 
 BOOK = """\
 inventory: {hosts: hosts.yaml, configs: configs.yaml}

@@ -10,7 +10,6 @@ import csv
 import json
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,22 +21,13 @@ import testbed as tbm
 import yaml
 
 from compute_platform.jobs import FINAL, Jobs, Row
+from tests.helpers import compute
 
 CONFIGS = """\
 default: {cpus: 1, time: '00:05:00'}
 gpu: {cpus: 1, gpu: 1, partition: gpu}
 nopart: {partition: no-such-partition}
 """
-
-
-def compute(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "compute_platform", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 class Project:
