@@ -13,14 +13,17 @@ TASK_TYPES: dict[str, str] = {
     "cmd": "compute_platform.tasks.cmd:Cmd",
     "pip": "compute_platform.tasks.pip:Pip",
     "git": "compute_platform.tasks.git:Git",
+    "clone": "compute_platform.tasks.clone:Clone",
     "copy": "compute_platform.tasks.copy:Copy",
     "slurm": "compute_platform.tasks.slurm:Slurm",
     "tmux": "compute_platform.tasks.tmux:Tmux",
+    "sync": "compute_platform.tasks.sync:Sync",
 }
 
 # Other spellings accepted for the same task type (the original tool's names).
 ALIASES: dict[str, str] = {
     "srun": "slurm",
+    "run": "cmd",
 }
 
 
