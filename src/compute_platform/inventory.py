@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from compute_platform import yamlfile
 from compute_platform.errors import InputError, Position
@@ -49,8 +49,11 @@ class HostSpec(BaseModel):
     save_path: str = "~/compute/logs"
     """Directory on the host where job logs and exit-status files go."""
     init: tuple[str, ...] = ()
-    """Shell lines run before every command and job on the host (`module load`, env activation, exports). A
-    failing line stops the command."""
+    """Shell code run before every command and job on the host (`module load`, env activation, exports):
+    a list of lines, or one block (`init: |`) run as written. A failing command stops the command."""
+    wandb: Literal["online", "offline", "disabled"] | None = None
+    """Weights & Biases mode for the host's Slurm and tmux jobs: exported as `WANDB_MODE`, with
+    `WANDB_DIR` = `save_path` where `slurm_logs` becomes `wandb_files` (the original tool's rule)."""
     env: dict[str, str] = Field(default_factory=dict)
     """Environment variables exported for every command and job on the host."""
     proxy_jump: str | None = None
@@ -76,9 +79,15 @@ class HostSpec(BaseModel):
     @field_validator("init", mode="before", json_schema_input_type=Union[str, list[str]])  # noqa: UP007
     @classmethod
     def _init_lines(cls, value: Any) -> Any:
+        # a block (`init: |` with `if ... fi`, `\` continuations) runs as written, as one piece
         if isinstance(value, str):
-            return tuple(line for line in value.splitlines() if line.strip())
+            return (value.strip("\n"),) if value.strip() else ()
         return value
+
+    @field_validator("wandb", mode="before")
+    @classmethod
+    def _wandb_off(cls, value: Any) -> Any:
+        return None if value is False else value
 
     @field_validator("env", mode="before", json_schema_input_type=dict[str, Union[str, int, float, bool]])  # noqa: UP007
     @classmethod
@@ -111,6 +120,10 @@ class HostSpec(BaseModel):
         return int(self.gpu)
 
     @property
+    def wandb_dir(self) -> str:
+        return self.save_path.replace("slurm_logs", "wandb_files")
+
+    @property
     def address(self) -> str:
         return self.host or self.alias
 
@@ -134,7 +147,11 @@ class ConfigSpec(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
     cpus: PerHost = None
-    """CPUs for the job (`--cpus-per-task`, or several nodes beyond the host's `cpus_per_node`)."""
+    """CPUs for the job, as the original tool asked for them: one task per CPU (`--ntasks`), on as
+    many nodes as the host's `cpus_per_node` makes needed (`--nodes`), one task per core."""
+    cpus_per_task: PerHost = None
+    """Instead of `cpus`: one task with this many CPUs (`--ntasks=1 --cpus-per-task=N`), for
+    programs that use threads or processes of their own rather than `srun`/MPI ranks."""
     time: PerHost = None
     """Time limit: minutes, `HH:MM:SS` or `D-HH:MM:SS`."""
     partition: PerHost = None
@@ -144,11 +161,32 @@ class ConfigSpec(BaseModel):
     mem: PerHost = None
     """Memory (`--mem`, e.g. `16G`)."""
     mail: PerHost = None
-    """When to send mail (`--mail-type`, e.g. `END,FAIL`)."""
+    """Mail from Slurm: `true` (every event: `--mail-type=ALL`), `false` (none), or sbatch's types
+    (`END,FAIL`)."""
     mail_user: PerHost = Field(default=None, alias="mail-user")
     """Where to send mail (`--mail-user`); `mail-user` is accepted too."""
 
-    @field_validator("cpus", "gpu")
+    @field_validator("mail")
+    @classmethod
+    def _mail(cls, value: PerHost) -> PerHost:
+        for v in value.values() if isinstance(value, dict) else [value]:
+            if v is None or isinstance(v, bool):
+                continue
+            bad = [t for t in str(v).upper().split(",") if t.strip() not in MAIL_TYPES]
+            if bad:
+                raise ValueError(
+                    f"mail: expected true, false or sbatch mail types separated by commas "
+                    f"({', '.join(MAIL_TYPES)}), got {v!r}"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _one_layout(self) -> ConfigSpec:
+        if self.cpus is not None and self.cpus_per_task is not None:
+            raise ValueError("give 'cpus' (one task per CPU) or 'cpus_per_task' (one task), not both")
+        return self
+
+    @field_validator("cpus", "cpus_per_task", "gpu")
     @classmethod
     def _counts(cls, value: PerHost) -> PerHost:
         for v in value.values() if isinstance(value, dict) else [value]:
@@ -170,6 +208,21 @@ class ConfigSpec(BaseModel):
         return dict(self.model_extra or {})
 
 
+MAIL_TYPES = (
+    "NONE",
+    "BEGIN",
+    "END",
+    "FAIL",
+    "REQUEUE",
+    "ALL",
+    "INVALID_DEPEND",
+    "STAGE_OUT",
+    "TIME_LIMIT",
+    "TIME_LIMIT_90",
+    "TIME_LIMIT_80",
+    "TIME_LIMIT_50",
+    "ARRAY_TASKS",
+)
 TIME = re.compile(r"^(\d+|\d+:\d{2}(:\d{2})?|\d+-\d+(:\d{2}(:\d{2})?)?)$")
 
 
@@ -179,6 +232,7 @@ class ResolvedConfig:
 
     name: str
     cpus: int | None = None
+    cpus_per_task: int | None = None  # set: one task with this many CPUs (then `cpus` is None)
     time: str | None = None
     partition: str | None = None
     gpu: int = 0
@@ -236,12 +290,19 @@ class Inventory:
             )
         chain = [self.configs[n] for n in (name, "default") if n in self.configs]
         values: dict[str, Any] = {}
-        for key in ("cpus", "time", "partition", "gpu", "mem", "mail", "mail_user"):
+        for key in ("time", "partition", "gpu", "mem", "mail", "mail_user"):
             for spec in chain:
                 picked = _pick(getattr(spec, key), host)
                 if picked is not _MISSING:
                     values[key] = picked
                     break
+        # the two CPU layouts exclude each other: the most specific config that gives one decides
+        for spec in chain:
+            layout = {k: _pick(getattr(spec, k), host) for k in ("cpus", "cpus_per_task")}
+            layout = {k: v for k, v in layout.items() if v is not _MISSING}
+            if layout:
+                values.update(layout)
+                break
         extra: dict[str, str] = {}
         for spec in reversed(chain):  # the named config's extras override the default's
             for key, value in spec.extras().items():
@@ -249,15 +310,21 @@ class Inventory:
                 if picked is not _MISSING and picked is not None:
                     extra[key] = str(picked)
         gpu = values.get("gpu")
+        mail = values.get("mail")
         return ResolvedConfig(
             name=name,
             cpus=int(values["cpus"]) if values.get("cpus") not in (None, False) else None,
+            cpus_per_task=int(values["cpus_per_task"])
+            if values.get("cpus_per_task") not in (None, False)
+            else None,
             time=str(values["time"]) if values.get("time") is not None else None,
             partition=str(values["partition"]) if values.get("partition") is not None else None,
             gpu=int(gpu) if gpu not in (None, False) else 0,
             mem=str(values["mem"]) if values.get("mem") is not None else None,
-            mail=str(values["mail"]) if values.get("mail") is not None else None,
-            mail_user=str(values["mail_user"]) if values.get("mail_user") is not None else None,
+            mail="ALL" if mail is True else None if mail in (None, False) else str(mail).upper(),
+            mail_user=str(values["mail_user"])
+            if values.get("mail_user") is not None and mail is not False  # false: no mail at all
+            else None,
             extra=extra,
         )
 
@@ -297,9 +364,32 @@ def load_hosts(path: Path) -> tuple[dict[str, HostSpec], dict[str, Position]]:
         if not hasattr(entry, "items"):
             raise InputError(f"host '{alias}': expected a mapping of settings (host, user, port, ...)", pos)
         spec = _validate_entry(HostSpec, entry, path, data, alias, f"host '{alias}':")
+        if "init" in entry:
+            check_init(spec.init, f"host '{alias}'", yamlfile.position(path, data, [alias, "init"]))
         hosts[alias] = spec.model_copy(update={"alias": alias})
         positions[alias] = pos
     return hosts, positions
+
+
+def check_init(init: tuple[str, ...], label: str, where: Position) -> None:
+    """A block of init code must be valid bash: `bash -n` finds a missing `fi` here, not in a job
+    that fails at run time. The error points at the block's line in hosts.yaml."""
+    import subprocess
+
+    for block in init:
+        if "\n" not in block:
+            continue
+        try:
+            answer = subprocess.run(["bash", "-n"], input=block, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return  # no bash here to ask: the host's own bash will tell
+        if answer.returncode == 0:
+            continue
+        message = answer.stderr.strip().splitlines()[-1] if answer.stderr.strip() else "syntax error"
+        found = re.search(r"line (\d+): (.*)", message)
+        line = where.line + int(found.group(1)) if found and where.line else where.line
+        reason = found.group(2) if found else message
+        raise InputError(f"{label}: init is not valid bash: {reason}", Position(where.file, line))
 
 
 def load_configs(path: Path) -> dict[str, ConfigSpec]:

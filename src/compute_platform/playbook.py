@@ -16,7 +16,12 @@ from compute_platform.inventory import Inventory, load_inventory
 if TYPE_CHECKING:
     from compute_platform.tasks.base import Action
 
-COMMON_KEYS = ("name", "hosts", "ignore_errors", "timeout")
+COMMON_KEYS = ("name", "hosts", "ignore_errors", "timeout", "scatter")
+# The original tool ran the action keys of one task entry in this order, whatever their order in the
+# file; an entry with several becomes that many tasks, in this order, each with the entry's name.
+ACTION_ORDER = ("run", "pip", "copy", "sync", "tmux", "srun", "slurm", "cmd", "clone", "git")
+# `scatter` beside `hosts` (the original's first form) applies to the entry's sweep actions.
+SCATTER_KINDS = ("slurm", "tmux")
 TOP_KEYS = ("inventory", "variables", "tasks")
 # A task with one of these keys runs another playbook's tasks in its place.
 INCLUDE_KEYS = ("include", "playbook")
@@ -37,11 +42,24 @@ class Task:
 
 
 @dataclass(frozen=True)
+class Note:
+    """Something that loads but runs differently than a reader (or the original tool) may expect:
+    `compute check` and `compute run` print it as a warning."""
+
+    position: Position
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.position}: {self.message}"
+
+
+@dataclass(frozen=True)
 class Playbook:
     path: Path
     inventory: Inventory
     tasks: tuple[Task, ...]
     variables: dict[str, Any] = field(default_factory=dict)
+    notes: tuple[Note, ...] = ()
 
     @property
     def name(self) -> str:
@@ -51,14 +69,17 @@ class Playbook:
 def load(path: Path) -> Playbook:
     path = Path(path)
     data = _read(path)
-    inventory = _inventory(path, data)
     variables = _variables(path, data)
+    if hasattr(data.get("inventory"), "items"):  # `hosts: £hosts_file`, as the original allowed
+        substitute(data["inventory"], variables, path)
+    inventory = _inventory(path, data)
     tasks_node = _tasks_node(path, data)
     substitute(tasks_node, variables, path)
-    tasks = _tasks(path, tasks_node, inventory, (path.resolve(),), None)
+    notes: list[Note] = []
+    tasks = _tasks(path, tasks_node, inventory, (path.resolve(),), None, notes)
     # one index per task of the run, included ones too (reporters key their output by it)
     numbered = tuple(dataclasses.replace(task, index=i) for i, task in enumerate(tasks))
-    return Playbook(path, inventory, numbered, yamlfile.plain(variables))
+    return Playbook(path, inventory, numbered, yamlfile.plain(variables), tuple(notes))
 
 
 def _read(path: Path) -> Any:
@@ -95,6 +116,7 @@ def _tasks(
     inventory: Inventory,
     chain: tuple[Path, ...],
     hosts: tuple[str, ...] | None,
+    notes: list[Note],
 ) -> list[Task]:
     """The tasks of one file, includes expanded in place. `chain`: the files including this one
     (for cycles); `hosts`: set by an including task, replaces every task's own hosts."""
@@ -102,9 +124,9 @@ def _tasks(
     for i, node in enumerate(nodes):
         key = next((k for k in INCLUDE_KEYS if hasattr(node, "items") and k in node), None)
         if key is None:
-            tasks.append(_task(path, i, node, inventory, hosts))
+            tasks.extend(_task(path, i, node, inventory, notes, hosts))
         else:
-            tasks.extend(_include(path, i, node, key, inventory, chain, hosts))
+            tasks.extend(_include(path, i, node, key, inventory, chain, hosts, notes))
     return tasks
 
 
@@ -116,6 +138,7 @@ def _include(
     inventory: Inventory,
     chain: tuple[Path, ...],
     hosts: tuple[str, ...] | None,
+    notes: list[Note],
 ) -> list[Task]:
     """`include: other.yaml` (or `playbook:`): the tasks of other.yaml, with its own variables
     (overridden by the task's `variables`), checked against the including playbook's inventory."""
@@ -130,10 +153,7 @@ def _include(
     value = node[key]
     if not isinstance(value, str) or not value.strip():
         raise InputError(f"{label}: '{key}' must be the path of a playbook file", pos)
-    target = Path(value).expanduser()
-    target = target if target.is_absolute() else path.parent / target
-    if not target.is_file():
-        raise InputError(f"{label}: playbook not found: {value} (relative to {path.parent})", pos)
+    target = _include_target(path, value, key, pos, label, notes)
     if target.resolve() in chain:
         cycle = " -> ".join(os.path.relpath(p) for p in (*chain, target.resolve()))
         raise InputError(f"{label}: include cycle: {cycle}", pos)
@@ -144,7 +164,31 @@ def _include(
     variables = {**_variables(target, data), **_variables(path, node)}
     nodes = _tasks_node(target, data)
     substitute(nodes, variables, target)
-    return _tasks(target, nodes, inventory, (*chain, target.resolve()), hosts)
+    return _tasks(target, nodes, inventory, (*chain, target.resolve()), hosts, notes)
+
+
+def _include_target(path: Path, value: str, key: str, pos: Position, label: str, notes: list[Note]) -> Path:
+    """`include:` is relative to the including file. `playbook:` is the original tool's key, which
+    it opened from the current directory: that first, then beside the including file."""
+    target = Path(value).expanduser()
+    if target.is_absolute():
+        candidates = [target]
+    elif key == "playbook":
+        candidates = [Path.cwd() / target, path.parent / target]
+    else:
+        candidates = [path.parent / target]
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        where = " or ".join(str(c.parent) for c in candidates)
+        raise InputError(f"{label}: playbook not found: {value} (looked in {where})", pos)
+    if key == "playbook" and not target.is_absolute():
+        origin = (
+            "the current directory, as the original tool did"
+            if found == candidates[0]
+            else "beside " + path.name
+        )
+        notes.append(Note(pos, f"{label}: playbook {value} is {os.path.relpath(found)} (from {origin})"))
+    return found
 
 
 def _check_same_inventory(path: Path, data: Any, inventory: Inventory, where: Position) -> None:
@@ -274,8 +318,14 @@ def _lookup(name: str, variables: dict[str, Any], pos: Position) -> Any:
 
 
 def _task(
-    path: Path, index: int, node: Any, inventory: Inventory, hosts: tuple[str, ...] | None = None
-) -> Task:
+    path: Path,
+    index: int,
+    node: Any,
+    inventory: Inventory,
+    notes: list[Note],
+    hosts: tuple[str, ...] | None = None,
+) -> list[Task]:
+    """One task entry: one task per action key (the original tool allowed several in one entry)."""
     from compute_platform.tasks import ALIASES, REGISTRY
 
     pos = yamlfile.node_position(path, node)
@@ -284,31 +334,9 @@ def _task(
         raise InputError(f"{label}: expected a mapping with 'name', 'hosts' and one action", pos)
     name = str(node.get("name") or f"{label}")
     label = f"task '{name}'" if node.get("name") else label
-    kinds = [k for k in node if k not in COMMON_KEYS]
-    known = [*REGISTRY, *ALIASES]
-    unknown = [k for k in kinds if k not in known]
-    if unknown:
-        key = str(unknown[0])
-        raise InputError(
-            f"{label}: unknown key '{key}'"
-            + (
-                yamlfile.did_you_mean(key, [*known, *COMMON_KEYS, *INCLUDE_KEYS])
-                or f"; expected one of the actions {', '.join(REGISTRY)} or {', '.join(COMMON_KEYS)}"
-            ),
-            yamlfile.position(path, node, [key]),
-        )
-    if len(kinds) != 1:
-        raise InputError(
-            f"{label}: expected exactly one action ({', '.join(REGISTRY)}), got "
-            + (", ".join(map(str, kinds)) if kinds else "none"),
-            pos,
-        )
-    key = str(kinds[0])
-    kind = ALIASES.get(key, key)
+    keys = _action_keys(path, node, label, pos)
     if hosts is None:
         hosts = _hosts(path, node, label, inventory)
-    action_cls = REGISTRY[kind]
-    action = action_cls.parse(node[key], path, node, key, label)
     ignore = node.get("ignore_errors", False)
     if not isinstance(ignore, bool):
         raise InputError(
@@ -322,10 +350,59 @@ def _task(
         raise InputError(
             f"{label}: 'timeout' must be a number of seconds > 0", yamlfile.position(path, node, ["timeout"])
         )
-    task = Task(index, name, kind, action, hosts, pos, ignore, float(timeout) if timeout else None)
-    for alias in hosts:
-        action.check(task, inventory.host(alias), inventory)
-    return task
+    scatter = _task_scatter(path, node, label, [ALIASES.get(k, k) for k in keys], notes)
+    tasks = []
+    for key in keys:
+        kind = ALIASES.get(key, key)
+        action = REGISTRY[kind].parse(node[key], path, node, key, label)
+        if scatter and kind in SCATTER_KINDS and not getattr(action, "scatter", False):
+            action = action.model_copy(update={"scatter": True})
+        where = yamlfile.position(path, node, [key]) if len(keys) > 1 else pos
+        task = Task(index, name, kind, action, hosts, where, ignore, float(timeout) if timeout else None)
+        for alias in hosts:
+            action.check(task, inventory.host(alias), inventory)
+        for loc, message in action.notes():
+            notes.append(Note(yamlfile.position(path, node, [key, *loc]), f"{label}: {message}"))
+        tasks.append(task)
+    return tasks
+
+
+def _action_keys(path: Path, node: Any, label: str, pos: Position) -> list[str]:
+    """The entry's action keys, known ones only, in the order the original tool ran them."""
+    from compute_platform.tasks import ALIASES, REGISTRY
+
+    kinds = [str(k) for k in node if k not in COMMON_KEYS]
+    known = [*REGISTRY, *ALIASES]
+    unknown = [k for k in kinds if k not in known]
+    if unknown:
+        key = unknown[0]
+        raise InputError(
+            f"{label}: unknown key '{key}'"
+            + (
+                yamlfile.did_you_mean(key, [*known, *COMMON_KEYS, *INCLUDE_KEYS])
+                or f"; expected one of the actions {', '.join(REGISTRY)} or {', '.join(COMMON_KEYS)}"
+            ),
+            yamlfile.position(path, node, [key]),
+        )
+    if not kinds:
+        raise InputError(f"{label}: expected an action ({', '.join(REGISTRY)}), got none", pos)
+    same = [k for k in kinds if ALIASES.get(k, k) == "slurm"]
+    if len(same) > 1:
+        raise InputError(f"{label}: '{same[0]}' and '{same[1]}' are the same action: keep one", pos)
+    order = {k: i for i, k in enumerate(ACTION_ORDER)}
+    return sorted(kinds, key=lambda k: order.get(k, len(order)))
+
+
+def _task_scatter(path: Path, node: Any, label: str, kinds: list[str], notes: list[Note]) -> bool:
+    if "scatter" not in node:
+        return False
+    value = node["scatter"]
+    where = yamlfile.position(path, node, ["scatter"])
+    if not isinstance(value, bool):
+        raise InputError(f"{label}: 'scatter' must be true or false", where)
+    if value and not any(k in SCATTER_KINDS for k in kinds):
+        notes.append(Note(where, f"{label}: 'scatter' only spreads slurm and tmux jobs: no effect here"))
+    return bool(value)
 
 
 def _hosts(path: Path, node: Any, label: str, inventory: Inventory) -> tuple[str, ...]:

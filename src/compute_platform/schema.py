@@ -36,6 +36,7 @@ COMMON: dict[str, dict[str, Any]] = {
     "hosts": HOSTS_FIELD,
     "ignore_errors": {"type": "boolean", "default": False},
     "timeout": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+    "scatter": {"type": "boolean", "description": "spread the entry's slurm and tmux jobs over its hosts"},
 }
 # The short forms an action may take, as probes fed to its `shorthand` (e.g. `cmd: ls`, `pip: [a, b]`).
 SHORT_FORMS: tuple[tuple[Any, dict[str, Any]], ...] = (
@@ -86,10 +87,8 @@ def playbook_schema() -> dict[str, Any]:
     refs, defs = _models(list(REGISTRY.values()))
     for name in list(defs):
         defs[name] = _allow_placeholders(defs[name])
-    variants = [
-        _task_variant(key, _action(REGISTRY[kind], refs[REGISTRY[kind]])) for key, kind in keys.items()
-    ]
-    variants += [_include_variant(key) for key in INCLUDE_KEYS]
+    actions = {key: _action(REGISTRY[kind], refs[REGISTRY[kind]]) for key, kind in keys.items()}
+    variants = [_task_variant(actions), *(_include_variant(key) for key in INCLUDE_KEYS)]
     defs["task"] = {"oneOf": variants}
     defs["placeholder"] = PLACEHOLDER
     return {
@@ -148,13 +147,15 @@ def _expands(cls: Any, probe: Any) -> bool:
         return False
 
 
-def _task_variant(key: str, action: dict[str, Any]) -> dict[str, Any]:
-    # `hosts` is not required: a task of an included playbook may get it from the include
+def _task_variant(actions: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A task entry: one action key or several (the original tool ran each; `srun` and `slurm` are
+    one action). `hosts` is not required: a task of an included playbook may get it from the include."""
     return {
         "type": "object",
-        "title": key,
-        "properties": {**_loose_all(COMMON), key: action},
-        "required": [key],
+        "title": "task",
+        "properties": {**_loose_all(COMMON), **actions},
+        "anyOf": [{"required": [key]} for key in actions],
+        "not": {"required": ["srun", "slurm"]},
         "additionalProperties": False,
     }
 

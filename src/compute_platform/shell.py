@@ -53,9 +53,13 @@ def prelude(
     run as-is), exported variables and the working directory. Any failure stops the script."""
     lines: list[str] = []
     for item in init:
-        lines.append(
-            f"{{ {item}\n}} || {{ echo {quote('compute: init failed: ' + item)} >&2;"
-            f" exit {PRELUDE_FAILED}; }}"
+        lines += (
+            init_block(item)
+            if "\n" in item
+            else [
+                f"{{ {item}\n}} || {{ echo {quote('compute: init failed: ' + item)} >&2;"
+                f" exit {PRELUDE_FAILED}; }}"
+            ]
         )
     lines.extend(env_exports(env or {}))
     if cwd:
@@ -64,6 +68,33 @@ def prelude(
             f" exit {PRELUDE_FAILED}; }}"
         )
     return lines
+
+
+def init_block(block: str) -> list[str]:
+    """A block of init code runs as written (an `if ... fi` or a `\\` continuation cannot be cut
+    into lines); any command of it that fails, as `set -e` would see it, stops the script after
+    the block (an ERR trap: `set -e` is ignored inside `{ } ||`)."""
+    first = block.strip().splitlines()[0]
+    return [
+        "compute_init_rc=0",
+        "trap 'compute_init_rc=$?' ERR",
+        block,
+        "trap - ERR",
+        f'[ "$compute_init_rc" -eq 0 ] || {{ echo {quote("compute: init failed: " + first + " ...")} >&2;'
+        f" exit {PRELUDE_FAILED}; }}",
+    ]
+
+
+def wandb_exports(mode: str | None, folder: str) -> list[str]:
+    """The original tool's W&B set-up, through the environment (no `wandb` command needed): the
+    mode, and the folder runs are written to (created)."""
+    if not mode:
+        return []
+    return [
+        f"export WANDB_MODE={quote(mode)}",
+        f"export WANDB_DIR={quote_path(folder)}",
+        'mkdir -p "$WANDB_DIR" 2>/dev/null || true',
+    ]
 
 
 def build(

@@ -14,9 +14,54 @@ from compute_platform.errors import InputError, Position
 M = TypeVar("M", bound=BaseModel)
 
 
-def load(path: Path, what: str) -> Any:
-    """Parse a YAML file, keeping line/column information (ruamel's round-trip nodes)."""
+class WrittenInt(int):
+    """An integer that remembers how the file wrote it (`1_000`, `007`, `+3`)."""
+
+    written: str
+
+
+class WrittenFloat(float):
+    """A float that remembers how the file wrote it (`1e-4`, `0.10`): a command gets the text, not
+    Python's rendering of the number (`0.0001`, `0.1`)."""
+
+    written: str
+
+
+def written(value: Any) -> str:
+    """A scalar as the file wrote it; Python's text for anything else (and `true`/`false`)."""
+    if isinstance(value, (WrittenInt, WrittenFloat)):
+        return value.written
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _loader() -> Any:
+    """ruamel's round-trip loader whose numbers keep their source text (see `written`)."""
     from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import RoundTripConstructor
+
+    class Constructor(RoundTripConstructor):  # type: ignore[misc]
+        def construct_yaml_int(self, node: Any) -> Any:
+            number = WrittenInt(super().construct_yaml_int(node))
+            number.written = str(node.value)
+            return number
+
+        def construct_yaml_float(self, node: Any) -> Any:
+            number = WrittenFloat(super().construct_yaml_float(node))
+            number.written = str(node.value)
+            return number
+
+    Constructor.add_constructor("tag:yaml.org,2002:int", Constructor.construct_yaml_int)
+    Constructor.add_constructor("tag:yaml.org,2002:float", Constructor.construct_yaml_float)
+    yaml = YAML(typ="rt", pure=True)
+    yaml.Constructor = Constructor
+    return yaml
+
+
+def load(path: Path, what: str) -> Any:
+    """Parse a YAML file, keeping line/column information (ruamel's round-trip nodes) and the text
+    of every number as written."""
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
     try:
@@ -26,7 +71,7 @@ def load(path: Path, what: str) -> Any:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {what} file {path}: {e}") from None
     try:
-        data = YAML(typ="rt", pure=True).load(text)
+        data = _loader().load(text)
     except MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -110,14 +155,15 @@ def node_position(file: Path | str, node: Any) -> Position:
 
 
 def plain(data: Any) -> Any:
-    """ruamel nodes -> plain dicts/lists/scalars (ordered), for validation."""
+    """ruamel nodes -> plain dicts/lists/scalars (ordered), for validation. Numbers keep their
+    written text (pydantic turns them into plain numbers where a field wants one)."""
     if hasattr(data, "items"):
         return {str(k) if not isinstance(k, (int, float, bool)) else k: plain(v) for k, v in data.items()}
     if isinstance(data, list):
         return [plain(v) for v in data]
     if isinstance(data, str):
         return str(data)
-    if isinstance(data, bool) or data is None:
+    if isinstance(data, bool) or data is None or isinstance(data, (WrittenInt, WrittenFloat)):
         return data
     if isinstance(data, int):
         return int(data)

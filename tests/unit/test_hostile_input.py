@@ -1,7 +1,8 @@
 """Hostile input: whatever string a playbook puts in a sweep value, an argument, a seed, a path, a job
-name or an env value, the program receives it as exactly ONE literal argument (or variable), byte for
-byte, or the value is refused at load time with a clean error. Nothing is ever run that the user did
-not write.
+name or an env value, the program receives it literally, byte for byte: as exactly ONE argument (or
+variable), except a sweep value with blanks, which is split into words as a shell would split it
+(quotes group words; the original tool's `--preset a b`), each word literal; or the value is refused
+at load time with a clean error. Nothing is ever run that the user did not write.
 
 The rendered commands are executed for real with bash: the `cmd` prelude, an sbatch script's body and a
 tmux launcher's job, each running a tiny printer that reports its argv, working directory and
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -90,11 +92,23 @@ def bash(script: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
 
 
 def report(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    """The printer's report: the last line of output (jobs print `CMD <command>` first)."""
     assert proc.returncode == 0, proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert len(lines) == 1, proc.stdout
-    data: dict[str, Any] = json.loads(lines[0])
+    assert lines, proc.stdout
+    data: dict[str, Any] = json.loads(lines[-1])
     return data
+
+
+def flag(name: str, value: str) -> list[str] | None:
+    """What the program gets for `--name` = value: one word, or the flag and the value's words;
+    None when the value is refused (quotes that do not balance)."""
+    if not any(c.isspace() for c in value):
+        return [f"--{name}={value}"]
+    try:
+        return [f"--{name}", *shlex.split(value)]
+    except ValueError:
+        return None
 
 
 def nothing_injected(folder: Path) -> None:
@@ -109,12 +123,16 @@ def nothing_injected(folder: Path) -> None:
 def test_sweep_values_and_args_reach_the_program_as_one_argument_each(
     printer: str, tmp_path: Path, values: list[str], word: str, seed: str
 ) -> None:
+    if any(flag("lr", v) is None for v in values):
+        with pytest.raises(ValidationError):
+            SweepFields(cmd="true", sweep={"lr": values})
+        return
     jobs = expand([[word, "--literal"]], {"lr": values, "flag": [True]}, ())
-    for job in jobs:
+    for job, value in zip(jobs, values, strict=True):
         seeded = Job(job.index, job.args, job.point, (seed,) if seed.strip() else ())
-        for seed_value, line in seeded.commands(printer):
+        for seed_value, line in seeded.commands(printer, seed_flag="--seed"):
             out = report(bash(shell.build(line), tmp_path))
-            expected = list(job.words())
+            expected = [word, "--literal", *(flag("lr", value) or []), "--flag"]
             if seed_value is not None:
                 expected += ["--seed", str(seed_value)]
             assert out["argv"] == expected
@@ -162,9 +180,11 @@ def test_seed_parsing_accepts_or_refuses_cleanly(value: Any) -> None:
         return
     assert all(isinstance(s, (int, str)) and not isinstance(s, bool) for s in seeds)
     assert len({str(s) for s in seeds}) == len(seeds)
-    # the comma-separated form reads back the same seeds
-    if all("," not in str(s) and str(s) == str(s).strip() for s in seeds):
+    # the comma- and space-separated forms read back the same seeds
+    # (when no seed holds a separator, a blank or a brace of its own)
+    if all(not set(s) & set(",{}") and not any(c.isspace() for c in s) for s in map(str, seeds)):
         assert parse_seeds(", ".join(str(s) for s in seeds)) == seeds
+        assert parse_seeds(" ".join(str(s) for s in seeds)) == seeds
 
 
 @settings(max_examples=200, deadline=None)
@@ -204,7 +224,7 @@ def test_job_names_made_from_task_names_are_plain_words(task_name: str) -> None:
 def sbatch_body(printer: str, job: Job, env: dict[str, str], cd: str, save: Path) -> str:
     spec = SbatchSpec(
         job_name="hostile",
-        cmd=printer,
+        cmd=printer + ' "$seed"',  # the original tool's form: the command reads the seed from $seed
         jobs=(job,),
         config=ResolvedConfig(name="default"),
         save_path=str(save),
@@ -220,6 +240,9 @@ def test_an_sbatch_script_runs_the_values_as_written(
     printer: str, tmp_path: Path, value: str, word: str, env_value: str, seed: int | str
 ) -> None:
     seeds = parse_seeds([seed]) if not isinstance(seed, str) or "," not in seed else (seed.strip(),)
+    expected = flag("x", value)
+    if expected is None:
+        return  # refused at load time (test_sweep_values_and_args_reach_the_program_as_one_argument_each)
     job = Job(0, (word,), {"x": value}, seeds)
     folder = tmp_path / "dir with 'quote' $(x)"
     folder.mkdir(exist_ok=True)
@@ -234,7 +257,7 @@ def test_an_sbatch_script_runs_the_values_as_written(
         env={**os.environ, "SLURM_JOB_ID": "7"},
     )
     out = report(proc)
-    assert out["argv"] == [word, f"--x={value}", "--seed", str(seeds[0])]
+    assert out["argv"] == [str(seeds[0]), word, *expected]
     assert out["env"] == {"HOSTILE_V": env_value}
     assert out["seed"] == str(seeds[0])
     assert out["cwd"] == str(folder)
@@ -248,6 +271,9 @@ def test_an_sbatch_script_runs_the_values_as_written(
 def test_a_tmux_launcher_job_runs_the_values_as_written(
     printer: str, tmp_path: Path, value: str, env_value: str
 ) -> None:
+    expected = flag("v", value)
+    if expected is None:
+        return  # refused at load time
     session = tmp_path / "session"
     session.mkdir(exist_ok=True)
     job = Job(3, (value,), {"v": value}, ())
@@ -265,7 +291,7 @@ def test_a_tmux_launcher_job_runs_the_values_as_written(
     )
     assert proc.returncode == 0, proc.stderr
     out = report(subprocess.CompletedProcess([], 0, (session / "3.log").read_text(), ""))
-    assert out["argv"] == [value, f"--v={value}"]
+    assert out["argv"] == [value, *expected]
     assert out["env"] == {"HOSTILE_V": env_value}
     assert (session / "3.status").read_text() == "0\n"
     nothing_injected(tmp_path)

@@ -103,7 +103,7 @@ def test_include_cycle_names_the_chain(folder: Path, monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize(
     ("task", "message"),
     [
-        ("{include: missing.yaml}", "task 1: playbook not found: missing.yaml (relative to"),
+        ("{include: missing.yaml}", "task 1: playbook not found: missing.yaml (looked in"),
         ("{include: [a, b]}", "task 1: 'include' must be the path of a playbook file"),
         ("{include: other.yaml, timeout: 3}", "task 1: 'timeout' cannot be used with 'include'"),
         ("{include: other.yaml, hosts: nope}", "main.yaml:3:27: unknown host 'nope'"),

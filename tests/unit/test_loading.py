@@ -91,11 +91,11 @@ tasks:
     [
         ("tasks: [\n", 2, ["YAML syntax error"]),
         (
-            HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    cmd: ls\n    pip: [a]\n",
+            HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    srun: ls\n    slurm: ls\n",
             3,
-            ["exactly one action"],
+            ["'srun' and 'slurm' are the same action"],
         ),
-        (HEAD + "tasks:\n  - name: x\n    hosts: localhost\n", 3, ["exactly one action", "none"]),
+        (HEAD + "tasks:\n  - name: x\n    hosts: localhost\n", 3, ["expected an action", "none"]),
         (
             HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    tmx: {cmd: a}\n",
             5,

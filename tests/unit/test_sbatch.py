@@ -22,7 +22,7 @@ BASIC = ResolvedConfig("default", cpus=1, time="00:10:00", partition="debug")
 CASES: dict[str, SbatchSpec] = {
     "single": SbatchSpec(
         "train",
-        "python train.py",
+        "python train.py --seed=$seed",
         tuple(expand(["--epochs 3"], {}, [0])),
         BASIC,
         "/home/alice/compute/logs",
@@ -108,15 +108,25 @@ def test_rendered_scripts_are_valid_bash(name: str) -> None:
     assert proc.returncode == 0, proc.stderr
 
 
-def test_cpus_fit_on_one_node_as_one_task() -> None:
-    assert cpu_options(8, 32) == {"cpus-per-task": 8}
-    assert cpu_options(8, None) == {"cpus-per-task": 8}
+ONE_PER_CORE = {"ntasks-per-core": 1, "threads-per-core": 1}
+
+
+def test_cpus_are_one_task_each_on_one_node_as_the_original_asked() -> None:
+    assert cpu_options(8, 32) == {"nodes": 1, "ntasks": 8, **ONE_PER_CORE}
+    assert cpu_options(8, None) == {"nodes": 1, "ntasks": 8, **ONE_PER_CORE}
     assert cpu_options(None, 32) == {}
 
 
-def test_cpus_beyond_a_node_spread_over_nodes() -> None:
-    assert cpu_options(64, 32) == {"nodes": 2, "ntasks": 64, "ntasks-per-node": 32}
-    assert cpu_options(65, 32) == {"nodes": 3, "ntasks": 65, "ntasks-per-node": 32}
+def test_cpus_beyond_a_node_take_every_cpu_of_enough_nodes() -> None:
+    # the original: -N ceil(cpus / cpus_per_node), -n nodes * cpus_per_node beyond one node
+    assert cpu_options(64, 32) == {"nodes": 2, "ntasks": 64, **ONE_PER_CORE}
+    assert cpu_options(65, 32) == {"nodes": 3, "ntasks": 96, **ONE_PER_CORE}
+    assert cpu_options(384, 24) == {"nodes": 16, "ntasks": 384, **ONE_PER_CORE}
+
+
+def test_cpus_per_task_is_one_task_with_many_cpus() -> None:
+    assert cpu_options(None, 32, 8) == {"ntasks": 1, "cpus-per-task": 8}
+    assert cpu_options(None, None, 48) == {"ntasks": 1, "cpus-per-task": 48}
 
 
 def test_directive_quotes_what_sbatch_would_split() -> None:

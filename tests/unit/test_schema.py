@@ -49,8 +49,9 @@ def test_shipped_files_validate(kind: str, path: Path) -> None:
 
 
 def test_every_task_type_and_alias_and_include_is_a_variant() -> None:
-    titles = [v["title"] for v in schema("playbook")["$defs"]["task"]["oneOf"]]
-    assert sorted(titles) == sorted([*REGISTRY, *ALIASES, "include", "playbook"])
+    variants = {v["title"]: v for v in schema("playbook")["$defs"]["task"]["oneOf"]}
+    assert sorted(variants) == ["include", "playbook", "task"]
+    assert {*REGISTRY, *ALIASES} <= set(variants["task"]["properties"])
 
 
 HEAD = (
@@ -63,10 +64,11 @@ TASKS_BOTH_ACCEPT = [
     "- {hosts: '{{ who }}', cmd: ls}",
     "- {hosts: h1, slurm: {cmd: python train.py, seeds: '{{ seeds }}'}}",
     "- {hosts: h1, srun: python train.py}",
+    "- {hosts: h1, scatter: true, git: {path: /x}, slurm: {cmd: x, args: null, ray: false}}",  # the original's
     "- {include: other.yaml, hosts: [h1], variables: {x: 1}}",
 ]
 TASKS_BOTH_REJECT = [
-    "- {hosts: h1, cmd: ls, tmux: {cmd: x}}",  # two actions
+    "- {hosts: h1, srun: {cmd: x}, slurm: {cmd: x}}",  # one action twice
     "- {hosts: h1}",  # no action
     "- {hosts: h1, cmd: {commands: [ls], cdd: /tmp}}",  # unknown key in an action
     "- {hosts: h1, cmd: ls, timeout: 0}",

@@ -7,13 +7,16 @@ from compute_platform import shell
 from compute_platform.scheduling.sweep import Job
 
 
-def seed_loop(job: Job, cmd: str, seed_flag: str | None = "--seed") -> list[str]:
-    """Shell lines for one job. Each seed runs in a subshell, so a `cd` or an `export` in the user's
-    command cannot leak into the next seed; SEED is exported whether or not a flag is appended."""
-    lines = ["compute_rc=0"]
-    for seed, line in job.commands(cmd, seed_flag):
+def seed_loop(job: Job, cmd: str, seed_flag: str | None = None) -> list[str]:
+    """Shell lines for one job. The job's output starts with `CMD <command line>`, as the original
+    tool's jobs did (its users grep logs for it). Each seed runs in a subshell, so a `cd` or an
+    `export` in the user's command cannot leak into the next seed; each sets `seed` (what the
+    original's `for seed in ...` loop set: commands read `$seed`) and exports SEED."""
+    runs = job.commands(cmd, seed_flag)
+    lines = [f"printf '%s\\n' {shell.quote('CMD ' + runs[0][1])}", "compute_rc=0"]
+    for seed, line in runs:
         if seed is not None:
-            lines.append(f"export SEED={shell.quote(seed)}")
+            lines.append(f'seed={shell.quote(seed)}; export SEED="$seed"')
         lines.append(f"(\n{line}\n)")
         lines.append('rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc')
     return lines

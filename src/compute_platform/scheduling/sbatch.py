@@ -41,7 +41,7 @@ class SbatchSpec:
     save_path: str  # absolute on the host (a leading `~` is kept only in --dry-run output)
     array: bool = False  # True: one array task per job, indexed 0..len(jobs)-1
     max_parallel: int | None = None
-    seed_flag: str | None = "--seed"
+    seed_flag: str | None = None
     cpus_per_node: int | None = None
     init: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
@@ -49,6 +49,8 @@ class SbatchSpec:
     options: Mapping[str, OptionValue] = field(default_factory=dict)  # the task's `sbatch:` mapping
     comment: str = ""  # one line saying where the script comes from (playbook, task)
     secret_env: tuple[str, ...] = ()  # names only: the values reach sbatch's environment on stdin
+    wandb: str | None = None  # the host's W&B mode (WANDB_MODE)
+    wandb_dir: str = ""  # WANDB_DIR, absolute on the host like save_path
 
 
 def render(spec: SbatchSpec) -> str:
@@ -65,7 +67,11 @@ def render(spec: SbatchSpec) -> str:
         )
     lines += [f"#SBATCH {d}" for d in directives(spec)]
     lines += ["", *status_trap(spec), ""]
-    prelude = shell.prelude(spec.init, spec.env, spec.cd)
+    prelude = [
+        *shell.prelude(spec.init),
+        *shell.wandb_exports(spec.wandb, spec.wandb_dir),
+        *shell.prelude(env=spec.env, cwd=spec.cd),
+    ]
     lines += [*prelude, ""] if prelude else []
     lines += body(spec)
     return "\n".join(lines) + "\n"
@@ -76,7 +82,7 @@ def directives(spec: SbatchSpec) -> list[str]:
     options: dict[str, OptionValue] = {"job-name": spec.job_name}
     options["time"] = config.time
     options["partition"] = config.partition
-    options.update(cpu_options(config.cpus, spec.cpus_per_node))
+    options.update(cpu_options(config.cpus, spec.cpus_per_node, config.cpus_per_task))
     options["mem"] = config.mem
     options["gres"] = f"gpu:{config.gpu}" if config.gpu else None
     options["mail-type"] = config.mail
@@ -93,16 +99,22 @@ def directives(spec: SbatchSpec) -> list[str]:
     return [directive(name, value) for name, value in options.items() if value not in (None, False)]
 
 
-def cpu_options(cpus: int | None, cpus_per_node: int | None) -> dict[str, OptionValue]:
-    """One task with all its CPUs when they fit on a node; else one task per CPU over enough nodes."""
+def cpu_options(
+    cpus: int | None, cpus_per_node: int | None, cpus_per_task: int | None = None
+) -> dict[str, OptionValue]:
+    """`cpus_per_task`: one task with that many CPUs. `cpus`: the original tool's layout, one task per
+    CPU, one per core, on ceil(cpus / cpus_per_node) nodes; beyond one node it asked for every CPU of
+    those nodes (`-N 2 -n 48` for 30 CPUs of 24-CPU nodes), and so does this."""
+    if cpus_per_task:
+        return {"ntasks": 1, "cpus-per-task": cpus_per_task}
     if not cpus:
         return {}
-    if cpus_per_node is None or cpus <= cpus_per_node:
-        return {"cpus-per-task": cpus}
+    nodes = math.ceil(cpus / cpus_per_node) if cpus_per_node else 1
     return {
-        "nodes": math.ceil(cpus / cpus_per_node),
-        "ntasks": cpus,
-        "ntasks-per-node": cpus_per_node,
+        "nodes": nodes,
+        "ntasks": nodes * cpus_per_node if cpus_per_node and nodes > 1 else cpus,
+        "ntasks-per-core": 1,
+        "threads-per-core": 1,
     }
 
 

@@ -11,40 +11,101 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from compute_platform import shell
+from compute_platform import shell, yamlfile
 
 SeedValue = Union[int, str]  # noqa: UP007
+ArgsEntry = Union[str, list[Union[str, int, float, bool]]]  # noqa: UP007
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
 def parse_seeds(value: Any) -> tuple[SeedValue, ...]:
-    """Seeds as a list, a comma-separated string ("0, 1, 2", the original tool's form) or one integer."""
+    """Seeds as the words bash made of the original tool's `for seed in <seeds>`: a string of words
+    separated by spaces or commas (`0 1 2`, `"0, 1, 2"`), brace ranges and lists (`{0..9}`,
+    `{0..8..2}`, `s{1,2}`), a YAML list, or one integer."""
     if value is None:
         return ()
     if isinstance(value, bool):
-        raise ValueError("expected a list of seeds, a comma-separated string or an integer, got a boolean")
+        raise ValueError("expected seeds such as `0 1 2`, `{0..4}`, a list or an integer, got a boolean")
     if isinstance(value, int):
-        return (value,)
+        return (_seed(yamlfile.written(value)),)
     if isinstance(value, str):
-        items: list[Any] = [s.strip() for s in value.split(",") if s.strip()]
+        items: list[Any] = [w for word in _seed_words(value) for w in brace_expand(word)]
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
-        raise ValueError("expected a list of seeds, a comma-separated string or an integer")
+        raise ValueError("expected seeds such as `0 1 2`, `{0..4}`, a list or an integer")
     seeds: list[SeedValue] = []
     for item in items:
-        if isinstance(item, bool) or not isinstance(item, (int, str)):
+        if isinstance(item, bool) or not isinstance(item, (int, float, str)):
             raise ValueError(f"a seed must be an integer or a word, got {item!r}")
-        if isinstance(item, str):
-            text = item.strip()
-            if not text:
-                raise ValueError("empty seed")
-            seeds.append(int(text) if re.fullmatch(r"-?\d+", text) else text)
-        else:
-            seeds.append(item)
+        text = yamlfile.written(item).strip()
+        if not text:
+            raise ValueError("empty seed")
+        seeds.append(_seed(text))
     if len(set(map(str, seeds))) != len(seeds):
         raise ValueError("seeds must be distinct")
     return tuple(seeds)
+
+
+def _seed(text: str) -> SeedValue:
+    return int(text) if re.fullmatch(r"-?\d+", text) and str(int(text)) == text else text
+
+
+def _seed_words(text: str) -> list[str]:
+    """Split on blanks, and on commas outside braces (`{1,2}` is one brace list)."""
+    words: list[str] = []
+    current = ""
+    depth = 0
+    for char in text:
+        depth += (char == "{") - (char == "}" and depth > 0)
+        if char.isspace() or (char == "," and depth == 0):
+            if current:
+                words.append(current)
+            current = ""
+        else:
+            current += char
+    return [*words, current] if current else words
+
+
+_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?$")
+
+
+def brace_expand(word: str) -> list[str]:
+    """bash's brace expansion of one word: `{0..3}` -> 0 1 2 3, `{0..6..3}` -> 0 3 6, `{a,b}c` -> ac
+    bc, nested and in sequence; a word without a complete brace pair stays as it is."""
+    start = word.find("{")
+    while start != -1:
+        depth, end, commas = 0, -1, []
+        for i in range(start, len(word)):
+            if word[i] == "{":
+                depth += 1
+            elif word[i] == "}":
+                depth -= 1
+                if depth == 0:
+                    end = i
+                    break
+            elif word[i] == "," and depth == 1:
+                commas.append(i)
+        if end == -1:
+            return [word]
+        inner = word[start + 1 : end]
+        head, tail = word[:start], word[end + 1 :]
+        match = _RANGE.match(inner)
+        if match:
+            first, last = int(match.group(1)), int(match.group(2))
+            step = abs(int(match.group(3) or 1)) or 1
+            values = [
+                str(v)
+                for v in range(first, last + (1 if last >= first else -1), step if last >= first else -step)
+            ]
+        elif commas:
+            bounds = [start, *commas, end]
+            values = [word[a + 1 : b] for a, b in itertools.pairwise(bounds)]
+        else:
+            start = word.find("{", start + 1)
+            continue
+        return [w for v in values for w in brace_expand(head + v + tail)]
+    return [word]
 
 
 def args_words(entry: str | Sequence[Any]) -> tuple[str, ...]:
@@ -59,23 +120,35 @@ def args_words(entry: str | Sequence[Any]) -> tuple[str, ...]:
 
 
 def _word(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    return yamlfile.written(value)
 
 
 def flag_name(name: str) -> str:
+    name = name.strip()
     return name if name.startswith("-") else f"--{name}"
 
 
+def value_words(value: str) -> list[str]:
+    """A sweep value with blanks is several words, split as a shell would (quotes group words),
+    each passed literally: nothing in it is expanded or run."""
+    try:
+        return shlex.split(value)
+    except ValueError as e:
+        raise ValueError(f"cannot split sweep value {value!r} into words: {e}") from None
+
+
 def flag_words(point: dict[str, Any]) -> tuple[str, ...]:
-    """Sweep point -> flags: `true` is a bare flag, `false` omits it, anything else is `--name=value`."""
+    """Sweep point -> flags, as the original tool made them: `true` is a bare flag, `false` omits it,
+    a value with blanks is the flag followed by the value's words (`--preset a b`), anything else is
+    one word `--name=value`."""
     words: list[str] = []
     for name, value in point.items():
         if value is True:
             words.append(flag_name(name))
         elif value is False or value is None:
             continue
+        elif isinstance(value, str) and any(c.isspace() for c in value):
+            words += [flag_name(name), *value_words(value)]
         else:
             words.append(f"{flag_name(name)}={_word(value)}")
     return tuple(words)
@@ -93,15 +166,16 @@ class Job:
     def words(self) -> tuple[str, ...]:
         return (*self.args, *flag_words(self.point))
 
-    def command(self, cmd: str, seed: SeedValue | None = None, seed_flag: str | None = "--seed") -> str:
-        """The command line for one seed: the user's command (shell code, as written) followed by
-        every argument quoted as exactly one word."""
+    def command(self, cmd: str, seed: SeedValue | None = None, seed_flag: str | None = None) -> str:
+        """The command line for one seed: the user's command (shell code, as written, where `$seed`
+        is the seed) followed by every argument quoted as exactly one word, then `seed_flag SEED`
+        when the task asks for one."""
         words = list(self.words())
         if seed is not None and seed_flag:
             words += [seed_flag, str(seed)]
         return " ".join([cmd, *(shell.quote(w) for w in words)]) if words else cmd
 
-    def commands(self, cmd: str, seed_flag: str | None = "--seed") -> list[tuple[SeedValue | None, str]]:
+    def commands(self, cmd: str, seed_flag: str | None = None) -> list[tuple[SeedValue | None, str]]:
         """(seed, command line) for every seed in order; one entry with seed None when no seeds."""
         if not self.seeds:
             return [(None, self.command(cmd))]
@@ -131,9 +205,10 @@ class SweepFields(BaseModel):
     """`{param: [values]}`: one job per point of the cartesian product (crossed with `args`). `true` is a
     bare flag, `false` omits it, else `--param=value`."""
     seeds: tuple[SeedValue, ...] = ()
-    """Seeds run one after another in each job: a list, `"0, 1, 2"` or one integer. `SEED` is exported."""
-    seed_flag: str | None = "--seed"
-    """Flag appended with each seed (`--seed <s>`); `null` appends nothing."""
+    """Seeds run one after another in each job: `0 1 2`, `"0, 1, 2"`, `{0..9}`, a list or one integer.
+    Each run sets the shell variable `seed` (write `--seed=$seed` in `cmd`) and exports `SEED`."""
+    seed_flag: str | None = None
+    """A flag to append with each seed (`seed_flag: --seed` appends `--seed <s>`); none by default."""
     scatter: bool = False
     """Spread the jobs round-robin over the task's hosts instead of running every job on every host."""
     env: dict[str, str] = Field(default_factory=dict)
@@ -157,8 +232,12 @@ class SweepFields(BaseModel):
     @field_validator("sweep", mode="before")
     @classmethod
     def _sweep(cls, value: Any) -> Any:
+        # keys as the original tool read them (`" --sigma"`); numbers as written (`1e-4`, not 0.0001)
         if isinstance(value, dict):
-            return {k: (v if isinstance(v, list) else [v]) for k, v in value.items()}
+            return {
+                str(k).strip(): [_as_written(x) for x in (v if isinstance(v, list) else [v])]
+                for k, v in value.items()
+            }
         return value
 
     @field_validator("sweep")
@@ -169,6 +248,20 @@ class SweepFields(BaseModel):
                 raise ValueError(f"sweep parameter '{name}' has no values")
             if not name.lstrip("-") or any(c.isspace() or c == "=" for c in name):
                 raise ValueError(f"'{name}' is not a valid flag name")
+            for item in values:
+                if isinstance(item, str) and any(c.isspace() for c in item):
+                    value_words(item)  # fail at load time on unbalanced quotes
+        return value
+
+    @field_validator("args", mode="before", json_schema_input_type=Union[None, str, list[ArgsEntry]])  # noqa: UP007
+    @classmethod
+    def _args_written(cls, value: Any) -> Any:
+        if value is None:  # `args:` with nothing after it, as the original tool allowed
+            return ()
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list):
+            return [[_as_written(w) for w in a] if isinstance(a, list) else a for a in value]
         return value
 
     @field_validator("args")
@@ -193,17 +286,32 @@ class SweepFields(BaseModel):
         if isinstance(value, dict):
             for name in value:
                 shell.check_env_name(str(name))
-            return {str(k): ("1" if v is True else "0" if v is False else str(v)) for k, v in value.items()}
+            return {str(k): ("1" if v is True else "0" if v is False else _word(v)) for k, v in value.items()}
         return value
 
     def jobs(self) -> list[Job]:
-        """Every job, in a deterministic order: args outer, then sweep keys in file order."""
+        """Every job, in the original tool's order: `args` vary fastest, the last sweep key slowest."""
         return expand(self.args, self.sweep, self.seeds)
 
     def command_text(self, job: Job) -> str:
-        """A job's command lines as they run, one per seed: what the ledger records, and with the job's
-        index what identifies a sweep point when a run resumes (`--skip-submitted`)."""
-        return "\n".join(line for _, line in job.commands(self.cmd, self.seed_flag))
+        """A job's command lines as they run, one per seed (once when every seed runs the same line,
+        which then reads `$seed`): what the ledger records, and with the job's index what identifies
+        a sweep point when a run resumes (`--skip-submitted`)."""
+        lines = [line for _, line in job.commands(self.cmd, self.seed_flag)]
+        return "\n".join(dict.fromkeys(lines))
+
+    def sweep_notes(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Words the original tool let the shell expand and compute passes as written."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for i, entry in enumerate(self.args):
+            for word in [entry] if isinstance(entry, str) else [str(w) for w in entry]:
+                if SHELL_SYNTAX.search(word):
+                    found.append((("args", i), _literal_note(word)))
+        for name, values in self.sweep.items():
+            for value in values:
+                if isinstance(value, str) and SHELL_SYNTAX.search(value):
+                    found.append((("sweep", name), _literal_note(value)))
+        return found
 
     def name(self, task_name: str) -> str:
         if self.job_name:
@@ -219,14 +327,31 @@ def expand(
 ) -> list[Job]:
     arg_list: list[tuple[str, ...]] = [args_words(a) for a in args] or [()]
     names = list(sweep)
-    points = [
-        dict(zip(names, combo, strict=False)) for combo in itertools.product(*(sweep[n] for n in names))
-    ]
+    # itertools.product varies its last iterable fastest: reversed keys, then args last
+    combos = itertools.product(*(sweep[n] for n in reversed(names)), arg_list)
     jobs: list[Job] = []
-    for words in arg_list:
-        for point in points:
-            jobs.append(Job(len(jobs), words, point, tuple(seeds)))
+    for combo in combos:
+        point = dict(zip(names, reversed(combo[:-1]), strict=True))
+        jobs.append(Job(len(jobs), combo[-1], point, tuple(seeds)))
     return jobs
+
+
+# What a shell would have expanded or run in the original tool's args and sweep values.
+SHELL_SYNTAX = re.compile(r"[$`;|&<>()*?]|(^|\s)~")
+
+
+def _literal_note(word: str) -> str:
+    return (
+        f"{word!r} reaches the program as written: the original tool let the shell expand "
+        "$VAR, $(...), globs and ; | & here; write shell code in 'cmd' to have it run"
+    )
+
+
+def _as_written(value: Any) -> Any:
+    """A number from the file becomes its text as written; other values stay."""
+    if isinstance(value, (yamlfile.WrittenInt, yamlfile.WrittenFloat)):
+        return value.written
+    return value
 
 
 def scatter(jobs: Sequence[Job], host_index: int, host_count: int) -> list[Job]:

@@ -117,13 +117,15 @@ class LauncherSpec:
     task: str
     cmd: str
     jobs: tuple[Job, ...]
-    seed_flag: str | None = "--seed"
+    seed_flag: str | None = None
     init: tuple[str, ...] = ()
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     cd: str | None = None
     lanes: int = 1  # max_lanes(): 0 means one lane per job
     gpus: tuple[str, ...] = ()
     secret_env: tuple[str, ...] = ()  # names only: the values come in SECRETS, removed once read
+    wandb: str | None = None  # the host's W&B mode (WANDB_MODE)
+    wandb_dir: str = ""  # WANDB_DIR (a leading `~` is the home on the host)
 
 
 def render_launcher(spec: LauncherSpec) -> str:
@@ -182,7 +184,8 @@ compute_gpu=
 def _prelude_function(spec: LauncherSpec) -> str:
     """What every job does first, in its own process: the host's init and env, the task's env, its
     GPU, the working directory. A failure there ends the job with shell.PRELUDE_FAILED."""
-    lines = ["compute_prelude() {", *shell.prelude(spec.init, spec.env)]
+    lines = ["compute_prelude() {", *shell.prelude(spec.init)]
+    lines += [*shell.wandb_exports(spec.wandb, spec.wandb_dir), *shell.prelude(env=spec.env)]
     if spec.gpus:
         lines.append('export CUDA_VISIBLE_DEVICES="$compute_gpu"')
     lines += [*shell.prelude(cwd=spec.cd), ":", "}", ""]

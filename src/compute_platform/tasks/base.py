@@ -55,6 +55,11 @@ class Action(BaseModel):
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
         """Cross-checks against the inventory, before any connection (raise InputError)."""
 
+    def notes(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Warnings about what loads but may not run as a reader expects, each with the path of keys
+        (inside this action's mapping) it is about: `compute check` prints them with their line."""
+        return []
+
     def plan(self, ctx: RunContext, host: Host) -> list[str]:
         """What `--dry-run` prints for this host: the commands, exactly as they would run."""
         return []

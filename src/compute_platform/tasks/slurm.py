@@ -111,6 +111,13 @@ class Slurm(Action, SweepFields):
     """Extra sbatch options: `{qos: high, constraint: a100}`; `true` is a bare flag, `false` omits it."""
     submit_retry: float = Field(default=300, ge=0)
     """Seconds to keep retrying, with back-off, while the controller is unreachable (0: fail at once)."""
+    ray: bool = False
+    """The original tool's Ray cluster over the job's nodes. `false` changes nothing; `true` is not
+    supported yet (refused by `check`)."""
+    heterogeneous: bool = False
+    """The original tool's heterogeneous Ray job (CPU nodes and a GPU node): only with `ray: true`."""
+    parallel: bool | None = None
+    """Accepted from the original tool's playbooks; it has no effect on Slurm jobs (a warning says so)."""
 
     @classmethod
     def shorthand(cls, raw: Any) -> Any:
@@ -142,6 +149,13 @@ class Slurm(Action, SweepFields):
 
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
         where = task.position
+        if self.ray or self.heterogeneous:
+            raise InputError(
+                f"task '{task.name}': ray: true (start a Ray cluster over the job's nodes, as the original "
+                "tool did) is not supported yet; it comes with compute's multi-node jobs. Until then use "
+                "ray: false and start Ray from your command",
+                where,
+            )
         if host.platform != "slurm":
             hosts_file = inventory.hosts_file or "hosts.yaml"
             raise InputError(
@@ -162,6 +176,14 @@ class Slurm(Action, SweepFields):
             problem = check_option(name, value)
             if problem:
                 raise InputError(f"config '{self.config}': {problem}", where)
+
+    def notes(self) -> list[tuple[tuple[str | int, ...], str]]:
+        found = self.sweep_notes()
+        if self.parallel is not None:
+            found.append(
+                (("parallel",), "'parallel' has no effect on Slurm jobs (every job is queued at once)")
+            )
+        return found
 
     # -- dry run and run ---------------------------------------------------------------------
 
@@ -338,6 +360,8 @@ class Slurm(Action, SweepFields):
             comment=f"compute: playbook {ctx.state.playbook.path.name}, task '{ctx.task.name}', "
             f"host {ctx.alias}",
             secret_env=self.secret_env,
+            wandb=host.wandb,
+            wandb_dir=cluster.expand(host.wandb_dir),
         )
 
     def records(
@@ -384,6 +408,7 @@ class Slurm(Action, SweepFields):
                     job_index=str(job.index),
                     hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
                     dependency=dependency,
+                    wandb=ctx.state.playbook.inventory.host(ctx.alias).wandb or "",
                 )
             )
         return rows

@@ -68,6 +68,18 @@ class Tmux(Action, SweepFields):
             )
         return self
 
+    def notes(self) -> list[tuple[tuple[str | int, ...], str]]:
+        found = self.sweep_notes()
+        if self.seeds:
+            found.append(
+                (
+                    ("seeds",),
+                    "the original tool's tmux task ignored seeds (it ran each command once); "
+                    "compute runs each command once per seed, with $seed set",
+                )
+            )
+        return found
+
     @property
     def runs_parallel(self) -> bool:
         if self.parallel is not None:
@@ -109,6 +121,8 @@ class Tmux(Action, SweepFields):
             lanes=self.lanes(),
             gpus=tuple(str(g) for g in self.gpus),
             secret_env=self.secret_env,
+            wandb=host.spec.wandb,
+            wandb_dir=host.spec.wandb_dir,
         )
         return tmux.render_launcher(spec)
 
@@ -209,6 +223,7 @@ class Tmux(Action, SweepFields):
             run_id=ctx.state.cached("run_id", new_run_id),
             job_index=str(job.index),
             hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
+            wandb=host.spec.wandb or "",
         )
 
 

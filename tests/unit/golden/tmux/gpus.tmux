@@ -17,8 +17,9 @@ export CUDA_VISIBLE_DEVICES="$compute_gpu"
 
 job_0() {  # --model small lr=0.1
 compute_prelude
+printf '%s\n' 'CMD python train.py --model small --lr=0.1'
 compute_rc=0
-export SEED=7
+seed=7; export SEED="$seed"
 (
 python train.py --model small --lr=0.1
 )
@@ -26,21 +27,11 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
-job_1() {  # --model small lr=0.01
+job_1() {  # --model large lr=0.1
 compute_prelude
+printf '%s\n' 'CMD python train.py --model large --lr=0.1'
 compute_rc=0
-export SEED=7
-(
-python train.py --model small --lr=0.01
-)
-rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
-exit "$compute_rc"
-}
-
-job_2() {  # --model large lr=0.1
-compute_prelude
-compute_rc=0
-export SEED=7
+seed=7; export SEED="$seed"
 (
 python train.py --model large --lr=0.1
 )
@@ -48,10 +39,23 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
+job_2() {  # --model small lr=0.01
+compute_prelude
+printf '%s\n' 'CMD python train.py --model small --lr=0.01'
+compute_rc=0
+seed=7; export SEED="$seed"
+(
+python train.py --model small --lr=0.01
+)
+rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
+exit "$compute_rc"
+}
+
 job_3() {  # --model large lr=0.01
 compute_prelude
+printf '%s\n' 'CMD python train.py --model large --lr=0.01'
 compute_rc=0
-export SEED=7
+seed=7; export SEED="$seed"
 (
 python train.py --model large --lr=0.01
 )

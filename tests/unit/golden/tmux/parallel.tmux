@@ -16,6 +16,7 @@ compute_prelude() {
 
 job_0() {  # lr=0.1 fast=True
 compute_prelude
+printf '%s\n' 'CMD python train.py --lr=0.1 --fast'
 compute_rc=0
 (
 python train.py --lr=0.1 --fast
@@ -24,18 +25,9 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
-job_1() {  # lr=0.1 fast=False
+job_1() {  # lr=0.01 fast=True
 compute_prelude
-compute_rc=0
-(
-python train.py --lr=0.1
-)
-rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
-exit "$compute_rc"
-}
-
-job_2() {  # lr=0.01 fast=True
-compute_prelude
+printf '%s\n' 'CMD python train.py --lr=0.01 --fast'
 compute_rc=0
 (
 python train.py --lr=0.01 --fast
@@ -44,18 +36,9 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
-job_3() {  # lr=0.01 fast=False
+job_2() {  # lr=0.001 fast=True
 compute_prelude
-compute_rc=0
-(
-python train.py --lr=0.01
-)
-rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
-exit "$compute_rc"
-}
-
-job_4() {  # lr=0.001 fast=True
-compute_prelude
+printf '%s\n' 'CMD python train.py --lr=0.001 --fast'
 compute_rc=0
 (
 python train.py --lr=0.001 --fast
@@ -64,8 +47,31 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
+job_3() {  # lr=0.1 fast=False
+compute_prelude
+printf '%s\n' 'CMD python train.py --lr=0.1'
+compute_rc=0
+(
+python train.py --lr=0.1
+)
+rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
+exit "$compute_rc"
+}
+
+job_4() {  # lr=0.01 fast=False
+compute_prelude
+printf '%s\n' 'CMD python train.py --lr=0.01'
+compute_rc=0
+(
+python train.py --lr=0.01
+)
+rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
+exit "$compute_rc"
+}
+
 job_5() {  # lr=0.001 fast=False
 compute_prelude
+printf '%s\n' 'CMD python train.py --lr=0.001'
 compute_rc=0
 (
 python train.py --lr=0.001

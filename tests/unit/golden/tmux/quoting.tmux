@@ -18,15 +18,16 @@ cd '/data/with space' || { echo 'compute: cannot cd to /data/with space' >&2; ex
 
 job_0() {  # it's a b $HOME x;y "q" msg=hello world
 compute_prelude
+printf '%s\n' 'CMD printf '"'"'%s\n'"'"' '"'"'it'"'"'"'"'"'"'"'"'s'"'"' '"'"'a b'"'"' '"'"'$HOME'"'"' '"'"'x;y'"'"' '"'"'"q"'"'"' --msg hello world'
 compute_rc=0
-export SEED=0
+seed=0; export SEED="$seed"
 (
-printf '%s\n' 'it'"'"'s' 'a b' '$HOME' 'x;y' '"q"' '--msg=hello world' --seed 0
+printf '%s\n' 'it'"'"'s' 'a b' '$HOME' 'x;y' '"q"' --msg hello world
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
-export SEED='a b'
+seed='a b'; export SEED="$seed"
 (
-printf '%s\n' 'it'"'"'s' 'a b' '$HOME' 'x;y' '"q"' '--msg=hello world' --seed 'a b'
+printf '%s\n' 'it'"'"'s' 'a b' '$HOME' 'x;y' '"q"' --msg hello world
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"

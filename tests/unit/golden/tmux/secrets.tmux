@@ -16,6 +16,7 @@ compute_prelude() {
 
 job_0() {  # a
 compute_prelude
+printf '%s\n' 'CMD python upload.py a'
 compute_rc=0
 (
 python upload.py a
@@ -26,6 +27,7 @@ exit "$compute_rc"
 
 job_1() {  # b
 compute_prelude
+printf '%s\n' 'CMD python upload.py b'
 compute_rc=0
 (
 python upload.py b

@@ -22,20 +22,21 @@ cd "$HOME"/project || { echo 'compute: cannot cd to ~/project' >&2; exit 97; }
 
 job_0() {  # --epochs 3
 compute_prelude
+printf '%s\n' 'CMD python train.py --epochs 3'
 compute_rc=0
-export SEED=0
+seed=0; export SEED="$seed"
 (
-python train.py --epochs 3 --seed 0
+python train.py --epochs 3
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
-export SEED=1
+seed=1; export SEED="$seed"
 (
-python train.py --epochs 3 --seed 1
+python train.py --epochs 3
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
-export SEED=2
+seed=2; export SEED="$seed"
 (
-python train.py --epochs 3 --seed 2
+python train.py --epochs 3
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
@@ -43,20 +44,21 @@ exit "$compute_rc"
 
 job_1() {  # --epochs 5
 compute_prelude
+printf '%s\n' 'CMD python train.py --epochs 5'
 compute_rc=0
-export SEED=0
+seed=0; export SEED="$seed"
 (
-python train.py --epochs 5 --seed 0
+python train.py --epochs 5
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
-export SEED=1
+seed=1; export SEED="$seed"
 (
-python train.py --epochs 5 --seed 1
+python train.py --epochs 5
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
-export SEED=2
+seed=2; export SEED="$seed"
 (
-python train.py --epochs 5 --seed 2
+python train.py --epochs 5
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"

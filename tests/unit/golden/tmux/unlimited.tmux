@@ -16,6 +16,7 @@ compute_prelude() {
 
 job_0() {  # a
 compute_prelude
+printf '%s\n' 'CMD ./run.sh a'
 compute_rc=0
 (
 ./run.sh a
@@ -26,6 +27,7 @@ exit "$compute_rc"
 
 job_1() {  # b
 compute_prelude
+printf '%s\n' 'CMD ./run.sh b'
 compute_rc=0
 (
 ./run.sh b
@@ -36,6 +38,7 @@ exit "$compute_rc"
 
 job_2() {  # c
 compute_prelude
+printf '%s\n' 'CMD ./run.sh c'
 compute_rc=0
 (
 ./run.sh c
