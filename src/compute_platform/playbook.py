@@ -294,7 +294,7 @@ def _value(value: Any, variables: dict[str, Any], path: Path, pos: Position, par
         found = _lookup(match.group(1), variables, pos)
         if isinstance(found, (dict, list)):
             raise InputError(f"variable '{match.group(1)}' is a {type(found).__name__}: use it alone", pos)
-        return str(found)
+        return yamlfile.written(found)
 
     text = PLACEHOLDER.sub(one, value)
     for name, replacement in variables.items():
@@ -302,7 +302,7 @@ def _value(value: Any, variables: dict[str, Any], path: Path, pos: Position, par
         if name and not name[0].isalnum() and name != "_" and name in text:
             if isinstance(replacement, (dict, list)):
                 raise InputError(f"variable '{name}' is a {type(replacement).__name__}: use it alone", pos)
-            text = text.replace(name, str(replacement))
+            text = text.replace(name, yamlfile.written(replacement))
     return type(value)(text) if type(value) is not str and text == value else text
 
 

@@ -1,0 +1,369 @@
+"""One test per rule of the original tool's semantics that compute keeps (see docs/migrating.md): how
+its seeds, sweeps, args, configs, hosts and task entries turn into jobs. Pure: no host, no Slurm;
+where a rendered script matters, bash runs it here."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from compute_platform import playbook, shell
+from compute_platform.errors import InputError
+from compute_platform.inventory import HostSpec, ResolvedConfig, load_configs, load_inventory
+from compute_platform.ledger import JobRecord, Ledger
+from compute_platform.scheduling import tmux
+from compute_platform.scheduling.jobscript import seed_loop
+from compute_platform.scheduling.sbatch import SbatchSpec, render
+from compute_platform.scheduling.sweep import brace_expand, expand, flag_words, parse_seeds
+
+HOSTS = """\
+pando:
+  host: pando.example.org
+  platform: slurm
+  cpus_per_node: 24
+  wandb: offline
+  save_path: /scratch/me/slurm_logs
+  gpu: True
+ws:
+  host: ws.example.org
+  platform: linux
+"""
+CONFIGS = """\
+default:
+  cpus:
+    pando: 24
+  gpu: False
+  time: 0-12:00:00
+  mail: True
+  mail-user: me@example.org
+big:
+  cpus: {pando: 30}
+quiet:
+  mail: False
+threads:
+  cpus_per_task: {pando: 8}
+"""
+
+
+def load(
+    tmp_path: Path, tasks: str, hosts: str = HOSTS, configs: str = CONFIGS, head: str = ""
+) -> playbook.Playbook:
+    (tmp_path / "hosts.yaml").write_text(hosts)
+    (tmp_path / "configs.yaml").write_text(configs)
+    book = tmp_path / "book.yaml"
+    book.write_text(
+        "inventory:\n  hosts: hosts.yaml\n  configs: configs.yaml\n"
+        + head
+        + "tasks:\n"
+        + textwrap.dedent(tasks)
+    )
+    return playbook.load(book)
+
+
+def words(book: playbook.Playbook, task: int = 0) -> list[tuple[str, ...]]:
+    return [job.words() for job in book.tasks[task].action.jobs()]  # type: ignore[attr-defined]
+
+
+# -- seeds: the words bash made of `for seed in <seeds>` ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("written", "seeds"),
+    [
+        ("0 1 2", (0, 1, 2)),
+        ("0, 1, 2", (0, 1, 2)),
+        ("0,1,2", (0, 1, 2)),
+        ("{0..3}", (0, 1, 2, 3)),
+        ("{0..8..4}", (0, 4, 8)),
+        ("{1..2} 7", (1, 2, 7)),
+        ("s{a,b}", ("sa", "sb")),
+        (2, (2,)),
+        ([0, 5], (0, 5)),
+    ],
+)
+def test_seeds_are_the_words_bash_made(written: object, seeds: tuple[object, ...]) -> None:
+    assert parse_seeds(written) == seeds
+
+
+def test_brace_expansion_nests_and_leaves_lone_braces() -> None:
+    assert brace_expand("{a,b{1..2}}x") == ["ax", "b1x", "b2x"]
+    assert brace_expand("{5..3}") == ["5", "4", "3"]
+    assert brace_expand("{x}") == ["{x}"] and brace_expand("a{") == ["a{"]
+
+
+def test_each_seed_run_sets_seed_and_nothing_is_appended(tmp_path: Path) -> None:
+    [job] = expand(["--env=a"], {}, [0, 1])
+    script = "\n".join(seed_loop(job, 'printf "%s|" "$seed" "$SEED" "$@"; echo', None))
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == [
+        'CMD printf "%s|" "$seed" "$SEED" "$@"; echo --env=a',
+        "0|0|--env=a",
+        "1|1|--env=a",
+    ]
+
+
+def test_seed_flag_appends_only_when_asked() -> None:
+    [job] = expand([], {}, [3])
+    assert job.command("run", 3) == "run"
+    assert job.command("run", 3, "--seed") == "run --seed 3"
+
+
+# -- sweeps: order, flags, values ----------------------------------------------------------------------
+
+
+def test_args_vary_fastest_and_the_last_sweep_key_slowest() -> None:
+    jobs = expand(["a", "b"], {"--x": [1, 2], "--y": [3, 4]})
+    assert [j.words() for j in jobs] == [
+        ("a", "--x=1", "--y=3"),
+        ("b", "--x=1", "--y=3"),
+        ("a", "--x=2", "--y=3"),
+        ("b", "--x=2", "--y=3"),
+        ("a", "--x=1", "--y=4"),
+        ("b", "--x=1", "--y=4"),
+        ("a", "--x=2", "--y=4"),
+        ("b", "--x=2", "--y=4"),
+    ]
+
+
+def test_a_value_with_blanks_is_the_flag_then_its_words_each_literal() -> None:
+    assert flag_words({"--preset": "pando procgen canonical"}) == (
+        "--preset",
+        "pando",
+        "procgen",
+        "canonical",
+    )
+    assert flag_words({"--net": "canonical --im"}) == ("--net", "canonical", "--im")
+    assert flag_words({"--m": "'a b' $(id) ; *"}) == ("--m", "a b", "$(id)", ";", "*")
+    assert flag_words({"--one": "word", "--on": True, "--off": False}) == ("--one=word", "--on")
+
+
+def test_numbers_reach_the_command_as_written(tmp_path: Path) -> None:
+    book = load(
+        tmp_path,
+        """\
+        - name: s
+          hosts: pando
+          srun:
+            cmd: run
+            sweep:
+              " --lr ": [1e-4, 0.10, 1_000]
+            args: [[--wd, 0.50]]
+            env: {ALPHA: 1e-3}
+        """,
+    )
+    assert words(book) == [
+        ("--wd", "0.50", "--lr=1e-4"),
+        ("--wd", "0.50", "--lr=0.10"),
+        ("--wd", "0.50", "--lr=1_000"),
+    ]
+    assert book.tasks[0].action.env == {"ALPHA": "1e-3"}  # type: ignore[attr-defined]
+
+
+def test_unbalanced_quotes_in_a_sweep_value_are_a_load_error_with_its_line(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as info:
+        load(tmp_path, '- hosts: pando\n  srun:\n    cmd: run\n    sweep:\n      --x: ["it\'s here"]\n')
+    assert "book.yaml:" in str(info.value) and "cannot split sweep value" in str(info.value)
+
+
+def test_args_null_and_task_level_scatter_load_as_the_original_read_them(tmp_path: Path) -> None:
+    hosts = HOSTS + "pando2:\n  host: p2.example.org\n  platform: slurm\n"
+    book = load(
+        tmp_path,
+        """\
+        - name: s
+          hosts: [pando, pando2]
+          scatter: True
+          srun: {cmd: run, args: null, sweep: {--x: [1, 2, 3]}}
+        """,
+        hosts=hosts,
+    )
+    action = book.tasks[0].action
+    assert action.scatter and action.args == ()  # type: ignore[attr-defined]
+
+
+def test_shell_syntax_in_args_is_literal_and_check_warns_with_the_line(tmp_path: Path) -> None:
+    book = load(
+        tmp_path, "- name: s\n  hosts: pando\n  srun:\n    cmd: run\n    args: ['--job=$SLURM_JOB_ID']\n"
+    )
+    assert words(book) == [("--job=$SLURM_JOB_ID",)]
+    [note] = book.notes
+    assert note.position.line == 9 and "reaches the program as written" in note.message
+
+
+# -- task entries ------------------------------------------------------------------------------------
+
+
+def test_several_actions_in_one_entry_run_in_the_original_order(tmp_path: Path) -> None:
+    book = load(
+        tmp_path,
+        """\
+        - name: both
+          hosts: pando
+          git: {path: ~/code}
+          srun: {cmd: run}
+          pip: [numpy]
+        """,
+    )
+    assert [(t.kind, t.name) for t in book.tasks] == [("pip", "both"), ("slurm", "both"), ("git", "both")]
+
+
+def test_ray_false_changes_nothing_ray_true_is_refused_until_supported(tmp_path: Path) -> None:
+    book = load(tmp_path, "- hosts: pando\n  srun: {cmd: run, ray: false, parallel: True}\n")
+    assert "'parallel' has no effect" in book.notes[0].message
+    with pytest.raises(InputError, match=r"ray: true .* is not supported yet"):
+        load(tmp_path, "- hosts: pando\n  srun: {cmd: run, ray: true}\n")
+
+
+def test_variables_are_replaced_in_the_inventory_and_inside_strings(tmp_path: Path) -> None:
+    head = 'variables:\n  "£hosts": [pando]\n  "£common": "--a=1 --b=2"\n  "£lr": 1e-4\n'
+    (tmp_path / "hosts.yaml").write_text(HOSTS)
+    (tmp_path / "configs.yaml").write_text(CONFIGS)
+    book = tmp_path / "book.yaml"
+    book.write_text(
+        head
+        + "inventory:\n  hosts: £hostsfile\n  configs: configs.yaml\n".replace("£hostsfile", "hosts.yaml")
+        + "tasks:\n  - hosts: £hosts\n    srun: {cmd: 'run £common --lr=£lr'}\n"
+    )
+    loaded = playbook.load(book)
+    assert loaded.tasks[0].hosts == ("pando",)
+    assert loaded.tasks[0].action.cmd == "run --a=1 --b=2 --lr=1e-4"  # type: ignore[attr-defined]
+    book.write_text(
+        head.replace("[pando]", '"hosts.yaml"')
+        + "inventory: {hosts: £hosts}\ntasks:\n  - hosts: ws\n    cmd: ls\n"
+    )
+    assert playbook.load(book).inventory.hosts_file == tmp_path / "hosts.yaml"
+
+
+def test_playbook_key_is_opened_from_the_current_directory_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "sub.yaml").write_text("tasks:\n  - hosts: ws\n    cmd: echo sub\n")
+    (tmp_path / "hosts.yaml").write_text(HOSTS)
+    main = tmp_path / "playbooks" / "main.yaml"
+    main.write_text("inventory: {hosts: hosts.yaml}\ntasks:\n  - playbook: playbooks/sub.yaml\n")
+    monkeypatch.chdir(tmp_path)
+    book = playbook.load(main)
+    assert [t.action.commands for t in book.tasks] == [("echo sub",)]  # type: ignore[attr-defined]
+    assert "from the current directory" in book.notes[0].message
+
+
+# -- configs: CPUs and mail -------------------------------------------------------------------------
+
+
+def directives(config: ResolvedConfig, cpus_per_node: int | None = 24) -> list[str]:
+    spec = SbatchSpec("j", "run", tuple(expand([], {})), config, "/logs", cpus_per_node=cpus_per_node)
+    return [line for line in render(spec).splitlines() if line.startswith("#SBATCH")]
+
+
+def test_cpus_render_the_original_layout_and_cpus_per_task_one_task(tmp_path: Path) -> None:
+    inventory = load_inventory(None, None)
+    (tmp_path / "configs.yaml").write_text(CONFIGS)
+    inventory = load_inventory(None, tmp_path / "configs.yaml")
+    one_node = directives(inventory.config("default", "pando"))
+    assert "#SBATCH --nodes=1" in one_node and "#SBATCH --ntasks=24" in one_node
+    assert "#SBATCH --ntasks-per-core=1" in one_node and "#SBATCH --threads-per-core=1" in one_node
+    two_nodes = directives(inventory.config("big", "pando"))
+    assert "#SBATCH --nodes=2" in two_nodes and "#SBATCH --ntasks=48" in two_nodes  # as the original asked
+    threads = directives(inventory.config("threads", "pando"))
+    assert "#SBATCH --ntasks=1" in threads and "#SBATCH --cpus-per-task=8" in threads
+    assert not any("nodes" in line for line in threads)
+
+
+def test_mail_true_is_all_false_is_no_mail_at_all(tmp_path: Path) -> None:
+    (tmp_path / "configs.yaml").write_text(CONFIGS)
+    inventory = load_inventory(None, tmp_path / "configs.yaml")
+    loud = directives(inventory.config("default", "pando"))
+    assert "#SBATCH --mail-type=ALL" in loud and "#SBATCH --mail-user=me@example.org" in loud
+    assert not any("mail" in line for line in directives(inventory.config("quiet", "pando")))
+
+
+@pytest.mark.parametrize("bad", ["yes please", "END,SOMETIMES"])
+def test_a_mail_type_sbatch_does_not_know_is_a_load_error(tmp_path: Path, bad: str) -> None:
+    (tmp_path / "configs.yaml").write_text(f"default:\n  mail: {bad}\n")
+    with pytest.raises(
+        InputError, match=r"configs.yaml:\d+.*mail: expected true, false or sbatch mail types"
+    ):
+        load_configs(tmp_path / "configs.yaml")
+
+
+def test_cpus_and_cpus_per_task_in_one_config_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "configs.yaml").write_text("default:\n  cpus: 2\n  cpus_per_task: 4\n")
+    with pytest.raises(InputError, match="not both"):
+        load_configs(tmp_path / "configs.yaml")
+
+
+# -- hosts: init blocks, W&B ------------------------------------------------------------------------
+
+
+def test_an_init_block_runs_as_written_and_a_failing_command_stops_the_job(tmp_path: Path) -> None:
+    block = 'if true; then\n  export A=1 \\\n    B=2\nfi\nfalse\necho "after false"'
+    script = "\n".join([*shell.prelude((block,)), "echo ran $A $B"])
+    proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert proc.returncode == shell.PRELUDE_FAILED
+    assert "after false" in proc.stdout and "ran" not in proc.stdout
+    assert "compute: init failed: if true; then ..." in proc.stderr
+    good = "\n".join([*shell.prelude((block.replace("false\n", ""),)), "echo ran $A $B"])
+    assert subprocess.run(["bash", "-c", good], capture_output=True, text=True).stdout.endswith("ran 1 2\n")
+
+
+def test_an_init_block_that_is_not_bash_is_a_load_error_at_its_line(tmp_path: Path) -> None:
+    hosts = (
+        "ws:\n  host: ws.example.org\n  init: |\n    module load x\n    if [ -d ~/env ]; then\n      done\n"
+    )
+    with pytest.raises(InputError) as info:
+        load(tmp_path, "- hosts: ws\n  cmd: ls\n", hosts=hosts)
+    assert "hosts.yaml:6" in str(info.value) and "not valid bash" in str(info.value)
+
+
+def test_wandb_mode_and_folder_reach_slurm_and_tmux_jobs(tmp_path: Path) -> None:
+    host = HostSpec(alias="pando", save_path="/scratch/me/slurm_logs", wandb="offline")
+    assert host.wandb_dir == "/scratch/me/wandb_files"
+    spec = SbatchSpec(
+        "j",
+        'echo "$WANDB_MODE $WANDB_DIR"',
+        tuple(expand([], {})),
+        ResolvedConfig("d"),
+        str(tmp_path),
+        wandb="offline",
+        wandb_dir=str(tmp_path / "wandb_files"),
+    )
+    proc = subprocess.run(
+        ["bash", "-c", render(spec)], capture_output=True, text=True, env={**os.environ, "SLURM_JOB_ID": "1"}
+    )
+    assert proc.stdout.splitlines()[-1] == f"offline {tmp_path / 'wandb_files'}"
+    assert (tmp_path / "wandb_files").is_dir()
+    launcher = tmux.render_launcher(
+        tmux.LauncherSpec("t", "run", tuple(expand([], {})), wandb="online", wandb_dir="~/slurm_logs")
+    )
+    assert "export WANDB_MODE=online" in launcher and 'export WANDB_DIR="$HOME"/slurm_logs' in launcher
+
+
+# -- the ledger keeps reading files an older version started -------------------------------------------
+
+
+def test_rows_with_a_new_column_read_back_from_a_file_with_the_old_header(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path)
+    old = [c for c in JobRecord.columns() if c != "wandb"]
+    (tmp_path / "job.csv").write_text(",".join(old) + "\n")
+    ledger.append([JobRecord("t", "p", "x", "h", "slurm", "1", "j", wandb="offline")])
+    [record] = ledger.records()
+    assert record.job_id == "1" and record.wandb == "offline"
+
+
+# -- the command line ---------------------------------------------------------------------------------
+
+
+def test_verbose_never_changes_the_exit_code_of_a_bad_input(tmp_path: Path) -> None:
+    (tmp_path / "book.yaml").write_text("tasks: [\n")
+    for args in (["check", "book.yaml"], ["check", "-v", "book.yaml"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "compute_platform", *args], cwd=tmp_path, capture_output=True, text=True
+        )
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.stderr.count("\n") == 1 and "book.yaml:" in proc.stderr
