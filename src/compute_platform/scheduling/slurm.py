@@ -35,6 +35,12 @@ DEFAULT_MAX_ARRAY_SIZE = 1001
 # (Slurm keeps its own copy; the local archive keeps ours).
 REMOTE_SCRIPTS = "~/.compute/scripts"
 SECTION = "@@compute-section@@"
+ID_CHUNK = 1000  # job ids per squeue or sacct call (one argument of ~10 KB)
+NO_SACCT = "@@compute-no-sacct@@"  # printed when sacct fails (no accounting on the cluster)
+# Why a job is UNKNOWN when neither squeue, its status file nor sacct answers:
+GONE = "gone from the queue, no exit status"
+GONE_UNTRACKED = "gone from the queue and from sacct"  # a row without a status file
+GONE_NO_SACCT = "gone from the queue; sacct does not work on this cluster"
 
 # Slurm's many states -> the few shown to users.
 STATES = {
@@ -239,26 +245,41 @@ def parse_job_id(stdout: str) -> str:
 
 def states(host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
     """One round trip: squeue for every job still known to the controller, then the exit-status
-    files the jobs wrote (sent on stdin, read with shell builtins only), then sacct when it works."""
+    files the jobs wrote, then sacct when it works. Everything it needs comes on stdin, read with
+    shell builtins only: the job ids in chunks (a command line holds at most 128 KiB, ~16,000 ids,
+    and a ledger with the original tool's jobs has an id per job), then the status files, then the
+    ids again for sacct."""
     if not records:
         return {}
-    ids = ",".join(dict.fromkeys(r.job_id.split("_")[0] for r in records))
+    ids = list(dict.fromkeys(r.job_id.split("_")[0] for r in records))
+    chunks = "".join(f"{','.join(ids[i : i + ID_CHUNK])}\n" for i in range(0, len(ids), ID_CHUNK))
+    files = "".join(f"{r.status_file}\n" for r in records if r.status_file)
     command = "\n".join(
         [
-            f"squeue -h -r -t all -j {ids} -o '%i|%T|%r' 2>/dev/null",
+            f'while IFS= read -r ids && [ "$ids" != {SECTION} ]; do',
+            "  squeue -h -r -t all -j \"$ids\" -o '%i|%T|%r' </dev/null 2>/dev/null",
+            "done",
             f"echo {SECTION}",
-            "while IFS= read -r f; do",
+            f'while IFS= read -r f && [ "$f" != {SECTION} ]; do',
             '  [ -r "$f" ] && IFS= read -r l < "$f" && printf "%s|%s\\n" "$f" "$l"',
             "done",
             f"echo {SECTION}",
-            f"sacct -n -X -P -j {ids} -o JobID,State,ExitCode 2>/dev/null",
+            "while IFS= read -r ids; do",
+            f'  sacct -n -X -P -j "$ids" -o JobID,State,ExitCode </dev/null 2>/dev/null || echo {NO_SACCT}',
+            "done",
             "true",
         ]
     )
-    files = "".join(f"{r.status_file}\n" for r in records if r.status_file)
-    result = host.run(command, stdin=files.encode(), timeout=120, check=True)
+    stdin = f"{chunks}{SECTION}\n{files}{SECTION}\n{chunks}"
+    result = host.run(command, stdin=stdin.encode(), timeout=120, check=True)
     queue, status, sacct = [*result.stdout.split(SECTION + "\n"), "", ""][:3]
-    return merge_states(records, parse_squeue(queue), parse_status_files(status), parse_sacct(sacct))
+    return merge_states(
+        records,
+        parse_squeue(queue),
+        parse_status_files(status),
+        parse_sacct(sacct),
+        sacct_works=NO_SACCT not in sacct.splitlines(),
+    )
 
 
 def parse_squeue(text: str) -> dict[str, tuple[str, str]]:
@@ -298,15 +319,27 @@ def merge_states(
     queue: dict[str, tuple[str, str]],
     status: dict[str, tuple[int, str]],
     sacct: dict[str, tuple[str, int | None]],
+    sacct_works: bool = True,
 ) -> dict[str, JobState]:
     """Array elements that never started have no record of their own: squeue (and sacct) show the
-    array's remaining elements as one record under the array id (e.g. an array cancelled while pending)."""
+    array's remaining elements as one record under the array id (e.g. an array cancelled while pending).
+    A row without a status file (imported from the original tool) has only squeue and sacct to go by."""
 
     def pick(found: dict[str, Any], job_id: str) -> Any:
         return found.get(job_id) or found.get(job_id.partition("_")[0])
 
+    def gone(record: JobRecord) -> str:
+        if record.status_file:
+            return GONE
+        return GONE_UNTRACKED if sacct_works else GONE_NO_SACCT
+
     return {
-        r.job_id: merge_one(pick(queue, r.job_id), status.get(r.status_file), pick(sacct, r.job_id))
+        r.job_id: merge_one(
+            pick(queue, r.job_id),
+            status.get(r.status_file) if r.status_file else None,
+            pick(sacct, r.job_id),
+            gone(r),
+        )
         for r in records
     }
 
@@ -315,9 +348,11 @@ def merge_one(
     queued: tuple[str, str] | None,
     status: tuple[int, str] | None,
     sacct: tuple[str, int | None] | None,
+    gone: str = GONE,
 ) -> JobState:
     """The controller knows best while a job lives; the job's own status file knows its exit code
-    (and outlives the controller's memory, MinJobAge); sacct fills in when both are silent."""
+    (and outlives the controller's memory, MinJobAge); sacct fills in when both are silent. `gone`:
+    why nothing is known when nothing answers."""
     slurm_state = STATES.get(queued[0], UNKNOWN) if queued else None
     reason = queued[1] if queued else ""
     if slurm_state in LIVE:
@@ -329,7 +364,7 @@ def merge_one(
         return JobState(STATES[sacct[0]], sacct[1], reason)
     if slurm_state is not None:
         return JobState(slurm_state, None, reason)
-    return JobState(UNKNOWN, None, "gone from the queue, no exit status")
+    return JobState(UNKNOWN, None, gone)
 
 
 def state_from_status(code: int, how: str) -> str:
