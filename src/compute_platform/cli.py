@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
 from compute_platform import __version__, completion
-from compute_platform.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, ComputeError
+from compute_platform.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, ComputeError, InputError
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -22,10 +23,10 @@ def main(args: list[str]) -> NoReturn:
     try:
         code = cli.main(args=args, prog_name="compute", standalone_mode=False)
     except ComputeError as e:
+        if verbose and not isinstance(e, InputError):  # a bad input is one message, -v or not
+            traceback.print_exc(file=sys.stderr)
         _error(str(e))
         code = e.exit_code
-        if verbose:
-            raise
     except click.exceptions.Abort:
         _error("interrupted")
         code = EXIT_INTERRUPTED
@@ -53,6 +54,11 @@ def _warnings_to_stderr() -> None:
     logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
+def _warning(message: str) -> None:
+    prefix = "\x1b[1;33mwarning:\x1b[0m" if sys.stderr.isatty() else "warning:"
+    click.echo(f"{prefix} {message}", err=True)
+
+
 def _error(message: str) -> None:
     color = sys.stderr.isatty()
     prefix = "\x1b[1;31merror:\x1b[0m" if color else "error:"
@@ -67,9 +73,13 @@ def cli() -> None:
 
 
 def _playbook(path: str) -> Any:
+    """Load and check a playbook; what loads but runs differently than it reads is a warning."""
     from compute_platform import playbook
 
-    return playbook.load(Path(path))
+    book = playbook.load(Path(path))
+    for note in book.notes:
+        _warning(str(note))
+    return book
 
 
 @cli.command(context_settings=CONTEXT)
@@ -310,6 +320,8 @@ def jobs(
 
     if grid is not None and (summary or as_json or state or (task and grid and task != grid)):
         raise click.UsageError("--grid draws one task's sweep: it goes without --summary, --json and --state")
+    if not as_json:
+        _legacy_hint(archive)
     view = _jobs_view(archive, inventory)
     try:
         if grid is not None:
@@ -403,6 +415,45 @@ def resubmit(
     for old, new in pairs:
         click.echo(f"{old.host}: {old.job_id} resubmitted as {new.job_id}")
     click.echo(f"resubmitted {len(pairs)} failed job(s)" if pairs else "no failed job to resubmit")
+    return 0
+
+
+def _legacy_hint(archive: str) -> None:
+    """One line on stderr when ./jobs.csv holds jobs of the original tool not in the ledger yet."""
+    from compute_platform import legacyjobs
+
+    hint = legacyjobs.hint(Path(legacyjobs.DEFAULT_FILE), Path(archive))
+    if hint:
+        click.echo(hint, err=True)
+
+
+@cli.command("import-legacy", context_settings=CONTEXT)
+@click.argument("jobs_csv", default="jobs.csv", type=click.Path(dir_okay=False))
+@click.option(
+    "--inventory",
+    "-i",
+    default="hosts.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The hosts file defining the aliases of JOBS_CSV (their save_path locates the logs).",
+)
+@click.option(
+    "--archive",
+    default="archive",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The archive holding job.csv (and the original's archived scripts).",
+)
+@click.option("--dry-run", "-n", is_flag=True, help="Say what would be imported; write nothing.")
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks.")
+def import_legacy(jobs_csv: str, inventory: str, archive: str, dry_run: bool, verbose: bool) -> int:
+    """Add the jobs of the original tool's JOBS_CSV (default: ./jobs.csv) to the ledger, so that
+    `compute jobs` follows them; jobs already there are left out, so running it again adds nothing."""
+    from compute_platform import legacyjobs
+
+    result = legacyjobs.import_jobs(Path(jobs_csv), Path(inventory), Path(archive), dry_run=dry_run)
+    for line in legacyjobs.report(result):
+        click.echo(line)
     return 0
 
 

@@ -67,6 +67,7 @@ class JobRecord:
     version: str = LEDGER_VERSION
     hosts_file: str = ""  # absolute path of the hosts.yaml the run used: how `compute jobs` reconnects
     dependency: str = ""  # the sbatch --dependency given on submission (not part of the script)
+    wandb: str = ""  # the host's W&B mode when the job was submitted (online, offline, disabled)
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -208,28 +209,53 @@ class Ledger:
         if events:
             self._append(self.events_file, Event.columns(), [asdict(e) for e in events])
 
-    def _append(self, path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    def append_new(self, records: Sequence[JobRecord]) -> list[JobRecord]:
+        """Append the records whose (host, job_id) is not in job.csv yet and return them; the check
+        and the write happen under one lock, so two imports at once add each job once."""
         try:
             with self.locked():
-                if not path.exists() or path.stat().st_size == 0:
-                    writer.writeheader()
-                writer.writerows(rows)
-                data = buffer.getvalue().encode("utf-8")
-                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
-                try:
-                    written = os.write(fd, data)
-                    if written != len(data):
-                        raise OSError(f"short write to {path}")
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                seen = self.job_keys()
+                new = []
+                for record in records:
+                    if (record.host, record.job_id) not in seen:
+                        seen.add((record.host, record.job_id))
+                        new.append(record)
+                if new:
+                    self._write(self.jobs_file, JobRecord.columns(), [asdict(r) for r in new])
+        except OSError as e:
+            raise LedgerError(f"cannot append to {self.jobs_file}: {e.strerror or e}") from e
+        return new
+
+    def _append(self, path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+        try:
+            with self.locked():
+                self._write(path, columns, rows)
         except OSError as e:
             raise LedgerError(f"cannot append to {path}: {e.strerror or e}") from e
 
+    def _write(self, path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
+        """One write, fsynced (a header first for a new file); the caller holds the lock."""
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+        if not path.exists() or path.stat().st_size == 0:
+            writer.writeheader()
+        writer.writerows(rows)
+        data = buffer.getvalue().encode("utf-8")
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            written = os.write(fd, data)
+            if written != len(data):
+                raise OSError(f"short write to {path}")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
     def records(self) -> list[JobRecord]:
         return [JobRecord.from_row(row) for row in _read(self.jobs_file)]
+
+    def job_keys(self) -> set[tuple[str, str]]:
+        """(host, job_id) of every row, without building the records (cheap enough for a hint)."""
+        return {(row.get("host") or "", row.get("job_id") or "") for row in _read(self.jobs_file)}
 
     def unconfirmed(self, playbook: str, task: str, host: str) -> list[tuple[Event, dict[str, Any]]]:
         """The submissions of this playbook's task on this host whose outcome is unknown (the
@@ -270,9 +296,22 @@ def _detail(event: Event) -> dict[str, Any]:
 
 
 def _read(path: Path) -> list[dict[str, str]]:
+    """Rows by column name. A file started by an older version has fewer columns in its header than
+    the rows appended since: columns are only ever added at the end, so a longer row is read with
+    today's names for its extra fields."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            return list(csv.DictReader(f))
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                return []
+            known = JobRecord.columns() if path.name == JOBS_FILE else Event.columns()
+            longer = known if known[: len(header)] == header else header
+            return [
+                dict(zip(longer if len(row) > len(header) else header, row, strict=False))
+                for row in reader
+                if row
+            ]
     except FileNotFoundError:
         return []
 

@@ -41,7 +41,9 @@ def test_quickstart_runs_as_is_and_its_sweep_completes(tmp_path: Path) -> None:
             time.sleep(0.2)
         assert states == ["COMPLETED"] * 4
         log = compute("logs", "quick.3").stdout
-        assert log.splitlines()[0].startswith("lr=0.01 layers=4 seed=0 score=")
-        assert "seed=1" in log.splitlines()[1]
+        lines = log.splitlines()
+        assert lines[0] == "CMD python3 examples/train.py --seed=$seed --lr=0.01 --layers=4"
+        assert lines[1].startswith("lr=0.01 layers=4 seed=0 score=")
+        assert "seed=1" in lines[2]
     finally:
         subprocess.run(["tmux", "kill-server"], env=env, capture_output=True, timeout=10)
