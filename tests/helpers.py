@@ -70,3 +70,11 @@ def compute(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def job_output(text: str) -> str:
+    """A Slurm or tmux job's output after its first line, `CMD <command>` (the original tool's
+    jobs printed it too, and its users grep for it)."""
+    first, _, rest = text.partition("\n")
+    assert first.startswith("CMD "), text
+    return rest

@@ -182,7 +182,9 @@ class Jobs:
     def resubmit_failed(self, records: Sequence[JobRecord]) -> list[tuple[JobRecord, JobRecord]]:
         """Resubmit the FAILED jobs that were not resubmitted already; (old, new) pairs."""
         replaced = self.replaced()
-        candidates = [r for r in records if (r.host, r.job_id) not in replaced]
+        # a job imported from the original tool's jobs.csv has no script compute wrote (its logs were
+        # named on sbatch's command line): its playbook, run again, resubmits it
+        candidates = [r for r in records if (r.host, r.job_id) not in replaced and r.status_file]
         failed = [row.record for row in self.rows(candidates) if row.state.state == FAILED]
         if failed:
             self.ledger.ensure_writable()

@@ -21,7 +21,7 @@ import testbed as tbm
 import yaml
 
 from compute_platform.jobs import FINAL, Jobs, Row
-from tests.helpers import compute
+from tests.helpers import compute, job_output
 
 CONFIGS = """\
 default: {cpus: 1, time: '00:05:00'}
@@ -72,7 +72,7 @@ class Project:
             view.close()
 
     def output(self, row: dict[str, str]) -> str:
-        return Path(row["log_out"]).read_text()
+        return job_output(Path(row["log_out"]).read_text())
 
 
 def slurm(name: str, hosts: Any = "cluster", **fields: Any) -> dict[str, Any]:
@@ -91,7 +91,7 @@ def test_sweep_3x2_with_two_seeds_runs_every_point_with_its_seeds_in_order(proje
         [
             slurm(
                 "train",
-                cmd="echo",
+                cmd='echo "seed=$seed"',  # the original tool's form: the command reads $seed
                 args=["--model a", "--model b", "--model c"],
                 sweep={"lr": [0.1, 0.01]},
                 seeds="0, 1",
@@ -106,12 +106,10 @@ def test_sweep_3x2_with_two_seeds_runs_every_point_with_its_seeds_in_order(proje
     assert len(rows) == 6
     array_id = rows[0]["job_id"].split("_")[0]
     assert [r["job_id"] for r in rows] == [f"{array_id}_{i}" for i in range(6)]
-    expected = [(m, lr) for m in "abc" for lr in ("0.1", "0.01")]
+    expected = [(m, lr) for lr in ("0.1", "0.01") for m in "abc"]  # args vary fastest, as the original's
     for row, (model, lr) in zip(rows, expected, strict=True):
-        assert (
-            project.output(row) == f"--model {model} --lr={lr} --seed 0\n--model {model} --lr={lr} --seed 1\n"
-        )
-        assert json.loads(row["sweep"]) == {"lr": float(lr)} and row["args"] == f"--model {model}"
+        assert project.output(row) == f"seed=0 --model {model} --lr={lr}\nseed=1 --model {model} --lr={lr}\n"
+        assert json.loads(row["sweep"]) == {"lr": lr} and row["args"] == f"--model {model}"
         assert row["seeds"] == "0,1" and row["scheduler"] == "slurm" and row["host"] == "cluster"
     # the archive holds the exact script, named after the array id
     script = project.folder / "archive" / rows[0]["script"]
@@ -121,7 +119,10 @@ def test_sweep_3x2_with_two_seeds_runs_every_point_with_its_seeds_in_order(proje
     assert shown.returncode == 0, shown.stderr
     assert shown.stdout.count("COMPLETED") == 6 and "6 jobs: 6 completed" in shown.stdout
     logs = project.cli("logs", f"{array_id}_5")
-    assert logs.stdout == "--model c --lr=0.01 --seed 0\n--model c --lr=0.01 --seed 1\n"
+    assert (
+        logs.stdout
+        == 'CMD echo "seed=$seed" --model c --lr=0.01\nseed=0 --model c --lr=0.01\nseed=1 --model c --lr=0.01\n'
+    )
 
 
 def test_fifty_points_go_as_one_array_and_all_complete(project: Project) -> None:
@@ -182,7 +183,7 @@ def test_an_array_element_is_resubmitted_alone(project: Project) -> None:
     assert again.returncode == 0, again.stderr
     rows = project.rows()
     assert len(rows) == 7 and rows[6]["replaces"] == rows[3]["job_id"]
-    assert rows[6]["job_id"].endswith("_3") and rows[6]["sweep"] == '{"x": 3}'
+    assert rows[6]["job_id"].endswith("_3") and rows[6]["sweep"] == '{"x": "3"}'
     states = project.wait()
     assert states[rows[6]["job_id"]].state.state == "FAILED"  # the same script fails the same way
 
@@ -217,7 +218,7 @@ def test_logs_follow_prints_everything_and_stops_when_the_job_ends(project: Proj
     job_id = project.rows()[0]["job_id"]
     followed = project.cli("logs", "-f", job_id, timeout=30)
     assert followed.returncode == 0, followed.stderr
-    assert followed.stdout == "tick 1\ntick 2\ntick 3\ntick 4\n"
+    assert job_output(followed.stdout) == "tick 1\ntick 2\ntick 3\ntick 4\n"
 
 
 def test_a_gpu_on_a_host_without_gpus_is_refused_before_anything_is_submitted(
@@ -243,11 +244,13 @@ def test_a_refused_submission_quotes_sbatch_and_records_nothing(project: Project
 def test_arguments_reach_the_program_literally(project: Project) -> None:
     words = ["it's", "a b", "$HOME", "x;y", '"q"', "*", "`id`"]
     proc = project.run(
-        [slurm("quoting", cmd="printf '%s\\n'", args=[words], sweep={"msg": ["hello world; ls"]})]
+        [slurm("quoting", cmd="printf '%s\\n'", args=[words], sweep={"msg": ["'hello world'; $(ls) *"]})]
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     project.wait()
-    assert project.output(project.rows()[0]).splitlines() == [*words, "--msg=hello world; ls"]
+    # a sweep value with blanks: the flag, then its words as a shell splits them, each literal
+    lines = project.output(project.rows()[0]).splitlines()
+    assert lines == [*words, "--msg", "hello world;", "$(ls)", "*"]
 
 
 def test_two_aliases_of_one_cluster_share_a_scattered_sweep(project: Project) -> None:

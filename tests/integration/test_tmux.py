@@ -29,7 +29,7 @@ from compute_platform.hosts import HostPool
 from compute_platform.inventory import load_inventory
 from compute_platform.jobs import Jobs
 from compute_platform.ledger import JobRecord, Ledger
-from tests.helpers import host_entry, write_project
+from tests.helpers import host_entry, job_output, write_project
 
 WHERE = ["localhost", "h1"]
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -121,14 +121,14 @@ class Project:
     def log(self, job_id: str) -> str:
         proc = self.compute("logs", job_id)
         assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc.stdout
+        return job_output(proc.stdout)
 
     def logs(self, where: str) -> list[str]:
         """Every job's log in index order, read in one call (`compute logs` is tested on its own)."""
         records = sorted(self.records(), key=lambda r: int(r.job_index))
         paths = " ".join(shell.quote(r.log_out) for r in records)
         text = self.shell(where, f"for f in {paths}; do cat \"$f\"; echo '<end of log>'; done")
-        return text.split("<end of log>\n")[:-1]
+        return [job_output(log) for log in text.split("<end of log>\n")[:-1]]
 
     def clean(self) -> None:
         for alias in self.hosts:
@@ -166,7 +166,7 @@ def test_sequential_jobs_run_in_order_through_init_env_and_cd(project: Project, 
     project.host(where, init=["export FROM_INIT=init-ran"], env={"HOST_ENV": "host env"})
     project.book(
         where,
-        cmd=f'echo "$FROM_INIT|$HOST_ENV|$TASK_ENV|$PWD|$SEED"; {TIMED}',
+        cmd=f'echo "$FROM_INIT|$HOST_ENV|$TASK_ENV|$PWD|$SEED"; {TIMED} "seed=$seed"',
         args=["a", "b", "c"],
         seeds=[7],
         env={"TASK_ENV": "task $env"},
@@ -180,9 +180,9 @@ def test_sequential_jobs_run_in_order_through_init_env_and_cd(project: Project, 
     logs = [project.log(i) for i in ids]
     assert all(log.startswith("init-ran|host env|task $env|/tmp|7\n") for log in logs)
     assert [log.split("\n")[1].split()[2:] for log in logs] == [
-        ["a", "--seed", "7"],
-        ["b", "--seed", "7"],
-        ["c", "--seed", "7"],
+        ["seed=7", "a"],
+        ["seed=7", "b"],
+        ["seed=7", "c"],
     ]
     spans = intervals(logs)
     assert all(spans[i][1] <= spans[i + 1][0] for i in range(2)), spans  # one after another, in order
