@@ -84,7 +84,11 @@ class HostSpec(BaseModel):
             return (value.strip("\n"),) if value.strip() else ()
         return value
 
-    @field_validator("wandb", mode="before")
+    @field_validator(
+        "wandb",
+        mode="before",
+        json_schema_input_type=Union[Literal["online", "offline", "disabled", False], None],  # noqa: UP007
+    )
     @classmethod
     def _wandb_off(cls, value: Any) -> Any:
         return None if value is False else value

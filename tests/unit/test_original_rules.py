@@ -292,6 +292,12 @@ def test_a_mail_type_sbatch_does_not_know_is_a_load_error(tmp_path: Path, bad: s
         load_configs(tmp_path / "configs.yaml")
 
 
+def test_one_task_larger_than_a_node_is_refused_before_anything_connects(tmp_path: Path) -> None:
+    configs = CONFIGS + "huge:\n  cpus_per_task: 32\n"
+    with pytest.raises(InputError, match="a task cannot span nodes"):
+        load(tmp_path, "- hosts: pando\n  srun: {cmd: run, config: huge}\n", configs=configs)
+
+
 def test_cpus_and_cpus_per_task_in_one_config_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "configs.yaml").write_text("default:\n  cpus: 2\n  cpus_per_task: 4\n")
     with pytest.raises(InputError, match="not both"):

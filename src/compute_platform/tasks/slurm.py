@@ -172,6 +172,13 @@ class Slurm(Action, SweepFields):
                 f"'{host.alias}', which has {has} in the hosts file: pick another config or host",
                 where,
             )
+        if config.cpus_per_task and host.cpus_per_node and config.cpus_per_task > host.cpus_per_node:
+            raise InputError(
+                f"task '{task.name}': config '{self.config}' asks for one task of {config.cpus_per_task} CPUs "
+                f"on host '{host.alias}', whose nodes have {host.cpus_per_node} (cpus_per_node): a task "
+                "cannot span nodes; use cpus (one task per CPU) or fewer CPUs",
+                where,
+            )
         for name, value in config.extra.items():
             problem = check_option(name, value)
             if problem:
