@@ -1,6 +1,7 @@
 """The `copy` task through the CLI, over the test sshd (as the test user) and on localhost: files,
 an empty file, trees with nested directories, odd names, modes, links, exclude, merging, a
-missing source, and a host that sends an archive escaping the destination."""
+missing source, a host that sends an archive escaping the destination, and glob sources expanded
+on either side (several matches, hidden names, no match, two of one name, hostile patterns)."""
 
 from __future__ import annotations
 
@@ -166,3 +167,136 @@ def test_an_archive_escaping_the_destination_is_refused(testbed: Any, space: Pat
     assert "refusing tar member './../escaped.txt'" in proc.stdout
     assert not (tmp_path / "escaped.txt").exists()
     assert not back.exists()  # nothing written, not even the destination made for it
+
+
+# -- a glob `src`: expanded where the files are ---------------------------------------------------
+
+
+def roms(folder: Path) -> Path:
+    """a.zip, b.zip, a tree `proj`, a hidden .c.zip and a readme (the setup of the original)."""
+    folder.mkdir(parents=True)
+    for name in ("a.zip", "b.zip", ".c.zip", "readme.txt"):
+        (folder / name).write_text(name)
+    make_tree(folder)
+    return folder
+
+
+@pytest.mark.parametrize("alias", ["h1", "o1", "localhost"])
+def test_every_match_of_a_glob_goes_there_and_back(
+    testbed: Any, space: Path, tmp_path: Path, alias: str
+) -> None:
+    setup = roms(tmp_path / "setup")
+    remote = alias != "localhost"
+    there = space / f"glob-{alias}" / "Atari_ROM" if remote else tmp_path / "there" / "Atari_ROM"
+    dest = tilde(testbed, there) if remote else str(there)
+    back, hidden = tmp_path / "back", tmp_path / "hidden"
+    tasks = (
+        f"  - {{hosts: {alias}, copy: {{mode: push, src: '{setup}/[!r]*', dest: '{dest}', exclude: {EXCLUDE}}}}}\n"
+        f"  - {{hosts: {alias}, copy: {{mode: push, src: '{setup}/.*.zip', dest: '{dest}'}}}}\n"
+        f"  - {{hosts: {alias}, copy: {{mode: pull, src: '{dest}/*', dest: '{back}'}}}}\n"
+        f"  - {{hosts: {alias}, copy: {{mode: pull, src: '{dest}/.?.zip', dest: '{hidden}'}}}}\n"
+    )
+    proc = run(tmp_path, testbed, tasks)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for folder in (there, back):
+        assert sorted(p.name for p in folder.iterdir()) == (
+            [".c.zip", "a.zip", "b.zip", "proj"] if folder == there else ["a.zip", "b.zip", "proj"]
+        )
+        assert (folder / "a.zip").read_text() == "a.zip"
+        assert listing(folder / "proj") == kept(listing(setup / "proj"))
+    assert [p.name for p in hidden.iterdir()] == [".c.zip"]
+    files = 2 + sum(kind != "dir" for kind, _, _ in kept(listing(setup / "proj")).values())
+    assert f"pushed {setup}/[!r]* (3 matches) into {dest} ({files} files" in proc.stdout
+    assert f"pulled {dest}/* (3 matches) into {back} ({files} files" in proc.stdout
+    assert f"pulled {dest}/.?.zip (1 match) into {hidden} (1 file" in proc.stdout
+    if remote:
+        assert os.stat(there / "proj" / "good").st_uid != 0  # written by the test user, as itself
+
+
+def test_a_glob_that_matches_nothing_fails_cleanly_and_writes_nothing(
+    testbed: Any, space: Path, tmp_path: Path
+) -> None:
+    (space / "empty").mkdir()
+    there, back = space / "never", tmp_path / "never-back"
+    for task, said in (
+        (f"hosts: h1, copy: {{mode: push, src: '{tmp_path}/*.zip', dest: '{there}'}}", "on this machine"),
+        (f"hosts: h1, copy: {{mode: pull, src: '~/{space.name}/empty/*.zip', dest: '{back}'}}", "on h1"),
+        (f"hosts: o1, copy: {{mode: pull, src: '{space}/empty/*', dest: '{back}'}}", "on o1"),
+        (
+            f"hosts: localhost, copy: {{mode: pull, src: '{tmp_path}/*.zip', dest: '{back}'}}",
+            "on this machine",
+        ),
+    ):
+        proc = run(tmp_path, testbed, f"  - {{{task}}}\n")
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        pattern = task.split("src: '")[1].split("'")[0]
+        assert f"no match for {pattern} {said}" in proc.stdout
+        assert "Traceback" not in proc.stdout + proc.stderr
+        assert not there.exists() and not back.exists()
+
+
+def test_matches_of_the_same_name_on_the_host_are_refused(testbed: Any, space: Path, tmp_path: Path) -> None:
+    for run_dir in ("run1", "run2"):
+        (space / "dups" / run_dir).mkdir(parents=True)
+        (space / "dups" / run_dir / "out.txt").write_text(run_dir)
+    chown_tree(space, testbed.user)
+    back = tmp_path / "back"
+    proc = run(
+        tmp_path,
+        testbed,
+        f"  - {{hosts: h1, copy: {{mode: pull, src: '{space}/dups/*/out.txt', dest: '{back}'}}}}\n",
+    )
+    assert proc.returncode == 1
+    assert "both named out.txt" in proc.stdout and "Traceback" not in proc.stdout + proc.stderr
+    assert not back.exists()
+
+
+HOSTILE = ["$(id).txt", "a;b.txt", "`id`.txt", "it's.txt"]
+
+
+def test_hostile_patterns_stay_letters_on_both_sides(testbed: Any, space: Path, tmp_path: Path) -> None:
+    local, remote = tmp_path / "hostile", space / "hostile"
+    for folder in (local, remote):
+        folder.mkdir()
+        for name in [*HOSTILE, "other.log"]:
+            (folder / name).write_text(name)
+    chown_tree(space, testbed.user)
+    pwned = space / "PWNED"
+    attacks = [f"*$(touch {pwned})*", f"*`touch {pwned}`*", f"*;touch {pwned};*", f"*' ; touch {pwned} ; '*"]
+    tasks = "".join(
+        f"  - {{hosts: h1, ignore_errors: true, copy: {{mode: {mode}, src: {yaml_str(f'{folder}/{attack}')}, "
+        f"dest: '{tmp_path}/x'}}}}\n"
+        for attack in attacks
+        for mode, folder in (("pull", remote), ("push", local))
+    )
+    tasks += "".join(
+        f"  - {{hosts: h1, copy: {{mode: push, src: {yaml_str(f'{local}/{name[:3]}*')}, dest: '{space}/in'}}}}\n"
+        f"  - {{hosts: h1, copy: {{mode: pull, src: {yaml_str(f'{remote}/{name[:3]}*')}, dest: '{tmp_path}/in'}}}}\n"
+        for name in HOSTILE
+    )
+    proc = run(tmp_path, testbed, tasks)
+    for attack in attacks:
+        assert f"no match for {remote}/{attack} on h1" in proc.stdout, proc.stdout + proc.stderr
+        assert f"no match for {local}/{attack} on this machine" in proc.stdout
+    assert not pwned.exists() and not (tmp_path / "x").exists()
+    for folder in (space / "in", tmp_path / "in"):
+        assert sorted(p.name for p in folder.iterdir()) == sorted(HOSTILE)
+        assert all((folder / name).read_text() == name for name in HOSTILE)
+    assert proc.stdout.count("(1 match) into") == 2 * len(HOSTILE)
+
+
+def test_dry_run_says_where_a_glob_is_expanded(testbed: Any, space: Path, tmp_path: Path) -> None:
+    setup = roms(tmp_path / "setup")
+    tasks = (
+        f"  - {{hosts: h1, copy: {{mode: push, src: '{setup}/*.zip', dest: '~/Atari_ROM'}}}}\n"
+        f"  - {{hosts: h1, copy: {{mode: pull, src: '~/runs/*/log.txt', dest: '{tmp_path}/logs'}}}}\n"
+    )
+    write_project(
+        tmp_path, testbed, "inventory: {hosts: hosts.yaml, configs: configs.yaml}\ntasks:\n" + tasks
+    )
+    proc = compute("run", "book.yaml", "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"# {setup}/*.zip expanded on this machine: 2 matches: a.zip, b.zip" in proc.stdout
+    assert "# ~/runs/*/log.txt expanded on h1 by its shell" in proc.stdout
+    assert "pattern=runs/*/log.txt" in proc.stdout or "pattern='runs/*/log.txt'" in proc.stdout
+    assert not (tmp_path / "logs").exists() and not (Path(testbed.home) / "Atari_ROM").exists()

@@ -46,6 +46,10 @@ CASES: dict[str, Callable[[], str]] = {
     "copy_receive_file.sh": lambda: transfer.receive_script("~/data in", "it's.txt", is_dir=False),
     "copy_receive_tree.sh": lambda: transfer.receive_script("/scratch/$USER", "proj", is_dir=True),
     "copy_send.sh": lambda: transfer.send_script("~/runs/exp 1", [".git", "*.ckpt", "data/raw"]),
+    "copy_send_matches.sh": lambda: transfer.send_matches_script(
+        "~/runs/*/out [0-9].txt", [".git", "*.ckpt"]
+    ),
+    "copy_receive_matches.sh": lambda: transfer.receive_matches_script("~/Atari ROM"),
 }
 
 

@@ -1,4 +1,5 @@
-"""`copy`: a file or a whole tree from this machine to a host (push) or back (pull)."""
+"""`copy`: a file or a whole tree (or every match of a glob) from this machine to a host (push)
+or back (pull)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 
 from compute_platform import transfer
-from compute_platform.errors import InputError
+from compute_platform.errors import InputError, TaskError
 from compute_platform.hosts.local import LocalHost
 from compute_platform.tasks.base import Action, Outcome
 
@@ -27,7 +28,8 @@ PROGRESS_EVERY = 0.1
 class Copy(Action):
     """Copy a file or a whole tree from this machine to the host (push) or back (pull), in one
     tar stream over SSH (plain copies on localhost). `src` lands INSIDE the directory `dest`,
-    written under a temporary name and renamed when complete."""
+    written under a temporary name and renamed when complete. A glob `src` copies every match,
+    as `scp -r` through a shell does."""
 
     kind = "copy"
 
@@ -35,7 +37,10 @@ class Copy(Action):
     """`push`: this machine -> host. `pull`: host -> this machine."""
     src: str = Field(min_length=1)
     """The file or directory to copy (`~` is the home on its side). A top-level symlink is
-    followed; symlinks inside a tree are copied as symlinks."""
+    followed; symlinks inside a tree are copied as symlinks. With `*`, `?` or `[...]` it is a
+    glob, expanded where the files are (push: here, pull: by the host's shell; hidden names only
+    when the pattern starts them with a dot): every match is copied into `dest`; no match is an
+    error."""
     dest: str = Field(min_length=1)
     """The directory to copy into, created if missing; an existing tree of the same name is
     merged into (its other files are kept)."""
@@ -66,6 +71,8 @@ class Copy(Action):
             )
 
     def plan(self, ctx: RunContext, host: Host) -> list[str]:
+        if transfer.is_glob(self.src):
+            return self._plan_matches(host)
         if isinstance(host, LocalHost):
             return [f"# local copy of {self.src} into {self.dest}"]
         if self.mode == "push":
@@ -75,10 +82,30 @@ class Copy(Action):
         script = transfer.send_script(self.src, self.exclude)
         return [host.script(script) + f"\n# tar stream unpacked into local {self.dest}"]
 
+    def _plan_matches(self, host: Host) -> list[str]:
+        if self.mode == "pull" and not isinstance(host, LocalHost):
+            script = transfer.send_matches_script(self.src, self.exclude)
+            return [
+                f"# {self.src} expanded on {host.alias} by its shell; its matches listed, then sent\n"
+                + host.script(script)
+                + f"\n# every match unpacked into local {self.dest}"
+            ]
+        try:
+            found = _names(transfer.local_matches(self.src))
+        except TaskError as e:  # the files may appear before the run gets here
+            found = f"nothing now ({e.message})"
+        expanded = f"# {self.src} expanded on this machine: {found}"
+        if isinstance(host, LocalHost):
+            return [f"{expanded}\n# local copy of every match into {self.dest}"]
+        script = transfer.receive_matches_script(self.dest)
+        return [f"{expanded}\n# one tar stream of every match on stdin\n" + host.script(script)]
+
     def run(self, ctx: RunContext, host: Host) -> Outcome:
         progress = Reported(ctx)
         start = time.monotonic()
-        if isinstance(host, LocalHost):
+        if transfer.is_glob(self.src):
+            stats = self._copy_matches(ctx, host, progress)
+        elif isinstance(host, LocalHost):
             stats = transfer.copy_local(
                 Path(host.expand(self.src)), Path(host.expand(self.dest)), self.exclude, progress
             )
@@ -95,11 +122,25 @@ class Copy(Action):
             ctx.info(f"warning: {warning}")
         return Outcome(True, self._message(stats, time.monotonic() - start))
 
+    def _copy_matches(self, ctx: RunContext, host: Host, progress: Reported) -> transfer.Stats:
+        if self.mode == "pull" and not isinstance(host, LocalHost):
+            return transfer.pull_matches(
+                host, self.src, Path(self.dest).expanduser(), self.exclude, progress, ctx.timeout
+            )
+        found = transfer.local_matches(self.src)
+        if isinstance(host, LocalHost):
+            return transfer.copy_local_matches(found, Path(host.expand(self.dest)), self.exclude, progress)
+        return transfer.push_matches(host, found, self.dest, self.exclude, progress, ctx.timeout)
+
     def _message(self, stats: transfer.Stats, seconds: float) -> str:
         files = f"{stats.files} file{'s' * (stats.files != 1)}"
         skipped = f", skipped {len(stats.skipped)} special files" if stats.skipped else ""
         verb = "pushed" if self.mode == "push" else "pulled"
-        return f"{verb} {self.src} into {self.dest} ({files}, {_size(stats.bytes)}, {seconds:.2f} s{skipped})"
+        matches = f" ({stats.matches} match{'es' * (stats.matches != 1)})" if stats.matches else ""
+        return (
+            f"{verb} {self.src}{matches} into {self.dest} "
+            f"({files}, {_size(stats.bytes)}, {seconds:.2f} s{skipped})"
+        )
 
 
 class Reported:
@@ -126,6 +167,14 @@ class Reported:
     def finish(self) -> None:
         if self.shown:
             self.ctx.state.reporter.host_progress(self.ctx.task, self.ctx.alias, self.done, self.total)
+
+
+def _names(paths: list[Path], shown: int = 10) -> str:
+    """`3 matches: a.zip, b.zip, c.zip` (the first few of a long list)."""
+    names = [p.name for p in paths[:shown]] + (
+        [f"... {len(paths) - shown} more"] if len(paths) > shown else []
+    )
+    return f"{len(paths)} match{'es' * (len(paths) != 1)}: {', '.join(names)}"
 
 
 def _size(count: int) -> str:
