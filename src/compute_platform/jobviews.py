@@ -147,7 +147,9 @@ def _grid(task: str, hosts: tuple[str, ...], points: list[_Point]) -> SweepGrid:
     # rows in the file's order of `args` entries, then of the first parameter's values (jobs vary
     # `args` fastest, so their own order interleaves them)
     args_rank = {a: i for i, a in enumerate(dict.fromkeys(p.args for p in points))}
-    value_rank = {v: i for i, v in enumerate(dict.fromkeys(_value(p.params, n) for p in points for n in first))}
+    value_rank = {
+        v: i for i, v in enumerate(dict.fromkeys(_value(p.params, n) for p in points for n in first))
+    }
 
     def row_rank(label: tuple[str, ...]) -> tuple[int, int]:
         return (args_rank[label[0]] if with_args else 0, value_rank[label[-1]] if first else 0)
