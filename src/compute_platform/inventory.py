@@ -103,6 +103,11 @@ class HostSpec(BaseModel):
             return {str(k): _scalar_str(v) for k, v in value.items()}
         return value
 
+    @field_validator("gpu", mode="before")
+    @classmethod
+    def _gpu_words(cls, value: Any) -> Any:
+        return yaml11_bool(value)
+
     @field_validator("gpu")
     @classmethod
     def _gpu_count(cls, value: bool | int) -> bool | int:
@@ -130,6 +135,17 @@ class HostSpec(BaseModel):
     @property
     def address(self) -> str:
         return self.host or self.alias
+
+
+# What the original tool's YAML reader (YAML 1.1) took for booleans besides true/false: in settings that
+# are booleans (`gpu: yes`, `mail: no`) they still are; in words that reach a command they stay words.
+YAML11_BOOLS = {"yes": True, "on": True, "y": True, "no": False, "off": False, "n": False}
+
+
+def yaml11_bool(value: Any) -> Any:
+    if isinstance(value, str) and value in (value.lower(), value.capitalize(), value.upper()):
+        return YAML11_BOOLS.get(value.lower(), value)
+    return value
 
 
 def _scalar_str(value: Any) -> Any:
@@ -169,6 +185,13 @@ class ConfigSpec(BaseModel):
     (`END,FAIL`)."""
     mail_user: PerHost = Field(default=None, alias="mail-user")
     """Where to send mail (`--mail-user`); `mail-user` is accepted too."""
+
+    @field_validator("mail", "gpu", mode="before")
+    @classmethod
+    def _bool_words(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: yaml11_bool(v) for k, v in value.items()}
+        return yaml11_bool(value)
 
     @field_validator("mail")
     @classmethod

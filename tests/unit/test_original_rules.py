@@ -198,6 +198,12 @@ def test_shell_syntax_in_args_is_literal_and_check_warns_with_the_line(tmp_path:
 # -- task entries ------------------------------------------------------------------------------------
 
 
+def test_several_actions_in_an_entry_of_the_later_form_run_as_written(tmp_path: Path) -> None:
+    book = load(tmp_path, "- name: both\n  hosts: pando\n  git: {path: ~/code}\n  slurm: {cmd: run}\n")
+    assert [(t.kind, t.name) for t in book.tasks] == [("git", "both"), ("slurm", "both")]
+    assert not book.notes
+
+
 def test_several_actions_in_one_entry_run_in_the_original_order(tmp_path: Path) -> None:
     book = load(
         tmp_path,
@@ -210,6 +216,8 @@ def test_several_actions_in_one_entry_run_in_the_original_order(tmp_path: Path) 
         """,
     )
     assert [(t.kind, t.name) for t in book.tasks] == [("pip", "both"), ("slurm", "both"), ("git", "both")]
+    [note] = book.notes
+    assert note.position.line == 5 and "run in the order pip, srun, git, not as written" in note.message
 
 
 def test_ray_false_changes_nothing_ray_true_is_refused_until_supported(tmp_path: Path) -> None:
@@ -296,6 +304,16 @@ def test_one_task_larger_than_a_node_is_refused_before_anything_connects(tmp_pat
     configs = CONFIGS + "huge:\n  cpus_per_task: 32\n"
     with pytest.raises(InputError, match="a task cannot span nodes"):
         load(tmp_path, "- hosts: pando\n  srun: {cmd: run, config: huge}\n", configs=configs)
+
+
+def test_yaml_1_1_booleans_of_the_original_still_mean_booleans_in_settings(tmp_path: Path) -> None:
+    (tmp_path / "configs.yaml").write_text("default:\n  mail: yes\n  gpu: no\nloud:\n  mail: {pando: On}\n")
+    inventory = load_inventory(None, tmp_path / "configs.yaml")
+    assert (
+        inventory.config("default", "pando").mail == "ALL" and inventory.config("default", "pando").gpu == 0
+    )
+    assert inventory.config("loud", "pando").mail == "ALL"
+    assert HostSpec.model_validate({"gpu": "yes"}).gpu is True
 
 
 def test_cpus_and_cpus_per_task_in_one_config_is_an_error(tmp_path: Path) -> None:

@@ -256,7 +256,7 @@ class SweepFields(BaseModel):
     @field_validator("args", mode="before", json_schema_input_type=Union[None, str, list[ArgsEntry]])  # noqa: UP007
     @classmethod
     def _args_written(cls, value: Any) -> Any:
-        if value is None:  # `args:` with nothing after it, as the original tool allowed
+        if value is None:  # `args:` with nothing after it (the original failed on it): no args
             return ()
         if isinstance(value, str):
             return (value,)
