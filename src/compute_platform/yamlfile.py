@@ -149,9 +149,9 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 
 def node_position(file: Path | str, node: Any) -> Position:
     lc = getattr(node, "lc", None)
-    if lc is None:
+    if lc is None or lc.line is None:  # a tagged scalar (`!!`) has a line-column record without a line
         return Position(str(file))
-    return Position(str(file), lc.line + 1, lc.col + 1)
+    return Position(str(file), lc.line + 1, (lc.col or 0) + 1)
 
 
 def plain(data: Any) -> Any:
