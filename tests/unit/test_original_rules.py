@@ -5,6 +5,7 @@ where a rendered script matters, bash runs it here."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -391,3 +392,23 @@ def test_verbose_never_changes_the_exit_code_of_a_bad_input(tmp_path: Path) -> N
         )
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert proc.stderr.count("\n") == 1 and "book.yaml:" in proc.stderr
+
+
+def test_compute_py_copied_into_an_original_project_runs_its_playbooks(tmp_path: Path) -> None:
+    shutil.copy(Path(__file__).parents[2] / "compute.py", tmp_path / "compute.py")
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "hosts.yaml").write_text(HOSTS)
+    (tmp_path / "configs.yaml").write_text(CONFIGS)
+    (tmp_path / "playbooks" / "x.yaml").write_text(
+        "inventory:\n  hosts: hosts.yaml\n  configs: configs.yaml\ntasks:\n"
+        "  - name: train\n    hosts:\n      - pando\n    srun:\n      cmd: python run.py --seed=$seed\n"
+        "      seeds: 0 1\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "compute.py", "playbooks/x.yaml", "--dry-run"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "seed=1; export SEED" in proc.stdout and not (tmp_path / "archive").exists()
