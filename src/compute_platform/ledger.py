@@ -26,7 +26,7 @@ from typing import Any
 
 from compute_platform.errors import LedgerError
 
-LEDGER_VERSION = "1"
+LEDGER_VERSION = "2"  # 2: the `wandb` column
 # Room kept free in the archive's file system beyond what a submission needs: a job is submitted only
 # if its row can surely be written (a full disk after sbatch would leave it unrecorded).
 SPARE_BYTES = 1 << 20
@@ -234,19 +234,32 @@ class Ledger:
             raise LedgerError(f"cannot append to {path}: {e.strerror or e}") from e
 
     def _write(self, path: Path, columns: list[str], rows: list[dict[str, str]]) -> None:
-        """One write, fsynced (a header first for a new file); the caller holds the lock."""
+        """One write, fsynced (a header first for a new file); the caller holds the lock. A file keeps
+        the columns of its header (one started by an older version has fewer: its rows stay as long
+        as its header, for every csv reader). A write that fails is cut off again, so that no torn
+        row is left for the next append to be glued onto."""
+        header = _header(path)
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-        if not path.exists() or path.stat().st_size == 0:
+        fields = header if header and columns[: len(header)] == header else columns
+        if len(fields) < len(columns) and "version" in fields:  # the rows are of that file's version
+            rows = [{**row, "version": "1"} for row in rows]
+        writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
+        if not header:
             writer.writeheader()
         writer.writerows(rows)
         data = buffer.getvalue().encode("utf-8")
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
-            written = os.write(fd, data)
-            if written != len(data):
-                raise OSError(f"short write to {path}")
-            os.fsync(fd)
+            size = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(f"short write to {path}")
+                os.fsync(fd)
+            except OSError:
+                with suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
         finally:
             os.close(fd)
 
@@ -296,22 +309,19 @@ def _detail(event: Event) -> dict[str, Any]:
 
 
 def _read(path: Path) -> list[dict[str, str]]:
-    """Rows by column name. A file started by an older version has fewer columns in its header than
-    the rows appended since: columns are only ever added at the end, so a longer row is read with
-    today's names for its extra fields."""
+    """Rows by column name; a column a file started by an older version lacks reads as empty."""
     try:
         with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
-            header = next(reader, None)
-            if header is None:
-                return []
-            known = JobRecord.columns() if path.name == JOBS_FILE else Event.columns()
-            longer = known if known[: len(header)] == header else header
-            return [
-                dict(zip(longer if len(row) > len(header) else header, row, strict=False))
-                for row in reader
-                if row
-            ]
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def _header(path: Path) -> list[str]:
+    """The columns of an existing file's header ([] for a missing or empty file)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), [])
     except FileNotFoundError:
         return []
 

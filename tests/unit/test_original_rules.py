@@ -4,6 +4,7 @@ where a rendered script matters, bash runs it here."""
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from compute_platform import playbook, shell
-from compute_platform.errors import InputError
+from compute_platform.errors import InputError, LedgerError
 from compute_platform.inventory import HostSpec, ResolvedConfig, load_configs, load_inventory
 from compute_platform.ledger import JobRecord, Ledger
 from compute_platform.scheduling import tmux
@@ -372,13 +373,36 @@ def test_wandb_mode_and_folder_reach_slurm_and_tmux_jobs(tmp_path: Path) -> None
 # -- the ledger keeps reading files an older version started -------------------------------------------
 
 
-def test_rows_with_a_new_column_read_back_from_a_file_with_the_old_header(tmp_path: Path) -> None:
+def test_a_file_started_by_an_older_version_keeps_its_columns(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path)
     old = [c for c in JobRecord.columns() if c != "wandb"]
     (tmp_path / "job.csv").write_text(",".join(old) + "\n")
     ledger.append([JobRecord("t", "p", "x", "h", "slurm", "1", "j", wandb="offline")])
     [record] = ledger.records()
-    assert record.job_id == "1" and record.wandb == "offline"
+    assert (record.job_id, record.wandb, record.version) == ("1", "", "1")  # that file's columns, version
+    with (tmp_path / "job.csv").open(newline="") as f:
+        assert {len(row) for row in csv.reader(f)} == {len(old)}  # every csv reader (pandas too) reads it
+    fresh = Ledger(tmp_path / "new")
+    fresh.append([JobRecord("t", "p", "x", "h", "slurm", "1", "j", wandb="offline")])
+    assert fresh.records()[0].wandb == "offline"
+
+
+def test_a_failed_append_leaves_no_torn_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = Ledger(tmp_path)
+    ledger.append([JobRecord("t", "p", "x", "h", "slurm", "1", "j")])
+    before = (tmp_path / "job.csv").read_bytes()
+    real_write = os.write
+
+    def half(fd: int, data: bytes) -> int:
+        return real_write(fd, data[: len(data) // 2])  # a full disk: part of the data goes in
+
+    monkeypatch.setattr(os, "write", half)
+    with pytest.raises(LedgerError):
+        ledger.append([JobRecord("t", "p", "x", "h", "slurm", "2", "j")])
+    monkeypatch.undo()
+    assert (tmp_path / "job.csv").read_bytes() == before
+    ledger.append([JobRecord("t", "p", "x", "h", "slurm", "3", "j")])
+    assert [r.job_id for r in ledger.records()] == ["1", "3"]
 
 
 # -- the command line ---------------------------------------------------------------------------------
