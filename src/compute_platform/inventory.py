@@ -414,7 +414,9 @@ def check_init(init: tuple[str, ...], label: str, where: Position) -> None:
             continue
         message = answer.stderr.strip().splitlines()[-1] if answer.stderr.strip() else "syntax error"
         found = re.search(r"line (\d+): (.*)", message)
-        line = where.line + int(found.group(1)) if found and where.line else where.line
+        # bash counts an unexpected end of file one line past the block
+        inside = min(int(found.group(1)), len(block.splitlines())) if found else 0
+        line = where.line + inside if where.line else 0
         reason = found.group(2) if found else message
         raise InputError(f"{label}: init is not valid bash: {reason}", Position(where.file, line))
 

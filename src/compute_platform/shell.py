@@ -72,17 +72,11 @@ def prelude(
 
 def init_block(block: str) -> list[str]:
     """A block of init code runs as written (an `if ... fi` or a `\\` continuation cannot be cut
-    into lines); any command of it that fails, as `set -e` would see it, stops the script after
-    the block (an ERR trap: `set -e` is ignored inside `{ } ||`)."""
-    first = block.strip().splitlines()[0]
-    return [
-        "compute_init_rc=0",
-        "trap 'compute_init_rc=$?' ERR",
-        block,
-        "trap - ERR",
-        f'[ "$compute_init_rc" -eq 0 ] || {{ echo {quote("compute: init failed: " + first + " ...")} >&2;'
-        f" exit {PRELUDE_FAILED}; }}",
-    ]
+    into lines). The first of its commands that fails, as `set -e` would see one, stops the script
+    there, naming that command: an ERR trap, set around the block only (the block is not inside an
+    `if` or a `||`, where bash would ignore the trap)."""
+    stop = f'echo "compute: init failed: $BASH_COMMAND" >&2; exit {PRELUDE_FAILED}'
+    return [f"trap {quote(stop)} ERR", block, "trap - ERR"]
 
 
 def wandb_exports(mode: str | None, folder: str) -> list[str]:
