@@ -28,7 +28,7 @@ from compute_platform import shell
 from compute_platform.inventory import ResolvedConfig
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.sbatch import SbatchSpec, render
-from compute_platform.scheduling.sweep import JOB_NAME, Job, SweepFields, expand, parse_seeds
+from compute_platform.scheduling.sweep import JOB_NAME, SEED_SYNTAX, Job, SweepFields, expand, parse_seeds
 
 PRINTER = """\
 import json, os, sys
@@ -180,9 +180,10 @@ def test_seed_parsing_accepts_or_refuses_cleanly(value: Any) -> None:
         return
     assert all(isinstance(s, (int, str)) and not isinstance(s, bool) for s in seeds)
     assert len({str(s) for s in seeds}) == len(seeds)
-    # the comma- and space-separated forms read back the same seeds
-    # (when no seed holds a separator, a blank or a brace of its own)
-    if all(not set(s) & set(",{}") and not any(c.isspace() for c in s) for s in map(str, seeds)):
+    # the comma- and space-separated forms read back the same seeds (when no seed holds a separator,
+    # a blank, a brace or what the string form refuses as shell syntax)
+    plain = [not set(s) & set(",{}") and not any(c.isspace() for c in s) for s in map(str, seeds)]
+    if all(plain) and not any(SEED_SYNTAX.search(str(s)) for s in seeds):
         assert parse_seeds(", ".join(str(s) for s in seeds)) == seeds
         assert parse_seeds(" ".join(str(s) for s in seeds)) == seeds
 

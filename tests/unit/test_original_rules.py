@@ -84,12 +84,20 @@ def words(book: playbook.Playbook, task: int = 0) -> list[tuple[str, ...]]:
         ("{0..8..4}", (0, 4, 8)),
         ("{1..2} 7", (1, 2, 7)),
         ("s{a,b}", ("sa", "sb")),
+        ("{a..c}", ("a", "b", "c")),
+        ("{08..10}", ("08", "09", 10)),
         (2, (2,)),
         ([0, 5], (0, 5)),
     ],
 )
 def test_seeds_are_the_words_bash_made(written: object, seeds: tuple[object, ...]) -> None:
     assert parse_seeds(written) == seeds
+
+
+@pytest.mark.parametrize("written", ["$(seq 0 2)", "`seq 3`", "0 *", "{0..100000}", "{0..99}{0..999}"])
+def test_seeds_that_need_a_shell_or_are_too_many_are_refused(written: str) -> None:
+    with pytest.raises(ValueError, match=r"is not a seed|more than 10000 seeds"):
+        parse_seeds(written)
 
 
 def test_brace_expansion_nests_and_leaves_lone_braces() -> None:

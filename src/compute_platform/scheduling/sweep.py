@@ -18,10 +18,18 @@ ArgsEntry = Union[str, list[Union[str, int, float, bool]]]  # noqa: UP007
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
+MAX_SEEDS = 10_000
+# Characters that would have made the original's `for seed in <seeds>` run shell code or glob: a seed
+# word of the string form holding one is refused rather than passed on as a strange literal seed (a
+# YAML list's items are taken as they are: that form is compute's own).
+SEED_SYNTAX = re.compile(r"[$`'\"()<>;|&*?\\]")
+
+
 def parse_seeds(value: Any) -> tuple[SeedValue, ...]:
-    """Seeds as the words bash made of the original tool's `for seed in <seeds>`: a string of words
-    separated by spaces or commas (`0 1 2`, `"0, 1, 2"`), brace ranges and lists (`{0..9}`,
-    `{0..8..2}`, `s{1,2}`), a YAML list, or one integer."""
+    """Seeds as the words bash made of the original tool's `for seed in <seeds>`: words separated by
+    blanks (`0 1 2`), brace ranges and lists (`{0..9}`, `{0..8..2}`, `{00..10}`, `{a..c}`, `s{1,2}`),
+    and also by commas (`"0, 1, 2"`, where bash would have made words like `0,` that no program
+    reads as a seed); a YAML list, or one integer."""
     if value is None:
         return ()
     if isinstance(value, bool):
@@ -30,6 +38,12 @@ def parse_seeds(value: Any) -> tuple[SeedValue, ...]:
         return (_seed(yamlfile.written(value)),)
     if isinstance(value, str):
         items: list[Any] = [w for word in _seed_words(value) for w in brace_expand(word)]
+        shell_code = next((w for w in items if SEED_SYNTAX.search(w)), None)
+        if shell_code is not None:
+            raise ValueError(
+                f"{shell_code!r} is not a seed: compute runs no shell code to make seeds; "
+                "list them (0 1 2) or give a range ({0..2})"
+            )
     elif isinstance(value, (list, tuple)):
         items = list(value)
     else:
@@ -42,6 +56,8 @@ def parse_seeds(value: Any) -> tuple[SeedValue, ...]:
         if not text:
             raise ValueError("empty seed")
         seeds.append(_seed(text))
+    if len(seeds) > MAX_SEEDS:
+        raise ValueError(f"{len(seeds)} seeds: at most {MAX_SEEDS} per job")
     if len(set(map(str, seeds))) != len(seeds):
         raise ValueError("seeds must be distinct")
     return tuple(seeds)
@@ -67,45 +83,68 @@ def _seed_words(text: str) -> list[str]:
     return [*words, current] if current else words
 
 
-_RANGE = re.compile(r"^(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?$")
+_NUMBERS = re.compile(r"^(-?\d+)\.\.(-?\d+)(?:\.\.(-?\d+))?$")
+_LETTERS = re.compile(r"^([A-Za-z])\.\.([A-Za-z])(?:\.\.(-?\d+))?$")
 
 
 def brace_expand(word: str) -> list[str]:
-    """bash's brace expansion of one word: `{0..3}` -> 0 1 2 3, `{0..6..3}` -> 0 3 6, `{a,b}c` -> ac
-    bc, nested and in sequence; a word without a complete brace pair stays as it is."""
+    """bash's brace expansion of one word: `{0..3}` -> 0 1 2 3, `{0..6..3}` -> 0 3 6, `{08..10}` -> 08
+    09 10, `{a..c}` -> a b c, `{a,b}c` -> ac bc, nested and in sequence; a word without a complete
+    brace pair stays as it is. At most MAX_SEEDS words."""
     start = word.find("{")
     while start != -1:
-        depth, end, commas = 0, -1, []
-        for i in range(start, len(word)):
-            if word[i] == "{":
-                depth += 1
-            elif word[i] == "}":
-                depth -= 1
-                if depth == 0:
-                    end = i
-                    break
-            elif word[i] == "," and depth == 1:
-                commas.append(i)
+        end, commas = _brace_pair(word, start)
         if end == -1:
             return [word]
-        inner = word[start + 1 : end]
-        head, tail = word[:start], word[end + 1 :]
-        match = _RANGE.match(inner)
-        if match:
-            first, last = int(match.group(1)), int(match.group(2))
-            step = abs(int(match.group(3) or 1)) or 1
-            values = [
-                str(v)
-                for v in range(first, last + (1 if last >= first else -1), step if last >= first else -step)
-            ]
-        elif commas:
-            bounds = [start, *commas, end]
-            values = [word[a + 1 : b] for a, b in itertools.pairwise(bounds)]
-        else:
+        values = _brace_values(word[start + 1 : end], [c - start - 1 for c in commas])
+        if values is None:  # `{x}`: not an expansion, as in bash; look further on
             start = word.find("{", start + 1)
             continue
-        return [w for v in values for w in brace_expand(head + v + tail)]
+        head, tail = word[:start], word[end + 1 :]
+        out: list[str] = []
+        for value in values:
+            out += brace_expand(head + value + tail)
+            if len(out) > MAX_SEEDS:
+                raise ValueError(f"{word!r} makes more than {MAX_SEEDS} seeds")
+        return out
     return [word]
+
+
+def _brace_pair(word: str, start: int) -> tuple[int, list[int]]:
+    """Where the brace opened at `start` closes (-1: never), and its top-level commas."""
+    depth, commas = 0, list[int]()
+    for i in range(start, len(word)):
+        if word[i] == "{":
+            depth += 1
+        elif word[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i, commas
+        elif word[i] == "," and depth == 1:
+            commas.append(i)
+    return -1, commas
+
+
+def _brace_values(inner: str, commas: list[int]) -> list[str] | None:
+    """The words one brace pair stands for: a sequence, a comma list, or None for neither."""
+    numbers, letters = _NUMBERS.match(inner), _LETTERS.match(inner)
+    found = numbers or letters
+    if found:
+        step = abs(int(found.group(3) or 1)) or 1
+        first, last = (int(found.group(1)), int(found.group(2))) if numbers else map(ord, found.groups()[:2])
+        if abs(last - first) // step + 1 > MAX_SEEDS:
+            raise ValueError(f"{{{inner}}} makes more than {MAX_SEEDS} seeds")
+        points = range(first, last + (1 if last >= first else -1), step if last >= first else -step)
+        if letters:
+            return [chr(p) for p in points]
+        ends = (found.group(1), found.group(2))
+        padded = any(len(e.lstrip("-")) > 1 and e.lstrip("-").startswith("0") for e in ends)
+        width = max(len(e) for e in ends) if padded else 0
+        return [f"{p:0{width}d}" for p in points]
+    if commas:
+        bounds = [-1, *commas, len(inner)]
+        return [inner[a + 1 : b] for a, b in itertools.pairwise(bounds)]
+    return None
 
 
 def args_words(entry: str | Sequence[Any]) -> tuple[str, ...]:
