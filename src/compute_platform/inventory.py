@@ -139,7 +139,7 @@ class HostSpec(BaseModel):
 
 # What the original tool's YAML reader (YAML 1.1) took for booleans besides true/false: in settings that
 # are booleans (`gpu: yes`, `mail: no`) they still are; in words that reach a command they stay words.
-YAML11_BOOLS = {"yes": True, "on": True, "y": True, "no": False, "off": False, "n": False}
+YAML11_BOOLS = {"yes": True, "on": True, "no": False, "off": False}
 
 
 def yaml11_bool(value: Any) -> Any:

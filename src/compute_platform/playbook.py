@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from compute_platform import yamlfile
 from compute_platform.errors import InputError, Position
-from compute_platform.inventory import Inventory, load_inventory
+from compute_platform.inventory import Inventory, load_inventory, yaml11_bool
 
 if TYPE_CHECKING:
     from compute_platform.tasks.base import Action
@@ -349,7 +349,7 @@ def _task(
         )
     if hosts is None:
         hosts = _hosts(path, node, label, inventory)
-    ignore = node.get("ignore_errors", False)
+    ignore = yaml11_bool(node.get("ignore_errors", False))
     if not isinstance(ignore, bool):
         raise InputError(
             f"{label}: 'ignore_errors' must be true or false",
@@ -410,7 +410,7 @@ def _action_keys(path: Path, node: Any, label: str, pos: Position) -> list[str]:
 def _task_scatter(path: Path, node: Any, label: str, kinds: list[str], notes: list[Note]) -> bool:
     if "scatter" not in node:
         return False
-    value = node["scatter"]
+    value = yaml11_bool(node["scatter"])
     where = yamlfile.position(path, node, ["scatter"])
     if not isinstance(value, bool):
         raise InputError(f"{label}: 'scatter' must be true or false", where)

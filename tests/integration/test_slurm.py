@@ -109,7 +109,7 @@ def test_sweep_3x2_with_two_seeds_runs_every_point_with_its_seeds_in_order(proje
     expected = [(m, lr) for lr in ("0.1", "0.01") for m in "abc"]  # args vary fastest, as the original's
     for row, (model, lr) in zip(rows, expected, strict=True):
         assert project.output(row) == f"seed=0 --model {model} --lr={lr}\nseed=1 --model {model} --lr={lr}\n"
-        assert json.loads(row["sweep"]) == {"lr": lr} and row["args"] == f"--model {model}"
+        assert json.loads(row["sweep"]) == {"lr": float(lr)} and row["args"] == f"--model {model}"
         assert row["seeds"] == "0,1" and row["scheduler"] == "slurm" and row["host"] == "cluster"
     # the archive holds the exact script, named after the array id
     script = project.folder / "archive" / rows[0]["script"]
@@ -183,7 +183,7 @@ def test_an_array_element_is_resubmitted_alone(project: Project) -> None:
     assert again.returncode == 0, again.stderr
     rows = project.rows()
     assert len(rows) == 7 and rows[6]["replaces"] == rows[3]["job_id"]
-    assert rows[6]["job_id"].endswith("_3") and rows[6]["sweep"] == '{"x": "3"}'
+    assert rows[6]["job_id"].endswith("_3") and rows[6]["sweep"] == '{"x": 3}'
     states = project.wait()
     assert states[rows[6]["job_id"]].state.state == "FAILED"  # the same script fails the same way
 

@@ -187,7 +187,8 @@ def test_args_null_and_task_level_scatter_load_as_the_original_read_them(tmp_pat
         """\
         - name: s
           hosts: [pando, pando2]
-          scatter: True
+          scatter: yes
+          ignore_errors: no
           srun: {cmd: run, args: null, sweep: {--x: [1, 2, 3]}}
         """,
         hosts=hosts,

@@ -15,6 +15,7 @@ from compute_platform import shell, yamlfile
 
 SeedValue = Union[int, str]  # noqa: UP007
 ArgsEntry = Union[str, list[Union[str, int, float, bool]]]  # noqa: UP007
+SweepValue = Union[str, int, float, bool, None]  # noqa: UP007
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
 
 
@@ -223,7 +224,7 @@ class Job:
     def label(self) -> str:
         """A short human description: the args and the sweep point."""
         parts = [" ".join(self.args)] if self.args else []
-        parts += [f"{k}={v}" for k, v in self.point.items()]
+        parts += [f"{k}={_word(v)}" for k, v in self.point.items()]
         return " ".join(parts) or f"job {self.index}"
 
 
@@ -240,7 +241,9 @@ class SweepFields(BaseModel):
     """Working directory on the host."""
     args: tuple[Union[str, tuple[Union[str, int, float, bool], ...]], ...] = ()  # noqa: UP007
     """One job per entry: a string (split like a shell would, nothing expanded) or a list of words."""
-    sweep: dict[str, tuple[Union[str, int, float, bool], ...]] = Field(default_factory=dict)  # noqa: UP007
+    # Any: a number keeps the text it was written with (yamlfile.WrittenFloat), which pydantic would
+    # turn into a plain float; _sweep_values checks the types instead
+    sweep: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
     """`{param: [values]}`: one job per point of the cartesian product (crossed with `args`). `true` is a
     bare flag, `false` omits it, else `--param=value`."""
     seeds: tuple[SeedValue, ...] = ()
@@ -268,15 +271,12 @@ class SweepFields(BaseModel):
     def _seeds(cls, value: Any) -> Any:
         return parse_seeds(value)
 
-    @field_validator("sweep", mode="before")
+    @field_validator("sweep", mode="before", json_schema_input_type=dict[str, SweepValue | list[SweepValue]])
     @classmethod
     def _sweep(cls, value: Any) -> Any:
-        # keys as the original tool read them (`" --sigma"`); numbers as written (`1e-4`, not 0.0001)
+        # keys as the original tool read them (`" --sigma"`)
         if isinstance(value, dict):
-            return {
-                str(k).strip(): [_as_written(x) for x in (v if isinstance(v, list) else [v])]
-                for k, v in value.items()
-            }
+            return {str(k).strip(): (v if isinstance(v, list) else [v]) for k, v in value.items()}
         return value
 
     @field_validator("sweep")
@@ -288,6 +288,8 @@ class SweepFields(BaseModel):
             if not name.lstrip("-") or any(c.isspace() or c == "=" for c in name):
                 raise ValueError(f"'{name}' is not a valid flag name")
             for item in values:
+                if item is not None and not isinstance(item, (str, int, float)):
+                    raise ValueError(f"sweep parameter '{name}': a value is a string, a number or true/false")
                 if isinstance(item, str) and any(c.isspace() for c in item):
                     value_words(item)  # fail at load time on unbalanced quotes
         return value

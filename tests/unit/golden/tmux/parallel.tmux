@@ -14,7 +14,7 @@ compute_prelude() {
 :
 }
 
-job_0() {  # lr=0.1 fast=True
+job_0() {  # lr=0.1 fast=true
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.1 --fast'
 compute_rc=0
@@ -25,7 +25,7 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
-job_1() {  # lr=0.01 fast=True
+job_1() {  # lr=0.01 fast=true
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.01 --fast'
 compute_rc=0
@@ -36,7 +36,7 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
-job_2() {  # lr=0.001 fast=True
+job_2() {  # lr=0.001 fast=true
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.001 --fast'
 compute_rc=0
@@ -47,7 +47,7 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
-job_3() {  # lr=0.1 fast=False
+job_3() {  # lr=0.1 fast=false
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.1'
 compute_rc=0
@@ -58,7 +58,7 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
-job_4() {  # lr=0.01 fast=False
+job_4() {  # lr=0.01 fast=false
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.01'
 compute_rc=0
@@ -69,7 +69,7 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
-job_5() {  # lr=0.001 fast=False
+job_5() {  # lr=0.001 fast=false
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.001'
 compute_rc=0
