@@ -18,7 +18,7 @@ from compute_platform.errors import InputError
 from compute_platform.schema import schema
 from compute_platform.tasks.clone import Clone
 from compute_platform.tasks.cmd import Cmd
-from compute_platform.tasks.sync import RUN_DIR, Sync, parse_listing, read_script, run_dirs
+from compute_platform.tasks.sync import RUN_DIR, Sync, log_list, parse_listing, read_script, run_dirs
 
 RUN = "/home/me/project/wandb/offline-run-20230512_101500-3k2j1h0d"
 RUN2 = "/home/me/project/wandb/offline-run-20230512_111500-9x8y7z6w"
@@ -151,13 +151,18 @@ def test_read_script_run_by_bash_reads_hostile_file_names_and_runs_no_log_line(t
     bin_dir.mkdir()
     (bin_dir / "wandb").write_text("#!/bin/sh\n")
     (bin_dir / "wandb").chmod(0o755)
-    script = read_script([str(tmp_path / n) for n in names])
+    script = read_script()
+    paths = log_list([str(tmp_path / n) for n in names])
     for path, found in ((f"{bin_dir}:/usr/bin:/bin", True), ("/usr/bin:/bin", False)):
         proc = subprocess.run(
-            ["bash", "-c", f"PATH={path}\n{script}"], capture_output=True, text=True, cwd=tmp_path, timeout=30
+            ["bash", "-c", f"PATH={path}\n{script}"],
+            input=paths,
+            capture_output=True,
+            cwd=tmp_path,
+            timeout=30,
         )
         assert proc.returncode == 0, proc.stderr
-        listing = parse_listing(proc.stdout, len(names))
+        listing = parse_listing(proc.stdout.decode(), len(names))
         assert listing.wandb is found
         assert [state for state, _ in listing.logs] == ["log", "log", "log", "log", "missing"]
         assert all(run_dirs(lines) == [f"{RUN}$(touch pwned)"] for _, lines in listing.logs[:4])
@@ -240,3 +245,15 @@ def test_mistakes_are_refused_at_load_time(task: str, said: str, tmp_path: Path)
     with pytest.raises(InputError) as caught:
         _load(tmp_path, task)
     assert said in str(caught.value)
+
+
+def test_ten_thousand_logs_are_read_in_one_call(tmp_path: Path) -> None:
+    """The paths go on stdin: a command line would not hold them (the limit of one argument, 128 kB)."""
+    paths = [str(tmp_path / f"{'x' * 60}.{i}.err") for i in range(10_000)]
+    (tmp_path / Path(paths[-1]).name).write_text(f"wandb: wandb sync {RUN}\n")
+    proc = subprocess.run(
+        ["bash", "-c", read_script()], input=log_list(paths), capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    listing = parse_listing(proc.stdout.decode(), len(paths))
+    assert [run_dirs(lines) for _, lines in listing.logs][-1] == [RUN]

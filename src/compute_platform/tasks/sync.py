@@ -67,17 +67,22 @@ def _paths(rest: str) -> list[str]:
     return [rest]
 
 
-def read_script(paths: Sequence[str]) -> str:
-    """Shell code printing whether `wandb` is on PATH, then for each log a mark line
+# Run directories per `wandb sync` call: a command line holds a few thousand at most.
+SYNC_CHUNK = 200
+
+
+def read_script() -> str:
+    """Shell code printing whether `wandb` is on PATH, then, for each log path read from stdin (NUL
+    after each: any number of logs, any name; a leading `~/` is the home), a mark line
     `compute-sync: log|missing|unreadable INDEX` and, for a readable one, its `wandb sync` lines
     indented by one space (so that no log line can pass for a mark)."""
-    words = "".join(f" \\\n  {shell.quote_path(p)}" for p in paths)  # one per line, for --dry-run
     return "\n".join(
         [
             "export LC_ALL=C",
             f"if command -v wandb >/dev/null 2>&1; then echo '{MARK} wandb yes'; else echo '{MARK} wandb no'; fi",
             "i=0",
-            f"for f in{words}; do",
+            "while IFS= read -r -d '' f; do",
+            '  case $f in "~") f=$HOME ;; "~/"*) f=$HOME/${f#??} ;; esac',
             f'  if [ ! -e "$f" ]; then echo "{MARK} missing $i"',
             f'  elif [ ! -r "$f" ]; then echo "{MARK} unreadable $i"',
             f"  else echo \"{MARK} log $i\"; grep -a -F -e 'wandb sync' -- \"$f\" | sed 's/^/ /'",
@@ -86,6 +91,11 @@ def read_script(paths: Sequence[str]) -> str:
             "done",
         ]
     )
+
+
+def log_list(paths: Sequence[str]) -> bytes:
+    """What `read_script` reads on stdin."""
+    return b"".join(p.encode() + b"\0" for p in paths)
 
 
 @dataclass(frozen=True)
@@ -234,8 +244,9 @@ class Sync(Action):
         logs, _ = self.logs(ctx, host, strict=False)
         if not logs:
             return []
+        listed = "".join(f"\n#   {log.path}" for log in logs)
         return [
-            host.script(read_script([log.path for log in logs])),
+            host.script(read_script()) + f"\n# with these logs on stdin:{listed}",
             host.script("wandb sync RUN_DIR...  # each run directory those lines name, quoted"),
         ]
 
@@ -245,7 +256,7 @@ class Sync(Action):
             ctx.info(note)
         if not logs:
             return Outcome(False, "no job to sync on this host")
-        read = host.run(read_script([log.path for log in logs]), timeout=ctx.timeout)
+        read = host.run(read_script(), stdin=log_list([log.path for log in logs]), timeout=ctx.timeout)
         if not read.ok:
             raise CommandFailed(host.alias, read, "sync: reading the jobs' logs failed")
         listing = parse_listing(read.stdout, len(logs))
@@ -278,10 +289,14 @@ class Sync(Action):
         if not runs:
             return Outcome(False, f"nothing to sync from {_count(len(logs), 'job')}{rest}")
         # the paths as literal words: whatever a log line holds reaches wandb as text
-        result = host.run(shell.join(["wandb", "sync", *runs]), timeout=ctx.timeout, on_line=ctx.output(host))
-        if not result.ok:
-            what = "timed out" if result.timed_out else f"failed (exit code {result.exit_code})"
-            raise CommandFailed(host.alias, result, f"wandb sync {what}")
+        for start in range(0, len(runs), SYNC_CHUNK):
+            chunk = runs[start : start + SYNC_CHUNK]
+            result = host.run(
+                shell.join(["wandb", "sync", *chunk]), timeout=ctx.timeout, on_line=ctx.output(host)
+            )
+            if not result.ok:
+                what = "timed out" if result.timed_out else f"failed (exit code {result.exit_code})"
+                raise CommandFailed(host.alias, result, f"wandb sync {what}")
         return Outcome(True, f"synced {_count(len(runs), 'run')} from {_count(len(logs), 'job')}{rest}")
 
 
