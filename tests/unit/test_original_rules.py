@@ -197,6 +197,13 @@ def test_args_null_and_task_level_scatter_load_as_the_original_read_them(tmp_pat
     assert action.scatter and action.args == ()  # type: ignore[attr-defined]
 
 
+def test_shell_code_in_cd_is_one_folder_name_and_check_warns(tmp_path: Path) -> None:
+    book = load(tmp_path, "- hosts: ws\n  tmux: {cmd: run, cd: '$HOME/xp && source env/bin/activate'}\n")
+    [note] = book.notes
+    assert note.position.line == 6 and "is one folder name" in note.message
+    assert not load(tmp_path, "- hosts: ws\n  tmux: {cmd: run, cd: ~/xp}\n").notes
+
+
 def test_shell_syntax_in_args_is_literal_and_check_warns_with_the_line(tmp_path: Path) -> None:
     book = load(
         tmp_path, "- name: s\n  hosts: pando\n  srun:\n    cmd: run\n    args: ['--job=$SLURM_JOB_ID']\n"

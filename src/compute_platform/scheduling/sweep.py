@@ -352,6 +352,10 @@ class SweepFields(BaseModel):
             for value in values:
                 if isinstance(value, str) and SHELL_SYNTAX.search(value):
                     found.append((("sweep", name), _literal_note(value)))
+        if self.cd and CD_SYNTAX.search(self.cd):  # the original ran `cd <cd> && ...` as shell code
+            found.append(
+                (("cd",), f"cd {self.cd!r} is one folder name (a leading ~ is the home): " + _SHELL_WAS)
+            )
         return found
 
     def name(self, task_name: str) -> str:
@@ -377,15 +381,15 @@ def expand(
     return jobs
 
 
-# What a shell would have expanded or run in the original tool's args and sweep values.
+# What a shell would have expanded or run in the original tool's args and sweep values, and in a
+# `cd` (where compute keeps a leading `~` meaning the home, as the shell did).
 SHELL_SYNTAX = re.compile(r"[$`;|&<>()*?]|(^|\s)~")
+CD_SYNTAX = re.compile(r"[$`;|&<>()*?]|\s~")
+_SHELL_WAS = "the original tool let the shell expand $VAR, $(...), globs and ; | & here; write shell code in 'cmd' to have it run"
 
 
 def _literal_note(word: str) -> str:
-    return (
-        f"{word!r} reaches the program as written: the original tool let the shell expand "
-        "$VAR, $(...), globs and ; | & here; write shell code in 'cmd' to have it run"
-    )
+    return f"{word!r} reaches the program as written: " + _SHELL_WAS
 
 
 def _as_written(value: Any) -> Any:

@@ -415,7 +415,7 @@ class Slurm(Action, SweepFields):
                     job_index=str(job.index),
                     hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
                     dependency=dependency,
-                    wandb=ctx.state.playbook.inventory.host(ctx.alias).wandb or "",
+                    wandb=spec.wandb or "",
                 )
             )
         return rows
