@@ -170,7 +170,7 @@ class ImportResult:
     source: Path
     ledger: Path  # job.csv
     imported: tuple[JobRecord, ...]
-    already: int  # valid lines not imported: their job is in the ledger, or on an earlier line
+    already: int  # jobs not imported because the ledger holds them already
     repeated: tuple[int, ...]  # lines whose job an earlier line names already
     skipped: tuple[Skipped, ...]
     without_logs: tuple[str, ...]  # aliases whose hosts.yaml entry has no save_path
@@ -218,7 +218,7 @@ def import_jobs(source: Path, hosts_file: Path, archive: Path, dry_run: bool = F
         source=source,
         ledger=ledger.jobs_file,
         imported=tuple(new),
-        already=len(legacy.jobs) - len(new),
+        already=len(records) - len(new),
         repeated=tuple(repeated),
         skipped=legacy.skipped,
         without_logs=tuple(sorted({r.host for r in records.values() if not r.log_out})),
@@ -266,7 +266,9 @@ def report(result: ImportResult) -> list[str]:
     verb = "would import" if result.dry_run else "imported"
     lines = [
         f"{result.source}: {verb} {len(result.imported)} job(s) into {result.ledger} (task {TASK}), "
-        f"{result.already} already there, {len(result.skipped)} invalid line(s) skipped"
+        f"{result.already} already there, "
+        + (f"{len(result.repeated)} repeated line(s), " if result.repeated else "")
+        + f"{len(result.skipped)} invalid line(s) skipped"
     ]
     by_reason: dict[str, list[int]] = {}
     for skipped in result.skipped:

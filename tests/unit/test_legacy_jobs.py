@@ -143,7 +143,7 @@ def test_line_ranges() -> None:
 
 def test_import_writes_one_row_per_job_as_the_original_named_its_files(project: Path) -> None:
     result = run_import(project)
-    assert (len(result.imported), result.already, result.repeated) == (5, 1, (5,))
+    assert (len(result.imported), result.already, result.repeated) == (5, 0, (5,))
     assert [s.line for s in result.skipped] == [2, 6, 7]
     rows = {r.job_id: r for r in Ledger(project / "archive").records()}
     assert list(rows) == ["1289083", "796193", "12345", "1425485", "1480302"]
@@ -174,12 +174,12 @@ def test_importing_again_adds_nothing(project: Path) -> None:
     run_import(project)
     before = (project / "archive" / "job.csv").read_bytes()
     again = run_import(project)
-    assert (len(again.imported), again.already, len(again.skipped)) == (0, 6, 3)
+    assert (len(again.imported), again.already, len(again.skipped)) == (0, 5, 3)
     assert (project / "archive" / "job.csv").read_bytes() == before
     assert legacyjobs.report(again)[0].endswith(
         "imported 0 job(s) into "
         + str(again.ledger)
-        + " (task legacy), 6 already there, 3 invalid line(s) skipped"
+        + " (task legacy), 5 already there, 1 repeated line(s), 3 invalid line(s) skipped"
     )
 
 
@@ -188,7 +188,7 @@ def test_jobs_already_in_the_ledger_are_left_out(project: Path) -> None:
     ours = JobRecord("2026-01-01T00:00:00+00:00", "book.yaml", "train", "pando", "slurm", "1480302", "train")
     ledger.append([ours])
     result = run_import(project)
-    assert len(result.imported) == 4 and result.already == 2
+    assert len(result.imported) == 4 and result.already == 1
     assert [r.task for r in ledger.records()].count("train") == 1
 
 
@@ -276,7 +276,7 @@ def test_cli_import_then_jobs_without_hint(project: Path) -> None:
     done = compute("import-legacy", cwd=project)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(
-        "jobs.csv: imported 5 job(s) into archive/job.csv (task legacy), 1 already there"
+        "jobs.csv: imported 5 job(s) into archive/job.csv (task legacy), 0 already there, 1 repeated line(s)"
     )
     again = compute("import-legacy", "--dry-run", cwd=project)
     assert "would import 0 job(s)" in again.stdout and again.returncode == 0
