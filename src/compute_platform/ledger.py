@@ -17,14 +17,14 @@ import os
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from compute_platform.errors import LedgerError
+from compute_platform.errors import HostError, LedgerError, TaskError
 
 LEDGER_VERSION = "2"  # 2: the `wandb` column
 # Room kept free in the archive's file system beyond what a submission needs: a job is submitted only
@@ -90,6 +90,16 @@ class Event:
     @classmethod
     def columns(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a submission archives: the script's text, its suffix (`slurm`, `tmux`) and how many
+    rows it will add to job.csv (their room is reserved before anything is submitted)."""
+
+    text: str
+    suffix: str
+    rows: int
 
 
 def now() -> str:
@@ -176,9 +186,42 @@ class Ledger:
         os.replace(staged, final)
         return final
 
-    def save_script(self, host: str, job_id: str, text: str, suffix: str) -> Path:
-        """Archive a script whose job id is already known (a resubmission)."""
-        return self.commit_script(self.stage_script(host, text, suffix), job_id)
+    def submit(
+        self,
+        host: str,
+        script: Script,
+        submit: Callable[[], str],
+        records: Callable[[str, str], Sequence[JobRecord]],
+        lost: Callable[[str], dict[str, Any]] | None = None,
+    ) -> str:
+        """The one submission transaction, for a run, a resumed run and a resubmission, for Slurm and
+        tmux alike: stage the script, reserve the room its rows need, `submit()` (which returns the
+        job id, or the tmux session), give the script its final name, append `records(id, script)`.
+        Nothing is submitted that cannot be recorded; a refused submission leaves no trace; when the
+        connection died while the scheduler may have taken the job (HostError), the script stays and
+        an `unconfirmed` event with `lost(script)`'s details lets a resumed run look for it."""
+        staged = self.stage_script(host, script.text, script.suffix)
+        try:
+            self.reserve(ROW_BYTES * script.rows)
+            job_id = submit()
+        except HostError as e:
+            if lost is None:
+                self.discard(staged)
+                raise
+            self.append_events([Event(now(), host, "", UNCONFIRMED, json.dumps(lost(self.relative(staged))))])
+            raise TaskError(
+                f"{e.message}; whether the scheduler got the job under way is unknown: a run with "
+                "--skip-submitted looks for it in the queue first, records it if there, else submits it"
+            ) from e
+        except BaseException:
+            self.discard(staged)
+            raise
+        archived = self.relative(self.commit_script(staged, job_id))
+        try:
+            self.append(records(job_id, archived))
+        except LedgerError as e:
+            raise LedgerError(f"job {job_id} was submitted on {host} but not recorded: {e.message}") from e
+        return job_id
 
     def script_text(self, record: JobRecord) -> str:
         """The archived script of a row, exactly as it was submitted."""
@@ -287,13 +330,14 @@ class Ledger:
                 found.append((event, info))
         return found
 
-    def submitted_points(self, playbook: str, task: str, host: str) -> set[tuple[str, str]]:
-        """(job_index, command) of every job this playbook's task submitted on this host, whatever
-        became of it: the sweep points a resumed run (`--skip-submitted`) leaves out."""
+    def submitted_points(self, playbook: str, task: str, host: str | None) -> set[tuple[str, str]]:
+        """(job_index, command) of every job this playbook's task submitted on this host (on any
+        host: None), whatever became of it: the sweep points a resumed run (`--skip-submitted`)
+        leaves out."""
         return {
             (r.job_index, r.command)
             for r in self.records()
-            if r.playbook == playbook and r.task == task and r.host == host
+            if r.playbook == playbook and r.task == task and host in (None, r.host)
         }
 
     def events(self) -> list[Event]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from compute_platform import secret_env, shell
 from compute_platform.errors import CommandFailed, Interrupted, TaskError
-from compute_platform.ledger import JobRecord, Ledger, new_run_id, now
+from compute_platform.ledger import JobRecord, Ledger, Script, new_run_id, now
 from compute_platform.scheduling.backend import (
     CANCELLED,
     COMPLETED,
@@ -389,21 +389,35 @@ def resubmit(host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[J
     by_script: dict[str, list[JobRecord]] = {}
     for record in records:
         by_script.setdefault(record.script, []).append(record)
-    new: list[JobRecord] = []
+    ledger.ensure_writable(host.alias)
     run_id = new_run_id()
-    for group in by_script.values():
-        text = ledger.script_text(group[0])
-        indexes = [r.job_id.partition("_")[2] for r in group]
-        array = all(indexes)
+    return [row for group in by_script.values() for row in _resubmit(host, ledger, group, run_id)]
+
+
+def _resubmit(host: Host, ledger: Ledger, group: list[JobRecord], run_id: str) -> list[JobRecord]:
+    """One archived script, through the ledger's submission transaction: nothing is resubmitted that
+    cannot be recorded, and a lost answer is noted as unconfirmed."""
+    text = ledger.script_text(group[0])
+    indexes = [r.job_id.partition("_")[2] for r in group]
+    array = all(indexes)
+    token = new_token()
+    new: list[JobRecord] = []
+
+    def sbatch() -> str:
         secrets = secret_env.read(secret_env.names_in(text), host.alias)
-        job_id = submit(host, text, [f"--array={','.join(indexes)}"] if array else [], secrets=secrets)
-        script = ledger.relative(ledger.save_script(host.alias, job_id, text, "slurm"))
-        rows = [
-            renewed(r, f"{job_id}_{i}" if array else job_id, script, run_id)
-            for r, i in zip(group, indexes, strict=True)
-        ]
-        ledger.append(rows)
-        new += rows
+        return submit(
+            host, text, [f"--array={','.join(indexes)}"] if array else [], token=token, secrets=secrets
+        )
+
+    def rows(job_id: str, script: str) -> list[JobRecord]:
+        ids = [f"{job_id}_{i}" if array else job_id for i in indexes]
+        new.extend(renewed(r, new_id, script, run_id) for r, new_id in zip(group, ids, strict=True))
+        return new
+
+    def lost(script: str) -> dict[str, Any]:
+        return {"resubmits": [r.job_id for r in group], "token": token, "script": script}
+
+    ledger.submit(host.alias, Script(text, "slurm", len(group)), sbatch, rows, lost)
     return new
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from compute_platform import secret_env, shell
 from compute_platform.errors import CommandFailed, TaskError
+from compute_platform.ledger import Script
 from compute_platform.scheduling.backend import (
     CANCELLED,
     COMPLETED,
@@ -470,9 +471,7 @@ class TmuxBackend:
             launcher = _read_archived(ledger, script)
             root = posixpath.dirname(JobFiles.of(olds[0]).folder)
             indices = [int(JobFiles.of(r).index) for r in olds]
-            rows = _relaunch(host, ledger, launcher, root, olds, indices, run_id, now())
-            ledger.append(rows)
-            new += rows
+            new += _relaunch(host, ledger, launcher, root, olds, indices, run_id, now())
         return new
 
 
@@ -494,32 +493,28 @@ def _relaunch(
     run_id: str,
     at: str,
 ) -> list[JobRecord]:
+    """One archived launcher started again for some of its jobs, through the ledger's submission
+    transaction (nothing started that cannot be recorded)."""
     base = session_base(olds[0].job_name)
-    staged = ledger.stage_script(host.alias, launcher, SUFFIX)
-    try:
+    launched: list[Launched] = []
+    new: list[JobRecord] = []
+
+    def start() -> str:
         taken = archived_sessions(ledger, host.alias, base)
         secrets = secret_env.read(secret_env.names_in(launcher), host.alias)
-        started = launch(host, launcher, root, base, taken=taken, indices=indices, secrets=secrets)
-    except BaseException:
-        ledger.discard(staged)
-        raise
-    archived = ledger.relative(ledger.commit_script(staged, started.session))
-    rows = []
-    for old in olds:
-        files = started.files(JobFiles.of(old).index)
-        rows.append(
-            dataclasses.replace(
-                old,
-                submitted_at=at,
-                job_id=job_id(started.session, files.index),
-                script=archived,
-                log_out=files.path("log"),
-                status_file=files.path("status"),
-                replaces=old.job_id,
-                run_id=run_id,
-            )
-        )
-    return rows
+        launched.append(launch(host, launcher, root, base, taken=taken, indices=indices, secrets=secrets))
+        return launched[0].session
+
+    def rows(session: str, archived: str) -> list[JobRecord]:
+        for old in olds:
+            files = launched[0].files(JobFiles.of(old).index)
+            changes = {"submitted_at": at, "job_id": job_id(session, files.index), "script": archived}
+            changes.update(log_out=files.path("log"), status_file=files.path("status"))
+            new.append(dataclasses.replace(old, **changes, replaces=old.job_id, run_id=run_id))
+        return new
+
+    ledger.submit(host.alias, Script(launcher, SUFFIX, len(olds)), start, rows)
+    return new
 
 
 BACKEND: Backend = TmuxBackend()  # the annotation makes mypy check the protocol

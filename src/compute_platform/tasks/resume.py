@@ -10,25 +10,49 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from compute_platform.ledger import Ledger
+from compute_platform.scheduling.sweep import scatter
 
 if TYPE_CHECKING:
     from compute_platform.runner import RunContext
     from compute_platform.scheduling.sweep import Job, SweepFields
 
 
+def host_share(ctx: RunContext, fields: SweepFields) -> tuple[list[Job], str]:
+    """(the jobs this host is to submit, why there is none when so). Without `scatter` every
+    host runs every point, and `--skip-submitted` leaves out what this host submitted already. With
+    `scatter` a point is the same point whichever host ran it: the points any host submitted are left
+    out first and the rest is dealt round-robin over the task's hosts of this run, from ONE reading of
+    the ledger for the whole task, so that every host deals the same list (a host left out by `--limit`
+    or by an earlier failure does not get its share submitted twice later)."""
+    jobs = fields.jobs()
+    if not fields.scatter:
+        return unsubmitted(ctx, fields, jobs), ALL_SUBMITTED
+    if ctx.options.skip_submitted:
+        done = ctx.state.cached(f"resume:submitted:{ctx.task.index}", lambda: _submitted(ctx, None))
+        left = [job for job in jobs if (str(job.index), fields.command_text(job)) not in done]
+        if len(left) < len(jobs):
+            ctx.info(
+                f"{len(jobs) - len(left)} of {len(jobs)} points already submitted (in the ledger): skipped"
+            )
+        jobs = left
+    return scatter(jobs, ctx.host_index, len(ctx.task_hosts)), NOT_DEALT if jobs else ALL_SUBMITTED
+
+
 def unsubmitted(ctx: RunContext, fields: SweepFields, jobs: list[Job]) -> list[Job]:
     """The jobs still to submit on this host: all of them unless the run skips submitted points."""
     if not ctx.options.skip_submitted or not jobs:
         return jobs
-    done = Ledger(ctx.options.archive).submitted_points(
-        str(ctx.playbook.path.resolve()), ctx.task.name, ctx.alias
-    )
+    done = _submitted(ctx, ctx.alias)
     todo = [job for job in jobs if (str(job.index), fields.command_text(job)) not in done]
     if len(todo) < len(jobs):
         ctx.info(f"{len(jobs) - len(todo)} of {len(jobs)} points already submitted (in the ledger): skipped")
     return todo
 
 
-def nothing_to_do(jobs: list[Job]) -> str:
-    """Why a host has no job to submit."""
-    return "no job for this host (scatter)" if not jobs else "every point was already submitted"
+def _submitted(ctx: RunContext, host: str | None) -> set[tuple[str, str]]:
+    ledger = Ledger(ctx.options.archive)
+    return ledger.submitted_points(str(ctx.playbook.path.resolve()), ctx.task.name, host)
+
+
+ALL_SUBMITTED = "every point was already submitted"
+NOT_DEALT = "no job for this host (scatter)"

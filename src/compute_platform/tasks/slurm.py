@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from compute_platform import secret_env
-from compute_platform.errors import HostError, InputError, Interrupted, LedgerError, TaskError
+from compute_platform.errors import InputError, Interrupted, TaskError
 from compute_platform.ledger import (
     CONFIRMED,
     NOT_SUBMITTED,
-    ROW_BYTES,
-    UNCONFIRMED,
     Event,
     JobRecord,
     Ledger,
+    Script,
     git_state,
     new_run_id,
     now,
@@ -31,7 +30,7 @@ from compute_platform.scheduling import slurm
 from compute_platform.scheduling.sbatch import SbatchSpec, check_option, log_path, option_name, render
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
 from compute_platform.tasks.base import Action, Outcome
-from compute_platform.tasks.resume import nothing_to_do, unsubmitted
+from compute_platform.tasks.resume import host_share
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
@@ -195,10 +194,9 @@ class Slurm(Action, SweepFields):
     # -- dry run and run ---------------------------------------------------------------------
 
     def plan(self, ctx: RunContext, host: Host) -> list[str]:
-        every = self.host_jobs(ctx)
-        jobs = unsubmitted(ctx, self, every)
+        jobs, why_none = host_share(ctx, self)
         if not jobs:
-            return [f"# {nothing_to_do(every)}"]
+            return [f"# {why_none}"]
         cluster = slurm.Cluster(home="~")  # no connection in a dry run: `~` stays, Slurm's default array size
         batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
         dependency = self._planned_dependency()
@@ -216,12 +214,11 @@ class Slurm(Action, SweepFields):
         return lines
 
     def run(self, ctx: RunContext, host: Host) -> Outcome:
-        every = self.host_jobs(ctx)
         if ctx.options.skip_submitted:
             self.confirm(ctx, host)
-        jobs = unsubmitted(ctx, self, every)
+        jobs, why_none = host_share(ctx, self)
         if not jobs:
-            return Outcome(changed=False, message=nothing_to_do(every))
+            return Outcome(changed=False, message=why_none)
         ledger = Ledger(ctx.options.archive)
         ledger.ensure_writable(ctx.alias)  # nothing is submitted that cannot be recorded
         dependency = (
@@ -258,45 +255,31 @@ class Slurm(Action, SweepFields):
         cluster: slurm.Cluster,
         dependency: str,
     ) -> str:
-        """Render, archive under a temporary name, sbatch, rename to `<id>.slurm`, then one locked
-        append of every row. A refused submission leaves no trace in the archive."""
+        """One batch through the ledger's submission transaction; a submission whose answer was lost
+        is noted with what `confirm` needs to find and record it on resume (its token)."""
         spec = self.spec(ctx, batch, host.spec, cluster)
         text = render(spec)
-        staged = ledger.stage_script(ctx.alias, text, "slurm")
-        try:
-            ledger.reserve(ROW_BYTES * len(batch.jobs))
-        except LedgerError:
-            ledger.discard(staged)
-            raise
         token = slurm.new_token()
-        try:
+
+        def sbatch() -> str:
             retry = slurm.Retry(self.submit_retry, ctx.state.stopping, ctx.info)
             args = [f"--dependency={dependency}"] if dependency else []
             secrets = secret_env.read(self.secret_env, ctx.alias)
-            job_id = slurm.submit(host, text, args, retry, token, secrets)
-        except HostError as e:
-            # The connection died while sbatch may have run: keep the script and note the submission,
-            # for the next run with --skip-submitted to look for it (by its token) before submitting.
+            return slurm.submit(host, text, args, retry, token, secrets)
+
+        def lost(script: str) -> dict[str, Any]:
             info: dict[str, Any] = {"playbook": str(ctx.playbook.path.resolve()), "task": ctx.task.name}
-            info.update(token=token, script=ledger.relative(staged), array=batch.array)
-            info.update(dependency=dependency, indexes=[job.index for job in batch.jobs])
-            info["digest"] = self.digest(batch.jobs)
-            ledger.append_events([Event(now(), ctx.alias, "", UNCONFIRMED, json.dumps(info))])
-            raise TaskError(
-                f"{e.message}; whether Slurm got the job under way is unknown: a run with "
-                "--skip-submitted looks for it in the queue first, records it if there, else submits it"
-            ) from e
-        except BaseException:
-            ledger.discard(staged)
-            raise
-        script = ledger.relative(ledger.commit_script(staged, job_id))
-        try:
-            ledger.append(self.records(ctx, spec, batch, job_id, script, dependency))
-        except LedgerError as e:
-            raise LedgerError(
-                f"job {job_id} was submitted on {ctx.alias} but not recorded: {e.message}"
-            ) from e
-        return job_id
+            info.update(token=token, script=script, array=batch.array, dependency=dependency)
+            info.update(indexes=[job.index for job in batch.jobs], digest=self.digest(batch.jobs))
+            return info
+
+        return ledger.submit(
+            ctx.alias,
+            Script(text, "slurm", len(batch.jobs)),
+            sbatch,
+            lambda job_id, script: self.records(ctx, spec, batch, job_id, script, dependency),
+            lost,
+        )
 
     def confirm(self, ctx: RunContext, host: Host) -> None:
         """Resolve the unconfirmed submissions of an earlier run: one found in Slurm's queue by its

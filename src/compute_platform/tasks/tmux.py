@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, Union
 from pydantic import Field, field_validator, model_validator
 
 from compute_platform import secret_env
-from compute_platform.errors import InputError, LedgerError
-from compute_platform.ledger import ROW_BYTES, JobRecord, Ledger, git_state, new_run_id, now
+from compute_platform.errors import InputError
+from compute_platform.ledger import JobRecord, Ledger, Script, git_state, new_run_id, now
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
 from compute_platform.tasks.base import Action, Outcome
-from compute_platform.tasks.resume import nothing_to_do, unsubmitted
+from compute_platform.tasks.resume import host_share
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
@@ -130,10 +130,9 @@ class Tmux(Action, SweepFields):
         return tmux.session_base(self.name(ctx.task.name))
 
     def plan(self, ctx: RunContext, host: Host) -> list[str]:
-        every = self.host_jobs(ctx)
-        jobs = unsubmitted(ctx, self, every)
+        jobs, why_none = host_share(ctx, self)
         if not jobs:
-            return [f"# {nothing_to_do(every)}"]
+            return [f"# {why_none}"]
         base = self.session_base(ctx)
         root = host.spec.save_path
         lanes = tmux.lane_count(self.lanes(), len(jobs))
@@ -146,10 +145,9 @@ class Tmux(Action, SweepFields):
         ]
 
     def run(self, ctx: RunContext, host: Host) -> Outcome:
-        every = self.host_jobs(ctx)
-        jobs = unsubmitted(ctx, self, every)
+        jobs, why_none = host_share(ctx, self)
         if not jobs:
-            return Outcome(changed=False, message=nothing_to_do(every))
+            return Outcome(changed=False, message=why_none)
         ctx.progress(0, len(jobs))  # one round trip: the bar fills when the launch is recorded
         with ctx.state.submission(host.alias):  # Ctrl-C waits until the launch is recorded
             outcome = self.launch(ctx, host, jobs)
@@ -161,30 +159,22 @@ class Tmux(Action, SweepFields):
         ledger.ensure_writable(host.alias)
         text = self.launcher(ctx, host, jobs)
         base = self.session_base(ctx)
-        staged = ledger.stage_script(host.alias, text, tmux.SUFFIX)
-        try:
-            ledger.reserve(ROW_BYTES * len(jobs))  # never start jobs whose rows might not fit
+        launched: list[tmux.Launched] = []
+
+        def start() -> str:
             taken = tmux.archived_sessions(ledger, host.alias, base)
             secrets = secret_env.read(self.secret_env, host.alias)
-            started = tmux.launch(
-                host,
-                text,
-                host.spec.save_path,
-                base,
-                taken=taken,
-                timeout=ctx.timeout or 120,
-                secrets=secrets,
+            root, timeout = host.spec.save_path, ctx.timeout or 120
+            launched.append(
+                tmux.launch(host, text, root, base, taken=taken, timeout=timeout, secrets=secrets)
             )
-        except BaseException:
-            ledger.discard(staged)
-            raise
-        script = ledger.relative(ledger.commit_script(staged, started.session))
-        try:
-            ledger.append([self.record(ctx, host, job, started, script) for job in jobs])
-        except LedgerError as e:
-            raise LedgerError(
-                f"tmux session {started.session} was started on {host.alias} but not recorded: {e.message}"
-            ) from e
+            return launched[0].session
+
+        def rows(session: str, script: str) -> list[JobRecord]:
+            return [self.record(ctx, host, job, launched[0], script) for job in jobs]
+
+        ledger.submit(host.alias, Script(text, tmux.SUFFIX, len(jobs)), start, rows)
+        started = launched[0]
         if started.session != base:
             ctx.info(
                 f"tmux session name '{base}' is taken (by a session or an earlier launch): "
