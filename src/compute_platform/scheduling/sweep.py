@@ -257,7 +257,7 @@ class SweepFields(BaseModel):
     """Environment variables for the jobs."""
     secret_env: tuple[str, ...] = ()
     """Variables taken from compute's environment when it runs and handed to the jobs through stdin:
-    never written in a script, the ledger or any output (see Secrets in the README)."""
+    never written in a script, the ledger or any output (see Secrets in docs/tasks.md)."""
 
     @model_validator(mode="after")
     def _secret_env_names(self) -> SweepFields:

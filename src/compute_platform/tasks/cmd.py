@@ -26,7 +26,7 @@ class Cmd(Action):
     """Environment variables for these commands."""
     secret_env: tuple[str, ...] = ()
     """Variables taken from the environment of compute when it runs and passed to the commands
-    without ever being written or printed (API keys, tokens: see Secrets in the README)."""
+    without ever being written or printed (API keys, tokens: see Secrets in docs/tasks.md)."""
 
     @classmethod
     def shorthand(cls, raw: Any) -> Any:

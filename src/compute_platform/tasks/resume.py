@@ -2,7 +2,8 @@
 already holds, so that a run stopped half-way (Ctrl-C, a lost connection, a scheduler outage) is
 completed by running it again, without submitting anything twice.
 
-A point is identified by the playbook file, the task name, the host, the job's index in the sweep and
+A point is identified by the playbook file, the task name, the host (any host, for a scattered sweep:
+see host_share), the job's index in the sweep and
 its exact command lines (so a point whose command changed is submitted again)."""
 
 from __future__ import annotations
