@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,35 @@ class JobRecord:
 
 
 @dataclass(frozen=True)
+class JobPaths:
+    """Where one job's files are on its host: the one owner of those names. The renderers write the
+    jobs' logs and exit-status files there, the rows of job.csv record them, a resubmission names
+    them anew."""
+
+    out: str
+    err: str  # "" where stderr goes to `out` (tmux jobs)
+    status: str  # "" where the job writes none (the original tool's jobs)
+
+    @classmethod
+    def slurm(cls, save_path: str, job_name: str, job_id: str) -> JobPaths:
+        """`<save_path>/<job_name>.<id>.out|err|status`; `job_id` may be a Slurm pattern (%j, %A_%a)."""
+        base = f"{save_path.rstrip('/') or '/'}/{job_name}.{job_id}"
+        return cls(f"{base}.out", f"{base}.err", f"{base}.status")
+
+    @classmethod
+    def tmux(cls, session_folder: str, index: str) -> JobPaths:
+        """`<save_path>/<session>/<index>.log|status` (the launcher keeps its other files there too)."""
+        base = f"{session_folder}/{index}"
+        return cls(f"{base}.log", "", f"{base}.status")
+
+    @classmethod
+    def original(cls, save_path: str, job_id: str) -> JobPaths:
+        """Where the original tool had Slurm write its jobs' output: `<save_path>/slurm.<id>.out|err`."""
+        base = f"{save_path.rstrip('/') or '/'}/slurm.{job_id}"
+        return cls(f"{base}.out", f"{base}.err", "")
+
+
+@dataclass(frozen=True)
 class Event:
     at: str
     host: str
@@ -100,6 +129,22 @@ class Script:
     text: str
     suffix: str
     rows: int
+
+
+def renewed(old: JobRecord, job_id: str, paths: JobPaths, script: str, run_id: str) -> JobRecord:
+    """The row of a resubmitted job: the same point and command, a new id and files, pointing back."""
+    return replace(
+        old,
+        submitted_at=now(),
+        job_id=job_id,
+        script=script,
+        log_out=paths.out,
+        log_err=paths.err,
+        status_file=paths.status,
+        replaces=old.job_id,
+        run_id=run_id,
+        dependency="",
+    )
 
 
 def now() -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compute_platform.errors import InputError, Position
-from compute_platform.ledger import JobRecord, Ledger, new_run_id
+from compute_platform.ledger import JobPaths, JobRecord, Ledger, new_run_id
 
 if TYPE_CHECKING:
     from compute_platform.inventory import HostSpec, Inventory
@@ -128,11 +128,6 @@ def job_name(script: str) -> str:
     return name
 
 
-def log_paths(save_path: str, job_id: str) -> tuple[str, str]:
-    """The original's `--output={save_path}/slurm.%j.out --error={save_path}/slurm.%j.err`."""
-    return f"{save_path}/slurm.{job_id}.out", f"{save_path}/slurm.{job_id}.err"
-
-
 def to_record(
     job: LegacyJob,
     save_path: str | None,
@@ -144,7 +139,8 @@ def to_record(
 ) -> JobRecord:
     """The ledger row of an imported job. The original recorded no time, playbook or task: the row's
     playbook is the (absolute) path of the file it came from, its task is `legacy`."""
-    out, err = log_paths(save_path, job.job_id) if save_path is not None else ("", "")
+    paths = JobPaths.original(save_path, job.job_id) if save_path is not None else JobPaths("", "", "")
+    out, err = paths.out, paths.err
     return JobRecord(
         submitted_at="",
         playbook=source,

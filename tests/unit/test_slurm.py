@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import posixpath
 import signal
 import subprocess
 import time
@@ -15,7 +16,7 @@ import pytest
 from compute_platform.errors import InputError
 from compute_platform.inventory import ResolvedConfig
 from compute_platform.jobs import Row, filter_states, one_record, pick, point_text, state_text
-from compute_platform.ledger import JobRecord
+from compute_platform.ledger import JobPaths, JobRecord, renewed
 from compute_platform.scheduling import slurm
 from compute_platform.scheduling.backend import (
     CANCELLED,
@@ -143,7 +144,8 @@ def record(job_id: str, host: str = "c", **extra: str) -> JobRecord:
 
 def test_a_resubmitted_row_points_to_the_old_one_with_logs_named_after_the_new_id() -> None:
     old = record("15_2", dependency="afterok:3", args="--a 1")
-    new = slurm.renewed(old, "19_2", "c/19.slurm", "run2")
+    paths = JobPaths.slurm(posixpath.dirname(old.log_out), old.job_name, "19_2")
+    new = renewed(old, "19_2", paths, "c/19.slurm", "run2")
     assert (new.job_id, new.replaces, new.script, new.run_id) == ("19_2", "15_2", "c/19.slurm", "run2")
     assert (new.log_out, new.status_file) == ("/logs/train.19_2.out", "/logs/train.19_2.status")
     assert new.dependency == "" and new.args == "--a 1"

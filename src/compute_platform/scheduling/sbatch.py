@@ -19,6 +19,7 @@ from typing import Union
 
 from compute_platform import shell
 from compute_platform.inventory import ResolvedConfig
+from compute_platform.ledger import JobPaths
 from compute_platform.scheduling.jobscript import seed_loop
 from compute_platform.scheduling.sweep import Job
 
@@ -94,8 +95,8 @@ def directives(spec: SbatchSpec) -> list[str]:
         throttle = f"%{spec.max_parallel}" if spec.max_parallel else ""
         options["array"] = f"0-{last}{throttle}" if last else f"0{throttle}"
     pattern = "%A_%a" if spec.array else "%j"
-    options["output"] = log_path(spec.save_path, spec.job_name, pattern, "out")
-    options["error"] = log_path(spec.save_path, spec.job_name, pattern, "err")
+    paths = JobPaths.slurm(spec.save_path, spec.job_name, pattern)
+    options["output"], options["error"] = paths.out, paths.err
     return [directive(name, value) for name, value in options.items() if value not in (None, False)]
 
 
@@ -150,16 +151,12 @@ def directive(name: str, value: OptionValue) -> str:
     return f"--{name}={text}"
 
 
-def log_path(save_path: str, job_name: str, job_id: str, ext: str) -> str:
-    """Where a job's output goes; `job_id` is a Slurm pattern (%j, %A_%a) or the real id."""
-    return f"{save_path.rstrip('/') or '/'}/{job_name}.{job_id}.{ext}"
-
-
 def status_trap(spec: SbatchSpec) -> list[str]:
     """Write `<exit code> <how>` to the status file whichever way the job ends: `exit` (the script
     ended), `signal` (scancel, preemption) or `timeout` (the controller says TimeLimit)."""
     job_id = '"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID"' if spec.array else '"$SLURM_JOB_ID"'
     folder = shell.quote_path(spec.save_path.rstrip("/") or "/")
+    # the name JobPaths.slurm gives the status file, with the id as the job sees it
     return [
         f"compute_status={folder}/{shell.quote(spec.job_name)}.{job_id}.status",
         "compute_pid=",

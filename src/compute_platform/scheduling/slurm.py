@@ -4,17 +4,18 @@ files + sacct when it works), cancel (scancel), resubmit (sbatch of archived scr
 
 from __future__ import annotations
 
+import posixpath
 import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from compute_platform import secret_env, shell
 from compute_platform.errors import CommandFailed, Interrupted, TaskError
-from compute_platform.ledger import JobRecord, Ledger, Script, new_run_id, now
+from compute_platform.ledger import JobPaths, JobRecord, Ledger, Script, new_run_id, renewed
 from compute_platform.scheduling.backend import (
     CANCELLED,
     COMPLETED,
@@ -411,7 +412,12 @@ def _resubmit(host: Host, ledger: Ledger, group: list[JobRecord], run_id: str) -
 
     def rows(job_id: str, script: str) -> list[JobRecord]:
         ids = [f"{job_id}_{i}" if array else job_id for i in indexes]
-        new.extend(renewed(r, new_id, script, run_id) for r, new_id in zip(group, ids, strict=True))
+        new.extend(
+            renewed(
+                r, new_id, JobPaths.slurm(posixpath.dirname(r.log_out), r.job_name, new_id), script, run_id
+            )
+            for r, new_id in zip(group, ids, strict=True)
+        )
         return new
 
     def lost(script: str) -> dict[str, Any]:
@@ -419,27 +425,6 @@ def _resubmit(host: Host, ledger: Ledger, group: list[JobRecord], run_id: str) -
 
     ledger.submit(host.alias, Script(text, "slurm", len(group)), sbatch, rows, lost)
     return new
-
-
-def renewed(old: JobRecord, job_id: str, script: str, run_id: str) -> JobRecord:
-    """The row of a resubmitted job: same point and command, new id, logs named after the new id."""
-
-    def rename(path: str) -> str:
-        head, sep, tail = path.rpartition(f".{old.job_id}.")
-        return f"{head}.{job_id}.{tail}" if sep else path
-
-    return replace(
-        old,
-        submitted_at=now(),
-        job_id=job_id,
-        script=script,
-        log_out=rename(old.log_out),
-        log_err=rename(old.log_err),
-        status_file=rename(old.status_file),
-        replaces=old.job_id,
-        run_id=run_id,
-        dependency="",
-    )
 
 
 class SlurmBackend:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from compute_platform import secret_env, shell
 from compute_platform.errors import CommandFailed, TaskError
-from compute_platform.ledger import Script
+from compute_platform.ledger import JobPaths, Script, renewed
 from compute_platform.scheduling.backend import (
     CANCELLED,
     COMPLETED,
@@ -507,10 +507,9 @@ def _relaunch(
 
     def rows(session: str, archived: str) -> list[JobRecord]:
         for old in olds:
-            files = launched[0].files(JobFiles.of(old).index)
-            changes = {"submitted_at": at, "job_id": job_id(session, files.index), "script": archived}
-            changes.update(log_out=files.path("log"), status_file=files.path("status"))
-            new.append(dataclasses.replace(old, **changes, replaces=old.job_id, run_id=run_id))
+            index = JobFiles.of(old).index
+            paths = JobPaths.tmux(launched[0].folder, index)
+            new.append(renewed(old, job_id(session, index), paths, archived, run_id))
         return new
 
     ledger.submit(host.alias, Script(launcher, SUFFIX, len(olds)), start, rows)

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
@@ -19,18 +17,18 @@ from compute_platform.ledger import (
     CONFIRMED,
     NOT_SUBMITTED,
     Event,
+    JobPaths,
     JobRecord,
     Ledger,
     Script,
-    git_state,
-    new_run_id,
     now,
 )
 from compute_platform.scheduling import slurm
-from compute_platform.scheduling.sbatch import SbatchSpec, check_option, log_path, option_name, render
+from compute_platform.scheduling.sbatch import SbatchSpec, check_option, option_name, render
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
 from compute_platform.tasks.base import Action, Outcome
 from compute_platform.tasks.resume import host_share
+from compute_platform.tasks.sweeptask import job_row
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
@@ -363,44 +361,12 @@ class Slurm(Action, SweepFields):
         script: str,
         dependency: str,
     ) -> list[JobRecord]:
-        playbook = ctx.state.playbook
-        commit, dirty = ctx.state.cached("git_state", lambda: git_state(playbook.path.resolve()))
-        run_id: str = ctx.state.cached("run_id", new_run_id)
-        hosts_file = playbook.inventory.hosts_file
         rows = []
         for task_id, job in enumerate(batch.jobs):
             element = f"{job_id}_{task_id}" if batch.array else job_id
-
-            def on_host(ext: str, element: str = element) -> str:
-                return log_path(spec.save_path, spec.job_name, element, ext)
-
-            rows.append(
-                JobRecord(
-                    submitted_at=now(),
-                    playbook=str(playbook.path.resolve()),
-                    task=ctx.task.name,
-                    host=ctx.alias,
-                    scheduler="slurm",
-                    job_id=element,
-                    job_name=spec.job_name,
-                    config=self.config,
-                    command=self.command_text(job),
-                    args=shlex.join(job.args),
-                    sweep=json.dumps(job.point) if job.point else "",
-                    seeds=",".join(str(s) for s in job.seeds),
-                    script=script,
-                    log_out=on_host("out"),
-                    log_err=on_host("err"),
-                    status_file=on_host("status"),
-                    git_commit=commit,
-                    git_dirty=dirty,
-                    run_id=run_id,
-                    job_index=str(job.index),
-                    hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
-                    dependency=dependency,
-                    wandb=spec.wandb or "",
-                )
-            )
+            paths = JobPaths.slurm(spec.save_path, spec.job_name, element)
+            submitted = ("slurm", element, paths, script)
+            rows.append(job_row(ctx, self, job, submitted, self.config, dependency, spec.wandb or ""))
         return rows
 
     def _submitted(self, ctx: RunContext, task_name: str) -> list[str]:

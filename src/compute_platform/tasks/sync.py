@@ -15,8 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from compute_platform import shell
 from compute_platform.errors import CommandFailed, InputError, TaskError
-from compute_platform.ledger import JobRecord, Ledger
-from compute_platform.scheduling.sbatch import log_path
+from compute_platform.ledger import JobPaths, JobRecord, Ledger
 from compute_platform.tasks.base import Action, Outcome
 
 if TYPE_CHECKING:
@@ -224,7 +223,7 @@ class Sync(Action):
                 add(record.job_id, record.log_err or record.log_out)  # tmux: one log for both
             if not found:
                 # the original tool's `sbatch --error=<save_path>/slurm.%j.err`
-                add(job_id, log_path(host.spec.save_path, "slurm", job_id, "err"))
+                add(job_id, JobPaths.original(host.spec.save_path, job_id).err)
         if self.task:
             mine = [r for r in here if r.task == self.task]
             if not mine and strict and self.task not in {r.task for r in records}:

@@ -3,21 +3,19 @@ expansion as `slurm`, plus `parallel`, `max_parallel` and `gpus`; every job is r
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import Field, field_validator, model_validator
 
 from compute_platform import secret_env
 from compute_platform.errors import InputError
-from compute_platform.ledger import JobRecord, Ledger, Script, git_state, new_run_id, now
+from compute_platform.ledger import JobPaths, JobRecord, Ledger, Script
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
 from compute_platform.tasks.base import Action, Outcome
 from compute_platform.tasks.resume import host_share
+from compute_platform.tasks.sweeptask import job_row
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
@@ -188,33 +186,9 @@ class Tmux(Action, SweepFields):
         return Outcome(message=f"{len(jobs)} jobs started in tmux session {started.session}")
 
     def record(self, ctx: RunContext, host: Host, job: Job, started: tmux.Launched, script: str) -> JobRecord:
-        playbook = ctx.state.playbook
-        commit, dirty = ctx.state.cached("git_state", lambda: git_state(playbook.path.resolve()))
-        hosts_file = playbook.inventory.hosts_file
-        files = started.files(job.index)
-        return JobRecord(
-            submitted_at=now(),
-            playbook=str(playbook.path.resolve()),
-            task=ctx.task.name,
-            host=host.alias,
-            scheduler=tmux.SCHEDULER,
-            job_id=tmux.job_id(started.session, job.index),
-            job_name=self.name(ctx.task.name),
-            config=self.config or "",
-            command=self.command_text(job),
-            args=shlex.join(job.args),
-            sweep=json.dumps(job.point) if job.point else "",
-            seeds=",".join(str(s) for s in job.seeds),
-            script=script,
-            log_out=files.path("log"),  # stdout and stderr together
-            status_file=files.path("status"),
-            git_commit=commit,
-            git_dirty=dirty,
-            run_id=ctx.state.cached("run_id", new_run_id),
-            job_index=str(job.index),
-            hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
-            wandb=host.spec.wandb or "",
-        )
+        paths = JobPaths.tmux(started.folder, str(job.index))
+        submitted = (tmux.SCHEDULER, tmux.job_id(started.session, job.index), paths, script)
+        return job_row(ctx, self, job, submitted, self.config or "", wandb=host.spec.wandb or "")
 
 
 def default_cd(host: Host) -> str:

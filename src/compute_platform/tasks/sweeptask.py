@@ -1,0 +1,56 @@
+"""What the `slurm` and `tmux` tasks share beyond their fields (scheduling/sweep.py): the one place
+a submitted job's row of job.csv is made."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from compute_platform.ledger import JobPaths, JobRecord, git_state, new_run_id, now
+
+if TYPE_CHECKING:
+    from compute_platform.runner import RunContext
+    from compute_platform.scheduling.sweep import Job, SweepFields
+
+
+def job_row(
+    ctx: RunContext,
+    fields: SweepFields,
+    job: Job,
+    submitted: tuple[str, str, JobPaths, str],
+    config: str,
+    dependency: str = "",
+    wandb: str = "",
+) -> JobRecord:
+    """The row of one job of a sweep: `submitted` is (scheduler, job id, its files, archived script)."""
+    scheduler, job_id, paths, script = submitted
+    playbook = ctx.state.playbook
+    commit, dirty = ctx.state.cached("git_state", lambda: git_state(playbook.path.resolve()))
+    hosts_file = playbook.inventory.hosts_file
+    return JobRecord(
+        submitted_at=now(),
+        playbook=str(playbook.path.resolve()),
+        task=ctx.task.name,
+        host=ctx.alias,
+        scheduler=scheduler,
+        job_id=job_id,
+        job_name=fields.name(ctx.task.name),
+        config=config,
+        command=fields.command_text(job),
+        args=shlex.join(job.args),
+        sweep=json.dumps(job.point) if job.point else "",
+        seeds=",".join(str(s) for s in job.seeds),
+        script=script,
+        log_out=paths.out,
+        log_err=paths.err,
+        status_file=paths.status,
+        git_commit=commit,
+        git_dirty=dirty,
+        run_id=ctx.state.cached("run_id", new_run_id),
+        job_index=str(job.index),
+        hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
+        dependency=dependency,
+        wandb=wandb,
+    )
