@@ -18,10 +18,6 @@ LOCAL_NAMES = ("localhost",)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-def ssh_config_path() -> Path:
-    return Path(os.environ.get("COMPUTE_SSH_CONFIG", "~/.ssh/config")).expanduser()
-
-
 def known_hosts_path() -> Path:
     return Path(os.environ.get("COMPUTE_KNOWN_HOSTS", "~/.ssh/known_hosts")).expanduser()
 
@@ -296,12 +292,15 @@ class Inventory:
             return self.hosts[alias]
         if alias in LOCAL_NAMES:
             return HostSpec(alias=alias)
-        if alias in ssh_config_hosts():
+        # imported only for a name hosts.yaml lacks: loading a playbook needs nothing of hosts/
+        from compute_platform.hosts import sshconfig
+
+        if alias in sshconfig.ssh_config_hosts():
             return HostSpec(alias=alias)
         choices = [*self.hosts, *LOCAL_NAMES]
         where_file = f" in {self.hosts_file}" if self.hosts_file else ""
         raise InputError(
-            f"unknown host '{alias}': not defined{where_file} nor in {ssh_config_path()}"
+            f"unknown host '{alias}': not defined{where_file} nor in {sshconfig.ssh_config_path()}"
             + yamlfile.did_you_mean(alias, choices),
             where,
         )
@@ -354,21 +353,6 @@ class Inventory:
             else None,
             extra=extra,
         )
-
-
-def ssh_config_hosts() -> set[str]:
-    """Literal (non-pattern) Host names of the user's ~/.ssh/config."""
-    path = ssh_config_path()
-    names: set[str] = set()
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return names
-    for raw in text.splitlines():
-        parts = raw.strip().split(None, 1)
-        if len(parts) == 2 and parts[0].lower() == "host":
-            names.update(n for n in parts[1].split() if not any(c in n for c in "*?!"))
-    return names
 
 
 def load_hosts(path: Path) -> tuple[dict[str, HostSpec], dict[str, Position]]:

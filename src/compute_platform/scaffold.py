@@ -6,7 +6,7 @@ from importlib import resources
 from pathlib import Path
 
 from compute_platform.errors import InputError
-from compute_platform.inventory import ssh_config_hosts, ssh_config_path
+from compute_platform.hosts.sshconfig import ssh_config_hosts, ssh_config_path
 
 GITIGNORE_LINE = "archive/"
 IGNORED_ALREADY = (GITIGNORE_LINE, "archive", "/archive", "/archive/")

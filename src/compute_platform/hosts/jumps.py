@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from compute_platform.errors import HostError
+from compute_platform.hosts import sshconfig
 
 if TYPE_CHECKING:
     from compute_platform.inventory import HostSpec, Inventory
@@ -60,7 +61,6 @@ def hop_spec(inventory: Inventory, text: str, target: HostSpec) -> HostSpec:
     what ~/.ssh/config says for it (HostName, User, IdentityFile...) under what the hop itself
     spells out. It is checked against the target's known_hosts file (unless ~/.ssh/config names
     one for it) and with the target's host_key_checking: a hop is never checked more loosely."""
-    from compute_platform.hosts.ssh import ssh_config_lookup
     from compute_platform.inventory import HostSpec
 
     if text in inventory.hosts:
@@ -69,7 +69,7 @@ def hop_spec(inventory: Inventory, text: str, target: HostSpec) -> HostSpec:
         hop = parse_hop(text)
     except ValueError as e:
         raise HostError(target.alias, f"proxy_jump: {e}") from None
-    config = ssh_config_lookup(hop.host, target.alias)
+    config = sshconfig.lookup(hop.host, target.alias)
     return HostSpec(
         alias=hop.host,  # not `host`: ~/.ssh/config's HostName for it must still apply
         user=hop.user,
@@ -83,8 +83,6 @@ def hop_spec(inventory: Inventory, text: str, target: HostSpec) -> HostSpec:
 
 def check_route(inventory: Inventory, chain: str, target: HostSpec) -> None:
     """Follow the jump hosts from `target` to the first one; a host met twice is a cycle."""
-    from compute_platform.hosts.ssh import endpoint
-
     seen = [target.alias]
     spec = target
     while chain:
@@ -96,8 +94,13 @@ def check_route(inventory: Inventory, chain: str, target: HostSpec) -> None:
             raise HostError(target.alias, f"proxy_jump cycle: {' -> '.join([*seen, hop.alias])}")
         seen.append(hop.alias)
         # `a,b`: b is reached through a, whatever b's own settings say (as with `ssh -J a,b`)
-        chain = ",".join(hops[:-1]) if len(hops) > 1 else endpoint(hop).proxy_jump or ""
+        chain = ",".join(hops[:-1]) if len(hops) > 1 else _own_jumps(hop)
         spec = hop
+
+
+def _own_jumps(hop: HostSpec) -> str:
+    """The ProxyJump of a hop itself, as its connection will use it."""
+    return sshconfig.proxy_jump(hop.proxy_jump, sshconfig.lookup(hop.address, hop.alias)) or ""
 
 
 def not_a_jump_host(target: HostSpec, hop: HostSpec) -> HostError:

@@ -20,7 +20,7 @@ from compute_platform.errors import HostError, HostKeyChanged, InputError
 from compute_platform.hosts.base import Host, LineCallback, Result
 from compute_platform.hosts.process import Processes, kill_tree
 from compute_platform.hosts.remote import kill_group_script, kill_groups_script, with_pidfile
-from compute_platform.inventory import ssh_config_path
+from compute_platform.hosts.sshconfig import ssh_config_path
 
 if TYPE_CHECKING:
     from compute_platform.inventory import HostSpec, Inventory

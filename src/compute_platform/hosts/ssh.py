@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from compute_platform.errors import HostError, HostKeyChanged
+from compute_platform.hosts import sshconfig
 from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
 from compute_platform.hosts.jumps import JumpHost
 from compute_platform.hosts.persistent import PersistentShell, eligible
 from compute_platform.hosts.remote import kill_group_script, kill_groups_script, with_pidfile
-from compute_platform.hosts.sshlib import known_hosts, load_paramiko
-from compute_platform.inventory import HostSpec, known_hosts_path, ssh_config_path
+from compute_platform.hosts.sshlib import known_hosts
+from compute_platform.inventory import HostSpec, known_hosts_path
 
 if TYPE_CHECKING:
     import paramiko
@@ -57,32 +58,16 @@ class Endpoint:
 
 def endpoint(spec: HostSpec) -> Endpoint:
     """hosts.yaml values win; ~/.ssh/config fills what they leave out (as OpenSSH would)."""
-    cfg = ssh_config_lookup(spec.address, spec.alias)
+    cfg = sshconfig.lookup(spec.address, spec.alias)
     hostname = spec.host or cfg.get("hostname") or spec.alias
     port = spec.port or int(cfg.get("port", 22))
     user = spec.user or cfg.get("user") or getpass.getuser()
     keys = (spec.key,) if spec.key else tuple(cfg.get("identityfile", ()))
-    jump = spec.proxy_jump or cfg.get("proxyjump")
-    if jump and jump.lower() == "none":
-        jump = None
+    jump = sshconfig.proxy_jump(spec.proxy_jump, cfg)
     files = str(cfg.get("userknownhostsfile", "")).split()
     known = spec.known_hosts or (files[0] if files else None)
     known_file = Path(known).expanduser() if known else known_hosts_path()
     return Endpoint(hostname, port, user, keys, jump, known_file)
-
-
-def ssh_config_lookup(name: str, alias: str) -> dict[str, Any]:
-    """The ~/.ssh/config settings for host `name` (empty without a config file)."""
-    path = ssh_config_path()
-    if not path.exists():
-        return {}
-    load_paramiko()
-    import paramiko
-
-    try:
-        return dict(paramiko.SSHConfig.from_path(str(path)).lookup(name))
-    except Exception as e:  # paramiko raises several types for bad configs
-        raise HostError(alias, f"cannot read {path}: {e}") from e
 
 
 # Given a ProxyJump value and the host it leads to, the host to tunnel through.
@@ -120,7 +105,7 @@ class SSHHost(Host):
         # connect before importing paramiko (~80 ms, once): sshd starts the session's process
         # meanwhile, on another core
         sock = self._socket(ep, timeout)
-        load_paramiko()
+        sshconfig.load_paramiko()
         import paramiko
 
         transport = paramiko.Transport(sock, default_window_size=WINDOW_SIZE, default_max_packet_size=1 << 15)
