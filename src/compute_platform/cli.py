@@ -127,8 +127,9 @@ def run(
     verbose: bool,
 ) -> int:
     """Run the tasks of PLAYBOOK in order, each on its hosts in parallel."""
+    from compute_platform.context import RunOptions
     from compute_platform.reporting import make_reporter
-    from compute_platform.runner import Runner, RunOptions
+    from compute_platform.runner import Runner
 
     book = _playbook(playbook)
     options = RunOptions(
@@ -140,7 +141,11 @@ def run(
         verbose=verbose,
         skip_submitted=skip_submitted,
     )
-    summary = Runner(book, options, make_reporter(json=as_json, quiet=quiet)).run()
+    from compute_platform import secret_env
+
+    # no secret value is ever printed, whatever prints it
+    reporter = make_reporter(json=as_json, quiet=quiet, secrets=secret_env.collect(book))
+    summary = Runner(book, options, reporter).run()
     return EXIT_FAILED if summary.failed else 0
 
 

@@ -304,8 +304,9 @@ def test_submissions(host: Host, pool: HostPool, playbook: Playbook, cluster: Cl
 def headers(host: Host, pool: HostPool, playbook: Playbook, cluster: Cluster) -> list[tuple[str, str]]:
     """(check name, #SBATCH header) of every distinct script of the host's slurm tasks, rendered by
     the task itself through the context a run gives it."""
+    from compute_platform.context import RunOptions
     from compute_platform.reporting import Reporter
-    from compute_platform.runner import RunContext, RunOptions, RunState
+    from compute_platform.runner import RunContext, RunState
     from compute_platform.scheduling.sbatch import render
 
     state = RunState(playbook, RunOptions(dry_run=True), Reporter(), pool)

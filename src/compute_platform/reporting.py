@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from compute_platform.context import RunOptions, RunSummary
     from compute_platform.playbook import Playbook, Task
-    from compute_platform.runner import RunOptions, RunSummary
 
 
 class Reporter:
@@ -296,10 +297,65 @@ def _progress_bar(done: int, total: int | None, unit: str, seconds: float) -> Ta
     return row
 
 
-def make_reporter(json: bool = False, quiet: bool = False) -> Reporter:
-    """The reporter for a run: JSON if asked, a live view on a terminal, plain lines otherwise."""
+def make_reporter(json: bool = False, quiet: bool = False, secrets: Sequence[str] = ()) -> Reporter:
+    """The reporter for a run: JSON if asked, a live view on a terminal, plain lines otherwise; each
+    hides the values of `secrets` (the run's secret_env values) in whatever it prints."""
+    reporter: Reporter
     if json:
-        return JsonReporter()
-    if use_color(sys.stdout) and not quiet:
-        return LiveReporter(quiet=quiet)
-    return PlainReporter(quiet=quiet)
+        reporter = JsonReporter()
+    elif use_color(sys.stdout) and not quiet:
+        reporter = LiveReporter(quiet=quiet)
+    else:
+        reporter = PlainReporter(quiet=quiet)
+    return Masking(reporter, secrets) if secrets else reporter
+
+
+# -- secrets -------------------------------------------------------------------------------------
+
+MASK = "********"
+
+
+def mask(text: str, values: Sequence[str]) -> str:
+    for value in values:
+        text = text.replace(value, MASK)
+    return text
+
+
+class Masking(Reporter):
+    """Passes every event on to `inner`, with every secret value in its text replaced by MASK."""
+
+    def __init__(self, inner: Reporter, values: Sequence[str]) -> None:
+        self.inner = inner
+        self.values = sorted(values, key=len, reverse=True)  # a value inside another is masked too
+
+    def run_start(self, playbook: Playbook, options: RunOptions) -> None:
+        self.inner.run_start(playbook, options)
+
+    def task_start(self, task: Task, hosts: tuple[str, ...]) -> None:
+        self.inner.task_start(task, hosts)
+
+    def host_output(self, task: Task, host: str, stream: str, line: str) -> None:
+        self.inner.host_output(task, host, stream, mask(line, self.values))
+
+    def host_message(self, task: Task, host: str, text: str) -> None:
+        self.inner.host_message(task, host, mask(text, self.values))
+
+    def host_plan(self, task: Task, host: str, command: str) -> None:
+        self.inner.host_plan(task, host, mask(command, self.values))
+
+    def host_progress(self, task: Task, host: str, done: int, total: int | None, unit: str = "bytes") -> None:
+        self.inner.host_progress(task, host, done, total, unit)
+
+    def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
+        self.inner.host_done(task, host, status, seconds, mask(message, self.values))
+
+    def task_done(self, task: Task) -> None:
+        self.inner.task_done(task)
+
+    def interrupted(self, running: list[str]) -> None:
+        self.inner.interrupted(running)
+
+    def run_done(self, summary: RunSummary) -> None:
+        for host in summary.hosts.values():
+            host.error = mask(host.error, self.values)
+        self.inner.run_done(summary)

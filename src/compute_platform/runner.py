@@ -5,36 +5,26 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from compute_platform.context import HostSummary, Outcome, RunOptions, RunSummary
 from compute_platform.errors import ComputeError, InputError, Interrupted
+from compute_platform.ledger import Ledger, git_state, new_run_id
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host, HostPool
     from compute_platform.hosts.base import LineCallback
     from compute_platform.playbook import Playbook, Task
     from compute_platform.reporting import Reporter
-    from compute_platform.tasks.base import Outcome
 
 
+T = TypeVar("T")
 # After Ctrl-C, how long the runner waits for submissions under way to be recorded.
 SUBMISSION_GRACE = 30.0
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    dry_run: bool = False
-    forks: int = 10
-    fail_fast: bool = False
-    limit: tuple[str, ...] = ()
-    archive: Path = Path("archive")
-    verbose: bool = False
-    skip_submitted: bool = False  # slurm/tmux: leave out the sweep points the ledger already has
 
 
 @dataclass
@@ -53,6 +43,9 @@ class RunState:
 
     def __post_init__(self) -> None:
         self.changed = threading.Condition(self.lock)
+        self.ledger = Ledger(self.options.archive)
+        self.run_id = new_run_id()
+        self.submitted: dict[tuple[str, str], list[str]] = {}  # (task name, alias) -> job ids
 
     def cached(self, key: str, make: Any) -> Any:
         with self.lock:
@@ -90,7 +83,7 @@ class RunState:
 
 @dataclass(frozen=True)
 class RunContext:
-    """What a task sees while it runs on one host."""
+    """What a task sees while it runs on one host: the runner's TaskContext (context.py)."""
 
     state: RunState
     task: Task
@@ -100,6 +93,36 @@ class RunContext:
     @property
     def options(self) -> RunOptions:
         return self.state.options
+
+    @property
+    def stopping(self) -> threading.Event:
+        return self.state.stopping
+
+    @property
+    def ledger(self) -> Ledger:
+        return self.state.ledger
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    def git_state(self) -> tuple[str, str]:
+        path = self.playbook.path.resolve()
+        return self.state.cached("git_state", lambda: git_state(path))  # type: ignore[no-any-return]
+
+    def submission(self) -> AbstractContextManager[None]:
+        return self.state.submission(self.alias)
+
+    def shared(self, key: str, make: Callable[[], T]) -> T:
+        return self.state.cached(key, make)  # type: ignore[no-any-return]
+
+    def submitted(self, task_name: str) -> list[str]:
+        with self.state.lock:
+            return list(self.state.submitted.get((task_name, self.alias), []))
+
+    def add_submitted(self, ids: Sequence[str]) -> None:
+        with self.state.lock:
+            self.state.submitted.setdefault((self.task.name, self.alias), []).extend(ids)
 
     @property
     def playbook(self) -> Playbook:
@@ -125,35 +148,11 @@ class RunContext:
         self.state.reporter.host_progress(self.task, self.alias, done, total, unit)
 
 
-@dataclass
-class HostSummary:
-    ok: int = 0
-    changed: int = 0
-    failed: int = 0
-    skipped: int = 0
-    seconds: float = 0.0
-    error: str = ""
-
-
-@dataclass
-class RunSummary:
-    hosts: dict[str, HostSummary] = field(default_factory=dict)
-    interrupted: bool = False
-    seconds: float = 0.0
-
-    @property
-    def failed(self) -> bool:
-        return self.interrupted or any(h.failed for h in self.hosts.values())
-
-
 class Runner:
     def __init__(self, playbook: Playbook, options: RunOptions, reporter: Reporter) -> None:
-        from compute_platform import secret_env
-
         self.playbook = playbook
         self.options = options
-        values = secret_env.collect(playbook)  # no secret value is ever printed, whatever prints it
-        self.reporter = secret_env.Masking(reporter, values) if values else reporter
+        self.reporter = reporter
         self.running: set[str] = set()  # "task on host" being worked on, for the Ctrl-C message
         self.in_use: dict[str, Host] = {}  # alias -> Host of the tasks under way, stopped by Ctrl-C
 

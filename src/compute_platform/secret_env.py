@@ -25,13 +25,10 @@ from typing import TYPE_CHECKING
 
 from compute_platform import shell
 from compute_platform.errors import InputError
-from compute_platform.reporting import Reporter
 
 if TYPE_CHECKING:
-    from compute_platform.playbook import Playbook, Task
-    from compute_platform.runner import RunOptions, RunSummary
+    from compute_platform.playbook import Playbook
 
-MASK = "********"
 MIN_MASKED = 4  # shorter values would mask ordinary words of the output
 
 
@@ -88,49 +85,3 @@ def collect(playbook: Playbook) -> list[str]:
     """Every secret value the playbook's tasks use that is set here (for masking the output)."""
     names = {name for task in playbook.tasks for name in getattr(task.action, "secret_env", ())}
     return [os.environ[n] for n in sorted(names) if len(os.environ.get(n, "")) >= MIN_MASKED]
-
-
-def mask(text: str, values: Sequence[str]) -> str:
-    for value in values:
-        text = text.replace(value, MASK)
-    return text
-
-
-class Masking(Reporter):
-    """Passes every event on to `inner`, with every secret value in its text replaced by MASK."""
-
-    def __init__(self, inner: Reporter, values: Sequence[str]) -> None:
-        self.inner = inner
-        self.values = sorted(values, key=len, reverse=True)  # a value inside another is masked too
-
-    def run_start(self, playbook: Playbook, options: RunOptions) -> None:
-        self.inner.run_start(playbook, options)
-
-    def task_start(self, task: Task, hosts: tuple[str, ...]) -> None:
-        self.inner.task_start(task, hosts)
-
-    def host_output(self, task: Task, host: str, stream: str, line: str) -> None:
-        self.inner.host_output(task, host, stream, mask(line, self.values))
-
-    def host_message(self, task: Task, host: str, text: str) -> None:
-        self.inner.host_message(task, host, mask(text, self.values))
-
-    def host_plan(self, task: Task, host: str, command: str) -> None:
-        self.inner.host_plan(task, host, mask(command, self.values))
-
-    def host_progress(self, task: Task, host: str, done: int, total: int | None, unit: str = "bytes") -> None:
-        self.inner.host_progress(task, host, done, total, unit)
-
-    def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
-        self.inner.host_done(task, host, status, seconds, mask(message, self.values))
-
-    def task_done(self, task: Task) -> None:
-        self.inner.task_done(task)
-
-    def interrupted(self, running: list[str]) -> None:
-        self.inner.interrupted(running)
-
-    def run_done(self, summary: RunSummary) -> None:
-        for host in summary.hosts.values():
-            host.error = mask(host.error, self.values)
-        self.inner.run_done(summary)

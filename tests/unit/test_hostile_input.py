@@ -331,6 +331,6 @@ def test_secret_values_arrive_verbatim_and_leave_the_rest_of_stdin(
 
 
 def test_masking_hides_every_secret_value_in_what_is_printed() -> None:
-    from compute_platform.secret_env import MASK, mask
+    from compute_platform.reporting import MASK, mask
 
     assert mask("key=abcd1234 and abcd1234x", ["abcd1234"]) == f"key={MASK} and {MASK}x"

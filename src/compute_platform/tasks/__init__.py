@@ -7,7 +7,8 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Mapping
 
-from compute_platform.tasks.base import Action, Outcome
+from compute_platform.context import Outcome
+from compute_platform.tasks.base import Action
 
 TASK_TYPES: dict[str, str] = {
     "cmd": "compute_platform.tasks.cmd:Cmd",

@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from compute_platform import yamlfile
+from compute_platform.context import Outcome
 
 if TYPE_CHECKING:
+    from compute_platform.context import TaskContext
     from compute_platform.hosts import Host
     from compute_platform.inventory import HostSpec, Inventory
     from compute_platform.playbook import Task
-    from compute_platform.runner import RunContext
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a task did on one host (failures are raised as ComputeError instead)."""
-
-    changed: bool = True
-    message: str = ""
 
 
 class Action(BaseModel):
@@ -60,9 +52,9 @@ class Action(BaseModel):
         (inside this action's mapping) it is about: `compute check` prints them with their line."""
         return []
 
-    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+    def plan(self, ctx: TaskContext, host: Host) -> list[str]:
         """What `--dry-run` prints for this host: the commands, exactly as they would run."""
         return []
 
-    def run(self, ctx: RunContext, host: Host) -> Outcome:
+    def run(self, ctx: TaskContext, host: Host) -> Outcome:
         raise NotImplementedError

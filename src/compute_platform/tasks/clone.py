@@ -7,15 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator
 
+from compute_platform.context import Outcome
 from compute_platform.errors import ComputeError, InputError, Interrupted, TaskError
-from compute_platform.tasks.base import Action, Outcome
+from compute_platform.tasks.base import Action
 from compute_platform.tasks.git import Git, repo_name
 
 if TYPE_CHECKING:
+    from compute_platform.context import TaskContext
     from compute_platform.hosts import Host
     from compute_platform.inventory import HostSpec, Inventory
     from compute_platform.playbook import Task
-    from compute_platform.runner import RunContext
 
 
 class Clone(Action):
@@ -69,10 +70,10 @@ class Clone(Action):
         """One `git` clone per repository: the only cloning code there is."""
         return [Git(action="clone", path=self.path, repo=repo, install=self.install) for repo in self.repos]
 
-    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+    def plan(self, ctx: TaskContext, host: Host) -> list[str]:
         return [step for git in self.clones() for step in git.plan(ctx, host)]
 
-    def run(self, ctx: RunContext, host: Host) -> Outcome:
+    def run(self, ctx: TaskContext, host: Host) -> Outcome:
         changed, failed = False, []
         for git in self.clones():
             name = repo_name(git.repo or "")

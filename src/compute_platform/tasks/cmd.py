@@ -7,11 +7,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from compute_platform import secret_env, shell
-from compute_platform.tasks.base import Action, Outcome
+from compute_platform.context import Outcome
+from compute_platform.tasks.base import Action
 
 if TYPE_CHECKING:
+    from compute_platform.context import TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.runner import RunContext
 
 
 class Cmd(Action):
@@ -52,12 +53,12 @@ class Cmd(Action):
         secret_env.check_names(self.secret_env, self.env)
         return self
 
-    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+    def plan(self, ctx: TaskContext, host: Host) -> list[str]:
         # how the secrets are read, never their values (the end marker is made anew for each run)
         receive = secret_env.receive("<end marker>") + "\n" if self.secret_env else ""
         return [host.script(receive + c, cwd=self.cd, env=self.env) for c in self.commands]
 
-    def run(self, ctx: RunContext, host: Host) -> Outcome:
+    def run(self, ctx: TaskContext, host: Host) -> Outcome:
         values = secret_env.read(self.secret_env, ctx.alias)
         for command in self.commands:
             stdin = None

@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, field_validator
 
 from compute_platform import transfer
+from compute_platform.context import Outcome
 from compute_platform.errors import InputError, TaskError
 from compute_platform.hosts.local import LocalHost
-from compute_platform.tasks.base import Action, Outcome
+from compute_platform.tasks.base import Action
 
 if TYPE_CHECKING:
+    from compute_platform.context import TaskContext
     from compute_platform.hosts import Host
     from compute_platform.inventory import HostSpec, Inventory
     from compute_platform.playbook import Task
-    from compute_platform.runner import RunContext
 
 # Progress is reported only for transfers that last, and at most this often.
 PROGRESS_AFTER = 1.0
@@ -70,7 +71,7 @@ class Copy(Action):
                 task.position,
             )
 
-    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+    def plan(self, ctx: TaskContext, host: Host) -> list[str]:
         if transfer.is_glob(self.src):
             return self._plan_matches(host)
         if isinstance(host, LocalHost):
@@ -100,7 +101,7 @@ class Copy(Action):
         script = transfer.receive_matches_script(self.dest)
         return [f"{expanded}\n# one tar stream of every match on stdin\n" + host.script(script)]
 
-    def run(self, ctx: RunContext, host: Host) -> Outcome:
+    def run(self, ctx: TaskContext, host: Host) -> Outcome:
         progress = Reported(ctx)
         start = time.monotonic()
         if transfer.is_glob(self.src):
@@ -122,7 +123,7 @@ class Copy(Action):
             ctx.info(f"warning: {warning}")
         return Outcome(True, self._message(stats, time.monotonic() - start))
 
-    def _copy_matches(self, ctx: RunContext, host: Host, progress: Reported) -> transfer.Stats:
+    def _copy_matches(self, ctx: TaskContext, host: Host, progress: Reported) -> transfer.Stats:
         if self.mode == "pull" and not isinstance(host, LocalHost):
             return transfer.pull_matches(
                 host, self.src, Path(self.dest).expanduser(), self.exclude, progress, ctx.timeout
@@ -147,7 +148,7 @@ class Reported:
     """A transfer.Progress that tells the run's reporter (the display owner) how far a copy
     went: nothing during the first second, then at most ten updates a second."""
 
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: TaskContext) -> None:
         self.ctx = ctx
         self.start = time.monotonic()
         self.last = 0.0
@@ -162,11 +163,11 @@ class Reported:
         if now - self.start >= PROGRESS_AFTER and now - self.last >= PROGRESS_EVERY:
             self.last = now
             self.shown = True
-            self.ctx.state.reporter.host_progress(self.ctx.task, self.ctx.alias, self.done, total)
+            self.ctx.progress(self.done, total, "bytes")
 
     def finish(self) -> None:
         if self.shown:
-            self.ctx.state.reporter.host_progress(self.ctx.task, self.ctx.alias, self.done, self.total)
+            self.ctx.progress(self.done, self.total, "bytes")
 
 
 def _names(paths: list[Path], shown: int = 10) -> str:

@@ -10,16 +10,17 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from compute_platform import shell
+from compute_platform.context import Outcome
 from compute_platform.errors import InputError, TaskError
-from compute_platform.tasks.base import Action, Outcome
+from compute_platform.tasks.base import Action
 from compute_platform.tasks.pip import check_pip, pip_script
 
 if TYPE_CHECKING:
+    from compute_platform.context import TaskContext
     from compute_platform.hosts import Host
     from compute_platform.hosts.base import Result
     from compute_platform.inventory import HostSpec, Inventory
     from compute_platform.playbook import Task
-    from compute_platform.runner import RunContext
 
 # Exit code of a clone script that refuses to touch a directory holding something else.
 TARGET_TAKEN = 94
@@ -202,13 +203,13 @@ class Git(Action):
     def install_command(self, host: Host) -> str:
         return pip_script(host.spec.python, "install", ["-e", shell.quote_path(self.target)])
 
-    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+    def plan(self, ctx: TaskContext, host: Host) -> list[str]:
         steps = [host.script(self.command())]
         if self.install:
             steps.append(host.script(self.install_command(host)))
         return steps
 
-    def run(self, ctx: RunContext, host: Host) -> Outcome:
+    def run(self, ctx: TaskContext, host: Host) -> Outcome:
         result = self._with_retries(ctx, host)
         outcome = self._outcome(result)
         if self.install:
@@ -217,7 +218,7 @@ class Git(Action):
             outcome = Outcome(True, f"{outcome.message}; installed with pip -e")
         return outcome
 
-    def _with_retries(self, ctx: RunContext, host: Host) -> Result:
+    def _with_retries(self, ctx: TaskContext, host: Host) -> Result:
         for attempt in range(1, self.retries + 1):
             result = host.run(self.command(), timeout=ctx.timeout)
             if result.ok:

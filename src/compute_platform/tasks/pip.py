@@ -10,15 +10,16 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import field_validator
 
 from compute_platform import shell
+from compute_platform.context import Outcome
 from compute_platform.errors import CommandFailed, InputError
-from compute_platform.tasks.base import Action, Outcome
+from compute_platform.tasks.base import Action
 
 if TYPE_CHECKING:
+    from compute_platform.context import TaskContext
     from compute_platform.hosts import Host
     from compute_platform.hosts.base import Result
     from compute_platform.inventory import HostSpec, Inventory
     from compute_platform.playbook import Task
-    from compute_platform.runner import RunContext
 
 # Exit status 0 when the interpreter runs outside any virtual or conda environment, where pip
 # must install with --user (a venv or conda env is the user's own: install into it directly).
@@ -138,10 +139,10 @@ class Pip(Action):
     def command(self, host: Host) -> str:
         return pip_script(host.spec.python, self.action, self.words(), requirements=bool(self.requirements))
 
-    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+    def plan(self, ctx: TaskContext, host: Host) -> list[str]:
         return [host.script(self.command(host))]
 
-    def run(self, ctx: RunContext, host: Host) -> Outcome:
+    def run(self, ctx: TaskContext, host: Host) -> Outcome:
         stdin = self.requirements_file().read_bytes() if self.requirements else None
         result = host.run(
             self.command(host),

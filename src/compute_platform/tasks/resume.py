@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from compute_platform.ledger import Ledger
 from compute_platform.scheduling.sweep import scatter
 
 if TYPE_CHECKING:
-    from compute_platform.runner import RunContext
+    from compute_platform.context import TaskContext
     from compute_platform.scheduling.sweep import Job, SweepFields
 
 
-def host_share(ctx: RunContext, fields: SweepFields) -> tuple[list[Job], str]:
+def host_share(ctx: TaskContext, fields: SweepFields) -> tuple[list[Job], str]:
     """(the jobs this host is to submit, why there is none when so). Without `scatter` every
     host runs every point, and `--skip-submitted` leaves out what this host submitted already. With
     `scatter` a point is the same point whichever host ran it: the points any host submitted are left
@@ -29,7 +28,7 @@ def host_share(ctx: RunContext, fields: SweepFields) -> tuple[list[Job], str]:
     if not fields.scatter:
         return unsubmitted(ctx, fields, jobs), ALL_SUBMITTED
     if ctx.options.skip_submitted:
-        done = ctx.state.cached(f"resume:submitted:{ctx.task.index}", lambda: _submitted(ctx, None))
+        done = ctx.shared(f"resume:submitted:{ctx.task.index}", lambda: _submitted(ctx, None))
         left = [job for job in jobs if (str(job.index), fields.command_text(job)) not in done]
         if len(left) < len(jobs):
             ctx.info(
@@ -39,7 +38,7 @@ def host_share(ctx: RunContext, fields: SweepFields) -> tuple[list[Job], str]:
     return scatter(jobs, ctx.host_index, len(ctx.task_hosts)), NOT_DEALT if jobs else ALL_SUBMITTED
 
 
-def unsubmitted(ctx: RunContext, fields: SweepFields, jobs: list[Job]) -> list[Job]:
+def unsubmitted(ctx: TaskContext, fields: SweepFields, jobs: list[Job]) -> list[Job]:
     """The jobs still to submit on this host: all of them unless the run skips submitted points."""
     if not ctx.options.skip_submitted or not jobs:
         return jobs
@@ -50,9 +49,8 @@ def unsubmitted(ctx: RunContext, fields: SweepFields, jobs: list[Job]) -> list[J
     return todo
 
 
-def _submitted(ctx: RunContext, host: str | None) -> set[tuple[str, str]]:
-    ledger = Ledger(ctx.options.archive)
-    return ledger.submitted_points(str(ctx.playbook.path.resolve()), ctx.task.name, host)
+def _submitted(ctx: TaskContext, host: str | None) -> set[tuple[str, str]]:
+    return ctx.ledger.submitted_points(str(ctx.playbook.path.resolve()), ctx.task.name, host)
 
 
 ALL_SUBMITTED = "every point was already submitted"

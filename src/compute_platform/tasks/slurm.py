@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 from pydantic import Field, field_validator, model_validator
 
 from compute_platform import secret_env
+from compute_platform.context import Outcome
 from compute_platform.errors import InputError, Interrupted, TaskError
 from compute_platform.ledger import (
     CONFIRMED,
@@ -26,15 +27,15 @@ from compute_platform.ledger import (
 from compute_platform.scheduling import slurm
 from compute_platform.scheduling.sbatch import SbatchSpec, check_option, option_name, render
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
-from compute_platform.tasks.base import Action, Outcome
+from compute_platform.tasks.base import Action
 from compute_platform.tasks.resume import host_share
 from compute_platform.tasks.sweeptask import job_row
 
 if TYPE_CHECKING:
+    from compute_platform.context import TaskContext
     from compute_platform.hosts import Host
     from compute_platform.inventory import HostSpec, Inventory, ResolvedConfig
     from compute_platform.playbook import Task
-    from compute_platform.runner import RunContext
 
 # `array: auto` submits a host's jobs as one array from this many jobs on (fewer stay plain jobs,
 # whose ids and log names are simpler to read); `max_parallel` always asks for an array.
@@ -191,7 +192,7 @@ class Slurm(Action, SweepFields):
 
     # -- dry run and run ---------------------------------------------------------------------
 
-    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+    def plan(self, ctx: TaskContext, host: Host) -> list[str]:
         jobs, why_none = host_share(ctx, self)
         if not jobs:
             return [f"# {why_none}"]
@@ -211,13 +212,13 @@ class Slurm(Action, SweepFields):
             lines.append(f"sbatch --parsable{option} <<'EOF'\n{script}EOF")
         return lines
 
-    def run(self, ctx: RunContext, host: Host) -> Outcome:
+    def run(self, ctx: TaskContext, host: Host) -> Outcome:
         if ctx.options.skip_submitted:
             self.confirm(ctx, host)
         jobs, why_none = host_share(ctx, self)
         if not jobs:
             return Outcome(changed=False, message=why_none)
-        ledger = Ledger(ctx.options.archive)
+        ledger = ctx.ledger
         ledger.ensure_writable(ctx.alias)  # nothing is submitted that cannot be recorded
         dependency = (
             resolve_dependency(self.dependency, lambda name: self._submitted(ctx, name))
@@ -232,7 +233,7 @@ class Slurm(Action, SweepFields):
         for batch in batches:
             try:
                 # Ctrl-C lets a submission under way end and be recorded, and starts no other one
-                with ctx.state.submission(ctx.alias):
+                with ctx.submission():
                     ids.append(self.submit(ctx, host, ledger, batch, cluster, dependency))
                 done += len(batch.jobs)
                 ctx.progress(done, len(jobs))
@@ -240,13 +241,12 @@ class Slurm(Action, SweepFields):
                 if not ids:
                     raise
                 raise TaskError(f"{e.message} (already submitted and recorded: {', '.join(ids)})") from e
-        with ctx.state.lock:
-            ctx.state.cache.setdefault(_submitted_key(ctx.task.name, ctx.alias), []).extend(ids)
+        ctx.add_submitted(ids)
         return Outcome(message=f"{len(jobs)} jobs: {describe(batches)}, id {', '.join(ids)}")
 
     def submit(
         self,
-        ctx: RunContext,
+        ctx: TaskContext,
         host: Host,
         ledger: Ledger,
         batch: Batch,
@@ -260,7 +260,7 @@ class Slurm(Action, SweepFields):
         token = slurm.new_token()
 
         def sbatch() -> str:
-            retry = slurm.Retry(self.submit_retry, ctx.state.stopping, ctx.info)
+            retry = slurm.Retry(self.submit_retry, ctx.stopping, ctx.info)
             args = [f"--dependency={dependency}"] if dependency else []
             secrets = secret_env.read(self.secret_env, ctx.alias)
             return slurm.submit(host, text, args, retry, token, secrets)
@@ -279,11 +279,11 @@ class Slurm(Action, SweepFields):
             lost,
         )
 
-    def confirm(self, ctx: RunContext, host: Host) -> None:
+    def confirm(self, ctx: TaskContext, host: Host) -> None:
         """Resolve the unconfirmed submissions of an earlier run: one found in Slurm's queue by its
         token is recorded as it was submitted; one not found is forgotten (its points are submitted
         again). A job that ran and ended more than MinJobAge ago (300 s by default) is not found."""
-        ledger = Ledger(ctx.options.archive)
+        ledger = ctx.ledger
         pending = ledger.unconfirmed(str(ctx.playbook.path.resolve()), ctx.task.name, ctx.alias)
         if not pending:
             return
@@ -318,19 +318,17 @@ class Slurm(Action, SweepFields):
         text = "\n".join(f"{job.index}\n{self.command_text(job)}" for job in jobs)
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def cluster(self, ctx: RunContext, host: Host) -> slurm.Cluster:
+    def cluster(self, ctx: TaskContext, host: Host) -> slurm.Cluster:
         """The login node's answers (home, MaxArraySize), asked once per run."""
         save_path = host.spec.save_path
-        return ctx.state.cached(  # type: ignore[no-any-return]
-            f"slurm:cluster:{ctx.alias}:{save_path}", lambda: slurm.prepare(host, save_path)
-        )
+        return ctx.shared(f"slurm:cluster:{ctx.alias}:{save_path}", lambda: slurm.prepare(host, save_path))
 
-    def host_jobs(self, ctx: RunContext) -> list[Job]:
+    def host_jobs(self, ctx: TaskContext) -> list[Job]:
         jobs = self.jobs()
         return scatter(jobs, ctx.host_index, len(ctx.task_hosts)) if self.scatter else jobs
 
-    def spec(self, ctx: RunContext, batch: Batch, host: HostSpec, cluster: slurm.Cluster) -> SbatchSpec:
-        config: ResolvedConfig = ctx.state.playbook.inventory.config(self.config, ctx.alias)
+    def spec(self, ctx: TaskContext, batch: Batch, host: HostSpec, cluster: slurm.Cluster) -> SbatchSpec:
+        config: ResolvedConfig = ctx.playbook.inventory.config(self.config, ctx.alias)
         return SbatchSpec(
             job_name=self.name(ctx.task.name),
             cmd=self.cmd,
@@ -345,8 +343,7 @@ class Slurm(Action, SweepFields):
             env={**host.env, **self.env},
             cd=self.cd,
             options=self.sbatch,
-            comment=f"compute: playbook {ctx.state.playbook.path.name}, task '{ctx.task.name}', "
-            f"host {ctx.alias}",
+            comment=f"compute: playbook {ctx.playbook.path.name}, task '{ctx.task.name}', host {ctx.alias}",
             secret_env=self.secret_env,
             wandb=host.wandb,
             wandb_dir=cluster.expand(host.wandb_dir),
@@ -354,7 +351,7 @@ class Slurm(Action, SweepFields):
 
     def records(
         self,
-        ctx: RunContext,
+        ctx: TaskContext,
         spec: SbatchSpec,
         batch: Batch,
         job_id: str,
@@ -369,9 +366,8 @@ class Slurm(Action, SweepFields):
             rows.append(job_row(ctx, self, job, submitted, self.config, dependency, spec.wandb or ""))
         return rows
 
-    def _submitted(self, ctx: RunContext, task_name: str) -> list[str]:
-        with ctx.state.lock:
-            ids = list(ctx.state.cache.get(_submitted_key(task_name, ctx.alias), []))
+    def _submitted(self, ctx: TaskContext, task_name: str) -> list[str]:
+        ids = ctx.submitted(task_name)
         if not ids:
             raise TaskError(
                 f"{ctx.alias}: dependency '{self.dependency}': no earlier task named '{task_name}' "
@@ -383,10 +379,6 @@ class Slurm(Action, SweepFields):
         if not self.dependency:
             return ""
         return resolve_dependency(self.dependency, lambda name: [f"<ids of task '{name}'>"])
-
-
-def _submitted_key(task_name: str, alias: str) -> str:
-    return f"slurm:submitted:{task_name}:{alias}"
 
 
 def describe(batches: Sequence[Batch]) -> str:

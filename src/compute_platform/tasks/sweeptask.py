@@ -8,15 +8,15 @@ import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compute_platform.ledger import JobPaths, JobRecord, git_state, new_run_id, now
+from compute_platform.ledger import JobPaths, JobRecord, now
 
 if TYPE_CHECKING:
-    from compute_platform.runner import RunContext
+    from compute_platform.context import TaskContext
     from compute_platform.scheduling.sweep import Job, SweepFields
 
 
 def job_row(
-    ctx: RunContext,
+    ctx: TaskContext,
     fields: SweepFields,
     job: Job,
     submitted: tuple[str, str, JobPaths, str],
@@ -26,8 +26,8 @@ def job_row(
 ) -> JobRecord:
     """The row of one job of a sweep: `submitted` is (scheduler, job id, its files, archived script)."""
     scheduler, job_id, paths, script = submitted
-    playbook = ctx.state.playbook
-    commit, dirty = ctx.state.cached("git_state", lambda: git_state(playbook.path.resolve()))
+    playbook = ctx.playbook
+    commit, dirty = ctx.git_state()
     hosts_file = playbook.inventory.hosts_file
     return JobRecord(
         submitted_at=now(),
@@ -48,7 +48,7 @@ def job_row(
         status_file=paths.status,
         git_commit=commit,
         git_dirty=dirty,
-        run_id=ctx.state.cached("run_id", new_run_id),
+        run_id=ctx.run_id,
         job_index=str(job.index),
         hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
         dependency=dependency,

@@ -14,15 +14,16 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, field_validator, model_validator
 
 from compute_platform import shell
+from compute_platform.context import Outcome
 from compute_platform.errors import CommandFailed, InputError, TaskError
-from compute_platform.ledger import JobPaths, JobRecord, Ledger
-from compute_platform.tasks.base import Action, Outcome
+from compute_platform.ledger import JobPaths, JobRecord
+from compute_platform.tasks.base import Action
 
 if TYPE_CHECKING:
+    from compute_platform.context import TaskContext
     from compute_platform.hosts import Host
     from compute_platform.inventory import HostSpec, Inventory
     from compute_platform.playbook import Task
-    from compute_platform.runner import RunContext
 
 JOB = re.compile(r"(?:(?P<host>[^:\s]+):)?(?P<id>[A-Za-z0-9][A-Za-z0-9_.+-]*)")
 MAX_RANGE = 10_000  # ids in one job_array: each is a file to read
@@ -199,10 +200,10 @@ class Sync(Action):
             ids += [str(i) for i in range(self.job_array[0], self.job_array[1] + 1)]
         return ids
 
-    def logs(self, ctx: RunContext, host: Host, strict: bool = True) -> tuple[list[Log], list[str]]:
+    def logs(self, ctx: TaskContext, host: Host, strict: bool = True) -> tuple[list[Log], list[str]]:
         """The logs to read on this host, each once, and notes on what names none. `strict`: a
         task name the ledger does not know is an error (in a dry run only a note)."""
-        ledger = Ledger(ctx.options.archive)
+        ledger = ctx.ledger
         records = ledger.records()
         here = [r for r in records if r.host == host.alias]
         logs: list[Log] = []
@@ -239,7 +240,7 @@ class Sync(Action):
                 add(record.job_id, record.log_err or record.log_out)
         return logs, notes
 
-    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+    def plan(self, ctx: TaskContext, host: Host) -> list[str]:
         logs, _ = self.logs(ctx, host, strict=False)
         if not logs:
             return []
@@ -249,7 +250,7 @@ class Sync(Action):
             host.script("wandb sync RUN_DIR...  # each run directory those lines name, quoted"),
         ]
 
-    def run(self, ctx: RunContext, host: Host) -> Outcome:
+    def run(self, ctx: TaskContext, host: Host) -> Outcome:
         logs, notes = self.logs(ctx, host)
         for note in notes:
             ctx.info(note)

@@ -9,19 +9,20 @@ from typing import TYPE_CHECKING, Any, Union
 from pydantic import Field, field_validator, model_validator
 
 from compute_platform import secret_env
+from compute_platform.context import Outcome
 from compute_platform.errors import InputError
-from compute_platform.ledger import JobPaths, JobRecord, Ledger, Script
+from compute_platform.ledger import JobPaths, JobRecord, Script
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.sweep import Job, SweepFields, scatter
-from compute_platform.tasks.base import Action, Outcome
+from compute_platform.tasks.base import Action
 from compute_platform.tasks.resume import host_share
 from compute_platform.tasks.sweeptask import job_row
 
 if TYPE_CHECKING:
+    from compute_platform.context import TaskContext
     from compute_platform.hosts import Host
     from compute_platform.inventory import HostSpec, Inventory
     from compute_platform.playbook import Task
-    from compute_platform.runner import RunContext
 
 
 class Tmux(Action, SweepFields):
@@ -100,14 +101,14 @@ class Tmux(Action, SweepFields):
 
     # -- what runs ---------------------------------------------------------------------------------
 
-    def host_jobs(self, ctx: RunContext) -> list[Job]:
+    def host_jobs(self, ctx: TaskContext) -> list[Job]:
         jobs = self.jobs()
         return scatter(jobs, ctx.host_index, len(ctx.task_hosts)) if self.scatter else jobs
 
     def lanes(self) -> int:
         return tmux.max_lanes(self.runs_parallel, self.max_parallel, [str(g) for g in self.gpus])
 
-    def launcher(self, ctx: RunContext, host: Host, jobs: list[Job]) -> str:
+    def launcher(self, ctx: TaskContext, host: Host, jobs: list[Job]) -> str:
         spec = tmux.LauncherSpec(
             task=ctx.task.name,
             cmd=self.cmd,
@@ -124,10 +125,10 @@ class Tmux(Action, SweepFields):
         )
         return tmux.render_launcher(spec)
 
-    def session_base(self, ctx: RunContext) -> str:
+    def session_base(self, ctx: TaskContext) -> str:
         return tmux.session_base(self.name(ctx.task.name))
 
-    def plan(self, ctx: RunContext, host: Host) -> list[str]:
+    def plan(self, ctx: TaskContext, host: Host) -> list[str]:
         jobs, why_none = host_share(ctx, self)
         if not jobs:
             return [f"# {why_none}"]
@@ -142,18 +143,18 @@ class Tmux(Action, SweepFields):
             host.script(tmux.launch_script(root, base)),
         ]
 
-    def run(self, ctx: RunContext, host: Host) -> Outcome:
+    def run(self, ctx: TaskContext, host: Host) -> Outcome:
         jobs, why_none = host_share(ctx, self)
         if not jobs:
             return Outcome(changed=False, message=why_none)
         ctx.progress(0, len(jobs))  # one round trip: the bar fills when the launch is recorded
-        with ctx.state.submission(host.alias):  # Ctrl-C waits until the launch is recorded
+        with ctx.submission():  # Ctrl-C waits until the launch is recorded
             outcome = self.launch(ctx, host, jobs)
         ctx.progress(len(jobs), len(jobs))
         return outcome
 
-    def launch(self, ctx: RunContext, host: Host, jobs: list[Job]) -> Outcome:
-        ledger = Ledger(ctx.options.archive)
+    def launch(self, ctx: TaskContext, host: Host, jobs: list[Job]) -> Outcome:
+        ledger = ctx.ledger
         ledger.ensure_writable(host.alias)
         text = self.launcher(ctx, host, jobs)
         base = self.session_base(ctx)
@@ -185,7 +186,9 @@ class Tmux(Action, SweepFields):
         )
         return Outcome(message=f"{len(jobs)} jobs started in tmux session {started.session}")
 
-    def record(self, ctx: RunContext, host: Host, job: Job, started: tmux.Launched, script: str) -> JobRecord:
+    def record(
+        self, ctx: TaskContext, host: Host, job: Job, started: tmux.Launched, script: str
+    ) -> JobRecord:
         paths = JobPaths.tmux(started.folder, str(job.index))
         submitted = (tmux.SCHEDULER, tmux.job_id(started.session, job.index), paths, script)
         return job_row(ctx, self, job, submitted, self.config or "", wandb=host.spec.wandb or "")

@@ -1,0 +1,109 @@
+"""What a task may use while it runs on one host, and what a run reports: the TaskContext protocol
+(the runner implements it), the options of a run, a task's Outcome and the run's summaries. A leaf:
+tasks and reporters import this module, never the runner."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from compute_platform.hosts import Host
+    from compute_platform.hosts.base import LineCallback
+    from compute_platform.ledger import Ledger
+    from compute_platform.playbook import Playbook, Task
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    dry_run: bool = False
+    forks: int = 10
+    fail_fast: bool = False
+    limit: tuple[str, ...] = ()
+    archive: Path = Path("archive")
+    verbose: bool = False
+    skip_submitted: bool = False  # slurm/tmux: leave out the sweep points the ledger already has
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a task did on one host (failures are raised as ComputeError instead)."""
+
+    changed: bool = True
+    message: str = ""
+
+
+class TaskContext(Protocol):
+    """Everything a task sees of the run while it works on one host."""
+
+    @property
+    def alias(self) -> str: ...
+    @property
+    def task(self) -> Task: ...
+    @property
+    def task_hosts(self) -> tuple[str, ...]:
+        """The task's hosts in this run (after --limit and earlier failures), in playbook order."""
+
+    @property
+    def host_index(self) -> int: ...
+    @property
+    def options(self) -> RunOptions: ...
+    @property
+    def playbook(self) -> Playbook: ...
+    @property
+    def timeout(self) -> float | None: ...
+    @property
+    def stopping(self) -> threading.Event:
+        """Set by Ctrl-C: waits (retry pauses) end at once."""
+
+    @property
+    def ledger(self) -> Ledger:
+        """The run's ledger, opened once."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def git_state(self) -> tuple[str, str]:
+        """(commit, dirty) of the playbook's repository, read once per run."""
+
+    def submission(self) -> AbstractContextManager[None]:
+        """Around one submission and its record: none starts once the run is stopping, and Ctrl-C
+        waits for those under way, so that a job the scheduler took is always recorded."""
+
+    def shared(self, key: str, make: Callable[[], T]) -> T:
+        """A value made once per run and shared by the tasks and hosts (a cluster's answers)."""
+
+    def submitted(self, task_name: str) -> list[str]:
+        """The job ids an earlier task of this run submitted on this host (for dependencies)."""
+
+    def add_submitted(self, ids: Sequence[str]) -> None: ...
+    def output(self, host: Host) -> LineCallback: ...
+    def info(self, text: str) -> None: ...
+    def progress(self, done: int, total: int | None, unit: str = "jobs") -> None: ...
+
+
+@dataclass
+class HostSummary:
+    ok: int = 0
+    changed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    error: str = ""
+
+
+@dataclass
+class RunSummary:
+    hosts: dict[str, HostSummary] = field(default_factory=dict)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.interrupted or any(h.failed for h in self.hosts.values())
