@@ -30,10 +30,6 @@ from typing import TYPE_CHECKING
 from compute_platform import shell
 from compute_platform.errors import ComputeError
 from compute_platform.scheduling.slurm import DEFAULT_MAX_ARRAY_SIZE, Cluster
-from compute_platform.tasks.git import Git
-from compute_platform.tasks.pip import Pip
-from compute_platform.tasks.slurm import Slurm, layout
-from compute_platform.tasks.tmux import Tmux
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host, HostPool
@@ -83,28 +79,26 @@ def host_tasks(playbook: Playbook, alias: str) -> list[Task]:
 def probes(playbook: Playbook, alias: str) -> list[Probe]:
     """The probes the tasks of `alias` need, each once, in a fixed order."""
     spec = playbook.inventory.host(alias)
-    actions = [task.action for task in host_tasks(playbook, alias)]
+    needs: set[str] = set()
+    for task in host_tasks(playbook, alias):
+        needs |= task.action.remote_needs()  # each task says what it needs (see NEEDS)
     found: list[Probe] = []
-    if any(isinstance(a, (Slurm, Tmux)) for a in actions):
+    if "save_path" in needs:
         found.append(save_path_probe(spec.save_path, alias))
-    if any(isinstance(a, Slurm) for a in actions):
+    if "sbatch" in needs:
         found += [tool_probe("sbatch", SBATCH_HINT), Probe(CLUSTER, CLUSTER_SCRIPT)]
-    if any(isinstance(a, Tmux) for a in actions):
+    if "tmux" in needs:
         found.append(tool_probe("tmux", TMUX_HINT, "tmux -V"))
-    installs = [a for a in actions if isinstance(a, Pip) or (isinstance(a, Git) and a.install)]
-    if installs:
-        managed = any(_installs_into_system(a) for a in installs)
-        found.append(python_probe(spec.python, alias, managed))
-    if any(isinstance(a, Git) for a in actions):
+    if "python" in needs:
+        found.append(python_probe(spec.python, alias, "python-system" in needs))
+    if "git" in needs:
         found.append(tool_probe("git", "install git on the host", "git --version"))
     return found
 
 
-def _installs_into_system(action: Pip | Git) -> bool:
-    """Whether this task's pip installs and would be refused by an externally managed Python."""
-    if isinstance(action, Pip):
-        return action.action == "install" and "--break-system-packages" not in action.extra_args
-    return True
+# What a task may need on a host (Action.remote_needs): its log folder writable, a Slurm login node,
+# tmux, the host's python with pip (refused if it is an externally managed system Python), git.
+NEEDS = ("save_path", "sbatch", "tmux", "python", "python-system", "git")
 
 
 SBATCH_HINT = (
@@ -307,18 +301,12 @@ def headers(host: Host, pool: HostPool, playbook: Playbook, cluster: Cluster) ->
     from compute_platform.context import RunOptions
     from compute_platform.reporting import Reporter
     from compute_platform.runner import RunContext, RunState
-    from compute_platform.scheduling.sbatch import render
 
     state = RunState(playbook, RunOptions(dry_run=True), Reporter(), pool)
     found: list[tuple[str, str]] = []
     for task in host_tasks(playbook, host.alias):
-        action = task.action
-        if not isinstance(action, Slurm):
-            continue
         ctx = RunContext(state, task, host.alias, task.hosts)
-        jobs = action.host_jobs(ctx)
-        batches = layout(jobs, action.array, action.max_parallel, cluster.max_array_size)
-        scripts = (render(action.spec(ctx, batch, host.spec, cluster)) for batch in batches)
+        scripts = task.action.test_scripts(ctx, host, cluster)
         distinct = list(dict.fromkeys(sbatch_header(script) for script in scripts))
         for n, header in enumerate(distinct, 1):
             suffix = f" ({n} of {len(distinct)})" if len(distinct) > 1 else ""

@@ -47,6 +47,14 @@ class Action(BaseModel):
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
         """Cross-checks against the inventory, before any connection (raise InputError)."""
 
+    def remote_needs(self) -> frozenset[str]:
+        """What `compute check --remote` must probe on a host for this task (preflight.NEEDS names)."""
+        return frozenset()
+
+    def test_scripts(self, ctx: TaskContext, host: Host, cluster: Any) -> list[str]:
+        """The job scripts `check --remote` asks the scheduler about (`sbatch --test-only`)."""
+        return []
+
     def notes(self) -> list[tuple[tuple[str | int, ...], str]]:
         """Warnings about what loads but may not run as a reader expects, each with the path of keys
         (inside this action's mapping) it is about: `compute check` prints them with their line."""

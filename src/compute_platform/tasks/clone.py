@@ -54,6 +54,9 @@ class Clone(Action):
                 raise ValueError(f"'{repo}' does not name a repository (expected a URL or a path)")
         return value
 
+    def remote_needs(self) -> frozenset[str]:
+        return frozenset({"git", "python", "python-system"} if self.install else {"git"})
+
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
         seen: dict[str, str] = {}
         for repo in self.repos:

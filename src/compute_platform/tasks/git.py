@@ -135,6 +135,9 @@ class Git(Action):
     delay: float = Field(default=5.0, ge=0)
     """Seconds between those attempts."""
 
+    def remote_needs(self) -> frozenset[str]:
+        return frozenset({"git", "python", "python-system"} if self.install else {"git"})
+
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
         where = f"task '{task.name}': git"
         if self.action == "clone" and not self.repo:

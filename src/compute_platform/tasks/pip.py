@@ -103,6 +103,11 @@ class Pip(Action):
             raise ValueError("a package name is empty")
         return value
 
+    def remote_needs(self) -> frozenset[str]:
+        # pip refuses to install into an externally managed (system) Python
+        system = self.action == "install" and "--break-system-packages" not in self.extra_args
+        return frozenset({"python", "python-system"} if system else {"python"})
+
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
         where = f"task '{task.name}': pip"
         if self.action == "uninstall" and (self.editable or self.upgrade):

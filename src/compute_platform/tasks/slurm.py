@@ -182,6 +182,13 @@ class Slurm(Action, SweepFields):
             if problem:
                 raise InputError(f"config '{self.config}': {problem}", where)
 
+    def remote_needs(self) -> frozenset[str]:
+        return frozenset({"save_path", "sbatch"})
+
+    def test_scripts(self, ctx: TaskContext, host: Host, cluster: slurm.Cluster) -> list[str]:
+        batches = layout(self.host_jobs(ctx), self.array, self.max_parallel, cluster.max_array_size)
+        return [render(self.spec(ctx, batch, host.spec, cluster)) for batch in batches]
+
     def notes(self) -> list[tuple[tuple[str | int, ...], str]]:
         found = self.sweep_notes()
         if self.parallel is not None:

@@ -67,6 +67,9 @@ class Tmux(Action, SweepFields):
             )
         return self
 
+    def remote_needs(self) -> frozenset[str]:
+        return frozenset({"save_path", "tmux"})
+
     def notes(self) -> list[tuple[tuple[str | int, ...], str]]:
         found = self.sweep_notes()
         if self.seeds:
