@@ -308,3 +308,10 @@ def test_names_archived_for_a_host_are_taken(tmp_path: Path) -> None:
     (folder / "lr-4.slurm").write_text("")
     assert tmux.archived_sessions(Ledger(tmp_path), "h1", "lr") == ["lr", "lr-2", "lr-3"]
     assert tmux.archived_sessions(Ledger(tmp_path), "h2", "lr") == []
+
+
+@pytest.mark.parametrize("name", ["tmux-runtime.sh", "tmux-state.sh", "tmux-cancel.sh"])
+def test_the_shell_files_of_the_launcher_are_valid_bash(name: str) -> None:
+    path = Path(tmux.__file__).parent / "scripts" / name
+    proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

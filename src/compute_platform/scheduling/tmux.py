@@ -23,6 +23,7 @@ import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,13 @@ SESSION_MARK = "compute-session="
 # tmux turns '.' and ':' into '_' in session names; do it ourselves so the name we record is the real one.
 _SESSION_UNSAFE = re.compile(r"[^A-Za-z0-9_+-]")
 MAX_SUFFIX = 9999
+
+
+def _script(name: str) -> str:
+    """A piece of the scripts run on hosts, kept as a shell file of its own (scheduling/scripts/) so
+    that it reads, and is checked (`bash -n`, shellcheck), as shell."""
+    path = resources.files("compute_platform.scheduling") / "scripts" / name
+    return path.read_text(encoding="utf-8").rstrip("\n")
 
 
 # -- pure: names and lanes -------------------------------------------------------------------------
@@ -207,63 +215,7 @@ def _comment(text: str) -> str:
 
 # The part of the launcher that is the same for every task. Bash, because of arrays, `set -m` and
 # `wait PID`; the jobs themselves are plain POSIX shell written by the user.
-_RUNTIME = r"""compute_start() {
-  [ $# -gt 0 ] || set -- @ALL@
-  local i k lanes me session
-  for i in "$@"; do
-    declare -F "job_$i" >/dev/null || { echo "compute: this launcher has no job $i" >&2; return 2; }
-  done
-  printf '%s\n' "$@" > queue || return 1
-  lanes=$#
-  if [ "$compute_max_lanes" -gt 0 ] && [ "$lanes" -gt "$compute_max_lanes" ]; then
-    lanes=$compute_max_lanes
-  fi
-  session=$(basename "$compute_dir")
-  me=$(printf '%q' "$compute_dir/$(basename "$0")")
-  # One tmux command creates every window, so no lane can end the session before the others exist.
-  local args=(new-session -d -s "$session" -n lane-0 -c "$compute_dir" "bash $me lane 0")
-  for ((k = 1; k < lanes; k++)); do
-    args+=(';' new-window -d -t "=$session:" -n "lane-$k" -c "$compute_dir" "bash $me lane $k")
-  done
-  tmux "${args[@]}"
-}
-
-compute_lane() {
-  local i rc again pid= stop=
-  if [ ${#compute_gpus[@]} -gt 0 ]; then compute_gpu=${compute_gpus[$1]}; fi
-  # Job control gives every job its own process group, so that cancelling a job stops all it started.
-  # A killed session (SIGHUP) passes the signal on to the running job and stops the lane.
-  set -m
-  trap 'stop=1; [ -z "$pid" ] || kill -TERM -- "-$pid" 2>/dev/null' HUP TERM
-  while [ -z "$stop" ] && IFS= read -r i; do
-    [ ! -e "$i.cancelled" ] || continue
-    # The claim: creating INDEX.started fails (noclobber) when another lane has already taken the job.
-    (set -C; date -u '+%Y-%m-%dT%H:%M:%SZ' > "$i.started") 2>/dev/null || continue
-    echo "compute: job $i started ${compute_gpu:+on GPU $compute_gpu }at $(date)"
-    "job_$i" < /dev/null > "$i.log" 2>&1 &
-    pid=$!
-    echo "$pid" > "$i.pid"
-    # `compute cancel` writes INDEX.cancelled, then kills INDEX.pid if it exists: one of us sees the other.
-    [ ! -e "$i.cancelled" ] || kill -TERM -- "-$pid" 2>/dev/null
-    wait "$pid"
-    rc=$?
-    if [ -n "$stop" ]; then  # the first wait was interrupted by the trap: wait for the job's own end
-      wait "$pid"
-      again=$?
-      [ "$again" -eq 127 ] || rc=$again
-    fi
-    echo "$rc" > "$i.status.tmp" && mv -f "$i.status.tmp" "$i.status"
-    echo "compute: job $i ended with exit code $rc at $(date)"
-    pid=
-  done < queue
-}
-
-case "${1-}" in
-  start) shift; compute_start "$@" ;;
-  lane) compute_lane "$2" ;;
-  *) echo "usage: bash $(basename "$0") start [INDEX...]" >&2; exit 2 ;;
-esac
-"""
+_RUNTIME = _script("tmux-runtime.sh") + "\n"
 
 
 # -- pure: the scripts run on the host --------------------------------------------------------------
@@ -306,18 +258,7 @@ echo "{SESSION_MARK}$compute_name $compute_root/$compute_name"
 
 # Prints, for one job: job_id, folder exists, started, exit status (or -), process alive, cancelled,
 # session alive; tab-separated. Builtins only, so that a thousand jobs cost no thousand processes.
-_STATE_FUNCTION = r"""compute_sessions=" $(tmux list-sessions -F '#{session_name}' 2>/dev/null |
-  tr '\n' ' ') "
-compute_state() {
-  local dir=0 started=0 status=- alive=0 cancelled=0 session=0 pid=
-  [ -d "$2" ] && dir=1
-  [ -e "$2/$3.started" ] && started=1
-  [ -e "$2/$3.status" ] && { IFS= read -r status < "$2/$3.status" || status=-; }
-  [ -e "$2/$3.pid" ] && IFS= read -r pid < "$2/$3.pid" && kill -0 "$pid" 2>/dev/null && alive=1
-  [ -e "$2/$3.cancelled" ] && cancelled=1
-  case "$compute_sessions" in *" ${2##*/} "*) session=1 ;; esac
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" $dir $started "$status" $alive $cancelled $session
-}"""
+_STATE_FUNCTION = _script("tmux-state.sh")
 
 
 def states_script(records: Sequence[JobRecord]) -> str:
@@ -368,15 +309,7 @@ def decide(folder: bool, started: bool, status: str, alive: bool, cancelled: boo
 # Marks one job cancelled (so that no lane starts it) and stops it if it runs: SIGTERM to its process
 # group, SIGKILL after a grace period if it is still there. Prints `cancelled ID`, or `ended ID` for a
 # job that was over already.
-_CANCEL_FUNCTION = r"""compute_cancel() {
-  if [ -e "$2/$3.status" ] || [ ! -d "$2" ]; then echo "ended $1"; return; fi
-  : > "$2/$3.cancelled"
-  local pid=
-  if [ -e "$2/$3.pid" ] && IFS= read -r pid < "$2/$3.pid" && kill -TERM -- "-$pid" 2>/dev/null; then
-    { sleep @GRACE@; kill -KILL -- "-$pid"; } </dev/null >/dev/null 2>&1 &
-  fi
-  echo "cancelled $1"
-}"""
+_CANCEL_FUNCTION = _script("tmux-cancel.sh")
 
 
 def cancel_script(records: Sequence[JobRecord], grace: float = 10.0) -> str:

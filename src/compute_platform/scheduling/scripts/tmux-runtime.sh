@@ -1,0 +1,56 @@
+compute_start() {
+  [ $# -gt 0 ] || set -- @ALL@
+  local i k lanes me session
+  for i in "$@"; do
+    declare -F "job_$i" >/dev/null || { echo "compute: this launcher has no job $i" >&2; return 2; }
+  done
+  printf '%s\n' "$@" > queue || return 1
+  lanes=$#
+  if [ "$compute_max_lanes" -gt 0 ] && [ "$lanes" -gt "$compute_max_lanes" ]; then
+    lanes=$compute_max_lanes
+  fi
+  session=$(basename "$compute_dir")
+  me=$(printf '%q' "$compute_dir/$(basename "$0")")
+  # One tmux command creates every window, so no lane can end the session before the others exist.
+  local args=(new-session -d -s "$session" -n lane-0 -c "$compute_dir" "bash $me lane 0")
+  for ((k = 1; k < lanes; k++)); do
+    args+=(';' new-window -d -t "=$session:" -n "lane-$k" -c "$compute_dir" "bash $me lane $k")
+  done
+  tmux "${args[@]}"
+}
+
+compute_lane() {
+  local i rc again pid= stop=
+  if [ ${#compute_gpus[@]} -gt 0 ]; then compute_gpu=${compute_gpus[$1]}; fi
+  # Job control gives every job its own process group, so that cancelling a job stops all it started.
+  # A killed session (SIGHUP) passes the signal on to the running job and stops the lane.
+  set -m
+  trap 'stop=1; [ -z "$pid" ] || kill -TERM -- "-$pid" 2>/dev/null' HUP TERM
+  while [ -z "$stop" ] && IFS= read -r i; do
+    [ ! -e "$i.cancelled" ] || continue
+    # The claim: creating INDEX.started fails (noclobber) when another lane has already taken the job.
+    (set -C; date -u '+%Y-%m-%dT%H:%M:%SZ' > "$i.started") 2>/dev/null || continue
+    echo "compute: job $i started ${compute_gpu:+on GPU $compute_gpu }at $(date)"
+    "job_$i" < /dev/null > "$i.log" 2>&1 &
+    pid=$!
+    echo "$pid" > "$i.pid"
+    # `compute cancel` writes INDEX.cancelled, then kills INDEX.pid if it exists: one of us sees the other.
+    [ ! -e "$i.cancelled" ] || kill -TERM -- "-$pid" 2>/dev/null
+    wait "$pid"
+    rc=$?
+    if [ -n "$stop" ]; then  # the first wait was interrupted by the trap: wait for the job's own end
+      wait "$pid"
+      again=$?
+      [ "$again" -eq 127 ] || rc=$again
+    fi
+    echo "$rc" > "$i.status.tmp" && mv -f "$i.status.tmp" "$i.status"
+    echo "compute: job $i ended with exit code $rc at $(date)"
+    pid=
+  done < queue
+}
+
+case "${1-}" in
+  start) shift; compute_start "$@" ;;
+  lane) compute_lane "$2" ;;
+  *) echo "usage: bash $(basename "$0") start [INDEX...]" >&2; exit 2 ;;
+esac
