@@ -334,6 +334,11 @@ class SweepFields(BaseModel):
         """Every job, in the original tool's order: `args` vary fastest, the last sweep key slowest."""
         return expand(self.args, self.sweep, self.seeds)
 
+    def dealt(self, host_index: int, host_count: int) -> list[Job]:
+        """The jobs one of the task's hosts runs: all of them, or its round-robin share (`scatter`)."""
+        jobs = self.jobs()
+        return scatter(jobs, host_index, host_count) if self.scatter else jobs
+
     def command_text(self, job: Job) -> str:
         """A job's command lines as they run, one per seed (once when every seed runs the same line,
         which then reads `$seed`): what the ledger records, and with the job's index what identifies

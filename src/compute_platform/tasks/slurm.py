@@ -26,7 +26,7 @@ from compute_platform.ledger import (
 )
 from compute_platform.scheduling import slurm
 from compute_platform.scheduling.sbatch import SbatchSpec, check_option, option_name, render
-from compute_platform.scheduling.sweep import Job, SweepFields, scatter
+from compute_platform.scheduling.sweep import Job, SweepFields
 from compute_platform.tasks.base import Action
 from compute_platform.tasks.resume import host_share
 from compute_platform.tasks.sweeptask import job_row
@@ -186,7 +186,8 @@ class Slurm(Action, SweepFields):
         return frozenset({"save_path", "sbatch"})
 
     def test_scripts(self, ctx: TaskContext, host: Host, cluster: slurm.Cluster) -> list[str]:
-        batches = layout(self.host_jobs(ctx), self.array, self.max_parallel, cluster.max_array_size)
+        jobs = self.dealt(ctx.host_index, len(ctx.task_hosts))
+        batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
         return [render(self.spec(ctx, batch, host.spec, cluster)) for batch in batches]
 
     def notes(self) -> list[tuple[tuple[str | int, ...], str]]:
@@ -329,10 +330,6 @@ class Slurm(Action, SweepFields):
         """The login node's answers (home, MaxArraySize), asked once per run."""
         save_path = host.spec.save_path
         return ctx.shared(f"slurm:cluster:{ctx.alias}:{save_path}", lambda: slurm.prepare(host, save_path))
-
-    def host_jobs(self, ctx: TaskContext) -> list[Job]:
-        jobs = self.jobs()
-        return scatter(jobs, ctx.host_index, len(ctx.task_hosts)) if self.scatter else jobs
 
     def spec(self, ctx: TaskContext, batch: Batch, host: HostSpec, cluster: slurm.Cluster) -> SbatchSpec:
         config: ResolvedConfig = ctx.playbook.inventory.config(self.config, ctx.alias)

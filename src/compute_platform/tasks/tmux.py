@@ -13,7 +13,7 @@ from compute_platform.context import Outcome
 from compute_platform.errors import InputError
 from compute_platform.ledger import JobPaths, JobRecord, Script
 from compute_platform.scheduling import tmux
-from compute_platform.scheduling.sweep import Job, SweepFields, scatter
+from compute_platform.scheduling.sweep import Job, SweepFields
 from compute_platform.tasks.base import Action
 from compute_platform.tasks.resume import host_share
 from compute_platform.tasks.sweeptask import job_row
@@ -103,10 +103,6 @@ class Tmux(Action, SweepFields):
             )
 
     # -- what runs ---------------------------------------------------------------------------------
-
-    def host_jobs(self, ctx: TaskContext) -> list[Job]:
-        jobs = self.jobs()
-        return scatter(jobs, ctx.host_index, len(ctx.task_hosts)) if self.scatter else jobs
 
     def lanes(self) -> int:
         return tmux.max_lanes(self.runs_parallel, self.max_parallel, [str(g) for g in self.gpus])
