@@ -17,16 +17,15 @@ import select
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from compute_platform.errors import HostError
 from compute_platform.hosts.base import LineCallback, LineSplitter, Result
+from compute_platform.hosts.channel import CLOSED, READ_SIZE, Watch, read
 
 if TYPE_CHECKING:
     import paramiko
 
-READ_SIZE = 1 << 26
 # The driver: bash only (its `read -d ''` is what frames the scripts); another login shell
 # answers something else and its host keeps using exec channels.
 DRIVER = r"""[ -n "$BASH_VERSION" ] || { echo not-bash; exit 0; }
@@ -105,21 +104,17 @@ class PersistentShell:
     """The persistent shell of one SSH host; one command at a time (`try_run` says None when busy
     or unavailable, and the caller uses an exec channel)."""
 
-    def __init__(self, alias: str, connect_timeout: float) -> None:
+    def __init__(self, alias: str, connect_timeout: float, keepalive: float) -> None:
         self.alias = alias
         self.connect_timeout = connect_timeout
+        self.watch = Watch(alias, keepalive)
         self._lock = threading.Lock()
         self._chan: paramiko.Channel | None = None
         self.disabled = False  # the login shell is not bash
         self.pidfile: str | None = None  # where the driver wrote its pid: its process group, on Ctrl-C
 
     def try_run(
-        self,
-        transport: paramiko.Transport,
-        script: str,
-        on_line: LineCallback | None,
-        check_alive: Callable[[], None],
-        keepalive: float,
+        self, transport: paramiko.Transport, script: str, on_line: LineCallback | None
     ) -> Result | None:
         if self.disabled or not self._lock.acquire(blocking=False):
             return None
@@ -128,7 +123,7 @@ class PersistentShell:
             if chan is None:
                 return None
             try:
-                return self._run(chan, script, on_line, check_alive, keepalive)
+                return self._run(chan, script, on_line)
             except ShellGone as gone:
                 self._drop()
                 return gone.args[0]  # type: ignore[no-any-return]
@@ -178,14 +173,7 @@ class PersistentShell:
         self._chan = chan
         return chan
 
-    def _run(
-        self,
-        chan: paramiko.Channel,
-        script: str,
-        on_line: LineCallback | None,
-        check_alive: Callable[[], None],
-        keepalive: float,
-    ) -> Result:
+    def _run(self, chan: paramiko.Channel, script: str, on_line: LineCallback | None) -> Result:
         start = time.monotonic()
         token = f"compute-{uuid.uuid4().hex}".encode()
         out = Marked(token, LineSplitter("stdout", on_line))
@@ -193,32 +181,31 @@ class PersistentShell:
         try:
             chan.sendall(token + b"\n" + script.encode() + b"\0")
         except OSError as e:
-            raise HostError(self.alias, "the connection was closed while a command was running") from e
-        last_output = start
-        while not (out.done and err.done):
-            busy = False
-            if chan.recv_ready():
-                out.feed(chan.recv(READ_SIZE))
-                busy = True
-            if chan.recv_stderr_ready():
-                err.feed(chan.recv_stderr(READ_SIZE))
-                busy = True
-            if busy:
-                last_output = time.monotonic()
-                continue
-            transport = chan.get_transport()
-            if transport is None or not transport.is_active():
-                raise HostError(self.alias, "the connection was closed while a command was running")
-            if chan.eof_received or chan.closed:
-                # the shell itself ended: the script killed it; an exec channel says -1 then
-                raise ShellGone(Result(script, -1, out.text(), err.text(), time.monotonic() - start))
-            if time.monotonic() - last_output > keepalive:
-                check_alive()
-                last_output = time.monotonic()
-            select.select([chan], [], [], 1.0)
+            raise HostError(self.alias, CLOSED) from e
+        read(chan, out, err, Framed(chan, script, out, err, start), self.watch)
         assert out.tail is not None
         exit_code = int(out.tail.split(b"\n", 1)[0])
         return Result(script, exit_code, out.text(), err.text(), time.monotonic() - start)
+
+
+class Framed:
+    """A command of the persistent shell is over once both its markers came."""
+
+    def __init__(self, chan: paramiko.Channel, script: str, out: Marked, err: Marked, start: float) -> None:
+        self.chan = chan
+        self.script = script
+        self.out = out
+        self.err = err
+        self.start = start
+
+    def over(self, silence: float) -> bool:
+        return self.out.done and self.err.done
+
+    def check(self) -> None:
+        if self.chan.eof_received or self.chan.closed:
+            # the shell itself ended: the script killed it; an exec channel says -1 then
+            out, err = self.out.text(), self.err.text()
+            raise ShellGone(Result(self.script, -1, out, err, time.monotonic() - self.start))
 
 
 def _answers_bash(chan: paramiko.Channel, timeout: float) -> bool:

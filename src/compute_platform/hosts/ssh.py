@@ -6,7 +6,6 @@ import contextlib
 import getpass
 import logging
 import os
-import select
 import socket
 import threading
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from compute_platform.errors import HostError, HostKeyChanged
 from compute_platform.hosts import sshconfig
 from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
+from compute_platform.hosts.channel import Capture, ExecEnding, Forward, Watch, feed_stdin, read
 from compute_platform.hosts.jumps import JumpHost
 from compute_platform.hosts.persistent import PersistentShell, eligible
 from compute_platform.hosts.remote import kill_group_script, kill_groups_script, with_pidfile
@@ -27,15 +27,9 @@ if TYPE_CHECKING:
     import paramiko
 
 KEEPALIVE_SECONDS = 15
-# A host silent for `keepalive` seconds while a command runs is asked to answer within this many
-# keepalive periods more; no answer: the host (or the network to it) is down, the command is lost.
-KEEPALIVE_ANSWER_PERIODS = 2
-OUTPUT_GRACE_SECONDS = 1.0
 # Ctrl-C: how long to wait for the running commands' process groups to be killed on the host
 KILL_WAIT_SECONDS = 5.0
 WINDOW_SIZE = 1 << 26  # large windows let big transfers stream instead of stalling on acks
-# Reads take all that is buffered: paramiko drops what is read from the front of its buffer,
-# a copy of the rest, so 64 kB reads from a full 64 MB window cost seconds of CPU per 100 MB.
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 _known_hosts_lock = threading.Lock()
 
@@ -82,8 +76,9 @@ class SSHHost(Host):
         self._transport: paramiko.Transport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._home: str | None = None
-        self._shell = PersistentShell(spec.alias, spec.connect_timeout)
+        self._shell = PersistentShell(spec.alias, spec.connect_timeout, spec.keepalive)
         self._inflight: set[str] = set()  # pid files of the commands running on exec channels
+        self._watch = Watch(spec.alias, spec.keepalive)
         self.endpoint: Endpoint | None = None
 
     # -- connection ---------------------------------------------------------------------------
@@ -314,17 +309,47 @@ class SSHHost(Host):
         stdin: bytes | BinaryIO | None = None,
         stdout_to: BinaryIO | None = None,
     ) -> Result:
+        # plain commands go to the persistent shell; a command gets an exec channel of its own for
+        # a timeout (which kills the command's process group: in the shell, the shell's), stdin,
+        # a file for stdout, or background jobs (which could write into the next command's output)
         if timeout is None and stdin is None and stdout_to is None and eligible(script):
-            conn = self.transport()
-            result = self._shell.try_run(
-                conn, script, on_line, lambda: self._check_alive(conn), self.spec.keepalive
-            )
+            result = self._shell.try_run(self.transport(), script, on_line)
             if result is not None:
                 return result
+        return self._exec(script, timeout, on_line, stdin, stdout_to)
+
+    def _exec(
+        self,
+        script: str,
+        timeout: float | None,
+        on_line: LineCallback | None,
+        stdin: bytes | BinaryIO | None,
+        stdout_to: BinaryIO | None,
+    ) -> Result:
         start = self.clock()
         # every exec channel records its process group: a timeout or Ctrl-C stops the whole tree
         script, pidfile = with_pidfile(script)
         self._inflight.add(pidfile)
+        chan = self._open_exec(script)
+        if stdin is not None:
+            threading.Thread(target=feed_stdin, args=(chan, stdin), daemon=True).start()
+        out: Capture | Forward = Capture(LineSplitter("stdout", on_line))
+        if stdout_to is not None:
+            out = Forward(stdout_to)
+        err = Capture(LineSplitter("stderr", on_line))
+        deadline = None if timeout is None else start + timeout
+        try:
+            ended = read(chan, out, err, ExecEnding(chan, self.alias), self._watch, deadline)
+            # the status only after all the output: waiting for it first deadlocks on a full window
+            exit_code = chan.recv_exit_status() if ended else -1
+        finally:
+            chan.close()
+        self._inflight.discard(pidfile)
+        if not ended:
+            self._kill_group(pidfile)
+        return Result(script, exit_code, out.text(), err.text(), self.clock() - start, not ended)
+
+    def _open_exec(self, script: str) -> paramiko.Channel:
         try:
             chan = self.transport().open_session(timeout=self.spec.connect_timeout)
             chan.exec_command(script)
@@ -332,96 +357,7 @@ class SSHHost(Host):
             raise
         except Exception as e:
             raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e
-        feeder = None
-        if stdin is not None:
-            feeder = threading.Thread(target=_feed, args=(chan, stdin), daemon=True)
-            feeder.start()
-        out: list[bytes] = []
-        err: list[bytes] = []
-        lines_out = LineSplitter("stdout", on_line)
-        lines_err = LineSplitter("stderr", on_line)
-        deadline = None if timeout is None else start + timeout
-        timed_out = False
-        last_output = start
-        transport = self._transport
-        try:
-            while True:
-                busy = False
-                if chan.recv_ready():
-                    data = chan.recv(WINDOW_SIZE)
-                    busy = True
-                    if stdout_to is not None:
-                        stdout_to.write(data)
-                    else:
-                        out.append(data)
-                        lines_out.feed(data)
-                if chan.recv_stderr_ready():
-                    data = chan.recv_stderr(WINDOW_SIZE)
-                    busy = True
-                    err.append(data)
-                    lines_err.feed(data)
-                if busy:
-                    last_output = self.clock()
-                    continue
-                # sshd sends the exit status at once but the rest of the output only as our window
-                # allows: read on to EOF, unless a background process holds the output open, silent
-                if chan.exit_status_ready() and (
-                    chan.eof_received or self.clock() - last_output > OUTPUT_GRACE_SECONDS
-                ):
-                    break
-                if chan.closed or transport is None or not transport.is_active():
-                    raise HostError(self.alias, "the connection was closed while a command was running")
-                if self.clock() - last_output > self.spec.keepalive:
-                    self._check_alive(transport)
-                    last_output = self.clock()
-                if deadline is not None and self.clock() > deadline:
-                    timed_out = True
-                    break
-                wait = 0.2 if chan.exit_status_ready() else 1.0
-                wait = wait if deadline is None else max(0.0, min(wait, deadline - self.clock()))
-                if chan.eof_received:
-                    # EOF marks the channel readable for good: select() would return at once and
-                    # this loop would spin, holding the GIL the transport thread needs to read the
-                    # exit status (~5 ms lost per command). Wait for the status itself.
-                    chan.status_event.wait(wait)
-                else:
-                    select.select([chan], [], [], wait)
-            exit_code = -1 if timed_out else chan.recv_exit_status()
-        finally:
-            chan.close()
-        self._inflight.discard(pidfile)
-        if timed_out:
-            self._kill_group(pidfile)
-        lines_out.flush()
-        lines_err.flush()
-        return Result(
-            script,
-            exit_code,
-            b"".join(out).decode(errors="replace"),
-            b"".join(err).decode(errors="replace"),
-            self.clock() - start,
-            timed_out,
-        )
-
-    def _check_alive(self, transport: paramiko.Transport) -> None:
-        """Ask a silent host to answer a keepalive request; none in time: it is gone (a crashed host
-        or a cut network sends no FIN, and TCP alone would wait for hours)."""
-        answered = threading.Event()
-
-        def ask() -> None:
-            transport.global_request("keepalive@openssh.com", wait=True)  # returns on any answer
-            answered.set()
-
-        threading.Thread(target=ask, daemon=True).start()
-        wait = self.spec.keepalive * KEEPALIVE_ANSWER_PERIODS
-        if not answered.wait(wait):
-            transport.close()
-            silent = self.spec.keepalive + wait
-            raise HostError(
-                self.alias,
-                f"the host stopped answering ({silent:g} s without an answer to keepalives): it or the "
-                "network to it is down; what the command did there is unknown",
-            )
+        return chan
 
     def _kill_group(self, pidfile: str) -> None:
         with contextlib.suppress(HostError):
@@ -467,30 +403,6 @@ def _run_quietly(transport: paramiko.Transport, script: str) -> None:
         chan.exec_command(script)
         chan.recv_exit_status()
         chan.close()
-
-
-def _feed(chan: Any, data: bytes | BinaryIO) -> None:
-    try:
-        if isinstance(data, bytes):
-            _send_all(chan, data)
-        else:
-            while chunk := data.read(1 << 20):
-                _send_all(chan, chunk)
-        chan.shutdown_write()
-    except OSError:
-        pass
-
-
-def _send_all(chan: Any, data: bytes) -> None:
-    """paramiko's sendall() sends a packet (32 kB) at a time and copies the rest of the buffer
-    after each one: ~16 MB copied per MB sent (100 MB: 0.42 -> 0.25 s, measured). Slices of a
-    memoryview copy nothing."""
-    view = memoryview(data)
-    while view:
-        sent = chan.send(view)
-        if not sent:
-            raise OSError("the channel closed while sending")
-        view = view[sent:]
 
 
 def _known_hosts_line(path: Path, name: str) -> str:
