@@ -14,13 +14,20 @@ EXIT_INTERRUPTED = 130
 
 
 class ComputeError(Exception):
-    """Base of every error the user should see as one clean message."""
+    """Base of every error the user should see as one clean message: `reason`, and the `host` it is
+    about when there is one; `message` is the two as printed (`HOST: reason`)."""
 
     exit_code = EXIT_FAILED
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, host: str | None = None) -> None:
+        self.host = host
+        self.reason = message
+        self.message = f"{host}: {message}" if host else message
+        super().__init__(self.message)
+
+    def about(self, host: str) -> str:
+        """The message for a line that already names `host`: the reason alone when it is that host's."""
+        return self.reason if self.host == host else self.message
 
     def __str__(self) -> str:
         return self.message
@@ -48,15 +55,14 @@ class InputError(ComputeError):
     def __init__(self, message: str, position: Position | None = None) -> None:
         self.position = position
         super().__init__(f"{position}: {message}" if position else message)
-        self.reason = message
+        self.reason = message  # without the position
 
 
 class HostError(ComputeError):
     """A host cannot be reached or used: connection refused, timeout, authentication, host key."""
 
     def __init__(self, host: str, message: str) -> None:
-        self.host = host
-        super().__init__(f"{host}: {message}")
+        super().__init__(message, host)
 
 
 class HostKeyChanged(HostError):
@@ -67,13 +73,12 @@ class CommandFailed(ComputeError):
     """A command exited non-zero (raised only when `check=True`); carries the whole result."""
 
     def __init__(self, host: str, result: Result, what: str | None = None) -> None:
-        self.host = host
         self.result = result
         tail = result.tail()
         head = what or f"command failed with exit code {result.exit_code}"
         if result.timed_out:
             head = what or f"command timed out after {result.duration:.0f} s"
-        super().__init__(f"{host}: {head}" + (f"\n{tail}" if tail else ""))
+        super().__init__(head + (f"\n{tail}" if tail else ""), host)
 
 
 class TaskError(ComputeError):
@@ -86,8 +91,7 @@ class Interrupted(ComputeError):
     exit_code = EXIT_INTERRUPTED
 
     def __init__(self, host: str) -> None:
-        self.host = host
-        super().__init__(f"{host}: interrupted")
+        super().__init__("interrupted", host)
 
 
 class LedgerError(ComputeError):

@@ -44,7 +44,7 @@ def ping_all(inventory: Inventory, forks: int = 10) -> list[tuple[str, bool, str
                 f"connect {1000 * (connected - start):.0f} ms, command {1000 * (end - connected):.0f} ms",
             )
         except ComputeError as e:
-            return alias, False, e.message.removeprefix(f"{alias}: ")
+            return alias, False, e.about(alias)
 
     try:
         with ThreadPoolExecutor(max_workers=max(1, min(forks, len(inventory.hosts) or 1))) as ex:

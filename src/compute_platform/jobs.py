@@ -153,7 +153,7 @@ class Jobs:
                 answer = backend(scheduler).states(host, group)
                 return {(alias, r.job_id): answer.get(r.job_id, JobState(UNKNOWN)) for r in group}
             except ComputeError as e:
-                reason = e.message.removeprefix(f"{alias}: ")
+                reason = e.about(alias)
                 return {(alias, r.job_id): JobState(UNKNOWN, None, reason) for r in group}
 
         merged: dict[tuple[str, str], JobState] = {}

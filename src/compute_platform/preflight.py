@@ -235,7 +235,7 @@ def check_host(pool: HostPool, playbook: Playbook, alias: str) -> list[Check]:
         host = pool.get(alias)
         host.connect()
     except ComputeError as e:
-        return [Check(alias, "connect", False, e.message.removeprefix(f"{alias}: "))]
+        return [Check(alias, "connect", False, e.about(alias))]
     where = "local" if host.spec.is_local else f"{1000 * (time.monotonic() - start):.0f} ms"
     checks = [Check(alias, "connect", True, where)]
     try:
@@ -251,7 +251,7 @@ def check_host(pool: HostPool, playbook: Playbook, alias: str) -> list[Check]:
             facts = next(answers[i][1] for i, p in enumerate(found) if p.name == CLUSTER)
             checks += test_submissions(host, pool, playbook, cluster_of(facts))
     except ComputeError as e:
-        checks.append(Check(alias, "checks", False, e.message.removeprefix(f"{alias}: ")))
+        checks.append(Check(alias, "checks", False, e.about(alias)))
     return checks
 
 

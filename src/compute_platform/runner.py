@@ -277,7 +277,7 @@ class Runner:
             status = "changed" if outcome.changed else "ok"
             return alias, status, time.monotonic() - start, outcome.message
         except ComputeError as e:
-            message = e.message.removeprefix(f"{alias}: ")
+            message = e.about(alias)
             if task.ignore_errors:
                 self.reporter.host_message(task, alias, f"ignored error: {message}")
                 return alias, "ok", time.monotonic() - start, f"ignored: {message}"

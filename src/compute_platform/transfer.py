@@ -845,9 +845,11 @@ def _send(
     stdin = io.BufferedReader(reader, CHUNK)
     result = host.run(script, stdin=stdin, timeout=timeout)
     if reader.error is not None:
-        raise TaskError(f"{host.alias}: copy to {dest} stopped: {reader.error.message}") from reader.error
+        raise TaskError(
+            host=host.alias, message=f"copy to {dest} stopped: {reader.error.message}"
+        ) from reader.error
     if not result.ok:
-        raise TaskError(f"{host.alias}: copy to {dest} failed: {_said(result)}")
+        raise TaskError(host=host.alias, message=f"copy to {dest} failed: {_said(result)}")
 
 
 def pull(
@@ -867,7 +869,7 @@ def pull(
         sink = StreamExtractor(tmp, patterns, progress)
         stats = _receive(host, send_script(src, patterns), src, sink, timeout)
         if not sink.unpacked.is_dir and not (tmp / name).is_file():
-            raise TaskError(f"{host.alias}: copy of {src}: the host sent no file named {name}")
+            raise TaskError(host=host.alias, message=f"copy of {src}: the host sent no file named {name}")
         place(tmp, name, sink.unpacked.is_dir, dest)
         return stats
 
@@ -921,13 +923,15 @@ def _receive(host: Host, script: str, src: str, sink: StreamExtractor, timeout: 
         sink.close()
     stats = Stats(files=sink.unpacked.files, bytes=sink.unpacked.bytes)
     if result.exit_code == NO_MATCH and not result.timed_out:
-        raise TaskError(f"{host.alias}: no match for {src} on {host.alias}")
+        raise TaskError(host=host.alias, message=f"no match for {src} on {host.alias}")
     if not result.ok and not _only_changed_files(result, stats):
-        raise TaskError(f"{host.alias}: copy of {src} failed: {_said(result)}")
+        raise TaskError(host=host.alias, message=f"copy of {src} failed: {_said(result)}")
     if isinstance(sink.error, TaskError):
-        raise TaskError(f"{host.alias}: copy of {src}: {sink.error.message}") from sink.error
+        raise TaskError(host=host.alias, message=f"copy of {src}: {sink.error.message}") from sink.error
     if sink.error is not None:
-        raise TaskError(f"{host.alias}: copy of {src}: bad tar stream: {sink.error}") from sink.error
+        raise TaskError(
+            host=host.alias, message=f"copy of {src}: bad tar stream: {sink.error}"
+        ) from sink.error
     return stats
 
 
@@ -936,7 +940,9 @@ def _basename(host: Host, src: str) -> str:
     if name in ("", "~", ".", ".."):
         name = os.path.basename(host.expand(src).rstrip("/"))
     if name in ("", ".", ".."):
-        raise TaskError(f"{host.alias}: cannot copy {src!r}: name the directory itself (e.g. ~/results)")
+        raise TaskError(
+            host=host.alias, message=f"cannot copy {src!r}: name the directory itself (e.g. ~/results)"
+        )
     return name
 
 

@@ -286,7 +286,7 @@ class OpenSSHHost(Host):
         try:
             self.connect()
         except HostError as e:
-            reason = e.message.removeprefix(f"{self.alias}: ")
+            reason = e.about(self.alias)
             raise HostError(requester, f"jump host {self.alias} is unreachable: {reason}") from e
         argv = self.ssh_command("-oControlMaster=no", "-W", f"[{host}]:{port}")
         return paramiko.ProxyCommand(shell.join(argv))

@@ -164,7 +164,7 @@ class SSHHost(Host):
         try:
             transport = self.transport()
         except HostError as e:
-            reason = e.message.removeprefix(f"{self.alias}: ")
+            reason = e.about(self.alias)
             raise HostError(requester, f"jump host {self.alias} is unreachable: {reason}") from e
         try:
             return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)

@@ -100,8 +100,9 @@ def prepare(host: Host, save_path: str) -> Cluster:
     result = host.run(command, timeout=60)
     if result.exit_code == 127:
         raise TaskError(
-            f"{host.alias}: sbatch not found: is this a Slurm login node? If Slurm needs a "
-            "`module load`, add it to the host's `init` in hosts.yaml"
+            host=host.alias,
+            message="sbatch not found: is this a Slurm login node? If Slurm needs a "
+            "`module load`, add it to the host's `init` in hosts.yaml",
         )
     if not result.ok:
         raise CommandFailed(host.alias, result, f"cannot create the log folder {save_path}")
@@ -179,12 +180,13 @@ def submit(
 
 def _refused(alias: str, said: str, waited: float | None, budget: float) -> TaskError:
     if waited is None:
-        return TaskError(f"{alias}: sbatch refused the job: {said}")
+        return TaskError(host=alias, message=f"sbatch refused the job: {said}")
     return TaskError(
-        f"{alias}: Slurm's controller did not answer for {waited:.0f} s "
+        host=alias,
+        message=f"Slurm's controller did not answer for {waited:.0f} s "
         f"(submit_retry: {budget:g} s): {said}. The jobs submitted before are recorded; once Slurm "
         "answers again, run the playbook "
-        "with --skip-submitted to submit the rest"
+        "with --skip-submitted to submit the rest",
     )
 
 

@@ -350,9 +350,10 @@ def launch(
     if result.exit_code == NO_TMUX and NO_TMUX_MARK in result.stderr:
         path = result.stderr.split(NO_TMUX_MARK, 1)[1].strip().splitlines()[0]
         raise TaskError(
-            f"{host.alias}: tmux is not installed on {host.alias} (not in PATH: {path}). Install it "
+            host=host.alias,
+            message=f"tmux is not installed on {host.alias} (not in PATH: {path}). Install it "
             "(e.g. `apt install tmux`), or put its directory in PATH through the host's init or env in "
-            "hosts.yaml."
+            "hosts.yaml.",
         )
     if not result.ok:
         raise CommandFailed(host.alias, result, "could not start the tmux session")

@@ -85,7 +85,7 @@ class Clone(Action):
             except Interrupted:
                 raise
             except ComputeError as e:  # the others are still cloned, as the original did
-                message = e.message.removeprefix(f"{host.alias}: ")
+                message = e.about(host.alias)
                 ctx.info(f"clone {name}: failed: {message}")
                 failed.append(name)
                 continue
@@ -94,7 +94,8 @@ class Clone(Action):
         done = len(self.repos) - len(failed)
         if failed:
             raise TaskError(
-                f"{host.alias}: clone failed for {', '.join(failed)} ({done} of {len(self.repos)} "
-                "repositories done; git's words are above)"
+                host=host.alias,
+                message=f"clone failed for {', '.join(failed)} ({done} of {len(self.repos)} "
+                "repositories done; git's words are above)",
             )
         return Outcome(changed, f"{done} repositor{'y' if done == 1 else 'ies'}")

@@ -232,9 +232,10 @@ class Git(Action):
                 raise TaskError(self._failure(host, result, diagnosis))
             if attempt == self.retries:
                 raise TaskError(
-                    f"{host.alias}: git {self.action}: the remote is still unreachable after "
+                    host=host.alias,
+                    message=f"git {self.action}: the remote is still unreachable after "
                     f"{attempt} attempt{'s' * (attempt > 1)} {self.delay:g} s apart; check the network "
-                    f"or proxy from {host.alias}, or raise `retries`. git said:\n{_last_lines(result)}"
+                    f"or proxy from {host.alias}, or raise `retries`. git said:\n{_last_lines(result)}",
                 )
             ctx.info(
                 f"git {self.action}: remote unreachable ({diagnosis.line}); attempt {attempt} of "

@@ -374,8 +374,9 @@ class Slurm(Action, SweepFields):
         ids = ctx.submitted(task_name)
         if not ids:
             raise TaskError(
-                f"{ctx.alias}: dependency '{self.dependency}': no earlier task named '{task_name}' "
-                f"submitted jobs on {ctx.alias} in this run"
+                host=ctx.alias,
+                message=f"dependency '{self.dependency}': no earlier task named '{task_name}' "
+                f"submitted jobs on {ctx.alias} in this run",
             )
         return ids
 

@@ -231,8 +231,9 @@ class Sync(Action):
                 from compute_platform.yamlfile import did_you_mean
 
                 raise TaskError(
-                    f"{host.alias}: sync: no job of task '{self.task}' in {ledger.jobs_file}"
-                    + did_you_mean(self.task, {r.task for r in records})
+                    host=host.alias,
+                    message=f"sync: no job of task '{self.task}' in {ledger.jobs_file}"
+                    + did_you_mean(self.task, {r.task for r in records}),
                 )
             if not mine:
                 notes.append(f"task {self.task}: no job of it on this host in {ledger.jobs_file}")
@@ -262,9 +263,10 @@ class Sync(Action):
         listing = parse_listing(read.stdout, len(logs))
         if not listing.wandb:
             raise TaskError(
-                f"{host.alias}: sync: `wandb` was not found on the host (PATH after its init): install "
+                host=host.alias,
+                message="sync: `wandb` was not found on the host (PATH after its init): install "
                 "it there (a `pip` task with wandb) or make it reachable with the host's `init` or `env` "
-                "in hosts.yaml (e.g. activating the environment that has it)"
+                "in hosts.yaml (e.g. activating the environment that has it)",
             )
         runs: list[str] = []
         empty = missing = 0
