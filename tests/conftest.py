@@ -1,4 +1,4 @@
-"""Session-wide fixtures: the local test bed (scripts/testbed.py) and ssh isolation.
+"""Session-wide fixtures: the local test bed (tests/support/testbed.py) and ssh isolation.
 
 * Every test runs with COMPUTE_SSH_CONFIG pointing at a file that does not exist and
   COMPUTE_KNOWN_HOSTS at a private file, so no test reads the developer's ~/.ssh.
@@ -7,38 +7,24 @@
   bed that is up (`scripts/testbed up --state DIR`), that bed is reused and left running.
   While it is in use COMPUTE_KNOWN_HOSTS is the bed's known_hosts (it lists every test sshd).
 * The API of the bed (start_sshd, stop_sshd, sshd_log, slurm_env, wait_idle, ...) is the module
-  `testbed`: `import testbed as tbm` in a test module (this file registers it).
+  `tests.support.testbed`: `from tests.support import testbed as tbm` in a test module. The other
+  shared helpers are beside it in tests/support/ (their asserts are rewritten like the tests').
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+pytest.register_assert_rewrite("tests.support")
 
-
-def _load_testbed_module() -> ModuleType:
-    if "testbed" in sys.modules:
-        return sys.modules["testbed"]
-    spec = importlib.util.spec_from_file_location("testbed", ROOT / "scripts" / "testbed.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["testbed"] = module  # before exec: dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-tbm = _load_testbed_module()
+from tests.support import testbed as tbm  # noqa: E402  (after the rewrite hook, which must see it first)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,7 +57,7 @@ def control_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def testbed(_isolated_ssh: None) -> Iterator[tbm.Testbed]:
-    """The running test bed (see scripts/testbed.py for the Testbed fields)."""
+    """The running test bed (see tests/support/testbed.py for the Testbed fields)."""
     reuse = os.environ.get("COMPUTE_TESTBED")
     owned: Path | None = None
     if reuse and tbm.is_up(Path(reuse)):

@@ -13,8 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import testbed as tbm
 import yaml
+
+from tests.support import testbed as tbm
 
 CONFIGS = "default: {cpus: 1, time: '00:05:00'}\n"
 

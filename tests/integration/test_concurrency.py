@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
-import testbed as tbm
 
 from compute_platform.ledger import JobRecord
 from tests.integration.faultbed import Project, ledger_rows, scancel_name, slurm, slurm_jobs
+from tests.support import testbed as tbm
 
 RUNS = 4
 JOBS = 250

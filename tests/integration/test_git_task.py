@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 
 from tests.helpers import free_port, host_entry, write_project
 from tests.integration.envtools import (
@@ -25,6 +24,7 @@ from tests.integration.envtools import (
     user_venv,
     user_workspace,
 )
+from tests.support import testbed as tbm
 
 COMMIT = "git -c user.name=Test -c user.email=test@example.org commit -q"
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 import yaml
 
 from compute_platform import playbook
@@ -19,6 +18,7 @@ from compute_platform.reporting import Reporter
 from compute_platform.runner import Runner, RunOptions
 from tests.helpers import host_entry, write_project
 from tests.integration.envtools import compute
+from tests.support import testbed as tbm
 
 # exits 3 when the sweep point has `--fail`: a sweep with failures in known cells
 FAILS_ON_FLAG = "python3 -c 'import sys; sys.exit(3 if \"--fail\" in sys.argv else 0)'"

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 import yaml
 
 from tests.helpers import compute, free_port, host_entry
+from tests.support import testbed as tbm
 
 
 @dataclass

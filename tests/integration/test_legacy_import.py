@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 import yaml
 
 from compute_platform.hosts import HostPool
 from compute_platform.inventory import load_inventory
 from tests.integration.test_slurm import Project
+from tests.support import testbed as tbm
 
 # What the original rendered (src/slurm.py's make_slurm, in short): the job name, then the command
 # echoed and run. It had sbatch write the logs to save_path with --output/--error.

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 import yaml
 
 from compute_platform.hosts.openssh import OpenSSHHost
 from compute_platform.inventory import HostSpec
 from tests.helpers import compute, free_port, host_entry
+from tests.support import testbed as tbm
 
 ACCEPTED = "Accepted publickey for"
 

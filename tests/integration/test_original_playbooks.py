@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 from ruamel.yaml import YAML
 
 from compute_platform.jobs import FINAL, Jobs
 from compute_platform.ledger import JobRecord, Ledger
 from tests.helpers import compute, host_entry
 from tests.integration.envtools import as_user, chown_tree, user_workspace
+from tests.support import testbed as tbm
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "original"

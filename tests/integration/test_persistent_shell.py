@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import testbed as tbm
 
 from compute_platform.hosts import make_host
 from compute_platform.hosts.ssh import SSHHost
 from compute_platform.inventory import HostSpec
+from tests.support import testbed as tbm
 
 
 @pytest.fixture

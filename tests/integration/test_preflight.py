@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 import yaml
 
 from tests.helpers import free_port, host_entry, write_project
 from tests.integration.envtools import as_user, compute, user_workspace
+from tests.support import testbed as tbm
 
 CONFIGS = """\
 default: {cpus: 1, time: '00:05:00'}

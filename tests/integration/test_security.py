@@ -13,9 +13,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-import testbed as tbm
 
 from tests.integration.faultbed import Project, compute, scancel_name, wait_for
+from tests.support import testbed as tbm
 
 SECRET = f"s3cr3t-{uuid.uuid4().hex}"
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 import yaml
 
 from compute_platform.jobs import FINAL, Jobs, Row
 from tests.helpers import compute, job_output
+from tests.support import testbed as tbm
 
 CONFIGS = """\
 default: {cpus: 1, time: '00:05:00'}

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 
 from tests.integration.faultbed import Project, ledger_ids, ledger_rows, scancel_name, slurm_jobs, wait_for
+from tests.support import testbed as tbm
 
 
 class ExtraHost:

@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 
 from compute_platform.jobs import FINAL, Jobs
 from tests.helpers import compute
 from tests.integration.faultbed import Project, ledger_rows, scancel_name, slurm_jobs
+from tests.support import testbed as tbm
 
 
 def scattered(points: int, hosts: list[str]) -> dict[str, Any]:

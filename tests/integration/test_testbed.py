@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -11,7 +13,8 @@ from pathlib import Path
 
 import paramiko
 import pytest
-import testbed as tbm
+
+from tests.support import testbed as tbm
 
 
 def ssh(bed: tbm.Testbed, host: str, command: str, timeout: float = 30) -> str:
@@ -233,3 +236,34 @@ def test_other_hosts_distinct_logs(testbed: tbm.Testbed, name: str) -> None:
     assert ssh(testbed, name, "echo ok") == "ok\n"
     assert tbm.sshd_log(testbed, name).count("Accepted publickey") == before + 1
     assert tbm.sshd_log(testbed, "h1").count("Accepted publickey") == h1_before
+
+
+def test_the_command_line_in_scripts_runs_this_module(testbed: tbm.Testbed) -> None:
+    """`scripts/testbed status|env` (the commands a developer types) and scripts/testbed.py loaded by
+    its path (as the benchmarks load it) are this module."""
+    scripts = Path(__file__).resolve().parents[2] / "scripts"
+    status = subprocess.run(
+        ["bash", str(scripts / "testbed"), "status", "--state", str(testbed.state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert "sshd h1" in status.stdout and "slurmctld" in status.stdout
+    env = subprocess.run(
+        ["bash", str(scripts / "testbed"), "env", "--state", str(testbed.state)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"export COMPUTE_TESTBED={shlex.quote(str(testbed.state))}" in env.stdout.splitlines()
+    spec = importlib.util.spec_from_file_location("testbed_by_path", scripts / "testbed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (module.up, module.down, module.is_up, module.Testbed) == (
+        tbm.up,
+        tbm.down,
+        tbm.is_up,
+        tbm.Testbed,
+    )

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import testbed as tbm
 
 from compute_platform import shell
 from compute_platform.hosts import HostPool
@@ -30,6 +29,7 @@ from compute_platform.inventory import load_inventory
 from compute_platform.jobs import Jobs
 from compute_platform.ledger import JobRecord, Ledger
 from tests.helpers import host_entry, job_output, write_project
+from tests.support import testbed as tbm
 
 WHERE = ["localhost", "h1"]
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
