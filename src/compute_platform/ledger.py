@@ -255,8 +255,9 @@ class Ledger:
                 raise
             self.append_events([Event(now(), host, "", UNCONFIRMED, json.dumps(lost(self.relative(staged))))])
             raise TaskError(
-                f"{e.message}; whether the scheduler got the job under way is unknown: a run with "
-                "--skip-submitted looks for it in the queue first, records it if there, else submits it"
+                host=e.host,
+                message=f"{e.reason}; whether the scheduler got the job under way is unknown: a run with "
+                "--skip-submitted looks for it in the queue first, records it if there, else submits it",
             ) from e
         except BaseException:
             self.discard(staged)

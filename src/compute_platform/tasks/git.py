@@ -229,7 +229,7 @@ class Git(Action):
             output = f"{result.stderr}\n{result.stdout}"
             diagnosis = diagnose(output)
             if result.exit_code == TARGET_TAKEN or not diagnosis.retry or result.timed_out:
-                raise TaskError(self._failure(host, result, diagnosis))
+                raise TaskError(self._failure(result, diagnosis), host=host.alias)
             if attempt == self.retries:
                 raise TaskError(
                     host=host.alias,
@@ -244,13 +244,13 @@ class Git(Action):
             time.sleep(self.delay)
         raise AssertionError("unreachable: retries >= 1")
 
-    def _failure(self, host: Host, result: Result, diagnosis: Diagnosis) -> str:
+    def _failure(self, result: Result, diagnosis: Diagnosis) -> str:
         if result.exit_code == TARGET_TAKEN:
-            return f"{host.alias}: git clone: {result.stderr.strip().removeprefix('compute: ')}"
+            return f"git clone: {result.stderr.strip().removeprefix('compute: ')}"
         if result.timed_out:
-            return f"{host.alias}: git {self.action} timed out after {result.duration:.0f} s"
+            return f"git {self.action} timed out after {result.duration:.0f} s"
         hint = f" ({diagnosis.hint})" if diagnosis.hint else ""
-        return f"{host.alias}: git {self.action} failed{hint}. git said:\n{_last_lines(result)}"
+        return f"git {self.action} failed{hint}. git said:\n{_last_lines(result)}"
 
     def _outcome(self, result: Result) -> Outcome:
         said = f"{result.stdout}\n{result.stderr}"

@@ -248,7 +248,8 @@ class Slurm(Action, SweepFields):
             except (TaskError, Interrupted) as e:
                 if not ids:
                     raise
-                raise TaskError(f"{e.message} (already submitted and recorded: {', '.join(ids)})") from e
+                recorded = f" (already submitted and recorded: {', '.join(ids)})"
+                raise TaskError(e.reason + recorded, host=e.host) from e
         ctx.add_submitted(ids)
         return Outcome(message=f"{len(jobs)} jobs: {describe(batches)}, id {', '.join(ids)}")
 
