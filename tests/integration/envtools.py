@@ -1,6 +1,6 @@
 """Helpers for the pip, git and copy integration tests: a workspace in the test user's home,
 tiny Python packages built without any network (a hand-made wheel, a project with an in-tree
-PEP 517/660 build backend), a loopback wheel server, and running `compute` itself."""
+PEP 517/660 build backend), and a loopback wheel server."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import base64
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
-import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import compute as compute  # re-exported for the env-task tests
-from tests.helpers import free_port
+from tests.support.project import free_port
+from tests.support.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -177,20 +177,13 @@ def wheel_server(folder: Path) -> Iterator[str]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait_port(port, 10)
+        wait_for(lambda: _listening(port), 10, f"the wheel server on 127.0.0.1:{port}")
         yield f"http://127.0.0.1:{port}/"
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
 
-def _wait_port(port: int, timeout: float) -> None:
-    import socket
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

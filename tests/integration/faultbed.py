@@ -1,39 +1,20 @@
 """Helpers of the fault-injection, concurrency and security suites: a project folder on the test bed,
-the CLI as a subprocess, the ledger's rows, and what the real Slurm holds."""
+a small disk to fill, the ledger's rows, and what the real Slurm holds."""
 
 from __future__ import annotations
 
 import csv
 import os
 import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
+import pytest
 
 from tests.support import testbed as tbm
-
-CONFIGS = "default: {cpus: 1, time: '00:05:00'}\n"
-
-
-def compute_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "compute_platform", *args]
-
-
-def compute(*args: str, cwd: Path, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(compute_argv(*args), cwd=cwd, capture_output=True, text=True, timeout=timeout, **kw)
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+from tests.support.cli import compute, compute_popen
+from tests.support.project import CONFIGS, bed_hosts, write_book, write_hosts
 
 
 class Project:
@@ -45,7 +26,7 @@ class Project:
         self.folder = folder
         self.tag = uuid.uuid4().hex[:8]
         self.logs_name = f"compute/faults-{self.tag}"
-        hosts = yaml.safe_load(Path(bed.hosts_yaml).read_text())
+        hosts = bed_hosts(bed)
         for entry in hosts.values():
             entry["save_path"] = f"~/{self.logs_name}"
             entry.update(hosts_extra)
@@ -55,28 +36,20 @@ class Project:
         (folder / "configs.yaml").write_text(CONFIGS)
 
     def write_hosts(self) -> None:
-        (self.folder / "hosts.yaml").write_text(yaml.safe_dump(self.hosts, sort_keys=False))
+        write_hosts(self.folder, self.hosts)
 
     def job_name(self, what: str) -> str:
         return f"{what}-{self.tag}"
 
     def book(self, tasks: list[dict[str, Any]], name: str = "book.yaml") -> Path:
-        data = {"inventory": {"hosts": "hosts.yaml", "configs": "configs.yaml"}, "tasks": tasks}
-        path = self.folder / name
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
-        return path
+        return write_book(self.folder, tasks, name)
 
-    def run(self, *args: str, timeout: float = 60, **kw: Any) -> subprocess.CompletedProcess[str]:
-        return compute("run", "book.yaml", *args, cwd=self.folder, timeout=timeout, **kw)
+    def run(self, *args: str, timeout: float = 60, **how: Any) -> subprocess.CompletedProcess[str]:
+        """`compute run book.yaml ARGS` in the project (`how`: env, unset, umask of support.cli.compute)."""
+        return compute("run", "book.yaml", *args, cwd=self.folder, timeout=timeout, **how)
 
     def popen(self, *args: str, book: str = "book.yaml") -> subprocess.Popen[str]:
-        return subprocess.Popen(
-            compute_argv("run", book, *args),
-            cwd=self.folder,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        return compute_popen("run", book, *args, cwd=self.folder)
 
     @property
     def archive(self) -> Path:
@@ -84,6 +57,27 @@ class Project:
 
     def rows(self) -> list[dict[str, str]]:
         return ledger_rows(self.archive)
+
+
+class SmallDisk:
+    """A tmpfs of `size` mounted for the test (root only), optionally filled up to leave `free` bytes."""
+
+    def __init__(self, where: Path, size: str, options: str = "") -> None:
+        self.where = where
+        where.mkdir()
+        mount = ["mount", "-t", "tmpfs", "-o", f"size={size}" + (f",{options}" if options else ""), "tmpfs"]
+        proc = subprocess.run([*mount, str(where)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+
+    def fill(self, leave: int) -> None:
+        info = os.statvfs(self.where)
+        size = info.f_bavail * info.f_frsize - leave
+        with open(self.where / "filler", "wb") as f:
+            f.write(b"\0" * max(0, size))
+
+    def unmount(self) -> None:
+        subprocess.run(["umount", "-l", str(self.where)], capture_output=True)
 
 
 def ledger_rows(archive: Path) -> list[dict[str, str]]:

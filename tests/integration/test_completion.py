@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.cli import compute, compute_argv
 
 pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="bash is not installed")
 
@@ -18,7 +20,7 @@ def bin_dir(tmp_path: Path) -> Path:
     folder = tmp_path / "bin"
     folder.mkdir()
     wrapper = folder / "compute"
-    wrapper.write_text(f'#!/bin/sh\nexec {sys.executable} -m compute_platform "$@"\n')
+    wrapper.write_text(f'#!/bin/sh\nexec {shlex.join(compute_argv())} "$@"\n')
     wrapper.chmod(0o755)
     return folder
 
@@ -76,10 +78,5 @@ def test_limit_completes_the_playbooks_hosts(bin_dir: Path, tmp_path: Path) -> N
     ("shell", "marker"), [("zsh", "#compdef compute"), ("fish", "complete --no-files --command compute")]
 )
 def test_zsh_and_fish_scripts(shell: str, marker: str, tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "compute_platform", "completion", shell],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = compute("completion", shell, timeout=30)
     assert proc.returncode == 0 and marker in proc.stdout and "_COMPUTE_COMPLETE" in proc.stdout

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import host_entry, write_project
-from tests.integration.envtools import chown_tree, compute, user_workspace
-from tests.trees import listing, make_tree
+from tests.integration.envtools import chown_tree, user_workspace
+from tests.support.cli import compute
+from tests.support.project import host_entry, write_project
+from tests.support.trees import listing, make_tree
 
 EXCLUDE = "[.git, '*.ckpt', __pycache__]"
 

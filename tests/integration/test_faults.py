@@ -9,9 +9,7 @@ holds exactly the jobs that Slurm really has: none missing, none twice."""
 from __future__ import annotations
 
 import collections
-import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.faultbed import Project, ledger_ids, ledger_rows, scancel_name, slurm_jobs, wait_for
+from tests.integration.faultbed import Project, SmallDisk, ledger_ids, ledger_rows, scancel_name, slurm_jobs
 from tests.support import testbed as tbm
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -178,27 +177,6 @@ def test_a_controller_outage_longer_than_submit_retry_fails_clearly_then_resumes
 
 
 # -- an archive that cannot be written: full, read-only, filling up during a sweep ----------------
-
-
-class SmallDisk:
-    """A tmpfs of `size` mounted for the test (root only), optionally filled up to leave `free` bytes."""
-
-    def __init__(self, where: Path, size: str, options: str = "") -> None:
-        self.where = where
-        where.mkdir()
-        mount = ["mount", "-t", "tmpfs", "-o", f"size={size}" + (f",{options}" if options else ""), "tmpfs"]
-        proc = subprocess.run([*mount, str(where)], capture_output=True, text=True)
-        if proc.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
-
-    def fill(self, leave: int) -> None:
-        info = os.statvfs(self.where)
-        size = info.f_bavail * info.f_frsize - leave
-        with open(self.where / "filler", "wb") as f:
-            f.write(b"\0" * max(0, size))
-
-    def unmount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.where)], capture_output=True)
 
 
 @pytest.fixture

@@ -15,16 +15,10 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import free_port, host_entry, write_project
-from tests.integration.envtools import (
-    as_user,
-    chown_tree,
-    compute,
-    python_project,
-    user_venv,
-    user_workspace,
-)
+from tests.integration.envtools import as_user, chown_tree, python_project, user_venv, user_workspace
 from tests.support import testbed as tbm
+from tests.support.cli import compute
+from tests.support.project import free_port, host_entry, write_project
 
 COMMIT = "git -c user.name=Test -c user.email=test@example.org commit -q"
 

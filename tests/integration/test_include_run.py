@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.support.cli import compute
 
 
 def test_run_with_an_include(tmp_path: Path) -> None:
@@ -20,13 +20,7 @@ def test_run_with_an_include(tmp_path: Path) -> None:
         "  - {include: parts/greet.yaml, variables: {who: world}}\n"
         "  - {name: after, hosts: localhost, cmd: echo after}\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-m", "compute_platform", "run", "main.yaml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = compute("run", "main.yaml", cwd=tmp_path, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.startswith("localhost | ")]
     assert lines == ["localhost | before", "localhost | hello world", "localhost | after"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import compute
+from tests.support.cli import compute
 
 
 def test_init_then_run_the_example(tmp_path: Path) -> None:

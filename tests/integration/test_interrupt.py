@@ -6,14 +6,14 @@ from __future__ import annotations
 import random
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import host_entry, write_project
+from tests.support.cli import compute_popen
+from tests.support.project import host_entry, write_project
+from tests.support.waiting import wait_for
 
 
 def sleeping(testbed: Any, seconds: int) -> int:
@@ -42,25 +42,14 @@ def test_ctrl_c_kills_the_commands_running_on_ssh_hosts(testbed: Any, tmp_path: 
         f"    cmd: '{command}'\n"
     )
     write_project(tmp_path, testbed, book, extra_hosts=openssh)
-    run = subprocess.Popen(
-        [sys.executable, "-m", "compute_platform", "run", "book.yaml"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    run = compute_popen("run", "book.yaml", cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 20
-        while sleeping(testbed, seconds) < expected and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_for(lambda: sleeping(testbed, seconds) >= expected, 20, "the commands to start", interval=0.1)
         assert sleeping(testbed, seconds) == expected
         run.send_signal(signal.SIGINT)
         out, err = run.communicate(timeout=20)
         assert run.returncode == 130, out + err
-        deadline = time.monotonic() + 10
-        while sleeping(testbed, seconds) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert sleeping(testbed, seconds) == 0
+        wait_for(lambda: sleeping(testbed, seconds) == 0, 10, "the commands to be killed", interval=0.1)
     finally:
         run.kill()
         subprocess.run(["pkill", "-u", testbed.user, "-fx", f"sleep {seconds}"], capture_output=True)

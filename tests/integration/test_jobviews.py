@@ -4,21 +4,19 @@ the submission progress the slurm and tmux tasks report while a run goes."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from compute_platform import playbook
-from compute_platform.jobs import FINAL, Jobs
 from compute_platform.reporting import Reporter
 from compute_platform.runner import Runner, RunOptions
-from tests.helpers import host_entry, write_project
-from tests.integration.envtools import compute
 from tests.support import testbed as tbm
+from tests.support.cli import compute
+from tests.support.project import book_text, host_entry, write_project
+from tests.support.waiting import wait_jobs
 
 # exits 3 when the sweep point has `--fail`: a sweep with failures in known cells
 FAILS_ON_FLAG = "python3 -c 'import sys; sys.exit(3 if \"--fail\" in sys.argv else 0)'"
@@ -29,24 +27,11 @@ def project(folder: Path, testbed: tbm.Testbed, tasks: list[dict[str, Any]]) -> 
     and beds share the test user's home) and h1..hN; book.yaml with these tasks."""
     logs = f"~/compute/test-{uuid.uuid4().hex[:10]}"
     cluster = {**host_entry(testbed, testbed.slurm_alias), "platform": "slurm", "save_path": logs}
-    book = {"inventory": {"hosts": "hosts.yaml", "configs": "configs.yaml"}, "tasks": tasks}
-    return write_project(
-        folder, testbed, yaml.safe_dump(book, sort_keys=False), extra_hosts={"cluster": cluster}
-    )
+    return write_project(folder, testbed, book_text(tasks), extra_hosts={"cluster": cluster})
 
 
 def wait_final(folder: Path, timeout: float = 45) -> None:
-    view = Jobs(folder / "archive")
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = view.rows(view.records())
-            if all(row.state.state in FINAL for row in rows):
-                return
-            assert time.monotonic() < deadline, {row.record.job_id: row.state for row in rows}
-            time.sleep(0.2)
-    finally:
-        view.close()
+    wait_jobs(folder / "archive", timeout=timeout)
 
 
 def cells(output: str, label: str) -> list[str]:

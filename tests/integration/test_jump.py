@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.helpers import compute, free_port, host_entry
 from tests.support import testbed as tbm
+from tests.support.cli import compute
+from tests.support.project import free_port, host_entry, write_hosts
 
 
 @dataclass
@@ -56,7 +56,7 @@ def jumps(testbed: Any) -> Iterator[Jumps]:
 
 
 def project(folder: Path, hosts: dict[str, Any], targets: list[str]) -> None:
-    (folder / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
+    write_hosts(folder, hosts)
     (folder / "book.yaml").write_text(
         "inventory: {hosts: hosts.yaml}\n"
         f"tasks:\n  - {{name: where, hosts: [{', '.join(targets)}], cmd: 'echo \"on $SSH_CONNECTION\"'}}\n"

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from compute_platform.hosts import HostPool
 from compute_platform.inventory import load_inventory
 from tests.integration.test_slurm import Project
 from tests.support import testbed as tbm
+from tests.support.project import write_hosts
+from tests.support.waiting import poll_until
 
 # What the original rendered (src/slurm.py's make_slurm, in short): the job name, then the command
 # echoed and run. It had sbatch write the logs to save_path with --output/--error.
@@ -43,7 +43,7 @@ def project(testbed: tbm.Testbed, tmp_path: Path) -> Iterator[Project]:
     # the original's hosts.yaml gave save_path as an absolute path (sbatch gets it on the command line)
     for entry in made.hosts.values():
         entry["save_path"] = str(made.logs)
-    (tmp_path / "hosts.yaml").write_text(yaml.safe_dump(made.hosts, sort_keys=False))
+    write_hosts(tmp_path, made.hosts)
     yield made
     shutil.rmtree(made.logs, ignore_errors=True)
 
@@ -104,13 +104,13 @@ def test_jobs_of_the_original_tool_are_imported_once_and_followed_with_their_rea
         "see them: compute jobs --task legacy",
     ]
 
-    deadline = time.monotonic() + 45
-    while True:
-        jobs, stderr = jobs_json(project)
-        if {jobs[ok]["state"], jobs[failed]["state"]} <= {"COMPLETED", "FAILED"}:
-            break
-        assert time.monotonic() < deadline, jobs
-        time.sleep(0.3)
+    jobs, stderr = poll_until(
+        lambda: jobs_json(project),
+        lambda seen: {seen[0][ok]["state"], seen[0][failed]["state"]} <= {"COMPLETED", "FAILED"},
+        45,
+        "both jobs to end",
+        interval=0.3,
+    )
     assert "hint" not in stderr
     assert (jobs[ok]["state"], jobs[failed]["state"]) == ("COMPLETED", "FAILED")
     assert (jobs[ok]["job_name"], jobs[ok]["task"], jobs[ok]["scheduler"]) == ("legacy-ok", "legacy", "slurm")
@@ -151,10 +151,13 @@ def test_a_ledger_with_more_job_ids_than_a_command_line_holds_still_gets_its_sta
     (project.folder / "jobs.csv").write_text("".join(lines) + f"cluster , {job} , echo many \n")
     done = project.cli("import-legacy")
     assert done.returncode == 0 and "imported 17001 job(s)" in done.stdout, done.stdout + done.stderr
-    deadline = time.monotonic() + 45
-    while (state := jobs_json(project)[0][job]["state"]) != "COMPLETED":
-        assert time.monotonic() < deadline, state
-        time.sleep(0.3)
+    poll_until(
+        lambda: jobs_json(project)[0][job]["state"],
+        lambda state: state == "COMPLETED",
+        45,
+        f"job {job} to complete",
+        interval=0.3,
+    )
     jobs = jobs_json(project)[0]
     assert {j["reason"] for i, j in jobs.items() if i != job} == {
         "gone from the queue; sacct does not work on this cluster"

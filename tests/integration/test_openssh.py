@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from compute_platform.hosts.openssh import OpenSSHHost
 from compute_platform.inventory import HostSpec
-from tests.helpers import compute, free_port, host_entry
 from tests.support import testbed as tbm
+from tests.support.cli import compute
+from tests.support.project import free_port, host_entry, write_hosts
 
 ACCEPTED = "Accepted publickey for"
 
@@ -39,7 +39,7 @@ def spec(testbed: Any, name: str, **extra: Any) -> HostSpec:
 
 def project(folder: Path, testbed: Any, name: str, **extra: Any) -> None:
     entry = host_entry(testbed, name, connection="openssh", **extra)
-    (folder / "hosts.yaml").write_text(yaml.safe_dump({"cluster": entry}))
+    write_hosts(folder, {"cluster": entry})
     task = "{hosts: cluster, cmd: 'echo \"pid $$ on $SSH_CONNECTION\"'}"
     (folder / "book.yaml").write_text(f"inventory: {{hosts: hosts.yaml}}\ntasks:\n  - {task}\n")
 
@@ -81,7 +81,7 @@ def test_login_opens_the_connection_that_runs_use_and_logout_closes_it(
 
 
 def test_login_is_only_for_openssh_hosts(testbed: Any, tmp_path: Path) -> None:
-    (tmp_path / "hosts.yaml").write_text(yaml.safe_dump({"ws": host_entry(testbed, "h1")}))
+    write_hosts(tmp_path, {"ws": host_entry(testbed, "h1")})
     proc = compute("hosts", "--login", "ws", cwd=tmp_path)
     assert proc.returncode == 2 and "does not say `connection: openssh`" in proc.stderr
 

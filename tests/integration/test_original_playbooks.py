@@ -24,8 +24,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +32,12 @@ from typing import Any
 import pytest
 from ruamel.yaml import YAML
 
-from compute_platform.jobs import FINAL, Jobs
 from compute_platform.ledger import JobRecord, Ledger
-from tests.helpers import compute, host_entry
 from tests.integration.envtools import as_user, chown_tree, user_workspace
 from tests.support import testbed as tbm
+from tests.support.cli import compute
+from tests.support.project import host_entry
+from tests.support.waiting import wait_jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = ROOT / "tests" / "original"
@@ -279,20 +278,8 @@ class Project:
 
     def wait(self, timeout: float = 25) -> None:
         """Poll the jobs' states (one connection per host, 0.2 s apart) until every job has ended."""
-        view = Jobs(self.folder / "archive")
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                rows = view.rows(view.records())
-                if all(row.state.state in FINAL for row in rows):
-                    break
-                assert time.monotonic() < deadline, {row.record.job_id: row.state for row in rows}
-                time.sleep(0.2)
-        finally:
-            view.close()
-        assert {row.record.job_id: row.state.state for row in rows} == {
-            row.record.job_id: "COMPLETED" for row in rows
-        }
+        rows = wait_jobs(self.folder / "archive", timeout=timeout)
+        assert {job_id: row.state.state for job_id, row in rows.items()} == dict.fromkeys(rows, "COMPLETED")
 
     def log(self, record: JobRecord) -> tuple[str, list[dict[str, Any]]]:
         """A job's output: its first line and what the recorder printed, in order."""
@@ -453,13 +440,7 @@ def test_slurm_playbook_submits_the_original_jobs(
     if book == "deploy.yaml":
         make_repository(project)
     if expected.via_shim:
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "compute.py"), f"playbooks/{book}"],
-            cwd=project.folder,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        proc = compute(f"playbooks/{book}", cwd=project.folder, timeout=60, entry="shim")
         assert proc.returncode == 0, proc.stdout + proc.stderr
     else:
         proc = project.run(book)

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import host_entry, write_project
-from tests.integration.envtools import as_user, compute, user_venv, wheel, wheel_server
+from tests.integration.envtools import as_user, user_venv, wheel, wheel_server
+from tests.support.cli import compute
+from tests.support.project import host_entry, write_project
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import free_port, host_entry, write_project
-from tests.integration.envtools import as_user, compute, user_workspace
+from tests.integration.envtools import as_user, user_workspace
 from tests.support import testbed as tbm
+from tests.support.cli import compute
+from tests.support.project import book_text, free_port, host_entry, write_hosts, write_project
 
 CONFIGS = """\
 default: {cpus: 1, time: '00:05:00'}
@@ -38,14 +39,9 @@ def venv(testbed: tbm.Testbed) -> Iterator[Path]:
 
 
 def project(folder: Path, testbed: tbm.Testbed, tasks: list[dict[str, Any]], **hosts: dict[str, Any]) -> Path:
-    book = {"inventory": {"hosts": "hosts.yaml", "configs": "configs.yaml"}, "tasks": tasks}
     cluster = {**host_entry(testbed, testbed.slurm_alias), "platform": "slurm", "gpu": 2}
     return write_project(
-        folder,
-        testbed,
-        yaml.safe_dump(book, sort_keys=False),
-        extra_hosts={"cluster": cluster, **hosts},
-        configs=CONFIGS,
+        folder, testbed, book_text(tasks), extra_hosts={"cluster": cluster, **hosts}, configs=CONFIGS
     )
 
 
@@ -135,7 +131,7 @@ def test_more_gpus_than_a_node_has_are_refused_by_the_cluster(testbed: tbm.Testb
     book = project(tmp_path, testbed, tasks)
     hosts = yaml.safe_load((tmp_path / "hosts.yaml").read_text())
     hosts["cluster"]["gpu"] = True  # the hosts file does not say how many: only the cluster knows
-    (tmp_path / "hosts.yaml").write_text(yaml.safe_dump(hosts))
+    write_hosts(tmp_path, hosts)
     proc = compute("check", "--remote", book.name, cwd=tmp_path, timeout=60)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     status, detail = lines_of(proc)[("cluster", "task 'big': sbatch --test-only")]

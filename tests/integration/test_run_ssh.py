@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.helpers import compute, free_port, write_project
+from tests.support.cli import Entry, compute
+from tests.support.project import free_port, write_project
 
 BOOK = """\
 inventory: {hosts: hosts.yaml, configs: configs.yaml}
@@ -123,11 +123,12 @@ def test_hosts_ping(testbed: Any, tmp_path: Path) -> None:
     assert "FAILED" in lines["down"] and "refused" in lines["down"]
 
 
-@pytest.mark.parametrize("entry", [["python3", "compute.py"], ["compute"]])
-def test_original_entry_point_and_console_script(testbed: Any, tmp_path: Path, entry: list[str]) -> None:
+@pytest.mark.parametrize(
+    "entry", ["shim", "script"]
+)  # `python3 compute.py book.yaml`, `compute run book.yaml`
+def test_original_entry_point_and_console_script(testbed: Any, tmp_path: Path, entry: Entry) -> None:
     write_project(tmp_path, testbed, BOOK.replace("[h1, h2, h3, localhost]", "[localhost, h1]"))
-    repo = Path(__file__).resolve().parents[2]
-    argv = [sys.executable, str(repo / "compute.py")] if entry[0] == "python3" else ["compute", "run"]
-    proc = subprocess.run([*argv, "book.yaml"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    args = ["book.yaml"] if entry == "shim" else ["run", "book.yaml"]
+    proc = compute(*args, cwd=tmp_path, timeout=60, entry=entry)
     assert proc.returncode == 0, proc.stderr
     assert "h1 | second-task" in proc.stdout

@@ -5,7 +5,6 @@ read. Basic host key policy tests (accept-new records, strict refuses) are in te
 
 from __future__ import annotations
 
-import os
 import shutil
 import stat
 import subprocess
@@ -14,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.faultbed import Project, compute, scancel_name, wait_for
+from tests.integration.faultbed import Project, scancel_name
 from tests.support import testbed as tbm
+from tests.support.cli import compute
+from tests.support.waiting import wait_for
 
 SECRET = f"s3cr3t-{uuid.uuid4().hex}"
 
@@ -101,8 +102,9 @@ def test_a_private_key_others_can_read_gets_a_warning(project: Project, tmp_path
 # -- secrets --------------------------------------------------------------------------------------
 
 
-def with_secret(**extra: str) -> dict[str, str]:
-    return {**os.environ, "WANDB_API_KEY": SECRET, **extra}
+def with_secret() -> dict[str, str]:
+    """What to add to the environment of `compute`: the secret."""
+    return {"WANDB_API_KEY": SECRET}
 
 
 @pytest.mark.parametrize("where", ["h1", "localhost"])
@@ -131,8 +133,7 @@ def test_a_secret_reaches_the_command_and_never_shows(project: Project, where: s
 def test_a_missing_secret_is_a_clear_error(project: Project) -> None:
     task = {"name": "t", "hosts": "h1", "cmd": {"commands": ["echo run"], "secret_env": ["NOPE_NOT_SET_X"]}}
     project.book([task])
-    env = {k: v for k, v in os.environ.items() if k != "NOPE_NOT_SET_X"}
-    proc = project.run(env=env)
+    proc = project.run(unset=["NOPE_NOT_SET_X"])
     assert proc.returncode == 1
     assert "NOPE_NOT_SET_X" in proc.stdout and "not set in the environment" in proc.stdout
     assert "h1 | run" not in proc.stdout
@@ -197,7 +198,7 @@ def test_archive_files_respect_the_umask(project: Project, umask: int) -> None:
         ]
     )
     try:
-        proc = project.run(preexec_fn=lambda: os.umask(umask))
+        proc = project.run(umask=umask)
         assert proc.returncode == 0, proc.stdout + proc.stderr
     finally:
         scancel_name(project.bed, name)
@@ -257,8 +258,7 @@ def test_a_resubmitted_job_gets_its_secret_again(project: Project) -> None:
             return '"FAILED"' in proc.stdout
 
         wait_for(failed, 60, "the first attempt to fail", interval=0.3)
-        missing_env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"}
-        missing = compute("resubmit", "--failed", cwd=project.folder, env=missing_env)
+        missing = compute("resubmit", "--failed", cwd=project.folder, unset=["WANDB_API_KEY"])
         assert missing.returncode != 0 and "WANDB_API_KEY" in missing.stderr and "not set" in missing.stderr
         again = compute("resubmit", "--failed", cwd=project.folder, env=with_secret())
         assert again.returncode == 0, again.stdout + again.stderr

@@ -10,18 +10,18 @@ import csv
 import json
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from compute_platform.jobs import FINAL, Jobs, Row
-from tests.helpers import compute, job_output
+from compute_platform.jobs import FINAL, Row
 from tests.support import testbed as tbm
+from tests.support.cli import compute, job_output
+from tests.support.project import bed_hosts, write_book, write_hosts
+from tests.support.waiting import wait_for, wait_jobs
 
 CONFIGS = """\
 default: {cpus: 1, time: '00:05:00'}
@@ -38,15 +38,13 @@ class Project:
         self.folder = folder
         self.logs_name = f"compute/test-{uuid.uuid4().hex[:10]}"
         self.logs = bed.home / self.logs_name
-        hosts = yaml.safe_load(Path(bed.hosts_yaml).read_text())
-        entry = {**hosts[bed.slurm_alias], "save_path": f"~/{self.logs_name}", **cluster}
+        entry = {**bed_hosts(bed)[bed.slurm_alias], "save_path": f"~/{self.logs_name}", **cluster}
         self.hosts = {"cluster": entry, "cluster2": dict(entry)}  # two aliases of the same cluster
-        (folder / "hosts.yaml").write_text(yaml.safe_dump(self.hosts, sort_keys=False))
+        write_hosts(folder, self.hosts)
         (folder / "configs.yaml").write_text(CONFIGS)
 
     def run(self, tasks: list[dict[str, Any]], *extra: str) -> subprocess.CompletedProcess[str]:
-        book = {"inventory": {"hosts": "hosts.yaml", "configs": "configs.yaml"}, "tasks": tasks}
-        (self.folder / "book.yaml").write_text(yaml.safe_dump(book, sort_keys=False))
+        write_book(self.folder, tasks)
         return compute("run", "book.yaml", *extra, cwd=self.folder)
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -58,18 +56,7 @@ class Project:
 
     def wait(self, timeout: float = 45, until: tuple[str, ...] = FINAL) -> dict[str, Row]:
         """Poll the jobs' states (one squeue round trip per poll, 0.2 s apart) until all are in `until`."""
-        view = Jobs(self.folder / "archive")
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                rows = view.rows(view.records())
-                if all(row.state.state in until for row in rows):
-                    return {row.record.job_id: row for row in rows}
-                if time.monotonic() > deadline:
-                    raise AssertionError({row.record.job_id: row.state for row in rows})
-                time.sleep(0.2)
-        finally:
-            view.close()
+        return wait_jobs(self.folder / "archive", until, timeout=timeout)
 
     def output(self, row: dict[str, str]) -> str:
         return job_output(Path(row["log_out"]).read_text())
@@ -194,9 +181,8 @@ def test_cancel_a_running_job_is_recorded(project: Project) -> None:
     job_id = project.rows()[0]["job_id"]
     project.wait(until=("RUNNING",))
     log = Path(project.rows()[0]["log_out"])
-    deadline = time.monotonic() + 10
-    while "started" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
-        time.sleep(0.1)  # RUNNING comes before the script's first line: let it set its trap
+    # RUNNING comes before the script's first line: let it set its trap
+    wait_for(lambda: log.exists() and "started" in log.read_text(), 10, "the job's first line", interval=0.1)
     done = project.cli("cancel", job_id)
     assert done.returncode == 0 and f"cancelled 1 job(s): {job_id}" in done.stdout, done.stderr
     state = project.wait()[job_id].state
@@ -205,9 +191,7 @@ def test_cancel_a_running_job_is_recorded(project: Project) -> None:
     assert f",cluster,{job_id},cancelled," in events
     # the job recorded its end itself (what `compute jobs` reads once the controller forgets it)
     status = Path(project.rows()[0]["status_file"])
-    deadline = time.monotonic() + 10
-    while not status.exists() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_for(status.exists, 10, "the job's status file", interval=0.2)
     assert status.read_text() == "143 signal\n"
     assert "already ended" in project.cli("cancel", job_id).stdout
 

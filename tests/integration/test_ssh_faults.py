@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.faultbed import Project, ledger_ids, ledger_rows, scancel_name, slurm_jobs, wait_for
+from tests.integration.faultbed import Project, ledger_ids, ledger_rows, scancel_name, slurm_jobs
 from tests.support import testbed as tbm
+from tests.support.waiting import wait_for
 
 
 class ExtraHost:

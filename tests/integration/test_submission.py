@@ -5,19 +5,17 @@ recorded)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from compute_platform.jobs import FINAL, Jobs
-from tests.helpers import compute
-from tests.integration.faultbed import Project, ledger_rows, scancel_name, slurm_jobs
+from tests.integration.faultbed import Project, SmallDisk, ledger_rows, scancel_name, slurm_jobs
 from tests.support import testbed as tbm
+from tests.support.cli import compute
+from tests.support.waiting import wait_jobs
 
 
 def scattered(points: int, hosts: list[str]) -> dict[str, Any]:
@@ -74,29 +72,8 @@ def test_points_left_by_a_host_that_failed_are_dealt_over_the_hosts_of_the_resum
 # -- resubmit through the transaction: a full archive resubmits nothing ---------------------------
 
 
-class SmallDisk:
-    """A tmpfs mounted for the test (root only)."""
-
-    def __init__(self, where: Path) -> None:
-        self.where = where
-        where.mkdir()
-        proc = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(where)], capture_output=True
-        )
-        if proc.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode().strip()}")
-
-    def fill(self) -> None:
-        info = os.statvfs(self.where)
-        with open(self.where / "filler", "wb") as f:
-            f.write(b"\0" * (info.f_bavail * info.f_frsize - 64 * 1024))  # less than the spare room
-
-    def unmount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.where)], capture_output=True)
-
-
 def test_resubmitting_onto_a_full_archive_resubmits_nothing(project: Project, tmp_path: Path) -> None:
-    disk = SmallDisk(tmp_path / "disk")
+    disk = SmallDisk(tmp_path / "disk", "4m")
     archive = disk.where / "archive"
     name = project.job_name("refail")
     try:
@@ -105,7 +82,7 @@ def test_resubmitting_onto_a_full_archive_resubmits_nothing(project: Project, tm
         assert proc.returncode == 0, proc.stdout + proc.stderr
         wait_ended(archive)
         before = slurm_jobs(project.bed, name)
-        disk.fill()
+        disk.fill(leave=64 * 1024)
         again = compute("resubmit", "--failed", "--archive", str(archive), cwd=project.folder)
         assert again.returncode == 1, again.stdout + again.stderr
         assert "not enough to record" in again.stdout + again.stderr
@@ -118,11 +95,4 @@ def test_resubmitting_onto_a_full_archive_resubmits_nothing(project: Project, tm
 
 
 def wait_ended(archive: Path, timeout: float = 30) -> None:
-    view = Jobs(archive)
-    try:
-        deadline = time.monotonic() + timeout
-        while not all(row.state.state in FINAL for row in view.rows(view.records())):
-            assert time.monotonic() < deadline, "the jobs did not end"
-            time.sleep(0.2)
-    finally:
-        view.close()
+    wait_jobs(archive, timeout=timeout)

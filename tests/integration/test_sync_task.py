@@ -5,18 +5,18 @@ host's PATH (through its `init`) that records the argv it receives."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from compute_platform.jobs import FINAL, Jobs
 from compute_platform.ledger import Ledger
-from tests.integration.envtools import chown_tree, compute, user_workspace
+from tests.integration.envtools import chown_tree, user_workspace
+from tests.support.cli import compute
+from tests.support.project import CONFIGS, bed_hosts, write_book, write_hosts
+from tests.support.waiting import wait_jobs
 
 # records one JSON line per call: its arguments and its working directory
 FAKE_WANDB = """\
@@ -42,20 +42,19 @@ class Bed:
         return f"{self.testbed.home}/project/wandb/offline-run-20230512_1015{n:02d}-{tag}"
 
     def hosts(self, wandb: bool = True) -> None:
-        hosts = yaml.safe_load(Path(self.testbed.hosts_yaml).read_text())
+        hosts = bed_hosts(self.testbed)
         init = [f"export PATH={self.work}/bin:$PATH"] if wandb else []
         for alias in ("h1", self.testbed.slurm_alias):
             hosts[alias] = {**hosts[alias], "save_path": str(self.logs), "init": init}
-        (self.folder / "hosts.yaml").write_text(yaml.safe_dump(hosts, sort_keys=False))
-        (self.folder / "configs.yaml").write_text("default: {cpus: 1, time: '00:05:00'}\n")
+        write_hosts(self.folder, hosts)
+        (self.folder / "configs.yaml").write_text(CONFIGS)
 
     def write_log(self, name: str, *lines: str) -> None:
         (self.logs / name).write_text("".join(f"{line}\n" for line in lines))
         chown_tree(self.logs, self.testbed.user)
 
     def run(self, *tasks: dict[str, Any]) -> Any:
-        book = {"inventory": {"hosts": "hosts.yaml", "configs": "configs.yaml"}, "tasks": list(tasks)}
-        (self.folder / "book.yaml").write_text(yaml.safe_dump(book, sort_keys=False))
+        write_book(self.folder, list(tasks))
         return compute("run", "book.yaml", cwd=self.folder)
 
     def calls(self) -> list[dict[str, Any]]:
@@ -63,14 +62,7 @@ class Bed:
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     def wait(self, timeout: float = 45) -> None:
-        view = Jobs(self.folder / "archive")
-        try:
-            deadline = time.monotonic() + timeout
-            while not all(row.state.state in FINAL for row in view.rows(view.records())):
-                assert time.monotonic() < deadline, "the jobs did not end in time"
-                time.sleep(0.2)
-        finally:
-            view.close()
+        wait_jobs(self.folder / "archive", timeout=timeout)
 
 
 @pytest.fixture

@@ -8,13 +8,13 @@ import shlex
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import paramiko
 import pytest
 
 from tests.support import testbed as tbm
+from tests.support.waiting import poll_until
 
 
 def ssh(bed: tbm.Testbed, host: str, command: str, timeout: float = 30) -> str:
@@ -37,20 +37,15 @@ def port_open(port: int) -> bool:
 
 def wait_job(env: dict[str, str], job_id: str, timeout: float = 30) -> str:
     """Poll squeue until the job is in a final state; returns it."""
-    deadline = time.monotonic() + timeout
-    state = ""
-    while time.monotonic() < deadline:
+
+    def state() -> str:
         proc = subprocess.run(
-            ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
-            capture_output=True,
-            text=True,
-            env=env,
+            ["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"], capture_output=True, text=True, env=env
         )
-        state = proc.stdout.strip()
-        if state in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"):
-            return state
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} still {state!r} after {timeout} s")
+        return proc.stdout.strip()
+
+    final = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL")
+    return poll_until(state, lambda now: now in final, timeout, f"job {job_id} to end", interval=0.2)
 
 
 def test_ssh_config_echo(testbed: tbm.Testbed) -> None:

@@ -13,9 +13,7 @@ import contextlib
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +24,11 @@ import pytest
 from compute_platform import shell
 from compute_platform.hosts import HostPool
 from compute_platform.inventory import load_inventory
-from compute_platform.jobs import Jobs
 from compute_platform.ledger import JobRecord, Ledger
-from tests.helpers import host_entry, job_output, write_project
 from tests.support import testbed as tbm
+from tests.support.cli import compute, job_output
+from tests.support.project import host_entry, write_project
+from tests.support.waiting import wait_for, wait_jobs
 
 WHERE = ["localhost", "h1"]
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -78,13 +77,7 @@ class Project:
         write_project(self.folder, self.testbed, text, extra_hosts=self.hosts)
 
     def compute(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "compute_platform", *args],
-            cwd=self.folder,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return compute(*args, cwd=self.folder, timeout=timeout)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         proc = self.compute("run", "book.yaml", *args)
@@ -104,18 +97,11 @@ class Project:
         what `compute jobs --json` says. The polling runs the same code in-process, on one
         connection, so that the test does not pay a new process and SSH login every 0.2 s."""
         done = done or (lambda states: all(s["state"] in FINAL for s in states.values()))
-        deadline = time.monotonic() + timeout
-        view = Jobs(self.folder / "archive")
-        try:
-            while True:
-                rows = view.rows(view.records())
-                states = {row.record.job_id: {"state": row.state.state} for row in rows}
-                if done(states):
-                    break
-                assert time.monotonic() < deadline, f"still waiting after {timeout} s: {states}"
-                time.sleep(0.2)
-        finally:
-            view.close()
+        wait_jobs(
+            self.folder / "archive",
+            done=lambda rows: done({job_id: {"state": row.state.state} for job_id, row in rows.items()}),
+            timeout=timeout,
+        )
         return self.states()
 
     def log(self, job_id: str) -> str:
@@ -268,10 +254,12 @@ def test_cancel_kills_the_running_job_and_the_queue_never_starts(project: Projec
     assert "cancelled 2 job(s)" in proc.stdout
     states = project.wait()
     assert states[first]["state"] == "CANCELLED" and states[second]["state"] == "CANCELLED"
-    deadline = time.monotonic() + 10
-    while marker in project.shell(where, "ps -eo args"):  # the sleep child too, not only the shell
-        assert time.monotonic() < deadline, "the cancelled job's processes are still there"
-        time.sleep(0.2)
+    wait_for(  # the sleep child too, not only the shell
+        lambda: marker not in project.shell(where, "ps -eo args"),
+        10,
+        "the cancelled job's processes to end",
+        interval=0.2,
+    )
     folder = project.records()[1].status_file.rsplit("/", 1)[0]
     assert "1.started" not in project.shell(where, f"ls {shell.quote(folder)}").split()
     events = (project.folder / "archive" / "events.csv").read_text()
@@ -335,7 +323,9 @@ def test_a_killed_session_stops_its_job_which_shows_failed(project: Project) -> 
     states = project.wait()
     assert (states[first]["state"], states[first]["exit_code"]) == ("FAILED", 143)  # SIGTERM, passed on
     assert states[second]["state"] == "FAILED"  # never started: `resubmit --failed` will run it
-    deadline = time.monotonic() + 10
-    while marker in project.shell("localhost", "ps -eo args"):
-        assert time.monotonic() < deadline, "the job's processes outlived its session"
-        time.sleep(0.2)
+    wait_for(
+        lambda: marker not in project.shell("localhost", "ps -eo args"),
+        10,
+        "the job's processes to end with their session",
+        interval=0.2,
+    )

@@ -1,5 +1,10 @@
 """What the tests share, each in one place (plain functions and classes, no fixtures: those are in
 tests/conftest.py).
 
+* `golden`: checking text against a stored reference file (`COMPUTE_REGEN_GOLDEN=1` rewrites it).
+* `cli`: the `compute` command line as a user runs it, in a subprocess.
+* `waiting`: waiting for a condition with a deadline.
+* `project`: a project folder for a test (hosts.yaml, configs.yaml, playbooks), free ports.
+* `trees`: a sample file tree for the copy tests, and a listing to compare trees.
 * `testbed`: the local sshd + Slurm test bed (`scripts/testbed` is its command line).
 """

@@ -14,7 +14,7 @@ import pytest
 
 from compute_platform import transfer
 from compute_platform.errors import TaskError
-from tests.trees import listing, make_tree
+from tests.support.trees import listing, make_tree
 
 
 def files(root: Path, *names: str) -> Path:

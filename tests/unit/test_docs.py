@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from compute_platform import reference
 from compute_platform.fielddocs import describe
 from compute_platform.tasks import REGISTRY
+from tests.support.golden import check_golden
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def test_reference_is_up_to_date() -> None:
-    fresh = reference.render()
-    path = DOCS / "reference.md"
-    if os.environ.get("COMPUTE_REGEN_GOLDEN"):
-        path.write_text(fresh)
-    assert path.read_text() == fresh, (
-        "docs/reference.md is stale: run `python -m compute_platform.reference > docs/reference.md`"
+    check_golden(
+        DOCS / "reference.md",
+        reference.render(),
+        stale="run `python -m compute_platform.reference > docs/reference.md`",
     )
 
 

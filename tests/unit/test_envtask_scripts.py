@@ -6,7 +6,6 @@ them with `COMPUTE_REGEN_GOLDEN=1 pytest tests/unit/test_envtask_scripts.py` and
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +15,7 @@ import pytest
 from compute_platform import transfer
 from compute_platform.tasks.git import Git
 from compute_platform.tasks.pip import Pip, pip_script
+from tests.support.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "envtasks"
 
@@ -55,12 +55,7 @@ CASES: dict[str, Callable[[], str]] = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_script_matches_reference(name: str) -> None:
-    text = CASES[name]() + "\n"
-    path = GOLDEN / name
-    if os.environ.get("COMPUTE_REGEN_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.exists(), f"no reference file {path}: run with COMPUTE_REGEN_GOLDEN=1"
-    assert text == path.read_text()
+    check_golden(GOLDEN / name, CASES[name]() + "\n")
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

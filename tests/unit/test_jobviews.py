@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from compute_platform.scheduling.backend import (
     JobState,
 )
 from compute_platform.scheduling.sweep import expand
+from tests.support.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "jobviews"
 CYCLE = (COMPLETED, RUNNING, PENDING, FAILED, TIMEOUT, CANCELLED)
@@ -69,15 +69,6 @@ def text(renderable: RenderableType, width: int = 100) -> str:
     console = Console(record=True, width=width, file=io.StringIO())
     console.print(renderable)
     return console.export_text()
-
-
-def check_golden(name: str, rendered: str) -> None:
-    path = GOLDEN / f"{name}.txt"
-    if os.environ.get("COMPUTE_REGEN_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(rendered)
-    assert path.exists(), f"no reference file {path}: run with COMPUTE_REGEN_GOLDEN=1"
-    assert rendered == path.read_text()
 
 
 # -- the model ----------------------------------------------------------------------------------
@@ -178,24 +169,24 @@ def test_grid_with_args_and_three_parameters_matches_reference() -> None:
         {"lr": [0.1, 0.01], "wd": [0, 1e-4], "fast": [True, False]},
         [0, 1, 2],
     )
-    check_golden("grid_args_three_params", text(jobviews.draw_grid(rows)))
+    check_golden(GOLDEN / "grid_args_three_params.txt", text(jobviews.draw_grid(rows)))
 
 
 def test_grid_with_one_parameter_matches_reference() -> None:
     rows = rows_of(
         "lr-scan", [], {"lr": [0.1, 0.03, 0.01, 0.003]}, [0, 1, 2, 3, 4], states=[COMPLETED, UNKNOWN, PENDING]
     )
-    check_golden("grid_one_param", text(jobviews.draw_grid(rows)))
+    check_golden(GOLDEN / "grid_one_param.txt", text(jobviews.draw_grid(rows)))
 
 
 def test_grid_with_a_missing_point_matches_reference() -> None:
     rows = rows_of("t", [], {"a": [1, 2], "b": ["x", "y"]}, [7])
-    check_golden("grid_missing_point", text(jobviews.draw_grid(rows[:3])))
+    check_golden(GOLDEN / "grid_missing_point.txt", text(jobviews.draw_grid(rows[:3])))
 
 
 def test_grids_of_two_hosts_running_the_same_sweep_match_reference() -> None:
     rows = rows_of("t", ["a", "b"], {}, host="h1") + rows_of("t", ["a", "b"], {}, host="h2", states=[FAILED])
-    check_golden("grid_two_hosts", text(jobviews.draw_grid(rows)))
+    check_golden(GOLDEN / "grid_two_hosts.txt", text(jobviews.draw_grid(rows)))
 
 
 def test_summary_table_matches_reference() -> None:
@@ -204,7 +195,7 @@ def test_summary_table_matches_reference() -> None:
         + rows_of("train", [], {"x": [1, 2]}, host="h1", states=[COMPLETED])
         + rows_of("report", [], {}, host="cluster", states=[PENDING])
     )
-    check_golden("summary", text(jobviews.draw_summary(rows)))
+    check_golden(GOLDEN / "summary.txt", text(jobviews.draw_summary(rows)))
 
 
 def test_cells_are_coloured_by_state() -> None:

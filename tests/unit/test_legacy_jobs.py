@@ -17,7 +17,7 @@ from compute_platform.ledger import JobRecord, Ledger
 from compute_platform.legacyjobs import BAD_ID, NO_ID, LegacyJob, Skipped
 from compute_platform.scheduling import slurm
 from compute_platform.scheduling.backend import COMPLETED, FAILED, UNKNOWN, JobState
-from tests.helpers import compute
+from tests.support.cli import compute
 
 FIXTURE = Path(__file__).parent / "legacy"
 HOSTS = """\

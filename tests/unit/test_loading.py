@@ -3,8 +3,6 @@ error naming the file and line, with exit code 2 — and no connection is ever o
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 from compute_platform import playbook
 from compute_platform.errors import InputError
 from compute_platform.inventory import load_configs, load_hosts, load_inventory
+from tests.support.cli import compute
 
 HOSTS = """\
 localhost: {}
@@ -220,9 +219,7 @@ def test_localhost_runs_locally() -> None:
 def test_cli_bad_input_is_exit_2_without_traceback(tmp_path: Path) -> None:
     path = project(tmp_path, HEAD + "tasks:\n  - name: x\n    hosts: localhost\n    tmx: {cmd: a}\n")
     for argv in (["check", str(path)], ["run", str(path)], [str(path)]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "compute_platform", *argv], capture_output=True, text=True, timeout=60
-        )
+        proc = compute(*argv, timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr
         assert f"{path}:5:5" in proc.stderr and "did you mean 'tmux'" in proc.stderr

@@ -22,6 +22,7 @@ from compute_platform.scheduling import tmux
 from compute_platform.scheduling.jobscript import seed_loop
 from compute_platform.scheduling.sbatch import SbatchSpec, render
 from compute_platform.scheduling.sweep import brace_expand, expand, flag_words, parse_seeds
+from tests.support.cli import compute
 
 HOSTS = """\
 pando:
@@ -427,9 +428,7 @@ def test_a_failed_append_leaves_no_torn_row(tmp_path: Path, monkeypatch: pytest.
 def test_verbose_never_changes_the_exit_code_of_a_bad_input(tmp_path: Path) -> None:
     (tmp_path / "book.yaml").write_text("tasks: [\n")
     for args in (["check", "book.yaml"], ["check", "-v", "book.yaml"]):
-        proc = subprocess.run(
-            [sys.executable, "-m", "compute_platform", *args], cwd=tmp_path, capture_output=True, text=True
-        )
+        proc = compute(*args, cwd=tmp_path)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
         assert proc.stderr.count("\n") == 1 and "book.yaml:" in proc.stderr
 

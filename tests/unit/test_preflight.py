@@ -5,7 +5,6 @@ change with `COMPUTE_REGEN_GOLDEN=1 pytest tests/unit/test_preflight.py` and rev
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from compute_platform.inventory import ResolvedConfig
 from compute_platform.preflight import Check, Probe
 from compute_platform.scheduling.sbatch import SbatchSpec, render
 from compute_platform.scheduling.sweep import expand
+from tests.support.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "preflight"
 
@@ -36,15 +36,6 @@ tasks:
   - {name: rm, hosts: plain, pip: {packages: [x], action: uninstall}}
   - {name: sys, hosts: cluster, pip: {packages: [x], extra_args: [--break-system-packages]}}
 """
-
-
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("COMPUTE_REGEN_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"no reference file {path}: run with COMPUTE_REGEN_GOLDEN=1"
-    assert text == path.read_text()
 
 
 @pytest.fixture
@@ -75,7 +66,7 @@ def test_each_host_gets_the_probes_its_tasks_need(book: playbook.Playbook) -> No
 
 def test_probe_script_matches_reference_and_is_valid_sh(book: playbook.Playbook) -> None:
     script = preflight.probe_script(preflight.probes(book, "ws"))
-    check_golden("probe_ws.sh", script)
+    check_golden(GOLDEN / "probe_ws.sh", script)
     for shell in ("bash", "sh"):
         proc = subprocess.run([shell, "-n"], input=script, capture_output=True, text=True, timeout=10)
         assert proc.returncode == 0, proc.stderr
@@ -134,7 +125,7 @@ def test_sbatch_reads_only_the_header_of_the_rendered_script() -> None:
         comment="compute: playbook b.yaml, task 'sweep', host c",
     )
     header = preflight.sbatch_header(render(spec))
-    check_golden("sbatch_header.txt", header)
+    check_golden(GOLDEN / "sbatch_header.txt", header)
     assert header.startswith("#!/bin/bash\n") and "#SBATCH --array=0-1" in header
     assert all(line.startswith("#") for line in header.splitlines())
     script = preflight.test_only_script([header])
@@ -204,6 +195,6 @@ def test_report_matches_reference() -> None:
         Check("ws", "git", False, "git: command not found (install git on the host)"),
     ]
     text = "\n".join([*preflight.report_lines(checks), preflight.verdict(checks)]) + "\n"
-    check_golden("report.txt", text)
+    check_golden(GOLDEN / "report.txt", text)
     assert preflight.verdict(checks[:1]) == "remote checks: all 1 ok"
     assert "\x1b[1;31mFAILED\x1b[0m" in preflight.report_lines(checks, color=True)[1]

@@ -6,7 +6,6 @@ regenerate them with `COMPUTE_REGEN_GOLDEN=1 pytest tests/unit/test_sbatch.py` a
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from compute_platform.inventory import ResolvedConfig
 from compute_platform.scheduling.sbatch import SbatchSpec, check_option, cpu_options, directive, render
 from compute_platform.scheduling.sweep import expand
+from tests.support.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "sbatch"
 BASIC = ResolvedConfig("default", cpus=1, time="00:10:00", partition="debug")
@@ -92,12 +92,7 @@ CASES: dict[str, SbatchSpec] = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_render_matches_reference(name: str) -> None:
-    text = render(CASES[name])
-    path = GOLDEN / f"{name}.sbatch"
-    if os.environ.get("COMPUTE_REGEN_GOLDEN") == "1":
-        path.write_text(text)
-    assert path.exists(), f"no reference file {path}: run with COMPUTE_REGEN_GOLDEN=1"
-    assert text == path.read_text()
+    check_golden(GOLDEN / f"{name}.sbatch", render(CASES[name]))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

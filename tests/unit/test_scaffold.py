@@ -6,13 +6,13 @@ regenerate them with `COMPUTE_REGEN_GOLDEN=1 pytest tests/unit/test_scaffold.py`
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from compute_platform.errors import InputError
 from compute_platform.scaffold import init, render_hosts
+from tests.support.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "init"
 SSH_CONFIG = """\
@@ -25,15 +25,8 @@ Host *.internal !skip
 """
 
 
-def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("COMPUTE_REGEN_GOLDEN"):
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8"), f"{path} is stale (COMPUTE_REGEN_GOLDEN=1 to rewrite)"
-
-
 def test_hosts_yaml_lists_ssh_config_hosts_as_comments() -> None:
-    check_golden("hosts.yaml", render_hosts(["bastion", "cluster", "login2"], "~/.ssh/config"))
+    check_golden(GOLDEN / "hosts.yaml", render_hosts(["bastion", "cluster", "login2"], "~/.ssh/config"))
 
 
 def test_init_writes_the_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from compute_platform import playbook
 from compute_platform.errors import InputError
 from compute_platform.schema import KINDS, schema
 from compute_platform.tasks import ALIASES, REGISTRY
+from tests.support.cli import compute
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "src" / "compute_platform" / "templates"
@@ -122,12 +121,7 @@ def test_configs_schema_allows_extra_sbatch_options_and_per_host_values() -> Non
 
 def test_cli_prints_each_schema() -> None:
     for kind in KINDS:
-        proc = subprocess.run(
-            [sys.executable, "-m", "compute_platform", "schema", kind],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        proc = compute("schema", kind, timeout=30)
         assert proc.returncode == 0
         document: dict[str, Any] = json.loads(proc.stdout)
         assert document["$schema"].endswith("2020-12/schema")

@@ -31,6 +31,7 @@ from compute_platform.scheduling.backend import (
 from compute_platform.scheduling.sbatch import SbatchSpec, render
 from compute_platform.scheduling.sweep import expand
 from compute_platform.tasks.slurm import AUTO_ARRAY_MIN, layout, resolve_dependency
+from tests.support.waiting import wait_for
 
 
 def jobs(n: int) -> list:  # type: ignore[type-arg]
@@ -222,9 +223,7 @@ def test_all_seeds_run_in_order_and_the_last_failure_is_the_exit_code(tmp_path: 
 
 def test_a_signal_is_recorded_even_when_the_program_ignores_it(tmp_path: Path) -> None:
     proc = run_script(tmp_path, "trap '' TERM; touch started; sleep 30", [], wait=False)
-    deadline = time.monotonic() + 5
-    while not (tmp_path / "started").exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for((tmp_path / "started").exists, 5, "the program to start", interval=0.02)
     start = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=5) == 143

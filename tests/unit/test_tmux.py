@@ -7,7 +7,6 @@ regenerate them with `COMPUTE_REGEN_GOLDEN=1 pytest tests/unit/test_tmux.py` and
 
 from __future__ import annotations
 
-import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -22,6 +21,7 @@ from compute_platform.scheduling.backend import CANCELLED, COMPLETED, FAILED, PE
 from compute_platform.scheduling.sweep import expand
 from compute_platform.tasks import REGISTRY
 from compute_platform.tasks.tmux import Tmux
+from tests.support.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "tmux"
 
@@ -88,14 +88,6 @@ SCRIPTS: dict[str, str] = {
     "states": tmux.states_script(RECORDS),
     "cancel": tmux.cancel_script(RECORDS),
 }
-
-
-def check_golden(path: Path, text: str) -> None:
-    if os.environ.get("COMPUTE_REGEN_GOLDEN") == "1":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"no reference file {path}: run with COMPUTE_REGEN_GOLDEN=1"
-    assert text == path.read_text()
 
 
 def bash_syntax_ok(text: str) -> None:
