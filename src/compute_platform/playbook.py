@@ -349,6 +349,26 @@ def _task(
         )
     if hosts is None:
         hosts = _hosts(path, node, label, inventory)
+    ignore, timeout = _common(path, node, label)
+    scatter = _task_scatter(path, node, label, [ALIASES.get(k, k) for k in keys], notes)
+    tasks = []
+    for key in keys:
+        kind = ALIASES.get(key, key)
+        action = REGISTRY[kind].parse(node[key], path, node, key, label)
+        if scatter and kind in SCATTER_KINDS and not getattr(action, "scatter", False):
+            action = action.model_copy(update={"scatter": True})
+        where = yamlfile.position(path, node, [key]) if len(keys) > 1 else pos
+        task = Task(index, name, kind, action, hosts, where, ignore, timeout)
+        for alias in hosts:
+            action.check(task, inventory.host(alias), inventory)
+        for loc, message in action.notes():
+            notes.append(Note(yamlfile.position(path, node, [key, *loc]), f"{label}: {message}"))
+        tasks.append(task)
+    return tasks
+
+
+def _common(path: Path, node: Any, label: str) -> tuple[bool, float | None]:
+    """The entry's `ignore_errors` and `timeout`, checked."""
     ignore = yaml11_bool(node.get("ignore_errors", False))
     if not isinstance(ignore, bool):
         raise InputError(
@@ -362,21 +382,7 @@ def _task(
         raise InputError(
             f"{label}: 'timeout' must be a number of seconds > 0", yamlfile.position(path, node, ["timeout"])
         )
-    scatter = _task_scatter(path, node, label, [ALIASES.get(k, k) for k in keys], notes)
-    tasks = []
-    for key in keys:
-        kind = ALIASES.get(key, key)
-        action = REGISTRY[kind].parse(node[key], path, node, key, label)
-        if scatter and kind in SCATTER_KINDS and not getattr(action, "scatter", False):
-            action = action.model_copy(update={"scatter": True})
-        where = yamlfile.position(path, node, [key]) if len(keys) > 1 else pos
-        task = Task(index, name, kind, action, hosts, where, ignore, float(timeout) if timeout else None)
-        for alias in hosts:
-            action.check(task, inventory.host(alias), inventory)
-        for loc, message in action.notes():
-            notes.append(Note(yamlfile.position(path, node, [key, *loc]), f"{label}: {message}"))
-        tasks.append(task)
-    return tasks
+    return ignore, float(timeout) if timeout else None
 
 
 def _action_keys(path: Path, node: Any, label: str, pos: Position) -> list[str]:
