@@ -205,10 +205,21 @@ def test_nul_and_lone_surrogates_are_refused_with_a_position(project: Path, valu
     assert info.value.position is not None and info.value.position.line == 5
 
 
-def test_deeply_nested_yaml_is_a_clean_error(project: Path) -> None:
+DEEP = "tasks: " + "[" * 5000 + "]" * 5000 + "\n"  # deeper than Python's recursion limit
+CYCLE = "a: &a [*a]\n"  # an alias cycle: infinitely deep
+
+
+@pytest.mark.parametrize(
+    ("text", "load"),
+    [(DEEP, playbook.load), (CYCLE, playbook.load), (CYCLE, load_hosts), (CYCLE, load_configs)],
+    ids=["5000 levels", "alias cycle, playbook", "alias cycle, hosts", "alias cycle, configs"],
+)
+def test_deeply_nested_yaml_is_a_clean_error(project: Path, text: str, load: Any) -> None:
+    """Refused with an input error that names the file (exit code 2, no traceback), neither loaded
+    nor a RecursionError."""
     path = project / "book.yaml"
-    path.write_text("tasks: " + "[" * 5000 + "]" * 5000 + "\n")
-    loads_cleanly(playbook.load, path)
-    path.write_text("a: &a [*a]\n")  # an alias cycle
-    loads_cleanly(playbook.load, path)
-    loads_cleanly(load_hosts, path)
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and len(message) > len(str(path)) + 2, message
