@@ -37,22 +37,6 @@ def user_workspace(testbed: Any, label: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-_VENVS: dict[str, Path] = {}
-
-
-def user_venv(testbed: Any, config: Any) -> Path:
-    """A virtual environment of the test user, made once per session (2-3 s) and removed at its
-    end (`config` is pytest's). Debian's python3 itself refuses pip installs (PEP 668)."""
-    key = str(testbed.state)
-    if key not in _VENVS:
-        context = user_workspace(testbed, "venv")
-        work = context.__enter__()
-        config.add_cleanup(lambda: context.__exit__(None, None, None))
-        as_user(testbed.user, f"python3 -m venv {work}/venv")
-        _VENVS[key] = work / "venv"
-    return _VENVS[key]
-
-
 def chown_tree(path: Path, user: str) -> None:
     for folder, dirs, files in os.walk(path):
         for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:

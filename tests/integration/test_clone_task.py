@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.envtools import as_user, chown_tree, python_project, user_venv, user_workspace
+from tests.integration.envtools import as_user, chown_tree, python_project, user_workspace
 from tests.support.cli import compute
 from tests.support.project import host_entry, write_project
 
@@ -66,10 +66,11 @@ def run(tmp_path: Path, testbed: Any, tasks: str, **h1: Any) -> Any:
     return compute("run", "book.yaml", cwd=tmp_path)
 
 
+@pytest.mark.slow
 def test_clone_into_home_with_install_then_again_pulls(
-    testbed: Any, repos: Repos, tmp_path: Path, request: pytest.FixtureRequest
+    testbed: Any, repos: Repos, tmp_path: Path, user_venv: Path
 ) -> None:
-    python = f"{user_venv(testbed, request.config)}/bin/python"
+    python = f"{user_venv}/bin/python"
     a, b = repos.names
     tasks = (
         "  - name: Git clone\n"

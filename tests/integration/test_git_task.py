@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.envtools import as_user, chown_tree, python_project, user_venv, user_workspace
+from tests.integration.envtools import as_user, chown_tree, python_project, user_workspace
 from tests.support import testbed as tbm
 from tests.support.cli import compute
 from tests.support.project import free_port, host_entry, write_project
@@ -110,9 +110,9 @@ def test_push_of_a_commit_made_on_the_host(testbed: Any, remote: Remote, tmp_pat
 
 
 def test_clone_by_local_path_with_install(
-    testbed: Any, remote: Remote, tmp_path: Path, request: pytest.FixtureRequest
+    testbed: Any, remote: Remote, tmp_path: Path, user_venv: Path
 ) -> None:
-    python = f"{user_venv(testbed, request.config)}/bin/python"
+    python = f"{user_venv}/bin/python"
     home_relative = "~/" + str(remote.origin.relative_to(testbed.home))
     tasks = (
         f"  - {{hosts: h1, git: {{action: clone, path: {remote.work}/clones-b, repo: '{home_relative}',"

@@ -43,6 +43,7 @@ def cells(output: str, label: str) -> list[str]:
     raise AssertionError(f"no row {label!r} in:\n{output}")
 
 
+@pytest.mark.slow
 def test_grid_and_summary_of_a_slurm_sweep_with_failures(testbed: tbm.Testbed, tmp_path: Path) -> None:
     tasks = [
         {"name": "warmup", "hosts": "cluster", "slurm": {"cmd": "true"}},

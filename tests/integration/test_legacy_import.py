@@ -143,6 +143,7 @@ def test_jobs_of_the_original_tool_are_imported_once_and_followed_with_their_rea
     assert (project.folder / "archive" / "job.csv").read_bytes() == ledger
 
 
+@pytest.mark.slow
 def test_a_ledger_with_more_job_ids_than_a_command_line_holds_still_gets_its_states(project: Project) -> None:
     """The original recorded one id per job (no arrays): 17,000 of them on one host are ~130 KB of ids,
     more than one command line takes; the states query sends them on stdin."""

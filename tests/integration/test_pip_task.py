@@ -11,14 +11,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.envtools import as_user, user_venv, wheel, wheel_server
+from tests.integration.envtools import as_user, wheel, wheel_server
 from tests.support.cli import compute
 from tests.support.project import host_entry, write_project
-
-
-@pytest.fixture
-def venv(testbed: Any, request: pytest.FixtureRequest) -> Path:
-    return user_venv(testbed, request.config)
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +54,11 @@ tasks:
 """
 
 
+@pytest.mark.slow
 def test_install_upgrade_uninstall_on_an_ssh_host(
-    testbed: Any, venv: Path, index: str, tmp_path: Path
+    testbed: Any, user_venv: Path, index: str, tmp_path: Path
 ) -> None:
-    python = f"{venv}/bin/python"
+    python = f"{user_venv}/bin/python"
     # the list form has no room for options: the index comes from the host's environment
     env = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": index}
     project(tmp_path, testbed, BOOK.format(python=python, index=index), python=python, env=env)
@@ -74,17 +70,19 @@ def test_install_upgrade_uninstall_on_an_ssh_host(
     assert "h1 | ctiny 1.0" in out
     assert "Successfully installed ctiny-2.0" in out
     assert "Successfully uninstalled ctiny-2.0" in out
-    assert "ctiny==" not in installed(testbed, venv)
+    assert "ctiny==" not in installed(testbed, user_venv)
 
 
-def test_a_requirements_file_is_sent_from_here(testbed: Any, venv: Path, index: str, tmp_path: Path) -> None:
+def test_a_requirements_file_is_sent_from_here(
+    testbed: Any, user_venv: Path, index: str, tmp_path: Path
+) -> None:
     (tmp_path / "requirements.txt").write_text(f"--no-index\n--find-links {index}\nctiny==2.0\n")
     book = (
         "inventory: {hosts: hosts.yaml, configs: configs.yaml}\n"
         "tasks:\n  - {hosts: h1, pip: {requirements: requirements.txt}}\n"
         "  - {hosts: h1, pip: {action: uninstall, requirements: requirements.txt}}\n"
     )
-    project(tmp_path, testbed, book, python=f"{venv}/bin/python")
+    project(tmp_path, testbed, book, python=f"{user_venv}/bin/python")
     proc = compute("run", "book.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Successfully installed ctiny-2.0" in proc.stdout
@@ -92,14 +90,14 @@ def test_a_requirements_file_is_sent_from_here(testbed: Any, venv: Path, index: 
 
 
 def test_a_missing_package_fails_with_pips_own_words(
-    testbed: Any, venv: Path, index: str, tmp_path: Path
+    testbed: Any, user_venv: Path, index: str, tmp_path: Path
 ) -> None:
     book = (
         "inventory: {hosts: hosts.yaml, configs: configs.yaml}\n"
         "tasks:\n  - hosts: h1\n"
         f"    pip: {{packages: [ctiny-nope], extra_args: '--no-index --find-links {index}'}}\n"
     )
-    project(tmp_path, testbed, book, python=f"{venv}/bin/python")
+    project(tmp_path, testbed, book, python=f"{user_venv}/bin/python")
     proc = compute("run", "book.yaml", cwd=tmp_path)
     assert proc.returncode == 1
     assert "failed: h1" in proc.stdout and "pip install failed (exit code 1)" in proc.stdout

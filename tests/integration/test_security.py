@@ -241,6 +241,7 @@ def test_a_secret_reaches_tmux_jobs_and_its_file_is_gone_once_the_lanes_read_it(
         shutil.rmtree(project.bed.home / project.logs_name, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_a_resubmitted_job_gets_its_secret_again(project: Project) -> None:
     name = project.job_name("again")
     flag = Path(project.bed.jobs_dir) / f"failed-once-{project.tag}"

@@ -112,6 +112,7 @@ def test_sweep_3x2_with_two_seeds_runs_every_point_with_its_seeds_in_order(proje
     )
 
 
+@pytest.mark.slow
 def test_fifty_points_go_as_one_array_and_all_complete(project: Project) -> None:
     proc = project.run([slurm("fifty", cmd="echo point", sweep={"i": list(range(50))}, max_parallel=25)])
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -123,6 +124,7 @@ def test_fifty_points_go_as_one_array_and_all_complete(project: Project) -> None
     assert [project.output(r) for r in rows] == [f"point --i={i}\n" for i in range(50)]
 
 
+@pytest.mark.slow
 def test_a_failed_job_shows_failed_and_resubmit_reruns_only_it(project: Project) -> None:
     marker = f"{project.logs}/failed-once"
     # x=2 fails the first time only
@@ -196,6 +198,7 @@ def test_cancel_a_running_job_is_recorded(project: Project) -> None:
     assert "already ended" in project.cli("cancel", job_id).stdout
 
 
+@pytest.mark.slow
 def test_logs_follow_prints_everything_and_stops_when_the_job_ends(project: Project) -> None:
     proc = project.run([slurm("ticker", cmd="for i in 1 2 3 4; do echo tick $i; sleep 0.4; done")])
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -254,6 +257,7 @@ def test_two_aliases_of_one_cluster_share_a_scattered_sweep(project: Project) ->
     assert project.cli("jobs", "--host", "cluster2").stdout.count("COMPLETED") == 2
 
 
+@pytest.mark.slow
 def test_a_dependency_on_an_earlier_task_waits_for_its_jobs(project: Project) -> None:
     first = slurm("first", cmd=f"sleep 1; touch {project.logs}/first-done; echo", sweep={"k": [1, 2]})
     second = slurm(

@@ -85,6 +85,7 @@ def assert_clean_failure(out: str, err: str, alias: str, *words: str) -> None:
 # -- sshd killed in the middle of a command ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sshd_killed_mid_command_fails_that_host_quickly_and_the_others_finish(
     project: Project, extra: ExtraHost
 ) -> None:
@@ -111,6 +112,7 @@ def test_sshd_killed_mid_command_fails_that_host_quickly_and_the_others_finish(
 # -- a frozen host: the TCP connection stays, nothing answers ----------------------------------
 
 
+@pytest.mark.slow
 def test_a_frozen_host_is_declared_lost_after_its_keepalives(project: Project, extra: ExtraHost) -> None:
     started = marker(project.bed, "started")
     project.hosts["frozen"] = extra.entry(keepalive=1)
@@ -252,6 +254,7 @@ def test_a_server_that_stalls_the_login_fails_within_connect_timeout(
 # -- a hanging command stopped by the task's timeout, process tree included ------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["localhost", "h1"])
 def test_timeout_kills_the_whole_process_tree(project: Project, where: str) -> None:
     pids = marker(project.bed, "pids")

@@ -147,6 +147,7 @@ def most_at_once(spans: list[tuple[float, float]]) -> int:
     return peak
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", WHERE)
 def test_sequential_jobs_run_in_order_through_init_env_and_cd(project: Project, where: str) -> None:
     project.host(where, init=["export FROM_INIT=init-ran"], env={"HOST_ENV": "host env"})
@@ -206,6 +207,7 @@ def test_each_running_job_has_its_own_gpu(project: Project, where: str) -> None:
     assert most_at_once(spans) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", WHERE)
 def test_a_failing_job_is_failed_with_its_code_and_only_it_is_resubmitted(
     project: Project, where: str

@@ -118,6 +118,7 @@ def nothing_injected(folder: Path) -> None:
 # -- the cmd prelude and a sweep job's command line ------------------------------------------------
 
 
+@pytest.mark.slow
 @FAST
 @given(values=st.lists(TEXT, min_size=1, max_size=3), word=TEXT, seed=TEXT)
 def test_sweep_values_and_args_reach_the_program_as_one_argument_each(
@@ -147,6 +148,7 @@ def test_env_values_reach_the_program_verbatim(printer: str, tmp_path: Path, val
     nothing_injected(tmp_path)
 
 
+@pytest.mark.slow
 @FAST
 @given(name=st.text(CHARS, min_size=1, max_size=12).filter(lambda n: "/" not in n and n not in (".", "..")))
 def test_any_directory_name_is_one_path(printer: str, tmp_path: Path, name: str) -> None:

@@ -123,6 +123,7 @@ def test_random_structures_as_playbooks(project: Path, data: Any) -> None:
     loads_cleanly(playbook.load, path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(tasks=st.lists(st.dictionaries(st.sampled_from(KEYS), TREES, max_size=5), min_size=1, max_size=3))
 def test_random_tasks_in_a_valid_playbook(project: Path, tasks: list[dict[str, Any]]) -> None:
@@ -131,6 +132,7 @@ def test_random_tasks_in_a_valid_playbook(project: Path, tasks: list[dict[str, A
     loads_cleanly(playbook.load, path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(
     kind=st.sampled_from(sorted(REGISTRY)),
@@ -152,6 +154,7 @@ def test_random_structures_as_hosts_and_configs(tmp_path: Path, data: Any) -> No
     loads_cleanly(load_configs, path)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(entry=st.dictionaries(st.sampled_from(KEYS), TREES, max_size=6))
 def test_random_host_and_config_entries(tmp_path: Path, entry: dict[str, Any]) -> None:
@@ -211,8 +214,12 @@ CYCLE = "a: &a [*a]\n"  # an alias cycle: infinitely deep
 
 @pytest.mark.parametrize(
     ("text", "load"),
-    [(DEEP, playbook.load), (CYCLE, playbook.load), (CYCLE, load_hosts), (CYCLE, load_configs)],
-    ids=["5000 levels", "alias cycle, playbook", "alias cycle, hosts", "alias cycle, configs"],
+    [
+        pytest.param(DEEP, playbook.load, id="5000 levels", marks=pytest.mark.slow),
+        pytest.param(CYCLE, playbook.load, id="alias cycle, playbook"),
+        pytest.param(CYCLE, load_hosts, id="alias cycle, hosts"),
+        pytest.param(CYCLE, load_configs, id="alias cycle, configs"),
+    ],
 )
 def test_deeply_nested_yaml_is_a_clean_error(project: Path, text: str, load: Any) -> None:
     """Refused with an input error that names the file (exit code 2, no traceback), neither loaded
