@@ -77,7 +77,9 @@ def load(path: Path, what: str) -> Any:
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         problem = e.problem or e.context or "invalid YAML"
         raise InputError(f"YAML syntax error: {problem}", Position(str(path), line, col)) from None
-    except (YAMLError, ValueError, TypeError, RecursionError) as e:
+    except RecursionError:
+        raise InputError("YAML error: the file is nested too deeply to be read", Position(str(path))) from None
+    except (YAMLError, ValueError, TypeError) as e:
         raise InputError(f"YAML error: {e}", Position(str(path))) from None
     check_text(path, data)
     return data
