@@ -5,14 +5,16 @@ from __future__ import annotations
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from compute_platform import __version__, completion
 from compute_platform.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, ComputeError, InputError
 
+F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
@@ -65,6 +67,13 @@ def _error(message: str) -> None:
     click.echo(f"{prefix} {message}", err=True)
 
 
+def _archive_option(text: str) -> Callable[[F], F]:
+    option: Callable[[F], F] = click.option(
+        "--archive", default="archive", show_default=True, type=click.Path(file_okay=False), help=text
+    )
+    return option
+
+
 @click.group(context_settings=CONTEXT)
 @click.version_option(__version__, "-V", "--version", prog_name="compute")
 def cli() -> None:
@@ -97,13 +106,7 @@ def _playbook(path: str) -> Any:
 )
 @click.option("--dry-run", "-n", is_flag=True, help="Print every command as it would run; run nothing.")
 @click.option("--fail-fast", is_flag=True, help="Stop everything at the first failure.")
-@click.option(
-    "--archive",
-    default="archive",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where submitted job scripts and job.csv are recorded.",
-)
+@_archive_option("Where submitted job scripts and job.csv are recorded.")
 @click.option("--quiet", "-q", is_flag=True, help="Only failures and the summary's failed rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document at the end (docs/json.md).")
 @click.option(
@@ -265,13 +268,7 @@ def schema(kind: str) -> int:
 
 def _ledger_options(command: Any) -> Any:
     options = [
-        click.option(
-            "--archive",
-            default="archive",
-            show_default=True,
-            type=click.Path(file_okay=False),
-            help="The archive holding job.csv.",
-        ),
+        _archive_option("The archive holding job.csv."),
         click.option(
             "--inventory",
             "-i",
@@ -442,13 +439,7 @@ def _legacy_hint(archive: str) -> None:
     type=click.Path(dir_okay=False),
     help="The hosts file defining the aliases of JOBS_CSV (their save_path locates the logs).",
 )
-@click.option(
-    "--archive",
-    default="archive",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="The archive holding job.csv (and the original's archived scripts).",
-)
+@_archive_option("The archive holding job.csv (and the original's archived scripts).")
 @click.option("--dry-run", "-n", is_flag=True, help="Say what would be imported; write nothing.")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks.")
 def import_legacy(jobs_csv: str, inventory: str, archive: str, dry_run: bool, verbose: bool) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,6 +40,15 @@ def written(value: Any) -> str:
 def _loader() -> Any:
     """ruamel's round-trip loader whose numbers keep their source text (see `written`)."""
     from ruamel.yaml import YAML
+
+    yaml = YAML(typ="rt", pure=True)
+    yaml.Constructor = _constructor()
+    return yaml
+
+
+@functools.cache
+def _constructor() -> Any:
+    """The constructor class, made once per process (a run loads three files)."""
     from ruamel.yaml.constructor import RoundTripConstructor
 
     class Constructor(RoundTripConstructor):  # type: ignore[misc]
@@ -54,9 +64,7 @@ def _loader() -> Any:
 
     Constructor.add_constructor("tag:yaml.org,2002:int", Constructor.construct_yaml_int)
     Constructor.add_constructor("tag:yaml.org,2002:float", Constructor.construct_yaml_float)
-    yaml = YAML(typ="rt", pure=True)
-    yaml.Constructor = Constructor
-    return yaml
+    return Constructor
 
 
 def load(path: Path, what: str) -> Any:
@@ -78,7 +86,9 @@ def load(path: Path, what: str) -> Any:
         problem = e.problem or e.context or "invalid YAML"
         raise InputError(f"YAML syntax error: {problem}", Position(str(path), line, col)) from None
     except RecursionError:
-        raise InputError("YAML error: the file is nested too deeply to be read", Position(str(path))) from None
+        raise InputError(
+            "YAML error: the file is nested too deeply to be read", Position(str(path))
+        ) from None
     except (YAMLError, ValueError, TypeError) as e:
         raise InputError(f"YAML error: {e}", Position(str(path))) from None
     check_text(path, data)

@@ -17,6 +17,11 @@ if TYPE_CHECKING:
     from compute_platform.playbook import Task
 
 
+def one_or_many(value: Any) -> Any:
+    """A list field given one item alone (`exclude: .git` for `exclude: [.git]`): a `before` validator."""
+    return [value] if isinstance(value, str) else value
+
+
 class Action(BaseModel):
     """The value of a task's action key, validated. Subclasses are frozen and reject unknown keys."""
 

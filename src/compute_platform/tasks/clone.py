@@ -9,7 +9,7 @@ from pydantic import Field, field_validator
 
 from compute_platform.context import Outcome
 from compute_platform.errors import ComputeError, InputError, Interrupted, TaskError
-from compute_platform.tasks.base import Action
+from compute_platform.tasks.base import Action, one_or_many
 from compute_platform.tasks.git import Git, repo_name
 
 if TYPE_CHECKING:
@@ -41,10 +41,7 @@ class Clone(Action):
             return {"repos": raw}
         return raw
 
-    @field_validator("repos", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    _repos_one_or_many = field_validator("repos", mode="before")(one_or_many)
 
     @field_validator("repos")
     @classmethod

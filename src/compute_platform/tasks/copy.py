@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
@@ -13,7 +13,7 @@ from compute_platform import transfer
 from compute_platform.context import Outcome
 from compute_platform.errors import InputError, TaskError
 from compute_platform.hosts.local import LocalHost
-from compute_platform.tasks.base import Action
+from compute_platform.tasks.base import Action, one_or_many
 
 if TYPE_CHECKING:
     from compute_platform.context import TaskContext
@@ -49,10 +49,7 @@ class Copy(Action):
     """Patterns left out of a tree, matched against names and relative paths at any depth
     (`.git`, `__pycache__`, `*.ckpt`, `data/raw`)."""
 
-    @field_validator("exclude", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    _exclude_one_or_many = field_validator("exclude", mode="before")(one_or_many)
 
     @field_validator("exclude")
     @classmethod

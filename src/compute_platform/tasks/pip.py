@@ -12,7 +12,7 @@ from pydantic import field_validator
 from compute_platform import shell
 from compute_platform.context import Outcome
 from compute_platform.errors import CommandFailed, InputError
-from compute_platform.tasks.base import Action
+from compute_platform.tasks.base import Action, one_or_many
 
 if TYPE_CHECKING:
     from compute_platform.context import TaskContext
@@ -86,10 +86,7 @@ class Pip(Action):
             return {"packages": raw}
         return raw
 
-    @field_validator("packages", mode="before")
-    @classmethod
-    def _one_or_many(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    _packages_one_or_many = field_validator("packages", mode="before")(one_or_many)
 
     @field_validator("extra_args", mode="before")
     @classmethod

@@ -29,12 +29,7 @@ def host_share(ctx: TaskContext, fields: SweepFields) -> tuple[list[Job], str]:
         return unsubmitted(ctx, fields, jobs), ALL_SUBMITTED
     if ctx.options.skip_submitted:
         done = ctx.shared(f"resume:submitted:{ctx.task.index}", lambda: _submitted(ctx, None))
-        left = [job for job in jobs if (str(job.index), fields.command_text(job)) not in done]
-        if len(left) < len(jobs):
-            ctx.info(
-                f"{len(jobs) - len(left)} of {len(jobs)} points already submitted (in the ledger): skipped"
-            )
-        jobs = left
+        jobs = _left(ctx, fields, jobs, done)
     return scatter(jobs, ctx.host_index, len(ctx.task_hosts)), NOT_DEALT if jobs else ALL_SUBMITTED
 
 
@@ -42,7 +37,11 @@ def unsubmitted(ctx: TaskContext, fields: SweepFields, jobs: list[Job]) -> list[
     """The jobs still to submit on this host: all of them unless the run skips submitted points."""
     if not ctx.options.skip_submitted or not jobs:
         return jobs
-    done = _submitted(ctx, ctx.alias)
+    return _left(ctx, fields, jobs, _submitted(ctx, ctx.alias))
+
+
+def _left(ctx: TaskContext, fields: SweepFields, jobs: list[Job], done: set[tuple[str, str]]) -> list[Job]:
+    """The jobs whose point is not in `done`, saying how many were."""
     todo = [job for job in jobs if (str(job.index), fields.command_text(job)) not in done]
     if len(todo) < len(jobs):
         ctx.info(f"{len(jobs) - len(todo)} of {len(jobs)} points already submitted (in the ledger): skipped")
