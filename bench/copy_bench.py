@@ -28,7 +28,6 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
 import argparse
-import importlib.util
 import random
 import shutil
 import statistics
@@ -47,12 +46,12 @@ TREE_FILES = 1000
 
 
 def testbed_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("testbed", ROOT / "scripts" / "testbed.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["testbed"] = module
-    spec.loader.exec_module(module)
-    return module
+    """The test bed package (tests/support/testbed.py), importable from the repository's root."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.support import testbed
+
+    return testbed
 
 
 def make_data(folder: Path) -> tuple[Path, Path]:
@@ -119,11 +118,11 @@ class Bench:
         )  # fmt: skip
 
     def compute_api(self, src: Path) -> None:
-        from compute_platform import transfer
+        from compute_platform.hosts import transfer
 
         if self.host is None:
             from compute_platform.hosts import make_host
-            from compute_platform.inventory import load_hosts
+            from compute_platform.input.inventory import load_hosts
 
             self.host = make_host(load_hosts(Path(self.tb.hosts_yaml))[0]["h1"])
             self.host.connect()

@@ -26,7 +26,6 @@ sys.path.insert(0, os.path.dirname(HERE))
 import argparse  # noqa: E402
 import datetime as dt  # noqa: E402
 import hashlib  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -72,12 +71,12 @@ def ensure_venv(python: str) -> Path:
 
 
 def load_testbed() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("testbed", ROOT / "scripts" / "testbed.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["testbed"] = module  # before exec: its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """The test bed package (tests/support/testbed.py), importable from the repository's root."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.support import testbed
+
+    return testbed
 
 
 def child_env(setting: Setting) -> dict[str, str]:

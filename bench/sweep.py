@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import os
 import subprocess
 import sys
@@ -34,12 +33,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_testbed() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("testbed", ROOT / "scripts" / "testbed.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["testbed"] = module
-    spec.loader.exec_module(module)
-    return module
+    """The test bed package (tests/support/testbed.py), importable from the repository's root."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from tests.support import testbed
+
+    return testbed
 
 
 def project(folder: Path, bed: object, points: int, array: bool | str) -> None:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """`scripts/testbed up|down|env|status`: the command line of the local test bed (sshd hosts and a
-single-node Slurm). The code is tests/support/testbed.py; loaded by its path, this file offers the
-same API (`up`, `down`, `is_up`, `Testbed`, ...)."""
+single-node Slurm). The code is the package module tests/support/testbed.py, which the tests and the
+benchmarks import."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.testbed import *  # noqa: F403  (the API, for code that loads this file)
 from tests.support.testbed import main
 
 if __name__ == "__main__":

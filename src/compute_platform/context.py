@@ -1,6 +1,7 @@
-"""What a task may use while it runs on one host, and what a run reports: the TaskContext protocol
-(the runner implements it), the options of a run, a task's Outcome and the run's summaries. A leaf:
-tasks and reporters import this module, never the runner."""
+"""What a task is and what it may use while it runs on one host: a playbook's Task, the TaskAction
+protocol every task type implements, the TaskContext protocol (the runner implements it), the options of
+a run, a task's Outcome and the run's summaries. A leaf: tasks, the loader and reporters import this
+module, never the runner; it imports nothing of the package at run time but errors."""
 
 from __future__ import annotations
 
@@ -9,13 +10,15 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+
+from compute_platform.errors import Position
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
     from compute_platform.hosts.base import LineCallback
+    from compute_platform.input.inventory import HostSpec, Inventory
     from compute_platform.ledger import Ledger
-    from compute_platform.playbook import Playbook, Task
 
 T = TypeVar("T")
 
@@ -39,6 +42,43 @@ class Outcome:
     message: str = ""
 
 
+class TaskAction(Protocol):
+    """What every task type provides (tasks.base.Action implements it with pydantic)."""
+
+    kind: ClassVar[str]
+
+    def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
+        """Cross-checks against the inventory, before any connection (raise InputError)."""
+
+    def remote_needs(self) -> frozenset[str]:
+        """What `compute check --remote` must probe on a host for this task."""
+
+    def test_scripts(self, ctx: TaskContext, host: Host, cluster: Any) -> list[str]:
+        """The job scripts `check --remote` asks the scheduler about (`sbatch --test-only`)."""
+
+    def notes(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Warnings about what loads but may not run as a reader expects, each with its key path."""
+
+    def plan(self, ctx: TaskContext, host: Host) -> list[str]:
+        """What `--dry-run` prints for this host: the commands, exactly as they would run."""
+
+    def run(self, ctx: TaskContext, host: Host) -> Outcome: ...
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task of a playbook, validated: its action and the hosts it runs on, in order."""
+
+    index: int
+    name: str
+    kind: str
+    action: TaskAction
+    hosts: tuple[str, ...]
+    position: Position
+    ignore_errors: bool = False
+    timeout: float | None = None
+
+
 class TaskContext(Protocol):
     """Everything a task sees of the run while it works on one host."""
 
@@ -55,7 +95,11 @@ class TaskContext(Protocol):
     @property
     def options(self) -> RunOptions: ...
     @property
-    def playbook(self) -> Playbook: ...
+    def playbook_path(self) -> Path:
+        """The playbook file being run (absolute): with the task's name, it names a sweep in the ledger."""
+
+    @property
+    def inventory(self) -> Inventory: ...
     @property
     def timeout(self) -> float | None: ...
     @property

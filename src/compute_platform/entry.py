@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
     timer = threading.Timer(1.0, _collect_from_now_on)
     timer.daemon = True
     timer.start()
-    from compute_platform.cli import main as cli_main
+    from compute_platform.cli.main import main as cli_main
 
     try:
         cli_main(args)

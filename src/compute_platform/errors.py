@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from compute_platform.hosts.base import Result
+from typing import Protocol
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -48,14 +45,22 @@ class Position:
 
 
 class InputError(ComputeError):
-    """A YAML file, a command-line argument or a reference in them is wrong (exit code 2)."""
+    """A YAML file, a command-line argument or a reference in them is wrong (exit code 2): the `reason`,
+    where it was found (`position`: file, line, column) and what it is about (`subject`, e.g. "task
+    'train'"), printed as `file:line:col: subject: reason`."""
 
     exit_code = EXIT_BAD_INPUT
 
-    def __init__(self, message: str, position: Position | None = None) -> None:
+    def __init__(self, message: str, position: Position | None = None, subject: str | None = None) -> None:
         self.position = position
-        super().__init__(f"{position}: {message}" if position else message)
-        self.reason = message  # without the position
+        self.subject = subject
+        said = f"{subject}: {message}" if subject else message
+        super().__init__(f"{position}: {said}" if position else said)
+        self.reason = message  # without the position and the subject
+
+    def within(self, subject: str) -> InputError:
+        """This error as part of `subject` (the caller knows what the checked value belongs to)."""
+        return self if self.subject else InputError(self.reason, self.position, subject)
 
 
 class HostError(ComputeError):
@@ -69,10 +74,22 @@ class HostKeyChanged(HostError):
     """The host presented a key different from the one recorded: refuse, never overwrite."""
 
 
+class Finished(Protocol):
+    """What CommandFailed needs of a finished command (hosts.base.Result): errors stay a leaf."""
+
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def timed_out(self) -> bool: ...
+    @property
+    def duration(self) -> float: ...
+    def tail(self) -> str: ...
+
+
 class CommandFailed(ComputeError):
     """A command exited non-zero (raised only when `check=True`); carries the whole result."""
 
-    def __init__(self, host: str, result: Result, what: str | None = None) -> None:
+    def __init__(self, host: str, result: Finished, what: str | None = None) -> None:
         self.result = result
         tail = result.tail()
         head = what or f"command failed with exit code {result.exit_code}"

@@ -15,7 +15,7 @@ import pytest
 
 from compute_platform.errors import CommandFailed
 from compute_platform.hosts import Host, make_host
-from compute_platform.inventory import HostSpec
+from compute_platform.input.inventory import HostSpec
 
 
 def ssh_spec(tb: Any, alias: str = "h1", **extra: Any) -> HostSpec:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from compute_platform import playbook
-from compute_platform.reporting import Reporter
-from compute_platform.runner import Runner, RunOptions
+from compute_platform.run.reporting import Reporter
+from compute_platform.run.runner import Runner, RunOptions
 from tests.support import testbed as tbm
 from tests.support.cli import compute
 from tests.support.project import book_text, host_entry, write_project

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from compute_platform.hosts import HostPool
-from compute_platform.inventory import load_inventory
+from compute_platform.input.inventory import load_inventory
 from tests.integration.test_slurm import Project
 from tests.support import testbed as tbm
 from tests.support.project import write_hosts

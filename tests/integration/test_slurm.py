@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from compute_platform.jobs import FINAL, Row
+from compute_platform.jobs.query import FINAL, Row
 from tests.support import testbed as tbm
 from tests.support.cli import compute, job_output
 from tests.support.project import bed_hosts, write_book, write_hosts

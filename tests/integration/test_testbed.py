@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
 import shutil
@@ -70,7 +69,7 @@ def test_layout(testbed: tbm.Testbed) -> None:
 
 
 def test_hosts_yaml_is_valid_for_the_tool(tb_hosts_yaml: Path, testbed: tbm.Testbed) -> None:
-    from compute_platform.inventory import load_hosts
+    from compute_platform.input.inventory import load_hosts
 
     hosts, _ = load_hosts(tb_hosts_yaml)
     assert hosts["h1"].port == testbed.hosts["h1"]
@@ -234,8 +233,7 @@ def test_other_hosts_distinct_logs(testbed: tbm.Testbed, name: str) -> None:
 
 
 def test_the_command_line_in_scripts_runs_this_module(testbed: tbm.Testbed) -> None:
-    """`scripts/testbed status|env` (the commands a developer types) and scripts/testbed.py loaded by
-    its path (as the benchmarks load it) are this module."""
+    """`scripts/testbed status|env` (the commands a developer types) run this module."""
     scripts = Path(__file__).resolve().parents[2] / "scripts"
     status = subprocess.run(
         ["bash", str(scripts / "testbed"), "status", "--state", str(testbed.state)],
@@ -252,13 +250,3 @@ def test_the_command_line_in_scripts_runs_this_module(testbed: tbm.Testbed) -> N
         timeout=60,
     )
     assert f"export COMPUTE_TESTBED={shlex.quote(str(testbed.state))}" in env.stdout.splitlines()
-    spec = importlib.util.spec_from_file_location("testbed_by_path", scripts / "testbed.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    assert (module.up, module.down, module.is_up, module.Testbed) == (
-        tbm.up,
-        tbm.down,
-        tbm.is_up,
-        tbm.Testbed,
-    )

@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 
-from compute_platform import shell
-from compute_platform.hosts import HostPool
-from compute_platform.inventory import load_inventory
+from compute_platform.hosts import HostPool, shell
+from compute_platform.input.inventory import load_inventory
 from compute_platform.ledger import JobRecord, Ledger
 from tests.support import testbed as tbm
 from tests.support.cli import compute, job_output

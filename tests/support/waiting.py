@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from compute_platform.jobs import FINAL, Jobs, Row
+from compute_platform.jobs.query import FINAL, Jobs, Row
 
 T = TypeVar("T")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from compute_platform import transfer
 from compute_platform.errors import TaskError
+from compute_platform.hosts import transfer
 from tests.support.trees import listing, make_tree
 
 

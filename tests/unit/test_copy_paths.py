@@ -13,7 +13,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compute_platform.transfer import UnsafeArchive, extract
+from compute_platform.hosts.transfer import UnsafeArchive, extract
 
 PARTS = st.sampled_from(["a", "b", "..", ".", "", "c d", "/", "outside", "..."])
 NAMES = st.lists(PARTS, min_size=1, max_size=4).map("/".join)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compute_platform import reference
-from compute_platform.fielddocs import describe
+from compute_platform.playbook import reference
+from compute_platform.playbook.fielddocs import describe
 from compute_platform.tasks import REGISTRY
 from tests.support.golden import check_golden
 
@@ -16,7 +16,7 @@ def test_reference_is_up_to_date() -> None:
     check_golden(
         DOCS / "reference.md",
         reference.render(),
-        stale="run `python -m compute_platform.reference > docs/reference.md`",
+        stale="run `python -m compute_platform.playbook.reference > docs/reference.md`",
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from compute_platform import transfer
+from compute_platform.hosts import transfer
 from compute_platform.tasks.git import Git
 from compute_platform.tasks.pip import Pip, pip_script
 from tests.support.golden import check_golden

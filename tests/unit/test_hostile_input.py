@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from compute_platform import shell
-from compute_platform.inventory import ResolvedConfig
+from compute_platform.hosts import shell
+from compute_platform.input.inventory import ResolvedConfig
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.sbatch import SbatchSpec, render
 from compute_platform.scheduling.sweep import JOB_NAME, SEED_SYNTAX, Job, SweepFields, expand, parse_seeds
@@ -318,7 +318,7 @@ def test_cmd_task_env_names_are_checked_at_load_time() -> None:
 def test_secret_values_arrive_verbatim_and_leave_the_rest_of_stdin(
     printer: str, tmp_path: Path, sh: str, values: list[str], rest: bytes
 ) -> None:
-    from compute_platform import secret_env
+    from compute_platform.hosts import secret_env
 
     secrets = {f"HOSTILE_S{i}": v for i, v in enumerate(values)}
     end = secret_env.marker()
@@ -333,6 +333,6 @@ def test_secret_values_arrive_verbatim_and_leave_the_rest_of_stdin(
 
 
 def test_masking_hides_every_secret_value_in_what_is_printed() -> None:
-    from compute_platform.reporting import MASK, mask
+    from compute_platform.run.reporting import MASK, mask
 
     assert mask("key=abcd1234 and abcd1234x", ["abcd1234"]) == f"key={MASK} and {MASK}x"

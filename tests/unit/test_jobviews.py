@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from rich.console import Console, RenderableType
 
-from compute_platform import jobviews
 from compute_platform.errors import InputError
-from compute_platform.jobs import Row
+from compute_platform.jobs import views
+from compute_platform.jobs.query import Row
 from compute_platform.ledger import JobRecord
 from compute_platform.scheduling.backend import (
     CANCELLED,
@@ -78,7 +78,7 @@ def test_first_parameter_on_rows_the_others_combined_on_columns_args_as_an_extra
     rows = rows_of(
         "train", ["--model a", "--model b"], {"lr": [0.1, 0.01], "wd": [0, 1], "fast": [True]}, [0]
     )
-    [grid] = jobviews.grids(rows)
+    [grid] = views.grids(rows)
     assert grid.row_axes == ("args", "lr")
     assert grid.rows == (
         ("--model a", "0.1"),
@@ -88,15 +88,15 @@ def test_first_parameter_on_rows_the_others_combined_on_columns_args_as_an_extra
     )
     assert grid.columns == ("wd=0\nfast=true", "wd=1\nfast=true")
     # job 5 is --model b, lr 0.1, wd 1: row 2, column 1
-    assert grid.cells[(2, 1)] == jobviews.Cell("0", CYCLE[5], "100_5")
+    assert grid.cells[(2, 1)] == views.Cell("0", CYCLE[5], "100_5")
     assert grid.missing == 0 and sum(grid.counts().values()) == 8
 
 
 def test_a_point_run_again_shows_its_latest_job() -> None:
     first = rows_of("t", [], {"x": [1, 2]}, states=[FAILED])
     again = rows_of("t", [], {"x": [1]}, states=[RUNNING], first_id=200)  # resubmitted / re-run
-    [grid] = jobviews.grids([*first, *again])
-    assert grid.cells[(0, 0)] == jobviews.Cell("", RUNNING, "200_0")
+    [grid] = views.grids([*first, *again])
+    assert grid.cells[(0, 0)] == views.Cell("", RUNNING, "200_0")
     assert grid.cells[(1, 0)].state == FAILED
     assert grid.counts()[FAILED] == 1 and grid.counts()[RUNNING] == 1
 
@@ -107,10 +107,10 @@ def test_scattered_hosts_make_one_grid_and_hosts_running_every_point_one_grid_ea
         Row(r.record.__class__(**{**r.record.__dict__, "host": f"h{i % 2}"}), r.state)
         for i, r in enumerate(every)
     ]
-    [grid] = jobviews.grids(scattered)
+    [grid] = views.grids(scattered)
     assert grid.hosts == ("h0", "h1") and len(grid.cells) == 4
     both = rows_of("t", [], {"x": [1, 2]}, host="h1") + rows_of("t", [], {"x": [1, 2]}, host="h2")
-    grids = jobviews.grids(both)
+    grids = views.grids(both)
     assert [g.hosts for g in grids] == [("h1",), ("h2",)] and all(len(g.cells) == 2 for g in grids)
 
 
@@ -119,20 +119,20 @@ def test_a_task_of_the_same_name_in_another_playbook_is_left_out() -> None:
         Row(JobRecord(**{**r.record.__dict__, "playbook": "/elsewhere/book.yaml"}), r.state)
         for r in rows_of("t", [], {"y": [1, 2, 3]})
     ]
-    [grid] = jobviews.grids([*other, *rows_of("t", [], {"x": [1, 2]})])
+    [grid] = views.grids([*other, *rows_of("t", [], {"x": [1, 2]})])
     assert grid.row_axes == ("x",) and len(grid.cells) == 2
 
 
 def test_a_point_missing_from_the_product_is_an_empty_cell() -> None:
     rows = rows_of("t", [], {"a": [1, 2], "b": ["x", "y"]})
-    [grid] = jobviews.grids(rows[:3])
+    [grid] = views.grids(rows[:3])
     assert grid.missing == 1 and (1, 1) not in grid.cells
 
 
 def test_unreadable_or_missing_sweep_json_still_draws() -> None:
     row = rows_of("t", ["--x"], {})[0]
     broken = Row(JobRecord(**{**row.record.__dict__, "sweep": "{not json", "job_index": ""}), row.state)
-    [grid] = jobviews.grids([broken])
+    [grid] = views.grids([broken])
     assert grid.row_axes == ("args",) and grid.rows == (("--x",),) and grid.columns == ("",)
 
 
@@ -149,14 +149,14 @@ def test_unreadable_or_missing_sweep_json_still_draws() -> None:
     ],
 )
 def test_seeds_are_compressed_into_ranges(seeds: str, expected: str) -> None:
-    assert jobviews.compress_seeds(seeds) == expected
+    assert views.compress_seeds(seeds) == expected
 
 
 def test_latest_task_is_the_task_of_the_last_row_and_an_empty_ledger_says_so() -> None:
     rows = rows_of("a", [], {"x": [1]}) + rows_of("b", [], {"x": [1]}) + rows_of("a", [], {"x": [2]})
-    assert jobviews.latest_task([r.record for r in rows]) == "a"
+    assert views.latest_task([r.record for r in rows]) == "a"
     with pytest.raises(InputError, match="no job in the ledger"):
-        jobviews.latest_task([])
+        views.latest_task([])
 
 
 # -- reference renderings ---------------------------------------------------------------------
@@ -169,24 +169,24 @@ def test_grid_with_args_and_three_parameters_matches_reference() -> None:
         {"lr": [0.1, 0.01], "wd": [0, 1e-4], "fast": [True, False]},
         [0, 1, 2],
     )
-    check_golden(GOLDEN / "grid_args_three_params.txt", text(jobviews.draw_grid(rows)))
+    check_golden(GOLDEN / "grid_args_three_params.txt", text(views.draw_grid(rows)))
 
 
 def test_grid_with_one_parameter_matches_reference() -> None:
     rows = rows_of(
         "lr-scan", [], {"lr": [0.1, 0.03, 0.01, 0.003]}, [0, 1, 2, 3, 4], states=[COMPLETED, UNKNOWN, PENDING]
     )
-    check_golden(GOLDEN / "grid_one_param.txt", text(jobviews.draw_grid(rows)))
+    check_golden(GOLDEN / "grid_one_param.txt", text(views.draw_grid(rows)))
 
 
 def test_grid_with_a_missing_point_matches_reference() -> None:
     rows = rows_of("t", [], {"a": [1, 2], "b": ["x", "y"]}, [7])
-    check_golden(GOLDEN / "grid_missing_point.txt", text(jobviews.draw_grid(rows[:3])))
+    check_golden(GOLDEN / "grid_missing_point.txt", text(views.draw_grid(rows[:3])))
 
 
 def test_grids_of_two_hosts_running_the_same_sweep_match_reference() -> None:
     rows = rows_of("t", ["a", "b"], {}, host="h1") + rows_of("t", ["a", "b"], {}, host="h2", states=[FAILED])
-    check_golden(GOLDEN / "grid_two_hosts.txt", text(jobviews.draw_grid(rows)))
+    check_golden(GOLDEN / "grid_two_hosts.txt", text(views.draw_grid(rows)))
 
 
 def test_summary_table_matches_reference() -> None:
@@ -195,13 +195,13 @@ def test_summary_table_matches_reference() -> None:
         + rows_of("train", [], {"x": [1, 2]}, host="h1", states=[COMPLETED])
         + rows_of("report", [], {}, host="cluster", states=[PENDING])
     )
-    check_golden(GOLDEN / "summary.txt", text(jobviews.draw_summary(rows)))
+    check_golden(GOLDEN / "summary.txt", text(views.draw_summary(rows)))
 
 
 def test_cells_are_coloured_by_state() -> None:
     rows = rows_of("t", [], {"x": [1, 2, 3]}, states=[COMPLETED, FAILED, PENDING])
     console = Console(record=True, width=60, force_terminal=True, color_system="standard", file=io.StringIO())
-    console.print(jobviews.draw_grid(rows))
+    console.print(views.draw_grid(rows))
     styled = console.export_text(styles=True)
     assert "\x1b[32mCD" in styled  # green
     assert "\x1b[1;31mF" in styled  # bold red
@@ -214,14 +214,14 @@ def test_cells_are_coloured_by_state() -> None:
 def test_counts_per_task_and_host_in_ledger_order() -> None:
     rows = rows_of("a", [], {"x": [1, 2, 3]}, host="h2") + rows_of("a", [], {"x": [1]}, host="h1")
     rows += rows_of("b", [], {"x": [1, 2]}, host="h2", states=[TIMEOUT])
-    found = jobviews.counts(rows)
+    found = views.counts(rows)
     assert [(c.task, c.host, c.jobs) for c in found] == [("a", "h2", 3), ("a", "h1", 1), ("b", "h2", 2)]
     assert found[2].states[TIMEOUT] == 2 and found[0].states[COMPLETED] == 1
 
 
 def test_summary_json_has_its_documented_shape() -> None:
     rows = rows_of("a", [], {"x": [1, 2]}) + rows_of("b", [], {}, states=[CANCELLED])
-    document = json.loads(jobviews.summary_json(jobviews.counts(rows)))
+    document = json.loads(views.summary_json(views.counts(rows)))
     states = [PENDING, RUNNING, COMPLETED, FAILED, CANCELLED, TIMEOUT, UNKNOWN]
     assert document["version"] == 1
     assert [(t["task"], t["host"], t["jobs"]) for t in document["tasks"]] == [
@@ -233,7 +233,7 @@ def test_summary_json_has_its_documented_shape() -> None:
         "jobs": 3,
         "states": {**dict.fromkeys(states, 0), COMPLETED: 1, RUNNING: 1, CANCELLED: 1},
     }
-    assert json.loads(jobviews.summary_json([])) == {
+    assert json.loads(views.summary_json([])) == {
         "version": 1,
         "tasks": [],
         "total": {"jobs": 0, "states": dict.fromkeys(states, 0)},

@@ -8,8 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from compute_platform import jobs, jobviews
-from compute_platform.jobs import Row
+from compute_platform.jobs import query, views
+from compute_platform.jobs.query import Row
 from compute_platform.ledger import JobRecord
 from compute_platform.scheduling.backend import JobState
 
@@ -47,9 +47,9 @@ ROW = Row(
 
 
 def test_jobs_json_is_documented() -> None:
-    assert shape(json.loads(jobs.as_json([ROW]))) == shape(documented("`compute jobs --json`"))
+    assert shape(json.loads(query.as_json([ROW]))) == shape(documented("`compute jobs --json`"))
 
 
 def test_jobs_summary_json_is_documented() -> None:
-    printed = json.loads(jobviews.summary_json(jobviews.counts([ROW])))
+    printed = json.loads(views.summary_json(views.counts([ROW])))
     assert shape(printed) == shape(documented("`compute jobs --summary --json`"))

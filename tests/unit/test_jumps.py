@@ -9,7 +9,7 @@ import pytest
 from compute_platform.errors import HostError
 from compute_platform.hosts.jumps import Hop, check_route, hop_spec, parse_hop, split_jumps
 from compute_platform.hosts.openssh import OpenSSHHost
-from compute_platform.inventory import HostSpec, Inventory
+from compute_platform.input.inventory import HostSpec, Inventory
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from compute_platform import legacyjobs
 from compute_platform.errors import InputError
-from compute_platform.ledger import JobRecord, Ledger
-from compute_platform.legacyjobs import BAD_ID, NO_ID, LegacyJob, Skipped
+from compute_platform.ledger import JobRecord, Ledger, legacy
+from compute_platform.ledger.legacy import BAD_ID, NO_ID, LegacyJob, Skipped
 from compute_platform.scheduling import slurm
 from compute_platform.scheduling.backend import COMPLETED, FAILED, UNKNOWN, JobState
 from tests.support.cli import compute
@@ -41,8 +40,8 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def run_import(folder: Path, dry_run: bool = False) -> legacyjobs.ImportResult:
-    return legacyjobs.import_jobs(
+def run_import(folder: Path, dry_run: bool = False) -> legacy.ImportResult:
+    return legacy.import_jobs(
         folder / "jobs.csv", folder / "hosts.yaml", folder / "archive", dry_run=dry_run
     )
 
@@ -51,7 +50,7 @@ def run_import(folder: Path, dry_run: bool = False) -> legacyjobs.ImportResult:
 
 
 def test_the_shapes_the_original_wrote() -> None:
-    parsed = legacyjobs.parse((FIXTURE / "jobs.csv").read_bytes(), "jobs.csv")
+    parsed = legacy.parse((FIXTURE / "jobs.csv").read_bytes(), "jobs.csv")
     assert parsed.jobs == (
         LegacyJob(1, "pando", "1289083", "1289083", "--env=Pong-v0 --theta_init_std=0.5 --theta_init_bias=0"),
         LegacyJob(
@@ -87,7 +86,7 @@ def test_the_shapes_the_original_wrote() -> None:
     ],
 )
 def test_one_line(line: str, expected: object) -> None:
-    assert legacyjobs.parse_line(line, 1, "jobs.csv") == expected
+    assert legacy.parse_line(line, 1, "jobs.csv") == expected
 
 
 @pytest.mark.parametrize(
@@ -102,7 +101,7 @@ def test_one_line(line: str, expected: object) -> None:
 def test_a_line_the_original_never_wrote_is_an_error_naming_file_and_line(line: str) -> None:
     data = f"pando , 1 , x \n{line}\n".encode()
     with pytest.raises(InputError) as e:
-        legacyjobs.parse(data, "old/jobs.csv")
+        legacy.parse(data, "old/jobs.csv")
     assert str(e.value).startswith(
         "old/jobs.csv:2: cannot read this line: expected `ALIAS , JOB_ID , COMMAND`"
     )
@@ -110,7 +109,7 @@ def test_a_line_the_original_never_wrote_is_an_error_naming_file_and_line(line: 
 
 def test_a_line_that_is_not_utf8_is_named() -> None:
     with pytest.raises(InputError, match=r"^jobs.csv:2: cannot read this line: byte 13 is not UTF-8"):
-        legacyjobs.parse(b"pando , 1 , x \npando , 2 , \xe9t\xe9 \n", "jobs.csv")
+        legacy.parse(b"pando , 1 , x \npando , 2 , \xe9t\xe9 \n", "jobs.csv")
 
 
 @pytest.mark.parametrize(
@@ -128,14 +127,14 @@ def test_a_line_that_is_not_utf8_is_named() -> None:
     ],
 )
 def test_job_name_from_the_script(script: str, name: str) -> None:
-    assert legacyjobs.job_name(script) == name
+    assert legacy.job_name(script) == name
 
 
 def test_line_ranges() -> None:
-    assert legacyjobs.line_ranges([9]) == "line 9"
-    assert legacyjobs.line_ranges([135, 9, 132, 133, 134]) == "lines 9, 132-135"
+    assert legacy.line_ranges([9]) == "line 9"
+    assert legacy.line_ranges([135, 9, 132, 133, 134]) == "lines 9, 132-135"
     many = [10 * i for i in range(1, 13)]
-    assert legacyjobs.line_ranges(many) == "lines 10, 20, 30, 40, 50, 60, 70, 80 and 4 more"
+    assert legacy.line_ranges(many) == "lines 10, 20, 30, 40, 50, 60, 70, 80 and 4 more"
 
 
 # -- the import ---------------------------------------------------------------------------------
@@ -176,7 +175,7 @@ def test_importing_again_adds_nothing(project: Path) -> None:
     again = run_import(project)
     assert (len(again.imported), again.already, len(again.skipped)) == (0, 5, 3)
     assert (project / "archive" / "job.csv").read_bytes() == before
-    assert legacyjobs.report(again)[0].endswith(
+    assert legacy.report(again)[0].endswith(
         "imported 0 job(s) into "
         + str(again.ledger)
         + " (task legacy), 5 already there, 1 repeated line(s), 3 invalid line(s) skipped"
@@ -195,11 +194,11 @@ def test_jobs_already_in_the_ledger_are_left_out(project: Path) -> None:
 def test_dry_run_writes_nothing(project: Path) -> None:
     result = run_import(project, dry_run=True)
     assert len(result.imported) == 5 and not (project / "archive" / "job.csv").exists()
-    assert legacyjobs.report(result)[0].startswith(f"{project / 'jobs.csv'}: would import 5 job(s)")
+    assert legacy.report(result)[0].startswith(f"{project / 'jobs.csv'}: would import 5 job(s)")
 
 
 def test_the_report_lists_what_was_skipped_and_why(project: Path) -> None:
-    lines = legacyjobs.report(run_import(project))
+    lines = legacy.report(run_import(project))
     assert lines[1:] == [
         f"  {NO_ID}: lines 2, 6",
         f"  {BAD_ID}: line 7",
@@ -237,32 +236,32 @@ def test_without_save_path_the_logs_are_left_unknown(project: Path) -> None:
     assert (row.log_out, row.log_err) == ("", "")  # not the default save_path: the original had none
     assert (
         "  host calmip has no save_path in the hosts file: the logs of its jobs are not known"
-        in legacyjobs.report(result)
+        in legacy.report(result)
     )
 
 
 def test_a_missing_file_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"not found: give the path of the original tool's jobs.csv"):
-        legacyjobs.import_jobs(tmp_path / "jobs.csv", tmp_path / "hosts.yaml", tmp_path / "archive")
+        legacy.import_jobs(tmp_path / "jobs.csv", tmp_path / "hosts.yaml", tmp_path / "archive")
 
 
 # -- the hint of `compute jobs` -------------------------------------------------------------------
 
 
 def test_the_hint_names_the_command_until_the_jobs_are_imported(project: Path) -> None:
-    hint = legacyjobs.hint(project / "jobs.csv", project / "archive")
+    hint = legacy.hint(project / "jobs.csv", project / "archive")
     assert hint == (
         f"hint: 5 job(s) of the original tool's {project / 'jobs.csv'} are not in "
         f"{project / 'archive' / 'job.csv'}: import them with `compute import-legacy --archive {project / 'archive'}`"
     )
     run_import(project)
-    assert legacyjobs.hint(project / "jobs.csv", project / "archive") is None
+    assert legacy.hint(project / "jobs.csv", project / "archive") is None
 
 
 def test_no_hint_without_a_jobs_csv_or_for_another_kind_of_jobs_csv(tmp_path: Path) -> None:
-    assert legacyjobs.hint(tmp_path / "jobs.csv", tmp_path / "archive") is None
+    assert legacy.hint(tmp_path / "jobs.csv", tmp_path / "archive") is None
     (tmp_path / "jobs.csv").write_text("name,id,command\ntrain,1 , 2 , x\n")
-    assert legacyjobs.hint(tmp_path / "jobs.csv", tmp_path / "archive") is None
+    assert legacy.hint(tmp_path / "jobs.csv", tmp_path / "archive") is None
 
 
 def test_cli_import_then_jobs_without_hint(project: Path) -> None:
@@ -335,7 +334,7 @@ def test_states_of_imported_rows_come_from_squeue_then_sacct() -> None:
 
 
 def test_the_json_of_an_imported_row_is_the_documented_shape(project: Path) -> None:
-    from compute_platform.jobs import Row, as_json
+    from compute_platform.jobs.query import Row, as_json
 
     row = run_import(project).imported[0]
     job = json.loads(as_json([Row(row, JobState(COMPLETED))]))["jobs"][0]

@@ -10,7 +10,7 @@ import pytest
 
 from compute_platform import playbook
 from compute_platform.errors import InputError
-from compute_platform.inventory import load_configs, load_hosts, load_inventory
+from compute_platform.input.inventory import load_configs, load_hosts, load_inventory
 from tests.support.cli import compute
 
 HOSTS = """\
@@ -208,7 +208,7 @@ def test_ssh_config_alias_is_a_host(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_localhost_runs_locally() -> None:
-    from compute_platform.inventory import HostSpec
+    from compute_platform.input.inventory import HostSpec
 
     assert HostSpec(alias="localhost").is_local
     assert HostSpec(alias="box", host="localhost").is_local

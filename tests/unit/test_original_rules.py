@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from compute_platform import playbook, shell
+from compute_platform import playbook
 from compute_platform.errors import InputError, LedgerError
-from compute_platform.inventory import HostSpec, ResolvedConfig, load_configs, load_inventory
+from compute_platform.hosts import shell
+from compute_platform.input.inventory import HostSpec, ResolvedConfig, load_configs, load_inventory
 from compute_platform.ledger import JobRecord, Ledger
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.jobscript import seed_loop

@@ -7,7 +7,7 @@ import io
 
 from rich.console import Console
 
-from compute_platform.reporting import JsonReporter, PlainReporter, _progress_bar
+from compute_platform.run.reporting import JsonReporter, PlainReporter, _progress_bar
 
 
 def shown(done: int, total: int | None, unit: str, seconds: float = 2.0) -> str:

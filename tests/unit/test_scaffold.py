@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from compute_platform.cli.scaffold import init, render_hosts
 from compute_platform.errors import InputError
-from compute_platform.scaffold import init, render_hosts
 from tests.support.golden import check_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "init"

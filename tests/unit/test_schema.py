@@ -13,12 +13,12 @@ from ruamel.yaml import YAML
 
 from compute_platform import playbook
 from compute_platform.errors import InputError
-from compute_platform.schema import KINDS, schema
+from compute_platform.playbook.schema import KINDS, schema
 from compute_platform.tasks import ALIASES, REGISTRY
 from tests.support.cli import compute
 
 ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = ROOT / "src" / "compute_platform" / "templates"
+TEMPLATES = ROOT / "src" / "compute_platform" / "cli" / "templates"
 
 
 def errors(kind: str, text: str) -> list[str]:

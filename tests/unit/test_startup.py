@@ -49,7 +49,7 @@ def test_paramiko_is_imported_without_invoke(tmp_path: Path) -> None:
     config = tmp_path / "ssh_config"
     config.write_text("Host *\n  ServerAliveInterval 30\n")
     loaded = _modules(
-        "from compute_platform.hosts.sshconfig import load_paramiko\nload_paramiko()\nimport paramiko",
+        "from compute_platform.input.sshconfig import load_paramiko\nload_paramiko()\nimport paramiko",
         {"COMPUTE_SSH_CONFIG": str(config)},
     )
     assert "paramiko" in loaded and "invoke" not in loaded
@@ -59,7 +59,7 @@ def test_an_ssh_config_with_match_exec_gets_invoke(tmp_path: Path) -> None:
     config = tmp_path / "ssh_config"
     config.write_text('Match host x exec "test -f /nonexistent"\n  Port 2222\n')
     code = (
-        "from compute_platform.hosts.sshconfig import load_paramiko\nload_paramiko()\nimport paramiko\n"
+        "from compute_platform.input.sshconfig import load_paramiko\nload_paramiko()\nimport paramiko\n"
         f"paramiko.SSHConfig.from_path({str(config)!r}).lookup('x')"
     )
     assert "invoke" in _modules(code, {"COMPUTE_SSH_CONFIG": str(config)})
@@ -67,8 +67,8 @@ def test_an_ssh_config_with_match_exec_gets_invoke(tmp_path: Path) -> None:
 
 def test_no_model_reads_its_source_when_created() -> None:
     """pydantic's use_attribute_docstrings parses every model's source at import (~60 ms per start):
-    field docstrings are read by compute_platform.fielddocs when a reference or schema is made."""
-    from compute_platform.inventory import ConfigSpec, HostSpec
+    field docstrings are read by compute_platform.playbook.fielddocs when a reference or schema is made."""
+    from compute_platform.input.inventory import ConfigSpec, HostSpec
     from compute_platform.tasks import REGISTRY
 
     for model in [HostSpec, ConfigSpec, *REGISTRY.values()]:

@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 
 from compute_platform import playbook
 from compute_platform.errors import InputError
-from compute_platform.schema import schema
+from compute_platform.playbook.schema import schema
 from compute_platform.tasks.clone import Clone
 from compute_platform.tasks.cmd import Cmd
 from compute_platform.tasks.sync import RUN_DIR, Sync, log_list, parse_listing, read_script, run_dirs

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from compute_platform.transfer import UnsafeArchive, extract
+from compute_platform.hosts.transfer import UnsafeArchive, extract
 
 
 def stream(victim: Path, second: str) -> io.BytesIO:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from compute_platform import playbook
 from compute_platform.errors import InputError
-from compute_platform.inventory import load_configs, load_hosts
+from compute_platform.input.inventory import load_configs, load_hosts
 from compute_platform.tasks import REGISTRY
 
 FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

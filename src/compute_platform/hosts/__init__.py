@@ -10,7 +10,7 @@ from compute_platform.hosts.base import Host, Result
 
 if TYPE_CHECKING:
     from compute_platform.hosts.jumps import JumpHost
-    from compute_platform.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 __all__ = ["Host", "HostPool", "Result", "make_host"]
 

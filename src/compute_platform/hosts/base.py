@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from compute_platform import shell
 from compute_platform.errors import CommandFailed, Interrupted
+from compute_platform.hosts import shell
 
 if TYPE_CHECKING:
-    from compute_platform.inventory import HostSpec
+    from compute_platform.input.inventory import HostSpec
 
 # Called with ("stdout" | "stderr", line) for every complete line, as it arrives.
 LineCallback = Callable[[str, str], None]

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from compute_platform.errors import HostError
-from compute_platform.hosts import sshconfig
+from compute_platform.input import sshconfig
 
 if TYPE_CHECKING:
-    from compute_platform.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 
 @runtime_checkable
@@ -61,7 +61,7 @@ def hop_spec(inventory: Inventory, text: str, target: HostSpec) -> HostSpec:
     what ~/.ssh/config says for it (HostName, User, IdentityFile...) under what the hop itself
     spells out. It is checked against the target's known_hosts file (unless ~/.ssh/config names
     one for it) and with the target's host_key_checking: a hop is never checked more loosely."""
-    from compute_platform.inventory import HostSpec
+    from compute_platform.input.inventory import HostSpec
 
     if text in inventory.hosts:
         return inventory.hosts[text]

@@ -15,15 +15,15 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from compute_platform import shell
 from compute_platform.errors import HostError, HostKeyChanged, InputError
+from compute_platform.hosts import shell
 from compute_platform.hosts.base import Host, LineCallback, Result
 from compute_platform.hosts.process import Processes, kill_tree
 from compute_platform.hosts.remote import kill_group_script, kill_groups_script, with_pidfile
-from compute_platform.hosts.sshconfig import ssh_config_path
+from compute_platform.input.sshconfig import ssh_config_path
 
 if TYPE_CHECKING:
-    from compute_platform.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 # Ctrl-C: how long to wait for the running commands' process groups to be killed on the host
 KILL_WAIT_SECONDS = 5.0

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from compute_platform.errors import HostError, HostKeyChanged
-from compute_platform.hosts import sshconfig
 from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
 from compute_platform.hosts.channel import Capture, ExecEnding, Forward, Watch, feed_stdin, read
 from compute_platform.hosts.jumps import JumpHost
 from compute_platform.hosts.persistent import PersistentShell, eligible
 from compute_platform.hosts.remote import kill_group_script, kill_groups_script, with_pidfile
 from compute_platform.hosts.sshlib import known_hosts
-from compute_platform.inventory import HostSpec, known_hosts_path
+from compute_platform.input import sshconfig
+from compute_platform.input.inventory import HostSpec, known_hosts_path
 
 if TYPE_CHECKING:
     import paramiko

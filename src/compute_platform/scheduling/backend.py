@@ -1,6 +1,6 @@
 """What `compute jobs / logs / cancel / resubmit` need from a scheduler (slurm, tmux).
 
-Each scheduler module provides one object with this shape; `BACKENDS` in jobs.py is the literal table
+Each scheduler module provides one object with this shape; `BACKENDS` in jobs/query.py is the literal table
 scheduler name -> backend. Every method does ONE round trip per host for all the records it is given.
 """
 

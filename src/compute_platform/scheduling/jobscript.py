@@ -3,7 +3,7 @@ and exit with the last failing code (0 when every seed succeeded)."""
 
 from __future__ import annotations
 
-from compute_platform import shell
+from compute_platform.hosts import shell
 from compute_platform.scheduling.sweep import Job
 
 

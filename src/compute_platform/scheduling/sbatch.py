@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Union
 
-from compute_platform import shell
-from compute_platform.inventory import ResolvedConfig
+from compute_platform.hosts import shell
+from compute_platform.input.inventory import ResolvedConfig
 from compute_platform.ledger import JobPaths
 from compute_platform.scheduling.jobscript import seed_loop
 from compute_platform.scheduling.sweep import Job

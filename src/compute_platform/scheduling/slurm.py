@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from compute_platform import secret_env, shell
 from compute_platform.errors import CommandFailed, Interrupted, TaskError
+from compute_platform.hosts import secret_env, shell
 from compute_platform.ledger import JobPaths, JobRecord, Ledger, Script, new_run_id, renewed
 from compute_platform.scheduling.backend import (
     CANCELLED,
@@ -430,7 +430,7 @@ def _resubmit(host: Host, ledger: Ledger, group: list[JobRecord], run_id: str) -
 
 
 class SlurmBackend:
-    """The `Backend` of jobs.py for Slurm (see scheduling/backend.py)."""
+    """The `Backend` of jobs/query.py for Slurm (see scheduling/backend.py)."""
 
     def states(self, host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
         return states(host, records)

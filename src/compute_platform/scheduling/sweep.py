@@ -11,7 +11,8 @@ from typing import Any, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from compute_platform import shell, yamlfile
+from compute_platform.hosts import shell
+from compute_platform.input import yamlfile
 
 SeedValue = Union[int, str]  # noqa: UP007
 ArgsEntry = Union[str, list[Union[str, int, float, bool]]]  # noqa: UP007
@@ -261,7 +262,7 @@ class SweepFields(BaseModel):
 
     @model_validator(mode="after")
     def _secret_env_names(self) -> SweepFields:
-        from compute_platform.secret_env import check_names
+        from compute_platform.hosts.secret_env import check_names
 
         check_names(self.secret_env, self.env)
         return self

@@ -27,8 +27,8 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compute_platform import secret_env, shell
 from compute_platform.errors import CommandFailed, TaskError
+from compute_platform.hosts import secret_env, shell
 from compute_platform.ledger import JobPaths, Script, renewed
 from compute_platform.scheduling.backend import (
     CANCELLED,

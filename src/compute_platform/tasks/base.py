@@ -7,14 +7,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from compute_platform import yamlfile
 from compute_platform.context import Outcome
+from compute_platform.input import yamlfile
 
 if TYPE_CHECKING:
-    from compute_platform.context import TaskContext
+    from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.inventory import HostSpec, Inventory
-    from compute_platform.playbook import Task
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 
 def one_or_many(value: Any) -> Any:

@@ -13,10 +13,9 @@ from compute_platform.tasks.base import Action, one_or_many
 from compute_platform.tasks.git import Git, repo_name
 
 if TYPE_CHECKING:
-    from compute_platform.context import TaskContext
+    from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.inventory import HostSpec, Inventory
-    from compute_platform.playbook import Task
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 
 class Clone(Action):
@@ -60,7 +59,7 @@ class Clone(Action):
             name = repo_name(repo)
             if name in seen:
                 raise InputError(
-                    f"task '{task.name}': clone: {seen[name]} and {repo} would both be cloned into "
+                    f"clone: {seen[name]} and {repo} would both be cloned into "
                     f"{self.path.rstrip('/')}/{name}: clone one of them with a `git` task and its own `path`",
                     task.position,
                 )

@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from compute_platform import secret_env, shell
 from compute_platform.context import Outcome
+from compute_platform.hosts import secret_env, shell
 from compute_platform.tasks.base import Action
 
 if TYPE_CHECKING:

@@ -9,17 +9,16 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
 
-from compute_platform import transfer
 from compute_platform.context import Outcome
 from compute_platform.errors import InputError, TaskError
+from compute_platform.hosts import transfer
 from compute_platform.hosts.local import LocalHost
 from compute_platform.tasks.base import Action, one_or_many
 
 if TYPE_CHECKING:
-    from compute_platform.context import TaskContext
+    from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.inventory import HostSpec, Inventory
-    from compute_platform.playbook import Task
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 # Progress is reported only for transfers that last, and at most this often.
 PROGRESS_AFTER = 1.0
@@ -62,7 +61,7 @@ class Copy(Action):
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
         if self.mode == "pull" and len(task.hosts) > 1:
             raise InputError(
-                f"task '{task.name}': copy: pulling {self.src} from {len(task.hosts)} hosts into the "
+                f"copy: pulling {self.src} from {len(task.hosts)} hosts into the "
                 "same local directory would overwrite one host's copy with another's: "
                 "use one task per host, each with its own dest",
                 task.position,

@@ -9,18 +9,17 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from compute_platform import shell
 from compute_platform.context import Outcome
 from compute_platform.errors import InputError, TaskError
+from compute_platform.hosts import shell
 from compute_platform.tasks.base import Action
 from compute_platform.tasks.pip import check_pip, pip_script
 
 if TYPE_CHECKING:
-    from compute_platform.context import TaskContext
+    from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
     from compute_platform.hosts.base import Result
-    from compute_platform.inventory import HostSpec, Inventory
-    from compute_platform.playbook import Task
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 # Exit code of a clone script that refuses to touch a directory holding something else.
 TARGET_TAKEN = 94
@@ -139,7 +138,7 @@ class Git(Action):
         return frozenset({"git", "python", "python-system"} if self.install else {"git"})
 
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
-        where = f"task '{task.name}': git"
+        where = "git"
         if self.action == "clone" and not self.repo:
             raise InputError(f"{where}: action clone needs 'repo' (the URL or path to clone)", task.position)
         if self.action != "clone":

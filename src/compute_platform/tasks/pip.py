@@ -9,17 +9,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import field_validator
 
-from compute_platform import shell
 from compute_platform.context import Outcome
 from compute_platform.errors import CommandFailed, InputError
+from compute_platform.hosts import shell
 from compute_platform.tasks.base import Action, one_or_many
 
 if TYPE_CHECKING:
-    from compute_platform.context import TaskContext
+    from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
     from compute_platform.hosts.base import Result
-    from compute_platform.inventory import HostSpec, Inventory
-    from compute_platform.playbook import Task
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 # Exit status 0 when the interpreter runs outside any virtual or conda environment, where pip
 # must install with --user (a venv or conda env is the user's own: install into it directly).
@@ -106,7 +105,7 @@ class Pip(Action):
         return frozenset({"python", "python-system"} if system else {"python"})
 
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
-        where = f"task '{task.name}': pip"
+        where = "pip"
         if self.action == "uninstall" and (self.editable or self.upgrade):
             raise InputError(
                 f"{where}: 'editable' and 'upgrade' only apply to action: install", task.position

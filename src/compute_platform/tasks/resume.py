@@ -49,7 +49,7 @@ def _left(ctx: TaskContext, fields: SweepFields, jobs: list[Job], done: set[tupl
 
 
 def _submitted(ctx: TaskContext, host: str | None) -> set[tuple[str, str]]:
-    return ctx.ledger.submitted_points(str(ctx.playbook.path.resolve()), ctx.task.name, host)
+    return ctx.ledger.submitted_points(str(ctx.playbook_path), ctx.task.name, host)
 
 
 ALL_SUBMITTED = "every point was already submitted"

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from compute_platform import secret_env
 from compute_platform.context import Outcome
 from compute_platform.errors import InputError, Interrupted, TaskError
+from compute_platform.hosts import secret_env
 from compute_platform.ledger import (
     CONFIRMED,
     NOT_SUBMITTED,
@@ -32,10 +32,9 @@ from compute_platform.tasks.resume import host_share
 from compute_platform.tasks.sweeptask import job_row
 
 if TYPE_CHECKING:
-    from compute_platform.context import TaskContext
+    from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.inventory import HostSpec, Inventory, ResolvedConfig
-    from compute_platform.playbook import Task
+    from compute_platform.input.inventory import HostSpec, Inventory, ResolvedConfig
 
 # `array: auto` submits a host's jobs as one array from this many jobs on (fewer stay plain jobs,
 # whose ids and log names are simpler to read); `max_parallel` always asks for an array.
@@ -149,7 +148,7 @@ class Slurm(Action, SweepFields):
         where = task.position
         if self.ray or self.heterogeneous:
             raise InputError(
-                f"task '{task.name}': ray: true (start a Ray cluster over the job's nodes, as the original "
+                "ray: true (start a Ray cluster over the job's nodes, as the original "
                 "tool did) is not supported yet; it comes with compute's multi-node jobs. Until then use "
                 "ray: false and start Ray from your command",
                 where,
@@ -157,7 +156,7 @@ class Slurm(Action, SweepFields):
         if host.platform != "slurm":
             hosts_file = inventory.hosts_file or "hosts.yaml"
             raise InputError(
-                f"task '{task.name}': host '{host.alias}' is not a Slurm cluster "
+                f"host '{host.alias}' is not a Slurm cluster "
                 f"(platform: {host.platform}). Set `platform: slurm` for it in {hosts_file}, "
                 "or use the tmux task on workstations",
                 where,
@@ -166,13 +165,13 @@ class Slurm(Action, SweepFields):
         if config.gpu and (not host.gpu or (host.gpu is not True and config.gpu > host.gpu_count)):
             has = "no GPU (gpu: false)" if not host.gpu else f"{host.gpu_count} GPU(s) per node"
             raise InputError(
-                f"task '{task.name}': config '{self.config}' asks for {config.gpu} GPU(s) on host "
+                f"config '{self.config}' asks for {config.gpu} GPU(s) on host "
                 f"'{host.alias}', which has {has} in the hosts file: pick another config or host",
                 where,
             )
         if config.cpus_per_task and host.cpus_per_node and config.cpus_per_task > host.cpus_per_node:
             raise InputError(
-                f"task '{task.name}': config '{self.config}' asks for one task of {config.cpus_per_task} CPUs "
+                f"config '{self.config}' asks for one task of {config.cpus_per_task} CPUs "
                 f"on host '{host.alias}', whose nodes have {host.cpus_per_node} (cpus_per_node): a task "
                 "cannot span nodes; use cpus (one task per CPU) or fewer CPUs",
                 where,
@@ -275,7 +274,7 @@ class Slurm(Action, SweepFields):
             return slurm.submit(host, text, args, retry, token, secrets)
 
         def lost(script: str) -> dict[str, Any]:
-            info: dict[str, Any] = {"playbook": str(ctx.playbook.path.resolve()), "task": ctx.task.name}
+            info: dict[str, Any] = {"playbook": str(ctx.playbook_path), "task": ctx.task.name}
             info.update(token=token, script=script, array=batch.array, dependency=dependency)
             info.update(indexes=[job.index for job in batch.jobs], digest=self.digest(batch.jobs))
             return info
@@ -293,7 +292,7 @@ class Slurm(Action, SweepFields):
         token is recorded as it was submitted; one not found is forgotten (its points are submitted
         again). A job that ran and ended more than MinJobAge ago (300 s by default) is not found."""
         ledger = ctx.ledger
-        pending = ledger.unconfirmed(str(ctx.playbook.path.resolve()), ctx.task.name, ctx.alias)
+        pending = ledger.unconfirmed(str(ctx.playbook_path), ctx.task.name, ctx.alias)
         if not pending:
             return
         found = slurm.find_submissions(host, [info["token"] for _, info in pending])
@@ -333,7 +332,7 @@ class Slurm(Action, SweepFields):
         return ctx.shared(f"slurm:cluster:{ctx.alias}:{save_path}", lambda: slurm.prepare(host, save_path))
 
     def spec(self, ctx: TaskContext, batch: Batch, host: HostSpec, cluster: slurm.Cluster) -> SbatchSpec:
-        config: ResolvedConfig = ctx.playbook.inventory.config(self.config, ctx.alias)
+        config: ResolvedConfig = ctx.inventory.config(self.config, ctx.alias)
         return SbatchSpec(
             job_name=self.name(ctx.task.name),
             cmd=self.cmd,
@@ -348,7 +347,7 @@ class Slurm(Action, SweepFields):
             env={**host.env, **self.env},
             cd=self.cd,
             options=self.sbatch,
-            comment=f"compute: playbook {ctx.playbook.path.name}, task '{ctx.task.name}', host {ctx.alias}",
+            comment=f"compute: playbook {ctx.playbook_path.name}, task '{ctx.task.name}', host {ctx.alias}",
             secret_env=self.secret_env,
             wandb=host.wandb,
             wandb_dir=cluster.expand(host.wandb_dir),

@@ -26,12 +26,11 @@ def job_row(
 ) -> JobRecord:
     """The row of one job of a sweep: `submitted` is (scheduler, job id, its files, archived script)."""
     scheduler, job_id, paths, script = submitted
-    playbook = ctx.playbook
     commit, dirty = ctx.git_state()
-    hosts_file = playbook.inventory.hosts_file
+    hosts_file = ctx.inventory.hosts_file
     return JobRecord(
         submitted_at=now(),
-        playbook=str(playbook.path.resolve()),
+        playbook=str(ctx.playbook_path),
         task=ctx.task.name,
         host=ctx.alias,
         scheduler=scheduler,

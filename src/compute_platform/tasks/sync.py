@@ -13,17 +13,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from compute_platform import shell
 from compute_platform.context import Outcome
 from compute_platform.errors import CommandFailed, InputError, TaskError
+from compute_platform.hosts import shell
 from compute_platform.ledger import JobPaths, JobRecord
 from compute_platform.tasks.base import Action
 
 if TYPE_CHECKING:
-    from compute_platform.context import TaskContext
+    from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.inventory import HostSpec, Inventory
-    from compute_platform.playbook import Task
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 JOB = re.compile(r"(?:(?P<host>[^:\s]+):)?(?P<id>[A-Za-z0-9][A-Za-z0-9_.+-]*)")
 MAX_RANGE = 10_000  # ids in one job_array: each is a file to read
@@ -188,7 +187,7 @@ class Sync(Action):
             alias = named.group("host") if named else None
             if alias and alias not in task.hosts:
                 raise InputError(
-                    f"task '{task.name}': sync: job {item} is on {alias}, which is not one of the task's "
+                    f"sync: job {item} is on {alias}, which is not one of the task's "
                     f"hosts ({', '.join(task.hosts)})",
                     task.position,
                 )
@@ -228,7 +227,7 @@ class Sync(Action):
         if self.task:
             mine = [r for r in here if r.task == self.task]
             if not mine and strict and self.task not in {r.task for r in records}:
-                from compute_platform.yamlfile import did_you_mean
+                from compute_platform.input.yamlfile import did_you_mean
 
                 raise TaskError(
                     host=host.alias,

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from compute_platform import secret_env
 from compute_platform.context import Outcome
 from compute_platform.errors import InputError
+from compute_platform.hosts import secret_env
 from compute_platform.ledger import JobPaths, JobRecord, Script
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.sweep import Job, SweepFields
@@ -19,10 +19,9 @@ from compute_platform.tasks.resume import host_share
 from compute_platform.tasks.sweeptask import job_row
 
 if TYPE_CHECKING:
-    from compute_platform.context import TaskContext
+    from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.inventory import HostSpec, Inventory
-    from compute_platform.playbook import Task
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 
 class Tmux(Action, SweepFields):
@@ -97,7 +96,7 @@ class Tmux(Action, SweepFields):
         beyond = [g for g in self.gpus if isinstance(g, int) and g >= count]
         if beyond:
             raise InputError(
-                f"task '{task.name}': gpus {beyond} do not exist on host '{host.alias}', which has "
+                f"gpus {beyond} do not exist on host '{host.alias}', which has "
                 f"gpu: {count} in the hosts file (GPUs are numbered from 0)",
                 task.position,
             )

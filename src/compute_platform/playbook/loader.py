@@ -7,14 +7,12 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from compute_platform import yamlfile
+from compute_platform.context import Task
 from compute_platform.errors import InputError, Position
-from compute_platform.inventory import Inventory, load_inventory, yaml11_bool
-
-if TYPE_CHECKING:
-    from compute_platform.tasks.base import Action
+from compute_platform.input import yamlfile
+from compute_platform.input.inventory import Inventory, load_inventory, yaml11_bool
 
 COMMON_KEYS = ("name", "hosts", "ignore_errors", "timeout", "scatter")
 # An entry with several action keys becomes that many tasks, each with the entry's name. The original
@@ -30,18 +28,6 @@ TOP_KEYS = ("inventory", "variables", "tasks")
 INCLUDE_KEYS = ("include", "playbook")
 INCLUDE_TASK_KEYS = ("name", "hosts", "variables")
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
-
-
-@dataclass(frozen=True)
-class Task:
-    index: int
-    name: str
-    kind: str
-    action: Action
-    hosts: tuple[str, ...]
-    position: Position
-    ignore_errors: bool = False
-    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +53,10 @@ class Playbook:
     @property
     def name(self) -> str:
         return self.path.stem
+
+    def secret_names(self) -> set[str]:
+        """The environment variables the tasks pass to their hosts as secrets."""
+        return {name for task in self.tasks for name in getattr(task.action, "secret_env", ())}
 
 
 def load(path: Path) -> Playbook:
@@ -359,8 +349,11 @@ def _task(
             action = action.model_copy(update={"scatter": True})
         where = yamlfile.position(path, node, [key]) if len(keys) > 1 else pos
         task = Task(index, name, kind, action, hosts, where, ignore, timeout)
-        for alias in hosts:
-            action.check(task, inventory.host(alias), inventory)
+        try:
+            for alias in hosts:
+                action.check(task, inventory.host(alias), inventory)
+        except InputError as e:
+            raise e.within(label) from None
         for loc, message in action.notes():
             notes.append(Note(yamlfile.position(path, node, [key, *loc]), f"{label}: {message}"))
         tasks.append(task)

@@ -1,4 +1,4 @@
-"""`compute init`: the files of a new project, from the templates in compute_platform/templates."""
+"""`compute init`: the files of a new project, from the templates in compute_platform/cli/templates."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ from importlib import resources
 from pathlib import Path
 
 from compute_platform.errors import InputError
-from compute_platform.hosts.sshconfig import ssh_config_hosts, ssh_config_path
+from compute_platform.input.sshconfig import ssh_config_hosts, ssh_config_path
 
 GITIGNORE_LINE = "archive/"
 IGNORED_ALREADY = (GITIGNORE_LINE, "archive", "/archive", "/archive/")
 
 
 def template(name: str) -> str:
-    folder = resources.files("compute_platform").joinpath("templates")
+    folder = resources.files("compute_platform.cli").joinpath("templates")
     return folder.joinpath(name).read_text(encoding="utf-8")
 
 

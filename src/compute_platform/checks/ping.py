@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from compute_platform.errors import ComputeError
 from compute_platform.hosts import HostPool
-from compute_platform.inventory import Inventory
+from compute_platform.input.inventory import Inventory
 
 
 def describe(inventory: Inventory) -> list[dict[str, object]]:

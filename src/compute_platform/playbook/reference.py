@@ -1,6 +1,6 @@
 """docs/reference.md, generated from the models the loader validates with, so it cannot drift.
 
-Regenerate with `python -m compute_platform.reference > docs/reference.md`; a test fails when the file
+Regenerate with `python -m compute_platform.playbook.reference > docs/reference.md`; a test fails when the file
 is stale.
 """
 
@@ -18,15 +18,15 @@ HEADER = """\
 # Reference
 
 Every field of every file and task, generated from the models `compute` validates with
-(`python -m compute_platform.reference > docs/reference.md`). Unknown keys are errors everywhere
+(`python -m compute_platform.playbook.reference > docs/reference.md`). Unknown keys are errors everywhere
 except in configs, where they become extra `sbatch` options.
 """
 
 
 def render() -> str:
-    from compute_platform.fielddocs import describe
-    from compute_platform.inventory import ConfigSpec, HostSpec
-    from compute_platform.playbook import COMMON_KEYS
+    from compute_platform.input.inventory import ConfigSpec, HostSpec
+    from compute_platform.playbook.fielddocs import describe
+    from compute_platform.playbook.loader import COMMON_KEYS
     from compute_platform.tasks import ALIASES, REGISTRY
 
     describe([HostSpec, ConfigSpec, *REGISTRY.values()])
@@ -69,7 +69,7 @@ def _table(model: type[BaseModel], skip: set[str] = frozenset()) -> str:  # type
 
 
 def _type(annotation: Any) -> str:
-    from compute_platform.inventory import PerHost
+    from compute_platform.input.inventory import PerHost
 
     text = "value | {host: value}" if annotation == PerHost else _type_name(annotation)
     return f"`{text}`".replace("|", "\\|")

@@ -6,19 +6,19 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from compute_platform.context import RunOptions, RunSummary
-    from compute_platform.playbook import Playbook, Task
+    from compute_platform.context import RunOptions, RunSummary, Task
 
 
 class Reporter:
     """Receives every event of a run. The base class ignores them all."""
 
-    def run_start(self, playbook: Playbook, options: RunOptions) -> None: ...
+    def run_start(self, playbook: Path, options: RunOptions) -> None: ...
     def task_start(self, task: Task, hosts: tuple[str, ...]) -> None: ...
     def host_output(self, task: Task, host: str, stream: str, line: str) -> None: ...
     def host_message(self, task: Task, host: str, text: str) -> None: ...
@@ -60,9 +60,9 @@ class PlainReporter(Reporter):
             self.stream.write(text + "\n")
             self.stream.flush()
 
-    def run_start(self, playbook: Playbook, options: RunOptions) -> None:
+    def run_start(self, playbook: Path, options: RunOptions) -> None:
         mode = " (dry run: nothing is executed)" if options.dry_run else ""
-        self.emit(self.paint("head", f"PLAYBOOK {playbook.path}{mode}"))
+        self.emit(self.paint("head", f"PLAYBOOK {playbook}{mode}"))
 
     def task_start(self, task: Task, hosts: tuple[str, ...]) -> None:
         self.emit(
@@ -119,8 +119,8 @@ class JsonReporter(Reporter):
         self.current: dict[str, dict[str, object]] = {}
         self.output: dict[tuple[int, str], list[dict[str, str]]] = {}
 
-    def run_start(self, playbook: Playbook, options: RunOptions) -> None:
-        self.playbook = str(playbook.path)
+    def run_start(self, playbook: Path, options: RunOptions) -> None:
+        self.playbook = str(playbook)
         self.dry_run = options.dry_run
 
     def task_start(self, task: Task, hosts: tuple[str, ...]) -> None:
@@ -328,7 +328,7 @@ class Masking(Reporter):
         self.inner = inner
         self.values = sorted(values, key=len, reverse=True)  # a value inside another is masked too
 
-    def run_start(self, playbook: Playbook, options: RunOptions) -> None:
+    def run_start(self, playbook: Path, options: RunOptions) -> None:
         self.inner.run_start(playbook, options)
 
     def task_start(self, task: Task, hosts: tuple[str, ...]) -> None:

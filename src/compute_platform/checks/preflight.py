@@ -27,14 +27,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from compute_platform import shell
 from compute_platform.errors import ComputeError
+from compute_platform.hosts import shell
 from compute_platform.scheduling.slurm import DEFAULT_MAX_ARRAY_SIZE, Cluster
 
 if TYPE_CHECKING:
+    from compute_platform.context import Task
     from compute_platform.hosts import Host, HostPool
     from compute_platform.hosts.base import Result
-    from compute_platform.playbook import Playbook, Task
+    from compute_platform.playbook.loader import Playbook
 
 MARK = "@@compute-check@@"
 TIMEOUT = 60.0  # per round trip, once connected
@@ -298,14 +299,10 @@ def test_submissions(host: Host, pool: HostPool, playbook: Playbook, cluster: Cl
 def headers(host: Host, pool: HostPool, playbook: Playbook, cluster: Cluster) -> list[tuple[str, str]]:
     """(check name, #SBATCH header) of every distinct script of the host's slurm tasks, rendered by
     the task itself through the context a run gives it."""
-    from compute_platform.context import RunOptions
-    from compute_platform.reporting import Reporter
-    from compute_platform.runner import RunContext, RunState
+    from compute_platform.run.runner import dry_contexts
 
-    state = RunState(playbook, RunOptions(dry_run=True), Reporter(), pool)
     found: list[tuple[str, str]] = []
-    for task in host_tasks(playbook, host.alias):
-        ctx = RunContext(state, task, host.alias, task.hosts)
+    for task, ctx in dry_contexts(playbook, pool, host.alias):
         scripts = task.action.test_scripts(ctx, host, cluster)
         distinct = list(dict.fromkeys(sbatch_header(script) for script in scripts))
         for n, header in enumerate(distinct, 1):

@@ -11,8 +11,8 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from compute_platform import yamlfile
 from compute_platform.errors import InputError, Position
+from compute_platform.input import yamlfile
 
 LOCAL_NAMES = ("localhost",)
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -293,7 +293,7 @@ class Inventory:
         if alias in LOCAL_NAMES:
             return HostSpec(alias=alias)
         # imported only for a name hosts.yaml lacks: loading a playbook needs nothing of hosts/
-        from compute_platform.hosts import sshconfig
+        from compute_platform.input import sshconfig
 
         if alias in sshconfig.ssh_config_hosts():
             return HostSpec(alias=alias)

@@ -11,7 +11,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from compute_platform import __version__, completion
+from compute_platform import __version__
+from compute_platform.cli import completion
 from compute_platform.errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_INTERRUPTED, ComputeError, InputError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -131,8 +132,8 @@ def run(
 ) -> int:
     """Run the tasks of PLAYBOOK in order, each on its hosts in parallel."""
     from compute_platform.context import RunOptions
-    from compute_platform.reporting import make_reporter
-    from compute_platform.runner import Runner
+    from compute_platform.run.reporting import make_reporter
+    from compute_platform.run.runner import Runner
 
     book = _playbook(playbook)
     options = RunOptions(
@@ -144,10 +145,10 @@ def run(
         verbose=verbose,
         skip_submitted=skip_submitted,
     )
-    from compute_platform import secret_env
+    from compute_platform.hosts import secret_env
 
     # no secret value is ever printed, whatever prints it
-    reporter = make_reporter(json=as_json, quiet=quiet, secrets=secret_env.collect(book))
+    reporter = make_reporter(json=as_json, quiet=quiet, secrets=secret_env.collect(book.secret_names()))
     summary = Runner(book, options, reporter).run()
     return EXIT_FAILED if summary.failed else 0
 
@@ -170,8 +171,8 @@ def check(playbook: str, remote: bool, forks: int, verbose: bool) -> int:
     click.echo(f"{playbook}: OK ({len(book.tasks)} tasks, {len(hosts)} hosts: {', '.join(hosts)})")
     if not remote:
         return 0
-    from compute_platform import preflight
-    from compute_platform.reporting import use_color
+    from compute_platform.checks import preflight
+    from compute_platform.run.reporting import use_color
 
     checks = preflight.check_hosts(book, forks)
     for line in preflight.report_lines(checks, color=use_color(sys.stdout)):
@@ -213,12 +214,12 @@ def hosts(
     """List the hosts of a hosts file; with --ping, check that each one answers."""
     if login or logout:
         from compute_platform.hosts.openssh import shared_connection
-        from compute_platform.inventory import load_inventory as load
+        from compute_platform.input.inventory import load_inventory as load
 
         click.echo(shared_connection(load(Path(inventory), None), login or logout or "", opening=bool(login)))
         return 0
-    from compute_platform.hostcheck import describe, ping_all
-    from compute_platform.inventory import load_inventory
+    from compute_platform.checks.ping import describe, ping_all
+    from compute_platform.input.inventory import load_inventory
 
     inv = load_inventory(Path(inventory), None)
     rows = describe(inv)
@@ -242,7 +243,7 @@ def hosts(
 def init(directory: str) -> int:
     """Start a project in DIRECTORY (default: here): hosts.yaml, configs.yaml, playbooks/example.yaml
     and `archive/` in .gitignore. Never overwrites a file."""
-    from compute_platform.scaffold import init as scaffold
+    from compute_platform.cli.scaffold import init as scaffold
 
     for path in scaffold(Path(directory)):
         click.echo(f"wrote {path}")
@@ -257,13 +258,13 @@ def schema(kind: str) -> int:
     """Print the JSON Schema of playbooks (default), hosts.yaml or configs.yaml files, for editors."""
     import json
 
-    from compute_platform.schema import schema as make
+    from compute_platform.playbook.schema import schema as make
 
     click.echo(json.dumps(make(kind), indent=2, ensure_ascii=False))
     return 0
 
 
-# -- following jobs: compute jobs / logs / cancel / resubmit (logic in jobs.py) ------------------
+# -- following jobs: compute jobs / logs / cancel / resubmit (logic in jobs/) ------------------
 
 
 def _ledger_options(command: Any) -> Any:
@@ -283,7 +284,7 @@ def _ledger_options(command: Any) -> Any:
 
 
 def _jobs_view(archive: str, inventory: str | None) -> Any:
-    from compute_platform.jobs import Jobs
+    from compute_platform.jobs.query import Jobs
 
     return Jobs(Path(archive), Path(inventory) if inventory else None)
 
@@ -317,8 +318,7 @@ def jobs(
     verbose: bool,
 ) -> int:
     """The jobs of the ledger (archive/job.csv) with their live state: one query per host."""
-    from compute_platform import jobs as jobs_view
-    from compute_platform import jobviews
+    from compute_platform.jobs import query, views
 
     if grid is not None and (summary or as_json or state or (task and grid and task != grid)):
         raise click.UsageError("--grid draws one task's sweep: it goes without --summary, --json and --state")
@@ -327,19 +327,19 @@ def jobs(
     view = _jobs_view(archive, inventory)
     try:
         if grid is not None:
-            name = grid or task or jobviews.latest_task(view.records(host))
-            jobs_view.show(view, view.records(host, name), None, watch, draw=jobviews.draw_grid)
+            name = grid or task or views.latest_task(view.records(host))
+            query.show(view, view.records(host, name), None, watch, draw=views.draw_grid)
             return 0
         records = view.records(host, task)
         if summary and as_json:
-            rows = jobs_view.filter_states(view.rows(records), state)
-            click.echo(jobviews.summary_json(jobviews.counts(rows)))
+            rows = query.filter_states(view.rows(records), state)
+            click.echo(views.summary_json(views.counts(rows)))
         elif summary:
-            jobs_view.show(view, records, state, watch, draw=jobviews.draw_summary)
+            query.show(view, records, state, watch, draw=views.draw_summary)
         elif as_json:
-            click.echo(jobs_view.as_json(jobs_view.filter_states(view.rows(records), state)))
+            click.echo(query.as_json(query.filter_states(view.rows(records), state)))
         else:
-            jobs_view.show(view, records, state, watch)
+            query.show(view, records, state, watch)
     finally:
         view.close()
     return 0
@@ -352,7 +352,7 @@ def jobs(
 @_ledger_options
 def logs(job: str, err: bool, follow: bool, archive: str, inventory: str | None, verbose: bool) -> int:
     """The output of JOB (an id from `compute jobs`, or HOST:ID), read from its host."""
-    from compute_platform.jobs import one_record
+    from compute_platform.jobs.query import one_record
 
     view = _jobs_view(archive, inventory)
     out = sys.stdout.buffer
@@ -422,9 +422,9 @@ def resubmit(
 
 def _legacy_hint(archive: str) -> None:
     """One line on stderr when ./jobs.csv holds jobs of the original tool not in the ledger yet."""
-    from compute_platform import legacyjobs
+    from compute_platform.ledger import legacy
 
-    hint = legacyjobs.hint(Path(legacyjobs.DEFAULT_FILE), Path(archive))
+    hint = legacy.hint(Path(legacy.DEFAULT_FILE), Path(archive))
     if hint:
         click.echo(hint, err=True)
 
@@ -445,10 +445,10 @@ def _legacy_hint(archive: str) -> None:
 def import_legacy(jobs_csv: str, inventory: str, archive: str, dry_run: bool, verbose: bool) -> int:
     """Add the jobs of the original tool's JOBS_CSV (default: ./jobs.csv) to the ledger, so that
     `compute jobs` follows them; jobs already there are left out, so running it again adds nothing."""
-    from compute_platform import legacyjobs
+    from compute_platform.ledger import legacy
 
-    result = legacyjobs.import_jobs(Path(jobs_csv), Path(inventory), Path(archive), dry_run=dry_run)
-    for line in legacyjobs.report(result):
+    result = legacy.import_jobs(Path(jobs_csv), Path(inventory), Path(archive), dry_run=dry_run)
+    for line in legacy.report(result):
         click.echo(line)
     return 0
 

@@ -20,8 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compute_platform import shell
 from compute_platform.errors import ComputeError, InputError
+from compute_platform.hosts import shell
 from compute_platform.ledger import Event, JobRecord, Ledger, now
 from compute_platform.scheduling.backend import (
     CANCELLED,
@@ -104,7 +104,7 @@ class Jobs:
         if task:
             known = {r.task for r in records}
             if task not in known:
-                from compute_platform.yamlfile import did_you_mean
+                from compute_platform.input.yamlfile import did_you_mean
 
                 raise InputError(
                     f"no job of task '{task}' in {self.ledger.jobs_file}" + did_you_mean(task, known)
@@ -250,7 +250,7 @@ class Jobs:
 
     def host(self, hosts_file: str, alias: str) -> Host:
         from compute_platform.hosts import HostPool
-        from compute_platform.inventory import load_inventory
+        from compute_platform.input.inventory import load_inventory
 
         path = self.hosts_path(hosts_file)
         key = str(path or "")

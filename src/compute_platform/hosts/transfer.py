@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, cast
 
-from compute_platform import shell
 from compute_platform.errors import TaskError
+from compute_platform.hosts import shell
 from compute_platform.hosts.base import Result
 
 if TYPE_CHECKING:

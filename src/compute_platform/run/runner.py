@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from compute_platform.context import HostSummary, Outcome, RunOptions, RunSummary
@@ -16,10 +17,12 @@ from compute_platform.errors import ComputeError, InputError, Interrupted
 from compute_platform.ledger import Ledger, git_state, new_run_id
 
 if TYPE_CHECKING:
+    from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host, HostPool
     from compute_platform.hosts.base import LineCallback
-    from compute_platform.playbook import Playbook, Task
-    from compute_platform.reporting import Reporter
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.playbook.loader import Playbook
+    from compute_platform.run.reporting import Reporter
 
 
 T = TypeVar("T")
@@ -45,6 +48,7 @@ class RunState:
         self.changed = threading.Condition(self.lock)
         self.ledger = Ledger(self.options.archive)
         self.run_id = new_run_id()
+        self.playbook_path = self.playbook.path.resolve()
         self.submitted: dict[tuple[str, str], list[str]] = {}  # (task name, alias) -> job ids
 
     def cached(self, key: str, make: Any) -> Any:
@@ -107,7 +111,7 @@ class RunContext:
         return self.state.run_id
 
     def git_state(self) -> tuple[str, str]:
-        path = self.playbook.path.resolve()
+        path = self.state.playbook_path
         return self.state.cached("git_state", lambda: git_state(path))  # type: ignore[no-any-return]
 
     def submission(self) -> AbstractContextManager[None]:
@@ -125,8 +129,12 @@ class RunContext:
             self.state.submitted.setdefault((self.task.name, self.alias), []).extend(ids)
 
     @property
-    def playbook(self) -> Playbook:
-        return self.state.playbook
+    def playbook_path(self) -> Path:
+        return self.state.playbook_path
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.state.playbook.inventory
 
     @property
     def timeout(self) -> float | None:
@@ -148,6 +156,17 @@ class RunContext:
         self.state.reporter.host_progress(self.task, self.alias, done, total, unit)
 
 
+def dry_contexts(playbook: Playbook, pool: HostPool, alias: str) -> Iterator[tuple[Task, TaskContext]]:
+    """The context a dry run gives each of a host's tasks, for code that renders what a run would
+    submit without running it (`check --remote` asks the scheduler about those scripts)."""
+    from compute_platform.run.reporting import Reporter
+
+    state = RunState(playbook, RunOptions(dry_run=True), Reporter(), pool)
+    for task in playbook.tasks:
+        if alias in task.hosts:
+            yield task, RunContext(state, task, alias, task.hosts)
+
+
 class Runner:
     def __init__(self, playbook: Playbook, options: RunOptions, reporter: Reporter) -> None:
         self.playbook = playbook
@@ -165,7 +184,7 @@ class Runner:
         known = {h for t in self.playbook.tasks for h in t.hosts}
         for alias in self.options.limit:
             if alias not in known:
-                from compute_platform.yamlfile import did_you_mean
+                from compute_platform.input.yamlfile import did_you_mean
 
                 raise InputError(
                     f"--limit: host '{alias}' is not used by any task of {self.playbook.path}"
@@ -181,7 +200,7 @@ class Runner:
         pool = HostPool(self.playbook.inventory)
         state = RunState(self.playbook, self.options, self.reporter, pool)
         failed: set[str] = set()
-        self.reporter.run_start(self.playbook, self.options)
+        self.reporter.run_start(self.playbook.path, self.options)
         executor = ThreadPoolExecutor(max_workers=max(1, self.options.forks))
         try:
             for task in self.playbook.tasks:

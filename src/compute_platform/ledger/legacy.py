@@ -26,7 +26,7 @@ from compute_platform.errors import InputError, Position
 from compute_platform.ledger import JobPaths, JobRecord, Ledger, new_run_id
 
 if TYPE_CHECKING:
-    from compute_platform.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import HostSpec, Inventory
 
 DEFAULT_FILE = "jobs.csv"
 COMMAND = "compute import-legacy"
@@ -187,7 +187,7 @@ def read(source: Path) -> LegacyFile:
 
 def import_jobs(source: Path, hosts_file: Path, archive: Path, dry_run: bool = False) -> ImportResult:
     """Append to the ledger one row per valid job of `source` that it does not hold yet."""
-    from compute_platform.inventory import load_inventory
+    from compute_platform.input.inventory import load_inventory
 
     legacy = read(source)
     inventory = load_inventory(hosts_file, None)
@@ -224,7 +224,7 @@ def import_jobs(source: Path, hosts_file: Path, archive: Path, dry_run: bool = F
 
 def host_of(job: LegacyJob, inventory: Inventory, source: Path) -> HostSpec:
     """The hosts.yaml entry of a job's alias: it must be there, and be a Slurm host."""
-    from compute_platform.yamlfile import did_you_mean
+    from compute_platform.input.yamlfile import did_you_mean
 
     where = Position(str(source), job.line)
     spec = inventory.hosts.get(job.alias)

@@ -20,14 +20,10 @@ from __future__ import annotations
 import os
 import re
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping, Sequence
 
-from compute_platform import shell
 from compute_platform.errors import InputError
-
-if TYPE_CHECKING:
-    from compute_platform.playbook import Playbook
+from compute_platform.hosts import shell
 
 MIN_MASKED = 4  # shorter values would mask ordinary words of the output
 
@@ -81,7 +77,6 @@ def receive(end: str) -> str:
     )
 
 
-def collect(playbook: Playbook) -> list[str]:
-    """Every secret value the playbook's tasks use that is set here (for masking the output)."""
-    names = {name for task in playbook.tasks for name in getattr(task.action, "secret_env", ())}
-    return [os.environ[n] for n in sorted(names) if len(os.environ.get(n, "")) >= MIN_MASKED]
+def collect(names: Iterable[str]) -> list[str]:
+    """The values of these secrets that are set here and long enough to mask in the output."""
+    return [os.environ[n] for n in sorted(set(names)) if len(os.environ.get(n, "")) >= MIN_MASKED]

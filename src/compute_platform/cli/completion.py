@@ -1,6 +1,6 @@
 """Shell completion: click's scripts for bash, zsh and fish, and host aliases as candidates.
 
-Imported by cli.py at start-up, so only click here; the loaders are imported when a TAB asks.
+Imported by cli/main.py at start-up, so only click here; the loaders are imported when a TAB asks.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def _playbook_hosts(path: Any) -> list[str]:
 
 def _file_hosts(path: str) -> list[str]:
     from compute_platform.errors import ComputeError
-    from compute_platform.inventory import load_hosts
+    from compute_platform.input.inventory import load_hosts
 
     try:
         return list(load_hosts(Path(path))[0])

@@ -1,7 +1,7 @@
 """Pictures of the ledger: a task's sweep as a grid (`compute jobs --grid`) and the count of states per
 task and host (`compute jobs --summary`).
 
-Pure: jobs.py's rows (ledger record + live state) in, a model out; the renderers turn a model into rich
+Pure: query.py's rows (ledger record + live state) in, a model out; the renderers turn a model into rich
 renderables and the JSON document of `--summary --json` (shape in docs/json.md).
 
 The grid: the first sweep parameter on rows (with the `args` entry as an extra row label when the
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from compute_platform.errors import InputError
-from compute_platform.jobs import ALL_STATES, STATE_STYLES, Row
+from compute_platform.jobs.query import ALL_STATES, STATE_STYLES, Row
 from compute_platform.ledger import JobRecord
 from compute_platform.scheduling.backend import (
     CANCELLED,

@@ -56,7 +56,7 @@ def schema(kind: str) -> dict[str, Any]:
 
 
 def hosts_schema() -> dict[str, Any]:
-    from compute_platform.inventory import HostSpec
+    from compute_platform.input.inventory import HostSpec
 
     refs, defs = _models([HostSpec])
     # the alias is the entry's key, not a setting
@@ -69,7 +69,7 @@ def hosts_schema() -> dict[str, Any]:
 
 
 def configs_schema() -> dict[str, Any]:
-    from compute_platform.inventory import ConfigSpec
+    from compute_platform.input.inventory import ConfigSpec
 
     refs, defs = _models([ConfigSpec])
     return _document(
@@ -80,7 +80,7 @@ def configs_schema() -> dict[str, Any]:
 
 
 def playbook_schema() -> dict[str, Any]:
-    from compute_platform.playbook import INCLUDE_KEYS
+    from compute_platform.playbook.loader import INCLUDE_KEYS
     from compute_platform.tasks import ALIASES, REGISTRY
 
     keys = {**{kind: kind for kind in REGISTRY}, **ALIASES}
@@ -126,7 +126,7 @@ def _document(title: str, entry: dict[str, Any], defs: dict[str, Any]) -> dict[s
 
 def _models(models: list[type[BaseModel]]) -> tuple[dict[Any, dict[str, Any]], dict[str, Any]]:
     """One $defs for several models (validation mode: what the loader accepts), and a $ref to each."""
-    from compute_platform.fielddocs import describe
+    from compute_platform.playbook.fielddocs import describe
 
     describe(models)
     keymap, top = models_json_schema([(m, "validation") for m in models], ref_template=REF)

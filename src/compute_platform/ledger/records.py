@@ -1,0 +1,158 @@
+"""What the ledger records: a job's row (JobRecord), every file name of a job (JobPaths), later
+events, the archived script, and the values a row carries (times, run ids, the code's git state)."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from dataclasses import dataclass, fields, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+LEDGER_VERSION = "2"  # 2: the `wandb` column
+# events.csv entries of a submission whose answer was lost, and of its resolution
+UNCONFIRMED = "unconfirmed"
+CONFIRMED = "confirmed"
+NOT_SUBMITTED = "not-submitted"
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One row of job.csv. Every field is text, so that the file stays readable by any tool."""
+
+    submitted_at: str
+    playbook: str
+    task: str
+    host: str
+    scheduler: str  # slurm | tmux
+    job_id: str
+    job_name: str
+    config: str = ""
+    command: str = ""  # the full command lines as they run, one per seed, joined by newlines
+    args: str = ""  # the args entry as words, space-joined
+    sweep: str = ""  # JSON of the sweep point
+    seeds: str = ""  # comma-separated
+    script: str = ""  # path of the archived script, relative to the archive directory
+    log_out: str = ""  # on the host
+    log_err: str = ""  # on the host
+    status_file: str = ""  # on the host: where the job writes its exit code when it ends
+    git_commit: str = ""
+    git_dirty: str = ""
+    replaces: str = ""  # job_id of the row this one resubmits
+    run_id: str = ""
+    job_index: str = ""  # index of the point in the task's sweep
+    version: str = LEDGER_VERSION
+    hosts_file: str = ""  # absolute path of the hosts.yaml the run used: how `compute jobs` reconnects
+    dependency: str = ""  # the sbatch --dependency given on submission (not part of the script)
+    wandb: str = ""  # the host's W&B mode when the job was submitted (online, offline, disabled)
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def from_row(cls, row: dict[str, str]) -> JobRecord:
+        known = {name: (row.get(name) or "") for name in cls.columns()}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class JobPaths:
+    """Where one job's files are on its host: the one owner of those names. The renderers write the
+    jobs' logs and exit-status files there, the rows of job.csv record them, a resubmission names
+    them anew."""
+
+    out: str
+    err: str  # "" where stderr goes to `out` (tmux jobs)
+    status: str  # "" where the job writes none (the original tool's jobs)
+
+    @classmethod
+    def slurm(cls, save_path: str, job_name: str, job_id: str) -> JobPaths:
+        """`<save_path>/<job_name>.<id>.out|err|status`; `job_id` may be a Slurm pattern (%j, %A_%a)."""
+        base = f"{save_path.rstrip('/') or '/'}/{job_name}.{job_id}"
+        return cls(f"{base}.out", f"{base}.err", f"{base}.status")
+
+    @classmethod
+    def tmux(cls, session_folder: str, index: str) -> JobPaths:
+        """`<save_path>/<session>/<index>.log|status` (the launcher keeps its other files there too)."""
+        base = f"{session_folder}/{index}"
+        return cls(f"{base}.log", "", f"{base}.status")
+
+    @classmethod
+    def original(cls, save_path: str, job_id: str) -> JobPaths:
+        """Where the original tool had Slurm write its jobs' output: `<save_path>/slurm.<id>.out|err`."""
+        base = f"{save_path.rstrip('/') or '/'}/slurm.{job_id}"
+        return cls(f"{base}.out", f"{base}.err", "")
+
+
+@dataclass(frozen=True)
+class Event:
+    at: str
+    host: str
+    job_id: str
+    event: str  # cancelled | resubmitted | unconfirmed | confirmed | not-submitted
+    detail: str = ""
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+@dataclass(frozen=True)
+class Script:
+    """What a submission archives: the script's text, its suffix (`slurm`, `tmux`) and how many
+    rows it will add to job.csv (their room is reserved before anything is submitted)."""
+
+    text: str
+    suffix: str
+    rows: int
+
+
+def renewed(old: JobRecord, job_id: str, paths: JobPaths, script: str, run_id: str) -> JobRecord:
+    """The row of a resubmitted job: the same point and command, a new id and files, pointing back."""
+    return replace(
+        old,
+        submitted_at=now(),
+        job_id=job_id,
+        script=script,
+        log_out=paths.out,
+        log_err=paths.err,
+        status_file=paths.status,
+        replaces=old.job_id,
+        run_id=run_id,
+        dependency="",
+    )
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
+
+
+def safe_name(text: str | None) -> str:
+    """A file-name-safe version of a host alias or job id (no separators, no leading dots)."""
+    cleaned = "".join(c if c.isalnum() or c in "-_.+@" else "_" for c in (text or ""))
+    return cleaned.lstrip(".") or "_"
+
+
+def git_state(path: Path) -> tuple[str, str]:
+    """(commit, 'true'/'false' dirty) of the git repository holding `path`; ('', '') outside one."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+        if commit.returncode != 0:
+            return "", ""
+        status = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return commit.stdout.strip(), "true" if status.stdout.strip() else "false"
+    except (OSError, subprocess.TimeoutExpired):
+        return "", ""
