@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
@@ -32,6 +33,21 @@ class RunOptions:
     archive: Path = Path("archive")
     verbose: bool = False
     skip_submitted: bool = False  # slurm/tmux: leave out the sweep points the ledger already has
+
+
+class Status(str, Enum):
+    """How a task ended on one host, as reporters show it and count it."""
+
+    OK = "ok"
+    CHANGED = "changed"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not run: the host failed an earlier task
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
 
 @dataclass(frozen=True)

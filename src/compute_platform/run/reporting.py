@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from compute_platform.context import RunOptions, RunSummary, Task
+    from compute_platform.context import RunOptions, RunSummary, Status, Task
 
 
 class Reporter:
@@ -28,7 +28,7 @@ class Reporter:
     def host_progress(
         self, task: Task, host: str, done: int, total: int | None, unit: str = "bytes"
     ) -> None: ...
-    def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None: ...
+    def host_done(self, task: Task, host: str, status: Status, seconds: float, message: str) -> None: ...
     def task_done(self, task: Task) -> None: ...
     def interrupted(self, running: list[str]) -> None: ...
     def run_done(self, summary: RunSummary) -> None: ...
@@ -81,7 +81,7 @@ class PlainReporter(Reporter):
         rest = [f"{' ' * len(host)}   {line}" for line in lines[1:]]
         self.emit("\n".join([f"{host} $ {lines[0]}", *rest]))  # one block: hosts run in parallel
 
-    def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
+    def host_done(self, task: Task, host: str, status: Status, seconds: float, message: str) -> None:
         text = f"{status}: {host} ({seconds:.2f} s)" + (f": {message}" if message else "")
         self.emit(self.paint(status if status in STYLES else "ok", text), always=status == "failed")
 
@@ -138,10 +138,10 @@ class JsonReporter(Reporter):
     def host_plan(self, task: Task, host: str, command: str) -> None:
         self.host_output(task, host, "plan", command)
 
-    def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
+    def host_done(self, task: Task, host: str, status: Status, seconds: float, message: str) -> None:
         with self.lock:
             self.current[host] = {
-                "status": status,
+                "status": status.value,
                 "seconds": round(seconds, 3),
                 "message": message,
                 "output": self.output.pop((task.index, host), []),
@@ -235,7 +235,7 @@ class LiveReporter(PlainReporter):
     def host_progress(self, task: Task, host: str, done: int, total: int | None, unit: str = "bytes") -> None:
         self.progress[host] = (done, total, unit)
 
-    def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
+    def host_done(self, task: Task, host: str, status: Status, seconds: float, message: str) -> None:
         if host in self.states:
             self.states[host] = (status, seconds, message[:60])
         super().host_done(task, host, status, seconds, message)
@@ -346,7 +346,7 @@ class Masking(Reporter):
     def host_progress(self, task: Task, host: str, done: int, total: int | None, unit: str = "bytes") -> None:
         self.inner.host_progress(task, host, done, total, unit)
 
-    def host_done(self, task: Task, host: str, status: str, seconds: float, message: str) -> None:
+    def host_done(self, task: Task, host: str, status: Status, seconds: float, message: str) -> None:
         self.inner.host_done(task, host, status, seconds, mask(message, self.values))
 
     def task_done(self, task: Task) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from compute_platform.context import HostSummary, Outcome, RunOptions, RunSummary
+from compute_platform.context import HostSummary, Outcome, RunOptions, RunSummary, Status
 from compute_platform.errors import ComputeError, InputError, Interrupted
 from compute_platform.ledger import Ledger, git_state, new_run_id
 
@@ -212,7 +212,7 @@ class Runner:
                 for alias in hosts:
                     if alias in failed:
                         summary.hosts[alias].skipped += 1
-                        self.reporter.host_done(task, alias, "skipped", 0.0, "failed earlier")
+                        self.reporter.host_done(task, alias, Status.SKIPPED, 0.0, "failed earlier")
                 stop = self._run_task(executor, state, task, active, summary, failed)
                 self.reporter.task_done(task)
                 if stop:
@@ -253,7 +253,7 @@ class Runner:
         summary: RunSummary,
         failed: set[str],
     ) -> bool:
-        futures: dict[Future[tuple[str, str, float, str]], str] = {}
+        futures: dict[Future[tuple[str, Status, float, str]], str] = {}
         for alias in active:
             ctx = RunContext(state, task, alias, active)
             futures[executor.submit(self._one, ctx)] = alias
@@ -265,7 +265,7 @@ class Runner:
                 alias, status, seconds, message = future.result()
                 host = summary.hosts[alias]
                 host.seconds += seconds
-                if status == "failed":
+                if status is Status.FAILED:
                     host.failed += 1
                     host.error = message
                     failed.add(alias)
@@ -275,11 +275,11 @@ class Runner:
                             other.cancel()
                 else:
                     host.ok += 1
-                    host.changed += status == "changed"
+                    host.changed += status is Status.CHANGED
                 self.reporter.host_done(task, alias, status, seconds, message)
         return stop
 
-    def _one(self, ctx: RunContext) -> tuple[str, str, float, str]:
+    def _one(self, ctx: RunContext) -> tuple[str, Status, float, str]:
         """Run one task on one host; never raises (except on interruption)."""
         start = time.monotonic()
         alias, task = ctx.alias, ctx.task
@@ -291,21 +291,21 @@ class Runner:
             if self.options.dry_run:
                 for line in task.action.plan(ctx, host):
                     self.reporter.host_plan(task, alias, line)
-                return alias, "ok", time.monotonic() - start, ""
+                return alias, Status.OK, time.monotonic() - start, ""
             outcome: Outcome = task.action.run(ctx, host)
-            status = "changed" if outcome.changed else "ok"
+            status = Status.CHANGED if outcome.changed else Status.OK
             return alias, status, time.monotonic() - start, outcome.message
         except ComputeError as e:
             message = e.about(alias)
             if task.ignore_errors:
                 self.reporter.host_message(task, alias, f"ignored error: {message}")
-                return alias, "ok", time.monotonic() - start, f"ignored: {message}"
-            return alias, "failed", time.monotonic() - start, message
+                return alias, Status.OK, time.monotonic() - start, f"ignored: {message}"
+            return alias, Status.FAILED, time.monotonic() - start, message
         except Exception as e:  # a bug in a task must fail that host, not the whole run
             if self.options.verbose:
                 import traceback
 
                 traceback.print_exc()
-            return alias, "failed", time.monotonic() - start, f"internal error: {type(e).__name__}: {e}"
+            return alias, Status.FAILED, time.monotonic() - start, f"internal error: {type(e).__name__}: {e}"
         finally:
             self.running.discard(label)
