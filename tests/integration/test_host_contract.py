@@ -1,5 +1,7 @@
 """One contract, three transports: the same assertions against LocalHost, SSHHost (paramiko) and
-OpenSSHHost (the system ssh client through a ControlMaster), the last two against a real sshd."""
+OpenSSHHost (the system ssh client through a ControlMaster), the last two against a real sshd, and
+against users whose login is like real ones: zsh, fish, tcsh, dash as login shell, and a bashrc that
+prints on both streams and sets `set -eu` (tests/support/testbed.py's LOGIN_USERS)."""
 
 from __future__ import annotations
 
@@ -16,30 +18,49 @@ import pytest
 from compute_platform.errors import CommandFailed
 from compute_platform.hosts import Host, make_host
 from compute_platform.input.inventory import HostSpec
+from tests.support import testbed as tbm
 
 
-def ssh_spec(tb: Any, alias: str = "h1", **extra: Any) -> HostSpec:
+def ssh_spec(tb: Any, alias: str = "h1", user: str | None = None, **extra: Any) -> HostSpec:
     return HostSpec(
         alias=alias,
         host="127.0.0.1",
         port=tb.hosts[alias],
-        user=tb.user,
+        user=user or tb.user,
         key=str(tb.client_key),
         known_hosts=str(tb.known_hosts),
         **extra,
     )
 
 
-@pytest.fixture(params=["local", "ssh", "openssh"])
+# transport, or transport-login user: what start-up files export, seen by every command
+KINDS = {
+    "local": None,
+    "ssh": None,
+    "openssh": None,
+    "ssh-czsh": "zsh",
+    "ssh-cfish": "fish",
+    "ssh-ctcsh": "tcsh",
+    "ssh-cdash": None,
+    "ssh-cnoisy": "noisy",
+    "openssh-cfish": "fish",
+    "openssh-cnoisy": "noisy",
+}
+
+
+@pytest.fixture(params=list(KINDS))
 def make(request: pytest.FixtureRequest) -> Iterator[Any]:
     """A factory of hosts of one kind, with optional init/env; every host is closed afterwards."""
     made: list[Host] = []
+    connection, _, login = str(request.param).partition("-")
 
     def factory(**extra: Any) -> Host:
-        if request.param == "local":
+        if connection == "local":
             spec = HostSpec(alias="localhost", **extra)
         else:
-            spec = ssh_spec(request.getfixturevalue("testbed"), connection=request.param, **extra)
+            tb = request.getfixturevalue("testbed")
+            user = tbm.login_user(tb, login) if login else None
+            spec = ssh_spec(tb, user=user, connection=connection, **extra)
         host = make_host(spec)
         made.append(host)
         return host
@@ -134,3 +155,20 @@ def test_timeout_kills_the_process_tree(make: Any) -> None:
 
 def test_stdin_bytes(make: Any) -> None:
     assert make().run("wc -c", stdin=b"x" * 100000, check=True).stdout.strip() == "100000"
+
+
+def test_stdin_is_closed_unless_fed(make: Any) -> None:
+    host = make()
+    # in the persistent shell (plain), on an exec channel (a background job), and with a timeout
+    for script in ("cat; echo done", "cat & wait; echo done"):
+        result = host.run(script, timeout=20)
+        assert (result.ok, result.stdout) == (True, "done\n"), script
+
+
+def test_what_start_up_files_export_reaches_every_command(make: Any, request: pytest.FixtureRequest) -> None:
+    expected = KINDS[request.node.callspec.params["make"]]
+    if expected is None:
+        pytest.skip("this login exports nothing of its own")
+    host = make()
+    assert host.run('echo "$COMPUTE_LOGIN"').stdout == f"{expected}\n"
+    assert host.run('echo "$COMPUTE_LOGIN"', timeout=20).stdout == f"{expected}\n"

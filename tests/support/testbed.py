@@ -466,6 +466,45 @@ def _ensure_user(user: str) -> pwd.struct_passwd:
     return pw
 
 
+# Users whose login differs the way real ones do: another login shell, or start-up files that print,
+# `set -e`/`set -u`. Each exports COMPUTE_LOGIN from its start-up files (what a job must still see).
+# Made on demand by `login_user` (useradd takes ~50 ms each), with the test user's key.
+LOGIN_USERS: dict[str, tuple[str, dict[str, str]]] = {
+    "czsh": ("/usr/bin/zsh", {".zshenv": "export COMPUTE_LOGIN=zsh\n"}),
+    "cfish": ("/usr/bin/fish", {".config/fish/config.fish": "set -gx COMPUTE_LOGIN fish\n"}),
+    "ctcsh": ("/usr/bin/tcsh", {".tcshrc": "setenv COMPUTE_LOGIN tcsh\n"}),
+    "cdash": ("/bin/dash", {}),
+    "cnoisy": (
+        "/bin/bash",
+        {
+            ".bashrc": "echo 'Welcome to the lab cluster!'\necho 'quota: 91% of /home used' >&2\n"
+            "set -eu\nexport COMPUTE_LOGIN=noisy\n"
+        },
+    ),
+}
+
+
+def login_user(tb: Testbed, name: str) -> str:
+    """Make one of LOGIN_USERS (idempotent), allowed in with the bed's client key; its name."""
+    shell_path, files = LOGIN_USERS[name]
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        _run(["useradd", "-m", "-s", shell_path, name])
+        pw = pwd.getpwnam(name)
+    _run(["usermod", "-p", "*", "-s", shell_path, name])
+    home = Path(pw.pw_dir)
+    for relative, text in files.items():
+        path = home / relative
+        for folder in reversed([*path.relative_to(home).parents][:-1]):
+            _mkdir(home / folder, 0o755, name)
+        _write_atomic(path, text)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+    public = tb.client_key.with_name(tb.client_key.name + ".pub").read_text().strip()
+    _write_atomic(tb.ssh_dir / "authorized_keys" / name, public + "\n")
+    return name
+
+
 # --------------------------------------------------------------------------- ssh
 
 

@@ -19,7 +19,14 @@ from compute_platform.errors import HostError, HostKeyChanged, InputError
 from compute_platform.hosts import shell
 from compute_platform.hosts.base import Host, LineCallback, Result
 from compute_platform.hosts.process import Processes, kill_tree
-from compute_platform.hosts.remote import kill_group_script, kill_groups_script, with_pidfile
+from compute_platform.hosts.remote import (
+    LOGIN_PROBE,
+    Login,
+    kill_group_script,
+    kill_groups_script,
+    launch,
+    parse_login,
+)
 from compute_platform.input.sshconfig import ssh_config_path
 
 if TYPE_CHECKING:
@@ -47,6 +54,7 @@ class OpenSSHHost(Host):
         super().__init__(spec)
         self._inventory = inventory
         self._lock = threading.Lock()
+        self._login: Login | None = None
         self._ready = False
         self._home: str | None = None
         self._processes = Processes(stop=kill_tree)
@@ -235,17 +243,24 @@ class OpenSSHHost(Host):
         self.connect()
         start = self.clock()
         # every command records its process group: a timeout or Ctrl-C stops its whole tree there
-        remote, pidfile = with_pidfile(script)
+        launched = launch(script, self.login_shell(), fed=stdin is not None)
+        pidfile = launched.pidfile
 
         def stop(proc: subprocess.Popen[bytes]) -> None:
             self._run_quietly(kill_group_script(pidfile))  # killing our client alone leaves it running
             kill_tree(proc)
 
-        argv = self.ssh_command("-oControlMaster=no", "-T", command=remote)
+        argv = self.ssh_command("-oControlMaster=no", "-T", command=launched.command)
         self._inflight.add(pidfile)
         try:
             done = self._processes.run(
-                argv, timeout=timeout, on_line=on_line, stdin=stdin, stdout_to=stdout_to, on_timeout=stop
+                argv,
+                timeout=timeout,
+                on_line=on_line,
+                stdin=stdin,
+                stdout_to=stdout_to,
+                on_timeout=stop,
+                token=launched.token,
             )
         except OSError as e:
             raise HostError(self.alias, f"cannot run {SSH}: {e.strerror or e}") from e
@@ -256,9 +271,24 @@ class OpenSSHHost(Host):
             raise HostError(self.alias, f"lost the connection: {said}")
         return Result(script, done.exit_code, done.stdout, done.stderr, self.clock() - start, done.timed_out)
 
+    def login_shell(self) -> Login:
+        """The login shell sshd starts for this user, asked once per run (one round trip)."""
+        if self._login is None:
+            self.connect()
+            argv = self.ssh_command("-oControlMaster=no", "-T", command=LOGIN_PROBE)
+            try:
+                done = self._processes.run(argv, timeout=self.spec.connect_timeout + 30)
+            except OSError as e:
+                raise HostError(self.alias, f"cannot run {SSH}: {e.strerror or e}") from e
+            if done.exit_code == SSH_FAILED and not self.master_running():
+                raise HostError(self.alias, f"lost the connection: {done.stderr.strip() or 'ssh exited with 255'}")
+            self._login = parse_login(done.stdout, done.stderr)
+        return self._login
+
     def _run_quietly(self, script: str, timeout: float = 30) -> None:
+        command = launch(script, self._login).command if self._login is not None else script
         subprocess.run(
-            self.ssh_command("-oControlMaster=no", "-T", command=script),
+            self.ssh_command("-oControlMaster=no", "-T", command=command),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import IO, BinaryIO
 
 from compute_platform.hosts.base import LineCallback, LineSplitter
+from compute_platform.hosts.remote import Opening
 
 Stop = Callable[["subprocess.Popen[bytes]"], None]
 
@@ -44,9 +45,11 @@ class Processes:
         stdin: bytes | BinaryIO | None = None,
         stdout_to: BinaryIO | None = None,
         on_timeout: Stop | None = None,
+        token: bytes | None = None,
     ) -> Exited:
         """Run `argv` in a new session (so that the whole tree can be stopped) and wait for it;
-        after `timeout` seconds, stop it with `on_timeout` (default: the stop given at creation)."""
+        after `timeout` seconds, stop it with `on_timeout` (default: the stop given at creation).
+        With `token` (a script started by remote.launch), what each stream shows before it is dropped."""
         proc = subprocess.Popen(
             list(argv),
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -56,13 +59,11 @@ class Processes:
         )
         with self._lock:
             self._running.add(proc)
-        out: list[bytes] = []
-        err: list[bytes] = []
+        out = Kept(LineSplitter("stdout", on_line), stdout_to)
+        err = Kept(LineSplitter("stderr", on_line), None)
         threads = [
-            threading.Thread(
-                target=_drain, args=(proc.stdout, out, LineSplitter("stdout", on_line), stdout_to)
-            ),
-            threading.Thread(target=_drain, args=(proc.stderr, err, LineSplitter("stderr", on_line), None)),
+            threading.Thread(target=_drain, args=(proc.stdout, out, token)),
+            threading.Thread(target=_drain, args=(proc.stderr, err, token)),
         ]
         if stdin is not None:
             threads.append(threading.Thread(target=_feed, args=(proc.stdin, stdin)))
@@ -83,12 +84,7 @@ class Processes:
                 self._running.discard(proc)
         for t in threads:
             t.join()
-        return Exited(
-            -1 if timed_out else proc.returncode,
-            b"".join(out).decode(errors="replace"),
-            b"".join(err).decode(errors="replace"),
-            timed_out,
-        )
+        return Exited(-1 if timed_out else proc.returncode, out.text(), err.text(), timed_out)
 
     def stop_all(self) -> None:
         with self._lock:
@@ -118,14 +114,32 @@ def kill_tree(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
     proc.wait()
 
 
-def _drain(pipe: IO[bytes], sink: list[bytes], lines: LineSplitter, to: BinaryIO | None) -> None:
-    while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
-        if to is not None:
-            to.write(chunk)
+class Kept:
+    """One output stream: written to `to` as it comes (a download), or kept and cut into lines."""
+
+    def __init__(self, lines: LineSplitter, to: BinaryIO | None) -> None:
+        self.lines = lines
+        self.to = to
+        self.chunks: list[bytes] = []
+
+    def feed(self, data: bytes) -> None:
+        if self.to is not None:
+            self.to.write(data)
         else:
-            sink.append(chunk)
-            lines.feed(chunk)
-    lines.flush()
+            self.chunks.append(data)
+            self.lines.feed(data)
+
+    def text(self) -> str:
+        return b"".join(self.chunks).decode(errors="replace")
+
+
+def _drain(pipe: IO[bytes], kept: Kept, token: bytes | None) -> None:
+    sink: Kept | Opening = kept if token is None else Opening(token, kept)
+    while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
+        sink.feed(chunk)
+    if isinstance(sink, Opening):
+        sink.close()
+    kept.lines.flush()
 
 
 def _feed(pipe: IO[bytes], data: bytes | BinaryIO) -> None:

@@ -18,7 +18,15 @@ from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
 from compute_platform.hosts.channel import Capture, ExecEnding, Forward, Watch, feed_stdin, read
 from compute_platform.hosts.jumps import JumpHost
 from compute_platform.hosts.persistent import PersistentShell, eligible
-from compute_platform.hosts.remote import kill_group_script, kill_groups_script, with_pidfile
+from compute_platform.hosts.remote import (
+    LOGIN_PROBE,
+    Login,
+    Opening,
+    kill_group_script,
+    kill_groups_script,
+    launch,
+    parse_login,
+)
 from compute_platform.hosts.sshlib import known_hosts
 from compute_platform.input import sshconfig
 from compute_platform.input.inventory import HostSpec, known_hosts_path
@@ -78,6 +86,7 @@ class SSHHost(Host):
         self._home: str | None = None
         self._shell = PersistentShell(spec.alias, spec.connect_timeout, spec.keepalive)
         self._inflight: set[str] = set()  # pid files of the commands running on exec channels
+        self._login: Login | None = None
         self._watch = Watch(spec.alias, spec.keepalive)
         self.endpoint: Endpoint | None = None
 
@@ -281,8 +290,9 @@ class SSHHost(Host):
         first, over the same connection, for at most a few seconds."""
         running = [*self._inflight, *self._shell.running()]
         transport = self._transport
-        if running and transport is not None and transport.is_active():
-            killer = threading.Thread(target=_run_quietly, args=(transport, kill_groups_script(running)))
+        if running and transport is not None and transport.is_active() and self._login is not None:
+            command = launch(kill_groups_script(running), self._login).command
+            killer = threading.Thread(target=_run_quietly, args=(transport, command))
             killer.daemon = True
             killer.start()
             killer.join(KILL_WAIT_SECONDS)
@@ -312,7 +322,9 @@ class SSHHost(Host):
         # plain commands go to the persistent shell; a command gets an exec channel of its own for
         # a timeout (which kills the command's process group: in the shell, the shell's), stdin,
         # a file for stdout, or background jobs (which could write into the next command's output)
-        if timeout is None and stdin is None and stdout_to is None and eligible(script):
+        login = self.login_shell()
+        plain = timeout is None and stdin is None and stdout_to is None and eligible(script)
+        if plain and login.is_bash and not login.prints:
             result = self._shell.try_run(self.transport(), script, on_line)
             if result is not None:
                 return result
@@ -328,26 +340,46 @@ class SSHHost(Host):
     ) -> Result:
         start = self.clock()
         # every exec channel records its process group: a timeout or Ctrl-C stops the whole tree
-        script, pidfile = with_pidfile(script)
+        launched = launch(script, self.login_shell(), fed=stdin is not None)
+        pidfile = launched.pidfile
         self._inflight.add(pidfile)
-        chan = self._open_exec(script)
+        chan = self._open_exec(launched.command)
         if stdin is not None:
             threading.Thread(target=feed_stdin, args=(chan, stdin), daemon=True).start()
+        else:
+            chan.shutdown_write()  # EOF: a command that reads stdin ends instead of waiting
         out: Capture | Forward = Capture(LineSplitter("stdout", on_line))
         if stdout_to is not None:
             out = Forward(stdout_to)
         err = Capture(LineSplitter("stderr", on_line))
+        opened_out, opened_err = Opening(launched.token, out), Opening(launched.token, err)
         deadline = None if timeout is None else start + timeout
         try:
-            ended = read(chan, out, err, ExecEnding(chan, self.alias), self._watch, deadline)
+            ended = read(chan, opened_out, opened_err, ExecEnding(chan, self.alias), self._watch, deadline)
             # the status only after all the output: waiting for it first deadlocks on a full window
             exit_code = chan.recv_exit_status() if ended else -1
         finally:
             chan.close()
+        opened_out.close()
+        opened_err.close()
         self._inflight.discard(pidfile)
         if not ended:
             self._kill_group(pidfile)
         return Result(script, exit_code, out.text(), err.text(), self.clock() - start, not ended)
+
+    def login_shell(self) -> Login:
+        """The login shell sshd starts for this user, asked once per connection (one round trip)."""
+        if self._login is None:
+            chan = self._open_exec(LOGIN_PROBE)
+            chan.shutdown_write()
+            out, err = Capture(LineSplitter("stdout", None)), Capture(LineSplitter("stderr", None))
+            deadline = self.clock() + self.spec.connect_timeout
+            try:
+                read(chan, out, err, ExecEnding(chan, self.alias), self._watch, deadline)
+            finally:
+                chan.close()
+            self._login = parse_login(out.text(), err.text())
+        return self._login
 
     def _open_exec(self, script: str) -> paramiko.Channel:
         try:
