@@ -1,0 +1,70 @@
+"""A whole run as users whose login is like real ones: zsh, fish, tcsh as login shell, and a bashrc
+that prints on both streams and sets `set -eu` (tests/support/testbed.py's LOGIN_USERS). The same
+playbook must give the same results for each: a cmd's own exit code, tmux and Slurm jobs that run,
+end with their own codes, are seen by `compute jobs`, and keep what the start-up files export."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support import testbed as tbm
+from tests.support.cli import compute
+from tests.support.project import host_entry, write_hosts
+from tests.support.waiting import wait_jobs
+
+LOGINS = {"czsh": "zsh", "cfish": "fish", "ctcsh": "tcsh", "cnoisy": "noisy"}
+
+
+def project(testbed: Any, folder: Path, user: str, tasks: list[dict[str, Any]]) -> Path:
+    remote = f"~/compute/login-tests/{uuid.uuid4().hex[:6]}"
+    hosts = {
+        alias: {**host_entry(testbed, alias, save_path=remote), "user": user}
+        for alias in ("h1", testbed.slurm_alias)
+    }
+    hosts[testbed.slurm_alias].update(platform="slurm", cpus_per_node=2)
+    write_hosts(folder, hosts)
+    (folder / "configs.yaml").write_text("default: {cpus: 1, time: '00:05:00'}\n")
+    book = {"inventory": {"hosts": "hosts.yaml", "configs": "configs.yaml"}, "tasks": tasks}
+    path = folder / "book.yaml"
+    path.write_text(yaml.safe_dump(book, sort_keys=False))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("user", list(LOGINS))
+def test_a_run_gives_the_same_results_whatever_the_login(testbed: Any, tmp_path: Path, user: str) -> None:
+    tbm.login_user(testbed, user)
+    name = f"l{uuid.uuid4().hex[:6]}"
+    sweep = {"cmd": 'echo "login=$COMPUTE_LOGIN"; exit', "args": ["0", "1"], "job_name": name}
+    project(
+        testbed,
+        tmp_path,
+        user,
+        [
+            {"name": "env", "hosts": "h1", "cmd": 'test "$COMPUTE_LOGIN" = ' + LOGINS[user]},
+            {"name": "tmux", "hosts": "h1", "tmux": {**sweep, "parallel": True}},
+            {"name": "slurm", "hosts": testbed.slurm_alias, "slurm": sweep},
+            {"name": "fails", "hosts": "h1", "cmd": "echo before; exit 3"},
+        ],
+    )
+    run = compute("run", "book.yaml", cwd=tmp_path, timeout=120)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "exit code 3" in run.stdout + run.stderr  # the command's own code, not the shell's
+    rows = wait_jobs(tmp_path / "archive", timeout=60)
+    states = {(row.record.scheduler, row.record.job_index): row.state for row in rows.values()}
+    assert len(states) == 4, states
+    for scheduler in ("tmux", "slurm"):
+        ok, bad = states[(scheduler, "0")], states[(scheduler, "1")]
+        assert (ok.state, ok.exit_code) == ("COMPLETED", 0), (scheduler, ok)
+        assert (bad.state, bad.exit_code) == ("FAILED", 1), (scheduler, bad)
+    for job_id, row in rows.items():
+        logs = compute("logs", job_id, cwd=tmp_path)
+        assert f"login={LOGINS[user]}" in logs.stdout, (row.record.scheduler, logs.stdout + logs.stderr)
+    table = json.loads(compute("jobs", "--json", cwd=tmp_path).stdout)
+    assert sorted(job["state"] for job in table["jobs"]) == ["COMPLETED", "COMPLETED", "FAILED", "FAILED"]
