@@ -86,23 +86,27 @@ def test_a_good_playbook_passes_every_check_and_submits_nothing(
     assert {status for status, _ in found.values()} == {"ok"}, proc.stdout
     assert set(found) == {
         ("cluster", "connect"),
+        ("cluster", "login shell"),
         ("cluster", "save_path ~/compute/logs writable"),
         ("cluster", "sbatch"),
         ("cluster", "task 'train': sbatch --test-only"),
         ("cluster", "task 'gpu': sbatch --test-only"),
         ("h1", "connect"),
+        ("h1", "login shell"),
         ("h1", "save_path ~/compute/logs writable"),
         ("h1", "tmux"),
         ("h1", f"{venv}/bin/python with pip"),
         ("h2", "connect"),
+        ("h2", "login shell"),
         ("h2", "git"),
     }
+    assert found[("h1", "login shell")][1] == "/bin/bash: runs compute's scripts"
     assert " to start at " in found[("cluster", "task 'train': sbatch --test-only")][1]
     assert "in partition gpu" in found[("cluster", "task 'gpu': sbatch --test-only")][1]
     assert found[("cluster", "save_path ~/compute/logs writable")][1] == f"{testbed.home}/compute/logs"
     assert found[("h1", "tmux")][1].startswith("tmux ")
     assert found[("h1", f"{venv}/bin/python with pip")][1].startswith(f"{venv}/bin/python 3.")
-    assert proc.stdout.splitlines()[-1] == "remote checks: all 11 ok"
+    assert proc.stdout.splitlines()[-1] == "remote checks: all 14 ok"
     assert queue(testbed) == before and not (tmp_path / "archive").exists()  # nothing submitted
     assert seconds < 15
 
@@ -122,7 +126,7 @@ def test_a_partition_the_cluster_does_not_have_fails_with_sbatchs_words(
     status, detail = found[("cluster", "task 'bad': sbatch --test-only")]
     assert status == "FAILED"
     assert "sbatch: error: invalid partition specified: no-such-partition" in detail
-    assert proc.stdout.splitlines()[-1] == "remote checks: 1 of 5 FAILED"
+    assert proc.stdout.splitlines()[-1] == "remote checks: 1 of 6 FAILED"
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
@@ -210,3 +214,17 @@ def test_missing_tmux_system_python_and_an_unreachable_host_are_reported(
     assert status == "FAILED" and "refused" in detail
     assert [name for host, name in found if host == "gone"] == ["connect"]  # nothing else is tried
     assert seconds < 15
+
+
+def test_the_login_shell_and_noisy_start_up_files_are_reported(testbed: tbm.Testbed, tmp_path: Path) -> None:
+    users = {alias: tbm.login_user(testbed, user) for alias, user in (("h1", "cfish"), ("h2", "cnoisy"))}
+    tasks = [{"name": "hello", "hosts": ["h1", "h2"], "cmd": "true"}]
+    entries = {alias: {**host_entry(testbed, alias), "user": user} for alias, user in users.items()}
+    project(tmp_path, testbed, tasks, **entries)
+    proc = compute("check", "--remote", "book.yaml", cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    found = lines_of(proc)
+    assert found[("h1", "login shell")] == ("ok", "/usr/bin/fish: starts bash for compute's scripts")
+    assert found[("h2", "login shell")][1] == (
+        "/bin/bash (start-up files print text: compute ignores it): runs compute's scripts"
+    )

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from compute_platform.context import Task
     from compute_platform.hosts import Host, HostPool
     from compute_platform.hosts.base import Result
+    from compute_platform.hosts.remote import Login
     from compute_platform.playbook.loader import Playbook
 
 MARK = "@@compute-check@@"
@@ -240,6 +241,9 @@ def check_host(pool: HostPool, playbook: Playbook, alias: str) -> list[Check]:
     where = "local" if host.spec.is_local else f"{1000 * (time.monotonic() - start):.0f} ms"
     checks = [Check(alias, "connect", True, where)]
     try:
+        login = host.login_shell()
+        if login is not None:
+            checks.append(Check(alias, "login shell", True, login_detail(login)))
         found = probes(playbook, alias)
         answers = run_probes(host, found)
         reported = [(i, p) for i, p in enumerate(found) if p.name != CLUSTER]
@@ -254,6 +258,13 @@ def check_host(pool: HostPool, playbook: Playbook, alias: str) -> list[Check]:
     except ComputeError as e:
         checks.append(Check(alias, "checks", False, e.about(alias)))
     return checks
+
+
+def login_detail(login: Login) -> str:
+    """What the login means for the run: bash runs compute's scripts itself; any other shell only
+    starts bash with them (what its start-up files export is kept, its functions are not)."""
+    how = "runs compute's scripts" if login.is_bash else "starts bash for compute's scripts"
+    return f"{login.describe()}: {how}"
 
 
 def run_probes(host: Host, found: Sequence[Probe]) -> dict[int, tuple[int, str]]:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from compute_platform.errors import CommandFailed, Interrupted
 from compute_platform.hosts import shell
+from compute_platform.hosts.remote import Login
 
 if TYPE_CHECKING:
     from compute_platform.input.inventory import HostSpec
@@ -136,6 +137,10 @@ class Host(ABC):
         if path.startswith("~/"):
             return self.home().rstrip("/") + "/" + path[2:]
         return path
+
+    def login_shell(self) -> Login | None:
+        """What sshd starts for this host's user (None: not an SSH host)."""
+        return None
 
     def connect(self) -> None:  # noqa: B027 - optional hook: local hosts have nothing to open
         """Open the connection now (SSH hosts connect lazily otherwise)."""
