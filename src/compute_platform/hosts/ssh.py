@@ -263,23 +263,33 @@ class SSHHost(Host):
         )
 
     def _keys(self, ep: Endpoint, errors: list[str]) -> list[paramiko.PKey]:
+        """As OpenSSH: the agent's keys, then the key files (with `key:`, that one only, from the
+        agent when it holds it). An encrypted file the agent holds is skipped; one it does not
+        hold is a line of the error: load it into ssh-agent."""
         import paramiko
 
-        keys: list[paramiko.PKey] = []
+        agent: list[paramiko.PKey] = []
+        with contextlib.suppress(paramiko.SSHException, OSError):
+            agent = list(paramiko.Agent().get_keys())
         paths = [Path(k).expanduser() for k in ep.keys]
+        keys: list[paramiko.PKey] = []
         if not paths:
-            with contextlib.suppress(paramiko.SSHException):
-                keys.extend(paramiko.Agent().get_keys())
+            keys.extend(agent)
             home = Path("~/.ssh").expanduser()
             paths = [home / name for name in DEFAULT_KEYS if (home / name).exists()]
         for path in paths:
             if not path.exists():
                 raise HostError(self.alias, f"identity file not found: {path}")
+            held = [key for key in agent if key.asbytes() == _public_blob(path)]
+            if held:
+                keys.extend(k for k in held if k not in keys)
+                continue
             _warn_if_unprotected(path)
             try:
                 keys.append(paramiko.PKey.from_path(str(path)))
-            except paramiko.PasswordRequiredException:
-                errors.append(f"{path} needs a passphrase (load it into ssh-agent)")
+            except (paramiko.PasswordRequiredException, TypeError):
+                # TypeError: what cryptography raises for an encrypted OpenSSH-format key
+                errors.append(f"{path} needs a passphrase: add it to ssh-agent (ssh-add {path})")
             except (paramiko.SSHException, OSError, ValueError) as e:
                 errors.append(f"cannot load {path}: {e}")
         return keys
@@ -473,6 +483,18 @@ def _pin_key_types(transport: paramiko.Transport, entry: Any) -> list[str]:
 
 
 _warned: set[Path] = set()
+
+
+def _public_blob(path: Path) -> bytes | None:
+    """The public key next to a key file (`id_ed25519.pub`), as the agent names keys; None if none."""
+    import base64
+    import binascii
+
+    try:
+        words = path.with_name(path.name + ".pub").read_text().split()
+        return base64.b64decode(words[1], validate=True) if len(words) > 1 else None
+    except (OSError, ValueError, binascii.Error):
+        return None
 
 
 def _warn_if_unprotected(path: Path) -> None:
