@@ -6,6 +6,7 @@ end with their own codes, are seen by `compute jobs`, and keep what the start-up
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -68,3 +69,33 @@ def test_a_run_gives_the_same_results_whatever_the_login(testbed: Any, tmp_path:
         assert f"login={LOGINS[user]}" in logs.stdout, (row.record.scheduler, logs.stdout + logs.stderr)
     table = json.loads(compute("jobs", "--json", cwd=tmp_path).stdout)
     assert sorted(job["state"] for job in table["jobs"]) == ["COMPLETED", "COMPLETED", "FAILED", "FAILED"]
+
+
+@pytest.mark.slow
+def test_tmux_jobs_get_the_login_environment_not_an_old_servers(testbed: Any, tmp_path: Path) -> None:
+    """A tmux server the user started earlier, with another environment, is where a new session
+    lives: its jobs must still see what the login exports (SLURM_CONF, modules, COMPUTE_LOGIN)."""
+    user = tbm.login_user(testbed, "czsh")
+    old_server = f"env -i PATH=/usr/bin:/bin TMUX_TMPDIR={testbed.tmux_dir} tmux new-session -d -s old sleep 600"
+    subprocess.run(["runuser", "-u", user, "--", "sh", "-c", old_server], check=True, timeout=30)
+    try:
+        name = f"l{uuid.uuid4().hex[:6]}"
+        sweep = {"cmd": 'echo "login=$COMPUTE_LOGIN conf=$SLURM_CONF"; exit', "args": ["0"], "job_name": name}
+        project(testbed, tmp_path, user, [{"name": "tmux", "hosts": "h1", "tmux": sweep}])
+        run = compute("run", "book.yaml", cwd=tmp_path, timeout=120)
+        assert run.returncode == 0, run.stdout + run.stderr
+        rows = wait_jobs(tmp_path / "archive", timeout=60)
+        (job_id,) = rows
+        logs = compute("logs", job_id, cwd=tmp_path).stdout
+        assert f"login=zsh conf={testbed.slurm_conf}" in logs, logs
+        sessions = subprocess.run(
+            ["runuser", "-u", user, "--", "env", f"TMUX_TMPDIR={testbed.tmux_dir}", "tmux", "ls"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        assert sessions.startswith("old:"), sessions  # the job ran in the old server, as sessions do
+    finally:
+        subprocess.run(
+            ["runuser", "-u", user, "--", "env", f"TMUX_TMPDIR={testbed.tmux_dir}", "tmux", "kill-server"],
+            timeout=30,
+        )

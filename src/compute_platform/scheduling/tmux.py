@@ -152,23 +152,20 @@ def render_launcher(spec: LauncherSpec) -> str:
 SECRETS = "secrets.env"  # in the session directory, mode 0600, while the lanes start
 
 
+LANE_READS = '  if [ -r environment ]; then . ./environment; fi; : > "lane-$1.ready"\n'
+
+
 def _with_secrets(runtime: str, names: Sequence[str]) -> str:
-    """Each lane sources SECRETS when it starts (its jobs inherit the variables) and says so; `start`
-    removes the file once every lane has read it (or after 30 s), so the values do not stay on disk."""
-    read = (
+    """Each lane sources SECRETS when it starts, after the environment (its jobs inherit the
+    variables); `start` removes both files once every lane has read them (or after 30 s), so the
+    values do not stay on disk."""
+    reads = (
+        "  if [ -r environment ]; then . ./environment; fi\n"
         f"  # secret_env {' '.join(names)}: read once, by the lane\n"
         f'  if [ -r {SECRETS} ]; then . ./{SECRETS}; fi; : > "lane-$1.ready"\n'
     )
-    forget = (
-        '  tmux "${args[@]}" || return\n'
-        "  for ((k = 0; k < 150; k++)); do\n"
-        '    [ "$(ls lane-*.ready 2>/dev/null | wc -l)" -ge "$lanes" ] && break\n'
-        "    sleep 0.2\n"
-        "  done\n"
-        f"  rm -f {SECRETS} lane-*.ready\n"
-    )
-    runtime = runtime.replace("  set -m\n", read + "  set -m\n", 1)
-    return runtime.replace('  tmux "${args[@]}"\n', forget, 1)
+    runtime = runtime.replace(LANE_READS, reads, 1)
+    return runtime.replace("  rm -f environment lane-*.ready\n", f"  rm -f environment {SECRETS} lane-*.ready\n", 1)
 
 
 def _header(spec: LauncherSpec) -> str:

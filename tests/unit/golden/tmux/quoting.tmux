@@ -44,6 +44,9 @@ compute_start() {
   if [ "$compute_max_lanes" -gt 0 ] && [ "$lanes" -gt "$compute_max_lanes" ]; then
     lanes=$compute_max_lanes
   fi
+  # The lanes take the environment from here (the login's, with what its start-up files exported), not
+  # from a tmux server the user may have started long ago: a new session gets that server's.
+  (umask 077; export -p | grep -vE '^declare -x (OLDPWD|PWD|SHLVL|TMUX|TMUX_PANE|_)=' > environment) || return 1
   session=$(basename "$compute_dir")
   me=$(printf '%q' "$compute_dir/$(basename "$0")")
   # One tmux command creates every window, so no lane can end the session before the others exist.
@@ -51,11 +54,17 @@ compute_start() {
   for ((k = 1; k < lanes; k++)); do
     args+=(';' new-window -d -t "=$session:" -n "lane-$k" -c "$compute_dir" "bash $me lane $k")
   done
-  tmux "${args[@]}"
+  tmux "${args[@]}" || { rm -f environment; return 1; }
+  for ((k = 0; k < 300; k++)); do
+    [ "$(ls lane-*.ready 2>/dev/null | wc -l)" -ge "$lanes" ] && break
+    sleep 0.1
+  done
+  rm -f environment lane-*.ready
 }
 
 compute_lane() {
   local i rc again pid= stop=
+  if [ -r environment ]; then . ./environment; fi; : > "lane-$1.ready"
   if [ ${#compute_gpus[@]} -gt 0 ]; then compute_gpu=${compute_gpus[$1]}; fi
   # Job control gives every job its own process group, so that cancelling a job stops all it started.
   # A killed session (SIGHUP) passes the signal on to the running job and stops the lane.

@@ -47,6 +47,9 @@ compute_start() {
   if [ "$compute_max_lanes" -gt 0 ] && [ "$lanes" -gt "$compute_max_lanes" ]; then
     lanes=$compute_max_lanes
   fi
+  # The lanes take the environment from here (the login's, with what its start-up files exported), not
+  # from a tmux server the user may have started long ago: a new session gets that server's.
+  (umask 077; export -p | grep -vE '^declare -x (OLDPWD|PWD|SHLVL|TMUX|TMUX_PANE|_)=' > environment) || return 1
   session=$(basename "$compute_dir")
   me=$(printf '%q' "$compute_dir/$(basename "$0")")
   # One tmux command creates every window, so no lane can end the session before the others exist.
@@ -54,21 +57,22 @@ compute_start() {
   for ((k = 1; k < lanes; k++)); do
     args+=(';' new-window -d -t "=$session:" -n "lane-$k" -c "$compute_dir" "bash $me lane $k")
   done
-  tmux "${args[@]}" || return
-  for ((k = 0; k < 150; k++)); do
+  tmux "${args[@]}" || { rm -f environment; return 1; }
+  for ((k = 0; k < 300; k++)); do
     [ "$(ls lane-*.ready 2>/dev/null | wc -l)" -ge "$lanes" ] && break
-    sleep 0.2
+    sleep 0.1
   done
-  rm -f secrets.env lane-*.ready
+  rm -f environment secrets.env lane-*.ready
 }
 
 compute_lane() {
   local i rc again pid= stop=
+  if [ -r environment ]; then . ./environment; fi
+  # secret_env WANDB_API_KEY HF_TOKEN: read once, by the lane
+  if [ -r secrets.env ]; then . ./secrets.env; fi; : > "lane-$1.ready"
   if [ ${#compute_gpus[@]} -gt 0 ]; then compute_gpu=${compute_gpus[$1]}; fi
   # Job control gives every job its own process group, so that cancelling a job stops all it started.
   # A killed session (SIGHUP) passes the signal on to the running job and stops the lane.
-  # secret_env WANDB_API_KEY HF_TOKEN: read once, by the lane
-  if [ -r secrets.env ]; then . ./secrets.env; fi; : > "lane-$1.ready"
   set -m
   trap 'stop=1; [ -z "$pid" ] || kill -TERM -- "-$pid" 2>/dev/null' HUP TERM
   while [ -z "$stop" ] && IFS= read -r i; do
