@@ -80,6 +80,18 @@ def test_accept_new_records_a_key_once(project: Project, tmp_path: Path) -> None
     assert known.read_text().count("\n") == 1
 
 
+def test_aliases_of_one_host_record_its_key_once(project: Project, tmp_path: Path) -> None:
+    """Four aliases of one host:port, connecting in parallel under accept-new, write one line."""
+    known = tmp_path / "known_hosts"
+    aliases = [f"same{i}" for i in range(4)]
+    for alias in aliases:
+        project.hosts[alias] = {**project.hosts["h3"], "known_hosts": str(known)}
+    project.write_hosts()
+    project.book([{"name": "t", "hosts": aliases, "cmd": "true"}])
+    assert project.run().returncode == 0
+    assert known.read_text().count("\n") == 1, known.read_text()
+
+
 # -- private keys other users can read -------------------------------------------------------------
 
 

@@ -242,9 +242,15 @@ class SSHHost(Host):
                 f"add it to {path} first (e.g. ssh-keyscan -p {ep.port} {ep.hostname} >> {path})",
             )
         with _known_hosts_lock:
+            # several aliases of one host connect at once: the first records the key, the others
+            # find it (the file as it is now, not as this run first read it) and add nothing
+            line = f"{name} {key.get_name()} {key.get_base64()}\n"
+            with contextlib.suppress(OSError):
+                if line in path.read_text(encoding="utf-8").splitlines(keepends=True):
+                    return
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "a", encoding="utf-8") as f:
-                f.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+                f.write(line)
 
     def _authenticate(self, ep: Endpoint, transport: paramiko.Transport) -> None:
         import paramiko
