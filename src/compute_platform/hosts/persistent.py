@@ -137,6 +137,15 @@ class PersistentShell:
         """Forget the shell (the caller closes the transport, and the channel with it)."""
         self._chan = None
 
+    def give_up(self) -> bool:
+        """Close the shell's channel for good (the server allows too few sessions to keep it);
+        whether there was one. Waits for a command the shell is running."""
+        with self._lock:
+            self.disabled = True
+            held = self._chan is not None and not self._chan.closed
+            self._drop()
+            return held
+
     def running(self) -> list[str]:
         """The driver's pid file while it runs (for stopping its commands on Ctrl-C)."""
         chan = self._chan
@@ -157,8 +166,16 @@ class PersistentShell:
                 chan.recv_stderr(READ_SIZE)
             return chan
         self._chan = None
+        import paramiko
+
         try:
             chan = transport.open_session(timeout=self.connect_timeout)
+        except paramiko.ChannelException:  # the server allows no more sessions (MaxSessions)
+            self.disabled = True
+            return None
+        except Exception as e:  # paramiko raises SSHException, EOFError or OSError
+            raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e
+        try:
             pidfile = f"/tmp/compute-{uuid.uuid4().hex}.pid"
             # sshd made the driver's shell a session leader: its pid is the group of every command
             chan.exec_command(f"echo $$ > {pidfile}\n{DRIVER}rm -f {pidfile}\n")

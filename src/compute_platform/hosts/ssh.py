@@ -6,8 +6,10 @@ import contextlib
 import getpass
 import logging
 import os
+import random
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +42,17 @@ KILL_WAIT_SECONDS = 5.0
 WINDOW_SIZE = 1 << 26  # large windows let big transfers stream instead of stalling on acks
 DEFAULT_KEYS = ("id_ed25519", "id_ecdsa", "id_rsa")
 _known_hosts_lock = threading.Lock()
+# A server that drops a login before its banner is asked again after these pauses (doubling).
+REFUSED_FIRST_PAUSE = 0.1
+REFUSED_MAX_PAUSE = 2.0
+
+
+class _DroppedBeforeBanner(Exception):
+    """The server closed the connection before saying anything (sshd's MaxStartups): try again."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,28 @@ class SSHHost(Host):
         return self._transport
 
     def _open(self) -> paramiko.Transport:
+        """Log in; a server that drops the connection before its banner, as sshd does beyond its
+        MaxStartups unauthenticated connections (several aliases of one server at once), is asked
+        again after a growing, jittered pause, until connect_timeout."""
+        deadline = self.clock() + self.spec.connect_timeout
+        pause = REFUSED_FIRST_PAUSE
+        refused = 0
+        while True:
+            try:
+                return self._open_once()
+            except _DroppedBeforeBanner as e:
+                refused += 1
+                if self.clock() + pause > deadline:
+                    raise HostError(
+                        self.alias,
+                        f"{e.where} closed the connection before its SSH banner, {refused} time(s) in "
+                        f"{self.spec.connect_timeout:g} s: it limits simultaneous logins (sshd's "
+                        "MaxStartups); fewer hosts at once (--forks) or a larger connect_timeout helps",
+                    ) from None
+                time.sleep(pause * (1 + random.random()))
+                pause = min(pause * 2, REFUSED_MAX_PAUSE)
+
+    def _open_once(self) -> paramiko.Transport:
         ep = self.endpoint = endpoint(self.spec)
         timeout = self.spec.connect_timeout
         # connect before importing paramiko (~80 ms, once): sshd starts the session's process
@@ -134,6 +169,8 @@ class SSHHost(Host):
             raise HostError(self.alias, f"authentication failed for {where} (keys tried: {keys}): {e}") from e
         except (paramiko.SSHException, EOFError, OSError) as e:
             transport.close()
+            if "protocol banner" in str(e) and isinstance(e.__cause__ or e.__context__, (EOFError, ConnectionResetError)):
+                raise _DroppedBeforeBanner(where) from e
             raise HostError(
                 self.alias, f"SSH handshake with {where} failed: {str(e) or type(e).__name__}"
             ) from e
@@ -398,14 +435,36 @@ class SSHHost(Host):
         return self._login
 
     def _open_exec(self, script: str) -> paramiko.Channel:
+        chan = self._open_session()
         try:
-            chan = self.transport().open_session(timeout=self.spec.connect_timeout)
             chan.exec_command(script)
-        except HostError:
-            raise
         except Exception as e:
             raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e
         return chan
+
+    def _open_session(self) -> paramiko.Channel:
+        """A new channel. A server that refuses it (sshd's MaxSessions) gets the persistent shell's
+        channel back, or waits for the end of another of our commands, until connect_timeout."""
+        import paramiko
+
+        deadline = self.clock() + self.spec.connect_timeout
+        while True:
+            try:
+                return self.transport().open_session(timeout=self.spec.connect_timeout)
+            except paramiko.ChannelException as e:
+                # the shell's channel, once closed, frees its session when sshd has seen the close
+                self._shell.give_up()
+                if self.clock() > deadline:
+                    raise HostError(
+                        self.alias,
+                        f"the server refused a new SSH session ({e}): it allows fewer at once than "
+                        "compute needs (sshd's MaxSessions)",
+                    ) from e
+                time.sleep(0.05)
+            except HostError:
+                raise
+            except Exception as e:
+                raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e
 
     def _kill_group(self, pidfile: str) -> None:
         with contextlib.suppress(HostError):
