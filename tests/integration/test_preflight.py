@@ -228,3 +228,23 @@ def test_the_login_shell_and_noisy_start_up_files_are_reported(testbed: tbm.Test
     assert found[("h2", "login shell")][1] == (
         "/bin/bash (start-up files print text: compute ignores it): runs compute's scripts"
     )
+
+
+def test_a_tmux_too_old_for_the_launcher_fails_the_check(testbed: tbm.Testbed, tmp_path: Path) -> None:
+    alias = f"oldtmux{uuid.uuid4().hex[:4]}"
+    fake = testbed.state / alias  # the test user reads the bed's folder, not pytest's
+    fake.mkdir(mode=0o755)
+    (fake / "tmux").write_text("#!/bin/sh\necho 'tmux 1.8'\n")
+    (fake / "tmux").chmod(0o755)
+    path = f"{fake}:/usr/local/bin:/usr/bin:/bin"
+    port = tbm.start_sshd(testbed, alias, extra_options={"SetEnv": f"PATH={path} TESTBED_PATH={path}"})
+    try:
+        tasks = [{"name": "t", "hosts": alias, "tmux": {"cmd": "echo"}}]
+        project(tmp_path, testbed, tasks, **{alias: {**host_entry(testbed, "h1"), "port": port}})
+        proc = compute("check", "--remote", "book.yaml", cwd=tmp_path, timeout=60)
+    finally:
+        tbm.remove_sshd(testbed, alias)
+        shutil.rmtree(fake)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    status, detail = lines_of(proc)[(alias, "tmux")]
+    assert status == "FAILED" and "tmux 1.8 is too old: compute's tmux jobs need tmux 2.1" in detail

@@ -90,7 +90,7 @@ def probes(playbook: Playbook, alias: str) -> list[Probe]:
     if "sbatch" in needs:
         found += [tool_probe("sbatch", SBATCH_HINT), Probe(CLUSTER, CLUSTER_SCRIPT)]
     if "tmux" in needs:
-        found.append(tool_probe("tmux", TMUX_HINT, "tmux -V"))
+        found.append(tool_probe("tmux", TMUX_HINT, TMUX_VERSION))
     if "python" in needs:
         found.append(python_probe(spec.python, alias, "python-system" in needs))
     if "git" in needs:
@@ -106,7 +106,23 @@ NEEDS = ("save_path", "sbatch", "tmux", "python", "python-system", "git")
 SBATCH_HINT = (
     "is this a Slurm login node? If Slurm needs a `module load`, add it to the host's `init` in hosts.yaml"
 )
-TMUX_HINT = "install tmux (e.g. `apt install tmux`) or put it in PATH through the host's init or env"
+# The oldest tmux the launcher works with: `new-session -c` (1.9) and exact session names, `-t =NAME`
+# (2.1). Released versions say `tmux 3.3a`; builds from git `tmux master` or `tmux next-3.4`.
+TMUX_MIN = "2.1"
+TMUX_HINT = (
+    f"install tmux {TMUX_MIN} or later (e.g. `apt install tmux`) or put it in PATH through the host's "
+    "init or env"
+)
+TMUX_VERSION = "\n".join(
+    [
+        'v=$(tmux -V) || exit',
+        'case "$v" in "tmux "[01].*|"tmux 2.0"*)',
+        f'  echo "$v is too old: compute\'s tmux jobs need tmux {TMUX_MIN}"; exit 1 ;;',
+        "esac",
+        'echo "$v"',
+    ]
+)
+
 CLUSTER_SCRIPT = (
     'printf "%s\\n" "$HOME"\nscontrol show config 2>/dev/null | sed -n \'s/^MaxArraySize *= *//p\'\ntrue'
 )

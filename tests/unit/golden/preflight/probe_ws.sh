@@ -3,7 +3,11 @@ LC_ALL=C; export LC_ALL
 ) </dev/null 2>&1
 printf '\n%s %s %s\n' @@compute-check@@ 0 "$?"
 ( command -v tmux >/dev/null || { echo 'tmux: command not found'; exit 127; }
-tmux -V
+v=$(tmux -V) || exit
+case "$v" in "tmux "[01].*|"tmux 2.0"*)
+  echo "$v is too old: compute's tmux jobs need tmux 2.1"; exit 1 ;;
+esac
+echo "$v"
 ) </dev/null 2>&1
 printf '\n%s %s %s\n' @@compute-check@@ 1 "$?"
 ( version=$("$HOME"/venv/bin/python -c 'import sys; print(sys.executable, sys.version.split()[0])') || exit
