@@ -17,6 +17,7 @@ import pytest
 
 from compute_platform.errors import CommandFailed
 from compute_platform.hosts import Host, make_host
+from compute_platform.hosts.base import HEAD_BYTES, TAIL_BYTES
 from compute_platform.input.inventory import HostSpec
 from tests.support import testbed as tbm
 
@@ -43,6 +44,7 @@ KINDS = {
     "ssh-ctcsh": "tcsh",
     "ssh-cdash": None,
     "ssh-cnoisy": "noisy",
+    "ssh-ccd": "cd",
     "openssh-cfish": "fish",
     "openssh-cnoisy": "noisy",
 }
@@ -127,7 +129,10 @@ def test_large_stdout_and_stderr_at_once_do_not_deadlock(make: Any) -> None:
     script = "head -c 10485760 /dev/zero | tr '\\0' a & head -c 10485760 /dev/zero | tr '\\0' b >&2; wait"
     result = make().run(script, timeout=60)
     assert result.ok
-    assert len(result.stdout) == 10 * 1024 * 1024 and len(result.stderr) == 10 * 1024 * 1024
+    # each stream's first and last 4 MiB are kept, the middle 2 MiB said to be dropped
+    mark = "\n[compute: 2.1 MB of output not kept]\n"
+    assert result.stdout == "a" * HEAD_BYTES + mark + "a" * TAIL_BYTES
+    assert result.stderr == "b" * HEAD_BYTES + mark + "b" * TAIL_BYTES
 
 
 def test_lines_are_streamed_as_they_come(make: Any) -> None:
@@ -172,3 +177,13 @@ def test_what_start_up_files_export_reaches_every_command(make: Any, request: py
     host = make()
     assert host.run('echo "$COMPUTE_LOGIN"').stdout == f"{expected}\n"
     assert host.run('echo "$COMPUTE_LOGIN"', timeout=20).stdout == f"{expected}\n"
+
+
+def test_commands_start_in_the_home_directory(make: Any, request: pytest.FixtureRequest) -> None:
+    """Whatever `cd` a start-up file does (the noisy and cd users' bashrc go to /tmp)."""
+    if request.node.callspec.params["make"] == "local":
+        pytest.skip("local commands start where compute runs")
+    host = make()
+    home = host.home()
+    assert host.run("pwd").stdout == f"{home}\n"
+    assert host.run("pwd", timeout=20).stdout == f"{home}\n"

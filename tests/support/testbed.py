@@ -478,9 +478,10 @@ LOGIN_USERS: dict[str, tuple[str, dict[str, str]]] = {
         "/bin/bash",
         {
             ".bashrc": "echo 'Welcome to the lab cluster!'\necho 'quota: 91% of /home used' >&2\n"
-            "set -eu\nexport COMPUTE_LOGIN=noisy\n"
+            "set -eu\nexport COMPUTE_LOGIN=noisy\ncd /tmp\n"
         },
     ),
+    "ccd": ("/bin/bash", {".bashrc": "cd /tmp\nexport COMPUTE_LOGIN=cd\n"}),
 }
 
 

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # The driver: bash only (its `read -d ''` is what frames the scripts); another login shell
 # answers something else and its host keeps using exec channels.
 DRIVER = r"""[ -n "$BASH_VERSION" ] || { echo not-bash; exit 0; }
+cd "$HOME" 2>/dev/null
 echo bash; echo bash >&2
 while IFS= read -r -d '' __compute_script; do
   __compute_token=${__compute_script%%$'\n'*}

@@ -10,6 +10,7 @@ syntax never meets the login shell; the environment the start-up files exported 
 
 Either way the script first prints a token on both streams: what start-up files print before it is
 not the command's output (`Opening` drops it), then turns off a `set -e` or `set -u` they left on,
+goes back to the home directory (where sshd started the shell, before a start-up file's `cd`),
 records its process group, and runs the command in a subshell with stdin from /dev/null unless the
 caller feeds it."""
 
@@ -73,6 +74,7 @@ def launch(script: str, login: Login, fed: bool = False) -> Launch:
     body = (
         f"printf '%s\\n' {token}; printf '%s\\n' {token} >&2\n"
         "set +e +u\n"
+        'cd "$HOME" 2>/dev/null\n'  # where sshd started the shell, whatever `cd` a start-up file did
         f"echo $$ > {pidfile}\n(\n{script}\n){stdin}\ncompute_rc=$?\nrm -f {pidfile}\nexit $compute_rc"
     )
     if login.is_bash:
