@@ -179,7 +179,9 @@ class PersistentShell:
         try:
             pidfile = f"/tmp/compute-{uuid.uuid4().hex}.pid"
             # sshd made the driver's shell a session leader: its pid is the group of every command
-            chan.exec_command(f"echo $$ > {pidfile}\n{DRIVER}rm -f {pidfile}\n")
+            # the pid file goes when the driver ends, however: closing the connection ends it by a signal
+            cleanup = f"trap 'rm -f {pidfile}' EXIT; trap 'exit 129' HUP TERM PIPE"
+            chan.exec_command(f"echo $$ > {pidfile}\n{cleanup}\n{DRIVER}")
             self.pidfile = pidfile
             bash = _answers_bash(chan, self.connect_timeout)
         except Exception as e:  # paramiko raises SSHException, EOFError or OSError
