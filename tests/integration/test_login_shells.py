@@ -69,6 +69,12 @@ def test_a_run_gives_the_same_results_whatever_the_login(testbed: Any, tmp_path:
         assert f"login={LOGINS[user]}" in logs.stdout, (row.record.scheduler, logs.stdout + logs.stderr)
     table = json.loads(compute("jobs", "--json", cwd=tmp_path).stdout)
     assert sorted(job["state"] for job in table["jobs"]) == ["COMPLETED", "COMPLETED", "FAILED", "FAILED"]
+    done = next(job_id for job_id, row in rows.items() if row.record.scheduler == "tmux" and row.state.exit_code == 0)
+    cancel = compute("cancel", done, cwd=tmp_path)
+    assert "1 job(s) had already ended" in cancel.stdout and "cancelled 1" not in cancel.stdout, cancel.stdout
+    again = compute("resubmit", "--failed", "--task", "tmux", cwd=tmp_path)
+    assert again.returncode == 0 and "resubmitted 1 failed job(s)" in again.stdout, again.stdout + again.stderr
+    wait_jobs(tmp_path / "archive", timeout=60)
 
 
 @pytest.mark.slow
