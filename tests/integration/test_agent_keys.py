@@ -69,6 +69,7 @@ def test_a_passphrase_key_in_the_agent_logs_in(
     host = make_host(spec(testbed, user, key))
     try:
         assert host.run("echo in", check=True).stdout == "in\n"
+        assert (host.key_used() or "").startswith(f"{key}, from ssh-agent (ssh-ed25519 SHA256:")
     finally:
         host.close()
 

@@ -87,26 +87,30 @@ def test_a_good_playbook_passes_every_check_and_submits_nothing(
     assert set(found) == {
         ("cluster", "connect"),
         ("cluster", "login shell"),
+        ("cluster", "key"),
         ("cluster", "save_path ~/compute/logs writable"),
         ("cluster", "sbatch"),
         ("cluster", "task 'train': sbatch --test-only"),
         ("cluster", "task 'gpu': sbatch --test-only"),
         ("h1", "connect"),
         ("h1", "login shell"),
+        ("h1", "key"),
         ("h1", "save_path ~/compute/logs writable"),
         ("h1", "tmux"),
         ("h1", f"{venv}/bin/python with pip"),
         ("h2", "connect"),
         ("h2", "login shell"),
+        ("h2", "key"),
         ("h2", "git"),
     }
     assert found[("h1", "login shell")][1] == "/bin/bash: runs compute's scripts"
+    assert found[("h1", "key")][1].startswith(f"{testbed.client_key} (ssh-ed25519 SHA256:")
     assert " to start at " in found[("cluster", "task 'train': sbatch --test-only")][1]
     assert "in partition gpu" in found[("cluster", "task 'gpu': sbatch --test-only")][1]
     assert found[("cluster", "save_path ~/compute/logs writable")][1] == f"{testbed.home}/compute/logs"
     assert found[("h1", "tmux")][1].startswith("tmux ")
     assert found[("h1", f"{venv}/bin/python with pip")][1].startswith(f"{venv}/bin/python 3.")
-    assert proc.stdout.splitlines()[-1] == "remote checks: all 14 ok"
+    assert proc.stdout.splitlines()[-1] == "remote checks: all 17 ok"
     assert queue(testbed) == before and not (tmp_path / "archive").exists()  # nothing submitted
     assert seconds < 15
 
@@ -126,7 +130,7 @@ def test_a_partition_the_cluster_does_not_have_fails_with_sbatchs_words(
     status, detail = found[("cluster", "task 'bad': sbatch --test-only")]
     assert status == "FAILED"
     assert "sbatch: error: invalid partition specified: no-such-partition" in detail
-    assert proc.stdout.splitlines()[-1] == "remote checks: 1 of 6 FAILED"
+    assert proc.stdout.splitlines()[-1] == "remote checks: 1 of 7 FAILED"
     assert "Traceback" not in proc.stdout + proc.stderr
 
 

@@ -260,6 +260,9 @@ def check_host(pool: HostPool, playbook: Playbook, alias: str) -> list[Check]:
         login = host.login_shell()
         if login is not None:
             checks.append(Check(alias, "login shell", True, login_detail(login)))
+        key = host.key_used()
+        if key is not None:
+            checks.append(Check(alias, "key", True, key))
         found = probes(playbook, alias)
         answers = run_probes(host, found)
         reported = [(i, p) for i, p in enumerate(found) if p.name != CLUSTER]

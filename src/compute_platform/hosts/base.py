@@ -142,6 +142,10 @@ class Host(ABC):
         """What sshd starts for this host's user (None: not an SSH host)."""
         return None
 
+    def key_used(self) -> str | None:
+        """The key this host's login used, once connected (None: none, or the ssh client chose)."""
+        return None
+
     def connect(self) -> None:  # noqa: B027 - optional hook: local hosts have nothing to open
         """Open the connection now (SSH hosts connect lazily otherwise)."""
 

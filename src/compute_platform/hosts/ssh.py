@@ -100,6 +100,7 @@ class SSHHost(Host):
         self._shell = PersistentShell(spec.alias, spec.connect_timeout, spec.keepalive)
         self._inflight: set[str] = set()  # pid files of the commands running on exec channels
         self._login: Login | None = None
+        self._key_used: str | None = None
         self._watch = Watch(spec.alias, spec.keepalive)
         self.endpoint: Endpoint | None = None
 
@@ -293,9 +294,10 @@ class SSHHost(Host):
         import paramiko
 
         errors: list[str] = []
-        for pkey in self._keys(ep, errors):
+        for pkey, source in self._keys(ep, errors):
             try:
                 transport.auth_publickey(ep.user, pkey)
+                self._key_used = f"{source} ({pkey.get_name()} {pkey.fingerprint})"
                 return
             except paramiko.AuthenticationException as e:
                 errors.append(str(e))
@@ -305,7 +307,11 @@ class SSHHost(Host):
             self.alias, f"authentication failed for {ep.user}@{ep.hostname}:{ep.port} (tried {tried}){detail}"
         )
 
-    def _keys(self, ep: Endpoint, errors: list[str]) -> list[paramiko.PKey]:
+    def key_used(self) -> str | None:
+        """The key the login succeeded with, and where it came from (ssh-agent or a file)."""
+        return self._key_used
+
+    def _keys(self, ep: Endpoint, errors: list[str]) -> list[tuple[paramiko.PKey, str]]:
         """As OpenSSH: the agent's keys, then the key files (with `key:`, that one only, from the
         agent when it holds it). An encrypted file the agent holds is skipped; one it does not
         hold is a line of the error: load it into ssh-agent."""
@@ -315,9 +321,9 @@ class SSHHost(Host):
         with contextlib.suppress(paramiko.SSHException, OSError):
             agent = list(paramiko.Agent().get_keys())
         paths = [Path(k).expanduser() for k in ep.keys]
-        keys: list[paramiko.PKey] = []
+        keys: list[tuple[paramiko.PKey, str]] = []
         if not paths:
-            keys.extend(agent)
+            keys.extend((key, "ssh-agent") for key in agent)
             home = Path("~/.ssh").expanduser()
             paths = [home / name for name in DEFAULT_KEYS if (home / name).exists()]
         for path in paths:
@@ -325,11 +331,11 @@ class SSHHost(Host):
                 raise HostError(self.alias, f"identity file not found: {path}")
             held = [key for key in agent if key.asbytes() == _public_blob(path)]
             if held:
-                keys.extend(k for k in held if k not in keys)
+                keys.extend((k, f"{path}, from ssh-agent") for k in held)
                 continue
             _warn_if_unprotected(path)
             try:
-                keys.append(paramiko.PKey.from_path(str(path)))
+                keys.append((paramiko.PKey.from_path(str(path)), str(path)))
             except (paramiko.PasswordRequiredException, TypeError):
                 # TypeError: what cryptography raises for an encrypted OpenSSH-format key
                 errors.append(f"{path} needs a passphrase: add it to ssh-agent (ssh-add {path})")
