@@ -85,8 +85,8 @@ SCRIPTS: dict[str, str] = {
     "launch": tmux.launch_script("~/compute/logs", "train", ["train", "train-2"]),
     "launch-subset": tmux.launch_script("/scratch/my logs", "it's", [], [3, 5]),
     "launch-secrets": tmux.launch_script("~/compute/logs", "train", [], [], "compute-secrets-0123abcd"),
-    "states": tmux.states_script(RECORDS),
-    "cancel": tmux.cancel_script(RECORDS),
+    "states": tmux.states_script(),
+    "cancel": tmux.cancel_script(),
 }
 
 
@@ -307,3 +307,16 @@ def test_the_shell_files_of_the_launcher_are_valid_bash(name: str) -> None:
     path = Path(tmux.__file__).parent / "scripts" / name
     proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_jobs_reach_the_state_script_on_stdin_whatever_their_names(tmp_path: Path) -> None:
+    """Ids and folders with blanks and quotes arrive as they are, and 10,000 of them fit (the command
+    line would not hold them)."""
+    records = [*RECORDS, *(record(f"big.{i}", f"/nowhere/big/{i}.status") for i in range(10_000))]
+    proc = subprocess.run(
+        ["bash", "-c", tmux.states_script()], input=tmux.job_stdin(records), capture_output=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    states = tmux.parse_states(proc.stdout.decode())
+    assert set(states) == {r.job_id for r in records}
+    assert states["it's-2.12"].reason == "its files on the host are gone"

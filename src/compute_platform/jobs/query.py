@@ -10,6 +10,7 @@ queried in parallel, and a host that cannot be reached shows its jobs as UNKNOWN
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
@@ -20,9 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from compute_platform.errors import ComputeError, InputError
+from compute_platform.errors import ComputeError, InputError, LedgerError
 from compute_platform.hosts import shell
-from compute_platform.ledger import Event, JobRecord, Ledger, now
+from compute_platform.ledger import Ended, Event, JobRecord, Ledger, now
 from compute_platform.scheduling.backend import (
     CANCELLED,
     COMPLETED,
@@ -123,14 +124,19 @@ class Jobs:
     def rows(
         self, records: Sequence[JobRecord], known: dict[tuple[str, str], Row] | None = None
     ) -> list[Row]:
-        """Every record with its state. Rows already final in `known` are not asked again."""
+        """Every record with its state. Jobs that ended (in `known`, or in the archive's states.csv)
+        are not asked again; those that ended since are written there."""
         known = known or {}
-        todo = [
-            r
-            for r in records
-            if not (known.get((r.host, r.job_id)) and known[(r.host, r.job_id)].state.state in FINAL)
-        ]
+        ended = self.ledger.ended()
+        finished = {
+            key: JobState(e.state, int(e.exit_code) if e.exit_code.lstrip("-").isdigit() else None, e.reason)
+            for key, e in ended.items()
+        }
+        finished.update({key: row.state for key, row in known.items() if row.state.state in FINAL})
+        todo = [r for r in records if (r.host, r.job_id) not in finished]
         found = self.states(todo)
+        self._keep_ended(found, ended)
+        found.update({key: finished[key] for key in ((r.host, r.job_id) for r in records) if key in finished})
         replaced = self.replaced()
         cancelled = {(e.host, e.job_id) for e in self.ledger.events() if e.event == "cancelled"}
         rows: list[Row] = []
@@ -142,6 +148,26 @@ class Jobs:
                 state = JobState(CANCELLED, None, "compute cancel")
             rows.append(Row(record, state, replaced.get(key, "")))
         return rows
+
+    def _keep_ended(
+        self, found: dict[tuple[str, str], JobState], ended: dict[tuple[str, str], Ended]
+    ) -> None:
+        """Write the jobs that ended since the last look to states.csv; a read-only archive only
+        means they are asked again next time."""
+        new = [
+            Ended(
+                now(),
+                host,
+                job_id,
+                state.state,
+                "" if state.exit_code is None else str(state.exit_code),
+                state.reason,
+            )
+            for (host, job_id), state in found.items()
+            if state.state in FINAL and (host, job_id) not in ended
+        ]
+        with contextlib.suppress(LedgerError):
+            self.ledger.append_ended(new)
 
     def states(self, records: Sequence[JobRecord]) -> dict[tuple[str, str], JobState]:
         groups = self.by_host(records)

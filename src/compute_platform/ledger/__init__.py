@@ -6,6 +6,7 @@ from compute_platform.ledger.records import (
     LEDGER_VERSION,
     NOT_SUBMITTED,
     UNCONFIRMED,
+    Ended,
     Event,
     JobPaths,
     JobRecord,
@@ -16,7 +17,7 @@ from compute_platform.ledger.records import (
     renewed,
     safe_name,
 )
-from compute_platform.ledger.store import EVENTS_FILE, JOBS_FILE, Ledger
+from compute_platform.ledger.store import EVENTS_FILE, JOBS_FILE, STATES_FILE, Ledger
 
 __all__ = [
     "CONFIRMED",
@@ -24,7 +25,9 @@ __all__ = [
     "JOBS_FILE",
     "LEDGER_VERSION",
     "NOT_SUBMITTED",
+    "STATES_FILE",
     "UNCONFIRMED",
+    "Ended",
     "Event",
     "JobPaths",
     "JobRecord",

@@ -99,6 +99,23 @@ class Event:
 
 
 @dataclass(frozen=True)
+class Ended:
+    """A job's final state as its host first reported it (archive/states.csv): an ended job is never
+    asked about again. Derived knowledge, not a record of the run: job.csv stays the source of truth."""
+
+    at: str
+    host: str
+    job_id: str
+    state: str
+    exit_code: str  # "" when unknown
+    reason: str = ""
+
+    @classmethod
+    def columns(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+@dataclass(frozen=True)
 class Script:
     """What a submission archives: the script's text, its suffix (`slurm`, `tmux`) and how many
     rows it will add to job.csv (their room is reserved before anything is submitted)."""

@@ -3,6 +3,7 @@
 archive/
   job.csv              one row per job (per array element), appended under a lock, never rewritten
   events.csv           later events about those jobs (cancelled, resubmitted), appended likewise
+  states.csv           the final state of each ended job, as its host first reported it: never asked again
   <host>/<job_id>.<ext> the exact script submitted, written under a temporary name then renamed
   .lock                the file lock every writer takes
 """
@@ -26,6 +27,7 @@ from compute_platform.ledger.records import (
     CONFIRMED,
     NOT_SUBMITTED,
     UNCONFIRMED,
+    Ended,
     Event,
     JobRecord,
     Script,
@@ -39,6 +41,7 @@ SPARE_BYTES = 1 << 20
 ROW_BYTES = 4096  # generous: a row is ~1 KiB plus its command lines
 JOBS_FILE = "job.csv"
 EVENTS_FILE = "events.csv"
+STATES_FILE = "states.csv"  # the final state of ended jobs, appended as hosts report them
 
 
 class Ledger:
@@ -183,6 +186,23 @@ class Ledger:
     def append_events(self, events: Sequence[Event]) -> None:
         if events:
             self._append(self.events_file, Event.columns(), [asdict(e) for e in events])
+
+    @property
+    def states_file(self) -> Path:
+        return self.root / STATES_FILE
+
+    def append_ended(self, ended: Sequence[Ended]) -> None:
+        if ended:
+            self._append(self.states_file, Ended.columns(), [asdict(e) for e in ended])
+
+    def ended(self) -> dict[tuple[str, str], Ended]:
+        """(host, job id) -> the final state recorded for it (a torn last row is left out)."""
+        found: dict[tuple[str, str], Ended] = {}
+        for row in _read(self.states_file):
+            item = Ended(**{c: row.get(c) or "" for c in Ended.columns()})
+            if item.host and item.job_id and item.state:
+                found.setdefault((item.host, item.job_id), item)
+        return found
 
     def append_new(self, records: Sequence[JobRecord]) -> list[JobRecord]:
         """Append the records whose (host, job_id) is not in job.csv yet and return them; the check

@@ -258,10 +258,23 @@ echo "{SESSION_MARK}$compute_name $compute_root/$compute_name"
 _STATE_FUNCTION = _script("tmux-state.sh")
 
 
-def states_script(records: Sequence[JobRecord]) -> str:
-    """The state of every record, from its files and ONE tmux call for all of them."""
-    calls = [f"compute_state {shell.join([r.job_id, *JobFiles.of(r).where()])}" for r in records]
-    return "\n".join([_STATE_FUNCTION, *calls])
+def states_script() -> str:
+    """The state of every job named on stdin (`job_stdin`), from its files and ONE tmux call for all
+    of them. On stdin, not on the command line: a command line holds at most 128 KiB."""
+    return "\n".join([_STATE_FUNCTION, _EACH_JOB.format(function="compute_state")])
+
+
+# Reads (job id, folder, index) triples, each word NUL-terminated, and calls the function on each.
+_EACH_JOB = (
+    "while IFS= read -r -d '' compute_j && IFS= read -r -d '' compute_f && IFS= read -r -d '' compute_i; do\n"
+    '  {function} "$compute_j" "$compute_f" "$compute_i"\n'
+    "done"
+)
+
+
+def job_stdin(records: Sequence[JobRecord]) -> bytes:
+    """The jobs `states_script` and `cancel_script` read: id, folder, index, each NUL-terminated."""
+    return b"".join(f"{r.job_id}\0{JobFiles.of(r).folder}\0{JobFiles.of(r).index}\0".encode() for r in records)
 
 
 def parse_states(output: str) -> dict[str, JobState]:
@@ -309,9 +322,10 @@ def decide(folder: bool, started: bool, status: str, alive: bool, cancelled: boo
 _CANCEL_FUNCTION = _script("tmux-cancel.sh")
 
 
-def cancel_script(records: Sequence[JobRecord], grace: float = 10.0) -> str:
-    calls = [f"compute_cancel {shell.join([r.job_id, *JobFiles.of(r).where()])}" for r in records]
-    return "\n".join([_CANCEL_FUNCTION.replace("@GRACE@", f"{grace:g}"), *calls])
+def cancel_script(grace: float = 10.0) -> str:
+    """Cancel every job named on stdin (`job_stdin`)."""
+    function = _CANCEL_FUNCTION.replace("@GRACE@", f"{grace:g}")
+    return "\n".join([function, _EACH_JOB.format(function="compute_cancel")])
 
 
 # -- I/O: launching and the backend of `compute jobs` ---------------------------------------------
@@ -378,7 +392,7 @@ class TmuxBackend:
     def states(self, host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
         if not records:
             return {}
-        result = host.run(states_script(records), timeout=60, check=True)
+        result = host.run(states_script(), stdin=job_stdin(records), timeout=60, check=True)
         states = parse_states(result.stdout)
         for record in records:
             states.setdefault(record.job_id, JobState(UNKNOWN, None, "no answer from the host"))
@@ -386,7 +400,7 @@ class TmuxBackend:
 
     def cancel(self, host: Host, records: Sequence[JobRecord]) -> None:
         if records:
-            host.run(cancel_script(records), timeout=60, check=True)
+            host.run(cancel_script(), stdin=job_stdin(records), timeout=60, check=True)
 
     def resubmit(self, host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[JobRecord]:
         """Start the archived launchers again, each for its failed jobs only, in a new session."""

@@ -7,6 +7,6 @@ compute_cancel() {
   fi
   echo "cancelled $1"
 }
-compute_cancel train.0 /home/alice/compute/logs/train 0
-compute_cancel train.1 /home/alice/compute/logs/train 1
-compute_cancel 'it'"'"'s-2.12' '/home/alice/my logs/it'"'"'s-2' 12
+while IFS= read -r -d '' compute_j && IFS= read -r -d '' compute_f && IFS= read -r -d '' compute_i; do
+  compute_cancel "$compute_j" "$compute_f" "$compute_i"
+done

@@ -10,6 +10,6 @@ compute_state() {
   case "$compute_sessions" in *" ${2##*/} "*) session=1 ;; esac
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$1" $dir $started "$status" $alive $cancelled $session
 }
-compute_state train.0 /home/alice/compute/logs/train 0
-compute_state train.1 /home/alice/compute/logs/train 1
-compute_state 'it'"'"'s-2.12' '/home/alice/my logs/it'"'"'s-2' 12
+while IFS= read -r -d '' compute_j && IFS= read -r -d '' compute_f && IFS= read -r -d '' compute_i; do
+  compute_state "$compute_j" "$compute_f" "$compute_i"
+done
