@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ LineCallback = Callable[[str, str], None]
 
 @dataclass(frozen=True)
 class Result:
-    """What a command did: exit code (-1 when killed by a timeout), its output and its duration."""
+    """What a command did: exit code (-1 when killed by a timeout), its output (of a stream over
+    HEAD_BYTES + TAIL_BYTES, its start and end: BoundedOutput) and its duration."""
 
     command: str
     exit_code: int
@@ -41,26 +43,150 @@ class Result:
         return "\n".join(text.splitlines()[-lines:])
 
 
-class LineSplitter:
-    """Turns chunks of bytes into complete decoded lines for a LineCallback."""
+# A line longer than this reaches the callback in pieces of at most this many bytes: a command
+# printing without a newline (a progress bar redrawn with \r, binary data) must not grow a buffer
+# without end. 64 KiB is far above any line meant to be read, and cheap to hold.
+LINE_LIMIT = 64 << 10
+# Of each output stream, the first HEAD_BYTES and the last TAIL_BYTES are kept, the middle dropped.
+# Callers parse outputs such as job state tables (squeue, sacct, status files for ~10,000 jobs:
+# ~1 MB), which must come whole: 4 MiB + 4 MiB keeps 8x that untouched. Beyond, the start says what
+# the command did first and the end how it failed, and a command costs at most ~8 MiB per stream
+# (twice that while decoded) however much it prints.
+HEAD_BYTES = 4 << 20
+TAIL_BYTES = 4 << 20
 
-    def __init__(self, stream: str, callback: LineCallback | None) -> None:
+
+class LineSplitter:
+    """Turns chunks of bytes into decoded lines for a LineCallback: each complete line, a line
+    longer than `limit` bytes in pieces (cut between characters)."""
+
+    def __init__(self, stream: str, callback: LineCallback | None, limit: int = LINE_LIMIT) -> None:
         self.stream = stream
         self.callback = callback
+        self.limit = limit
         self.buffer = b""
 
     def feed(self, data: bytes) -> None:
         if self.callback is None:
             return
-        self.buffer += data
-        *complete, self.buffer = self.buffer.split(b"\n")
+        *complete, rest = (self.buffer + data).split(b"\n")
         for line in complete:
-            self.callback(self.stream, line.decode(errors="replace"))
+            self._emit(line, whole=True)
+        self.buffer = self._emit(rest, whole=False)
 
     def flush(self) -> None:
         if self.callback is not None and self.buffer:
-            self.callback(self.stream, self.buffer.decode(errors="replace"))
+            self._emit(self.buffer, whole=True)
         self.buffer = b""
+
+    def _emit(self, line: bytes, whole: bool) -> bytes:
+        """Pass `line` on, in pieces of at most `limit` bytes; of a line not `whole` (its newline
+        still to come), what is left under the limit is returned, to be continued."""
+        assert self.callback is not None
+        start = 0  # an offset, not slices of the rest: one read over SSH can be a 64 MiB line
+        while len(line) - start > self.limit:
+            piece = line[start : start + self.limit]
+            cut = complete_prefix(piece) or self.limit  # 0: no character boundary
+            self.callback(self.stream, piece[:cut].decode(errors="replace"))
+            start += cut
+        if not whole:
+            return line[start:]
+        self.callback(self.stream, line[start:].decode(errors="replace"))
+        return b""
+
+
+class BoundedOutput:
+    """One output stream as a command's Result holds it: its first `head` and last `tail` bytes,
+    with one line in place of the middle saying how much was dropped. `seen` counts every byte."""
+
+    def __init__(self, head: int = HEAD_BYTES, tail: int = TAIL_BYTES) -> None:
+        self.head_limit = head
+        self.tail_limit = tail
+        self.head = bytearray()
+        # whole chunks, the oldest dropped once the rest hold `tail` bytes: no copying of what is kept
+        self.tail: deque[bytes] = deque()
+        self.tail_size = 0
+        self.seen = 0
+
+    def feed(self, data: bytes) -> None:
+        self.seen += len(data)
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data and self.tail_limit > 0:
+            self._keep_tail(data)
+
+    def _keep_tail(self, data: bytes) -> None:
+        if len(data) >= self.tail_limit:  # one chunk fills the tail (paramiko reads up to 64 MiB)
+            self.tail.clear()
+            self.tail_size = 0
+            data = data[len(data) - self.tail_limit :]
+        self.tail.append(data)
+        self.tail_size += len(data)
+        while self.tail_size - len(self.tail[0]) >= self.tail_limit:
+            self.tail_size -= len(self.tail.popleft())
+
+    @property
+    def dropped(self) -> int:
+        """Bytes not kept (before cutting at line boundaries, which `text` does)."""
+        return self.seen - len(self.head) - min(self.tail_size, self.tail_limit)
+
+    def text(self) -> str:
+        tail = b"".join(self.tail)[-self.tail_limit :] if self.tail_limit > 0 else b""
+        if self.seen == len(self.head) + len(tail):  # all of it: exactly what the command wrote
+            return (bytes(self.head) + tail).decode(errors="replace")
+        head = self.head[: _head_end(self.head)]
+        tail = tail[_tail_start(tail) :]
+        dropped = self.seen - len(head) - len(tail)
+        mark = f"[compute: {describe_size(dropped)} of output not kept]\n"
+        if head and not head.endswith(b"\n"):
+            mark = "\n" + mark
+        return head.decode(errors="replace") + mark + tail.decode(errors="replace")
+
+
+def _head_end(head: bytes | bytearray) -> int:
+    """Where the kept start ends: after its last newline when one is near the end (no half line
+    before the mark), else after its last whole character."""
+    newline = head.rfind(b"\n", max(0, len(head) - LINE_LIMIT))
+    return newline + 1 if newline >= 0 else complete_prefix(head)
+
+
+def _tail_start(tail: bytes) -> int:
+    """Where the kept end starts: after its first newline when one is near the start, else at its
+    first whole character."""
+    newline = tail.find(b"\n", 0, LINE_LIMIT)
+    if newline >= 0:
+        return newline + 1
+    start = 0
+    while start < min(3, len(tail)) and 0x80 <= tail[start] < 0xC0:  # continuation bytes
+        start += 1
+    return start
+
+
+def complete_prefix(data: bytes | bytearray) -> int:
+    """The length of `data` without a UTF-8 character cut off at its end (a lead byte whose
+    continuation bytes are missing): cutting there splits no character in two."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte < 0x80:
+            return len(data)
+        if byte >= 0xC0:  # the lead byte of a character of `need` bytes
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(data) if back >= need else len(data) - back
+    return len(data)  # not UTF-8 there: errors="replace" shows it as it is
+
+
+def describe_size(count: int) -> str:
+    """A byte count for people: `512 bytes`, `41.9 MB` (decimal units, as rich and `ls --si`)."""
+    if count < 1000:
+        return f"{count} bytes"
+    size, unit = count / 1000, "kB"
+    for bigger in ("MB", "GB", "TB"):
+        if size < 1000:
+            break
+        size, unit = size / 1000, bigger
+    return f"{size:.1f} {unit}"
 
 
 class Host(ABC):

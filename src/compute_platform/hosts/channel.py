@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from compute_platform.errors import HostError
-from compute_platform.hosts.base import LineSplitter
+from compute_platform.hosts.base import BoundedOutput, LineSplitter
 
 if TYPE_CHECKING:
     import paramiko
@@ -151,19 +151,20 @@ class ExecEnding:
 
 
 class Capture:
-    """One output stream kept whole, and cut into lines for the callback as it comes."""
+    """One output stream kept (its start and its end: memory stays bounded whatever the command
+    prints), and cut into lines for the callback as it comes."""
 
     def __init__(self, lines: LineSplitter) -> None:
         self.lines = lines
-        self.chunks: list[bytes] = []
+        self.kept = BoundedOutput()
 
     def feed(self, data: bytes) -> None:
-        self.chunks.append(data)
+        self.kept.feed(data)
         self.lines.feed(data)
 
     def text(self) -> str:
         self.lines.flush()
-        return b"".join(self.chunks).decode(errors="replace")
+        return self.kept.text()
 
 
 class Forward:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import IO, BinaryIO
 
-from compute_platform.hosts.base import LineCallback, LineSplitter
+from compute_platform.hosts.base import BoundedOutput, LineCallback, LineSplitter
 from compute_platform.hosts.remote import Opening
 
 Stop = Callable[["subprocess.Popen[bytes]"], None]
@@ -115,22 +115,23 @@ def kill_tree(proc: subprocess.Popen[bytes], grace: float = 2.0) -> None:
 
 
 class Kept:
-    """One output stream: written to `to` as it comes (a download), or kept and cut into lines."""
+    """One output stream: written whole to `to` as it comes (a download, never cut), or kept (its
+    start and its end: memory stays bounded whatever the command prints) and cut into lines."""
 
     def __init__(self, lines: LineSplitter, to: BinaryIO | None) -> None:
         self.lines = lines
         self.to = to
-        self.chunks: list[bytes] = []
+        self.kept = BoundedOutput()
 
     def feed(self, data: bytes) -> None:
         if self.to is not None:
             self.to.write(data)
         else:
-            self.chunks.append(data)
+            self.kept.feed(data)
             self.lines.feed(data)
 
     def text(self) -> str:
-        return b"".join(self.chunks).decode(errors="replace")
+        return self.kept.text()
 
 
 def _drain(pipe: IO[bytes], kept: Kept, token: bytes | None) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
 import os
 import sys
 import threading
+from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -105,6 +107,45 @@ class PlainReporter(Reporter):
 
 
 JSON_VERSION = 1
+# What `--json` keeps of each host's command output in a task: its last lines, at most this many
+# and this many characters (4 MiB, as much as the end of a Result keeps: hosts.base.TAIL_BYTES,
+# not imported, for start-up): a command printing without end must not grow the document, nor
+# memory, without bound. compute's own entries (info, plan) come from the playbook, bounded by it,
+# and are all kept.
+OUTPUT_LINES_KEPT = 10_000
+OUTPUT_CHARS_KEPT = 4 << 20
+
+
+class LastLines:
+    """One host's entries of a task for the JSON document: every info and plan entry, and the
+    last lines of output, after one entry saying how many earlier ones were not kept."""
+
+    def __init__(self, lines: int = OUTPUT_LINES_KEPT, chars: int = OUTPUT_CHARS_KEPT) -> None:
+        self.max_lines = lines
+        self.max_chars = chars
+        self.notes: list[tuple[int, str, str]] = []
+        self.output: deque[tuple[int, str, str]] = deque()  # (order of arrival, stream, line)
+        self.chars = 0
+        self.dropped = 0
+        self.count = 0
+
+    def add(self, stream: str, line: str) -> None:
+        self.count += 1
+        if stream not in ("stdout", "stderr"):
+            self.notes.append((self.count, stream, line))
+            return
+        self.output.append((self.count, stream, line))
+        self.chars += len(line)
+        while len(self.output) > self.max_lines or (self.chars > self.max_chars and len(self.output) > 1):
+            self.chars -= len(self.output.popleft()[2])
+            self.dropped += 1
+
+    def entries(self) -> list[dict[str, str]]:
+        entries = [{"stream": s, "line": line} for _, s, line in heapq.merge(self.notes, self.output)]
+        if self.dropped:
+            said = f"[compute: {self.dropped} earlier lines of output not kept]"
+            entries.insert(0, {"stream": "info", "line": said})
+        return entries
 
 
 class JsonReporter(Reporter):
@@ -117,7 +158,7 @@ class JsonReporter(Reporter):
         self.dry_run = False
         self.tasks: list[dict[str, object]] = []
         self.current: dict[str, dict[str, object]] = {}
-        self.output: dict[tuple[int, str], list[dict[str, str]]] = {}
+        self.output: dict[tuple[int, str], LastLines] = {}
 
     def run_start(self, playbook: Path, options: RunOptions) -> None:
         self.playbook = str(playbook)
@@ -130,7 +171,10 @@ class JsonReporter(Reporter):
 
     def host_output(self, task: Task, host: str, stream: str, line: str) -> None:
         with self.lock:
-            self.output.setdefault((task.index, host), []).append({"stream": stream, "line": line})
+            key = (task.index, host)
+            if key not in self.output:
+                self.output[key] = LastLines()
+            self.output[key].add(stream, line)
 
     def host_message(self, task: Task, host: str, text: str) -> None:
         self.host_output(task, host, "info", text)
@@ -144,7 +188,7 @@ class JsonReporter(Reporter):
                 "status": status.value,
                 "seconds": round(seconds, 3),
                 "message": message,
-                "output": self.output.pop((task.index, host), []),
+                "output": self.output.pop((task.index, host), LastLines()).entries(),
             }
 
     def run_done(self, summary: RunSummary) -> None:
