@@ -89,6 +89,12 @@ def test_fifty_megabytes_of_output_over_ssh_keep_memory_bounded(testbed: Any, co
     check_bounded(measured(ssh_spec(testbed, connection=connection), timeout=60))
 
 
+@pytest.mark.slow
+def test_fifty_megabytes_of_output_in_the_persistent_shell_keep_memory_bounded(testbed: Any) -> None:
+    # no timeout, no stdin: paramiko runs the command in its persistent shell (Marked)
+    check_bounded(measured(ssh_spec(testbed, connection="ssh")))
+
+
 def peak_of_run_json(folder: Path, printed: int) -> tuple[int, dict[str, Any]]:
     """The peak memory (kB) of `compute run --json` of one cmd printing `printed` bytes, and its document."""
     write_book(folder, [{"name": "loud", "hosts": "localhost", "cmd": f"yes {'7' * 99} | head -c {printed}"}])

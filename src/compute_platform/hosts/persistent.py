@@ -20,7 +20,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from compute_platform.errors import HostError
-from compute_platform.hosts.base import LineCallback, LineSplitter, Result
+from compute_platform.hosts.base import BoundedOutput, LineCallback, LineSplitter, Result
 from compute_platform.hosts.channel import CLOSED, READ_SIZE, Watch, read
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ class Marked:
     def __init__(self, token: bytes, lines: LineSplitter) -> None:
         self.token = token
         self.lines = lines
-        self.chunks: list[bytes] = []
+        self.kept = BoundedOutput()  # memory stays bounded whatever the command prints
         self.pending = b""
         self.tail: bytes | None = None  # what follows the token, once it came
 
@@ -89,7 +89,7 @@ class Marked:
 
     def _emit(self, data: bytes) -> None:
         if data:
-            self.chunks.append(data)
+            self.kept.feed(data)
             self.lines.feed(data)
 
     @property
@@ -98,7 +98,9 @@ class Marked:
 
     def text(self) -> str:
         self.lines.flush()
-        return b"".join([*self.chunks, self.pending]).decode(errors="replace")
+        self.kept.feed(self.pending)
+        self.pending = b""
+        return self.kept.text()
 
 
 class PersistentShell:
