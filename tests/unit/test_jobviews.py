@@ -238,3 +238,25 @@ def test_summary_json_has_its_documented_shape() -> None:
         "tasks": [],
         "total": {"jobs": 0, "states": dict.fromkeys(states, 0)},
     }
+
+
+def test_the_default_table_shows_open_jobs_and_the_latest_run() -> None:
+    from compute_platform.jobs.query import Selection, select
+
+    def row(job_id: str, run: str, at: str, state: str) -> Row:
+        return Row(JobRecord(at, "b.yaml", "t", "h", "tmux", job_id, "n", run_id=run), JobState(state))
+
+    rows = [
+        row("old-done", "r1", "2026-01-01T00:00:00+00:00", "COMPLETED"),
+        row("old-open", "r1", "2026-01-01T00:00:00+00:00", "RUNNING"),
+        row("new-done", "r2", "2026-02-01T00:00:00+00:00", "FAILED"),
+    ]
+    ids = lambda kept: [r.record.job_id for r in kept]  # noqa: E731
+    shown, left = select(rows, Selection())
+    assert (ids(shown), left) == (["old-open", "new-done"], 1)
+    assert select(rows, Selection(), narrowed=True) == (rows, 0)  # --task, --host or --state chose
+    assert ids(select(rows, Selection(everything=True))[0]) == ["old-done", "old-open", "new-done"]
+    assert ids(select(rows, Selection(run="r1"))[0]) == ["old-done", "old-open"]
+    assert ids(select(rows, Selection(since="2026-01-15"))[0]) == ["new-done"]
+    assert ids(select(rows, Selection(last=1))[0]) == ["new-done"]
+    assert ids(select(rows, Selection(since="3650d"))[0]) == ["old-done", "old-open", "new-done"]

@@ -304,6 +304,15 @@ def _jobs_view(archive: str, inventory: str | None) -> Any:
     help="Draw a task's sweep as a grid coloured by state (default: the ledger's latest task).",
 )
 @click.option("--summary", is_flag=True, help="Count the states of the jobs per task and host.")
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Every job of the ledger (default: open ones and the latest run's).",
+)
+@click.option("--since", help="Jobs submitted since a date (2026-11-01), a time or an age (3d, 12h).")
+@click.option("--run", "run_id", help="The jobs of one run (its id is in the rows and the --json output).")
+@click.option("--last", type=click.IntRange(min=1), help="The N latest jobs.")
 @_ledger_options
 def jobs(
     host: str | None,
@@ -313,6 +322,10 @@ def jobs(
     watch: bool,
     grid: str | None,
     summary: bool,
+    show_all: bool,
+    since: str | None,
+    run_id: str | None,
+    last: int | None,
     archive: str,
     inventory: str | None,
     verbose: bool,
@@ -331,15 +344,19 @@ def jobs(
             query.show(view, view.records(host, name), None, watch, draw=views.draw_grid)
             return 0
         records = view.records(host, task)
+        chosen = query.Selection(show_all, since, run_id, last)
+        every = query.Selection(True, since, run_id, last)  # summaries and JSON: all rows unless told
         if summary and as_json:
-            rows = query.filter_states(view.rows(records), state)
+            rows, _ = query.select(query.filter_states(view.rows(records), state), every)
             click.echo(views.summary_json(views.counts(rows)))
         elif summary:
-            query.show(view, records, state, watch, draw=views.draw_summary)
+            query.show(view, records, state, watch, draw=views.draw_summary, selection=every)
         elif as_json:
-            click.echo(query.as_json(query.filter_states(view.rows(records), state)))
+            rows, _ = query.select(query.filter_states(view.rows(records), state), every)
+            click.echo(query.as_json(rows))
         else:
-            query.show(view, records, state, watch)
+            narrowed = bool(host or task or state)
+            query.show(view, records, state, watch, selection=chosen, narrowed=narrowed)
     finally:
         view.close()
     return 0

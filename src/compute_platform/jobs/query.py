@@ -51,6 +51,7 @@ BACKENDS: dict[str, str] = {
 FINAL = (COMPLETED, FAILED, CANCELLED, TIMEOUT)
 ALL_STATES = (PENDING, RUNNING, *FINAL, UNKNOWN)
 WATCH_SECONDS = 5.0  # Slurm's man pages ask not to poll the controller in tight loops
+WATCH_MAX_SECONDS = 60.0  # --watch's longest pause, reached while nothing changes
 FOLLOW_SECONDS = 1.0  # `logs -f`: how often the file is read (a cheap `tail -c`)
 FOLLOW_STATE_EVERY = 10  # ... and every this many reads, whether the job has ended
 
@@ -354,6 +355,59 @@ def filter_states(rows: Sequence[Row], states: str | None) -> list[Row]:
     return [row for row in rows if row.state.state in wanted]
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which rows of the ledger the table shows. With none of these (and no --host, --task or
+    --state), the default: the jobs still open and those of the latest run, the rest counted."""
+
+    everything: bool = False  # --all
+    since: str | None = None  # --since: an ISO date or time, or "3d", "12h", "30m" ago
+    run: str | None = None  # --run RUN_ID
+    last: int | None = None  # --last N: the N latest rows
+
+    @property
+    def default(self) -> bool:
+        return not (self.everything or self.since or self.run or self.last)
+
+
+def select(rows: Sequence[Row], selection: Selection, narrowed: bool = False) -> tuple[list[Row], int]:
+    """The rows to show, and how many were left out. `narrowed`: --host, --task or --state chose
+    already, so the default keeps every row they chose."""
+    kept = list(rows)
+    if selection.run:
+        kept = [row for row in kept if row.record.run_id == selection.run]
+    if selection.since:
+        start = since_time(selection.since)
+        kept = [row for row in kept if row.record.submitted_at >= start]
+    if selection.last:
+        kept = kept[-selection.last :]
+    if selection.default and not narrowed and kept:
+        latest = max(kept, key=lambda row: row.record.submitted_at).record.run_id
+        kept = [row for row in kept if row.state.state not in FINAL or row.record.run_id == latest]
+    return kept, len(rows) - len(kept)
+
+
+_AGO = {"d": 86400, "h": 3600, "m": 60}
+
+
+def since_time(text: str) -> str:
+    """--since as the ISO time rows are compared with: `2026-11-01`, `2026-11-01T12:00`, or `3d`,
+    `12h`, `30m` before now."""
+    from datetime import datetime, timedelta, timezone
+
+    amount, unit = text[:-1], text[-1:].lower()
+    if unit in _AGO and amount.isdigit():
+        at = datetime.now(timezone.utc) - timedelta(seconds=int(amount) * _AGO[unit])
+        return at.isoformat(timespec="seconds")
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise InputError(
+            f"--since: expected a date (2026-11-01), a time (2026-11-01T12:00) or an age (3d, 12h, 30m), got {text!r}"
+        ) from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).isoformat(timespec="seconds")
+
+
 # -- display ----------------------------------------------------------------------------------
 
 STATE_STYLES = {
@@ -461,6 +515,8 @@ def show(
     states: str | None,
     watch: bool,
     draw: Callable[[list[Row]], RenderableType] | None = None,
+    selection: Selection | None = None,
+    narrowed: bool = True,
 ) -> None:
     """Print the table (or what `draw` makes of the rows: jobviews' grid or summary) once, or with
     `watch` redraw it every WATCH_SECONDS until every job shown has ended (Ctrl-C stops watching).
@@ -475,25 +531,35 @@ def show(
     console = Console(width=None if terminal else max(200, shutil.get_terminal_size().columns))
     known: dict[tuple[str, str], Row] = {}
 
-    def frame() -> tuple[RenderableType, bool]:
+    def frame() -> tuple[RenderableType, bool, list[JobState]]:
         rows = view.rows(records, known)
         known.update({row.key: row for row in rows})
-        shown = filter_states(rows, states)
+        shown, left = select(filter_states(rows, states), selection or Selection(everything=True), narrowed)
         done = all(row.state.state in FINAL for row in shown)
+        seen = [row.state for row in shown]
         if draw is not None:
-            return draw(shown), done
-        return Group(table(shown), f"\n{len(shown)} jobs: {summary(shown)}"), done
+            return draw(shown), done, seen
+        lines: list[RenderableType] = [table(shown), f"\n{len(shown)} jobs: {summary(shown)}"]
+        if left:
+            lines.append(
+                f"{left} ended job(s) of earlier runs not shown: --all, --since, --run or --last show them"
+            )
+        return Group(*lines), done, seen
 
     if not watch:
         console.print(frame()[0], soft_wrap=True)
         return
     try:
         with Live(console=console, auto_refresh=False) as live:
+            pause, before = WATCH_SECONDS, None
             while True:
-                renderable, done = frame()
+                renderable, done, seen = frame()
                 live.update(renderable, refresh=True)
                 if done:
                     return
-                time.sleep(WATCH_SECONDS)
+                # Slurm asks for no tight polling: while nothing changes, ask less and less often
+                pause = WATCH_SECONDS if seen != before else min(pause * 2, WATCH_MAX_SECONDS)
+                before = seen
+                time.sleep(pause)
     except KeyboardInterrupt:
         return
