@@ -247,11 +247,11 @@ def parse_job_id(stdout: str) -> str:
 
 
 def states(host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
-    """One round trip: squeue for every job still known to the controller, then the exit-status
-    files the jobs wrote, then sacct when it works. Everything it needs comes on stdin, read with
-    shell builtins only: the job ids in chunks (a command line holds at most 128 KiB, ~16,000 ids,
-    and a ledger with the original tool's jobs has an id per job), then the status files, then the
-    ids again for sacct."""
+    """One round trip: one squeue for all the user's jobs the controller still knows (its size set
+    by the user's queue, not by the ledger), then the exit-status files the jobs wrote, then sacct
+    when it works. What it needs comes on stdin, read with shell builtins only: the status files,
+    then the job ids in chunks for sacct (a command line holds at most 128 KiB). The records are
+    the jobs still open: ended ones are not asked about again (archive/states.csv)."""
     if not records:
         return {}
     ids = list(dict.fromkeys(r.job_id.split("_")[0] for r in records))
@@ -259,9 +259,7 @@ def states(host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
     files = "".join(f"{r.status_file}\n" for r in records if r.status_file)
     command = "\n".join(
         [
-            f'while IFS= read -r ids && [ "$ids" != {SECTION} ]; do',
-            "  squeue -h -r -t all -j \"$ids\" -o '%i|%T|%r' </dev/null 2>/dev/null",
-            "done",
+            "squeue -h -r -t all -u \"$(id -un)\" -o '%i|%T|%r' </dev/null 2>/dev/null",
             f"echo {SECTION}",
             f'while IFS= read -r f && [ "$f" != {SECTION} ]; do',
             '  [ -r "$f" ] && IFS= read -r l < "$f" && printf "%s|%s\\n" "$f" "$l"',
@@ -273,7 +271,7 @@ def states(host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
             "true",
         ]
     )
-    stdin = f"{chunks}{SECTION}\n{files}{SECTION}\n{chunks}"
+    stdin = f"{files}{SECTION}\n{chunks}"
     result = host.run(command, stdin=stdin.encode(), timeout=120, check=True)
     queue, status, sacct = [*result.stdout.split(SECTION + "\n"), "", ""][:3]
     return merge_states(
