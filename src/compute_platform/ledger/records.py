@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,12 +49,28 @@ class JobRecord:
 
     @classmethod
     def columns(cls) -> list[str]:
-        return [f.name for f in fields(cls)]
+        return list(_JOB_COLUMNS)
 
     @classmethod
     def from_row(cls, row: dict[str, str]) -> JobRecord:
-        known = {name: (row.get(name) or "") for name in cls.columns()}
-        return cls(**known)
+        return cls(*(row.get(name) or "" for name in _JOB_COLUMNS))
+
+    @classmethod
+    def reader(cls, header: list[str]) -> Callable[[list[str]], JobRecord]:
+        """Rows of a file with this header -> records, a column the file lacks read as empty: the
+        positions worked out once per file, not once per row (a ledger has 10^5-10^6 rows)."""
+        where = [header.index(name) if name in header else -1 for name in _JOB_COLUMNS]
+        width = len(header)
+
+        def read(row: list[str]) -> JobRecord:
+            if len(row) < width:  # a row shorter than its header (written by hand): pad it
+                row = row + [""] * (width - len(row))
+            return cls(*(row[i] if i >= 0 else "" for i in where))
+
+        return read
+
+
+_JOB_COLUMNS = tuple(f.name for f in fields(JobRecord))
 
 
 @dataclass(frozen=True)

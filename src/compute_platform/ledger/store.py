@@ -47,6 +47,7 @@ STATES_FILE = "states.csv"  # the final state of ended jobs, appended as hosts r
 class Ledger:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self._records: tuple[tuple[int, int, int], list[JobRecord]] | None = None
 
     @property
     def jobs_file(self) -> Path:
@@ -198,10 +199,18 @@ class Ledger:
     def ended(self) -> dict[tuple[str, str], Ended]:
         """(host, job id) -> the final state recorded for it (a torn last row is left out)."""
         found: dict[tuple[str, str], Ended] = {}
-        for row in _read(self.states_file):
-            item = Ended(**{c: row.get(c) or "" for c in Ended.columns()})
-            if item.host and item.job_id and item.state:
-                found.setdefault((item.host, item.job_id), item)
+        try:
+            with open(self.states_file, newline="", encoding="utf-8") as f:
+                rows = csv.reader(f)
+                header = next(rows, [])
+                where = [header.index(c) if c in header else -1 for c in Ended.columns()]
+                for row in rows:
+                    if len(row) == len(header):
+                        item = Ended(*(row[i] if i >= 0 else "" for i in where))
+                        if item.host and item.job_id and item.state:
+                            found.setdefault((item.host, item.job_id), item)
+        except FileNotFoundError:
+            pass
         return found
 
     def append_new(self, records: Sequence[JobRecord]) -> list[JobRecord]:
@@ -259,7 +268,16 @@ class Ledger:
             os.close(fd)
 
     def records(self) -> list[JobRecord]:
-        return [JobRecord.from_row(row) for row in _read(self.jobs_file)]
+        """Every row of job.csv, read once while the file does not change (commands ask several
+        times: the records, then the replaced ones)."""
+        try:
+            stat = self.jobs_file.stat()
+        except FileNotFoundError:
+            return []
+        key = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        if self._records is None or self._records[0] != key:
+            self._records = (key, _read_records(self.jobs_file))
+        return list(self._records[1])
 
     def job_keys(self) -> set[tuple[str, str]]:
         """(host, job_id) of every row, without building the records (cheap enough for a hint)."""
@@ -309,6 +327,17 @@ def _read(path: Path) -> list[dict[str, str]]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def _read_records(path: Path) -> list[JobRecord]:
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = csv.reader(f)
+            header = next(rows, [])
+            read = JobRecord.reader(header)
+            return [read(row) for row in rows if row]
     except FileNotFoundError:
         return []
 
