@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Benchmark: the ledger at research-group scale. For ledgers of 10^4, 10^5 (and, with --rows, 10^6)
+rows of tmux jobs on localhost, generated (ten sweeps per run, every job ended but the latest run's
+1,000, their final states already in archive/states.csv as after a first look), it measures the wall
+time and peak memory of:
+
+  jobs        `compute jobs` (the default view: open jobs and the latest run's)
+  summary     `compute jobs --summary`
+  grid        `compute jobs --grid TASK` (the latest task)
+  logs        `compute logs JOB` (the last job)
+  all         `compute jobs --all`
+
+and reports, for each, the growth from the smallest to the largest ledger (the target: under 1.5x
+from 10^4 to 10^6, with `compute jobs` under 0.5 s and 150 MB at 10^6).
+
+    python3 bench/ledger.py [--rows 10000,100000] [--out bench/results/ledger.json]
+
+Needs no test bed: localhost runs the state queries, on the open jobs' status files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from compute_platform.ledger import Ended, JobRecord, Ledger  # noqa: E402
+
+OPEN = 1000  # the latest run's jobs, still open: what the default view shows and asks about
+PER_TASK = 1000
+COMMANDS = {
+    "jobs": ["jobs"],
+    "summary": ["jobs", "--summary"],
+    "grid": ["jobs", "--grid"],
+    "logs": ["logs", "LAST"],
+    "all": ["jobs", "--all"],
+}
+
+
+def make_ledger(folder: Path, rows: int) -> str:
+    """`rows` tmux rows on localhost; the last OPEN still running (their status files absent), the
+    others ended with their final state in states.csv. Returns the last job's id."""
+    logs = folder / "logs"
+    logs.mkdir(parents=True)
+    (folder / "hosts.yaml").write_text("localhost: {}\n")
+    records = []
+    for i in range(rows):
+        task, index = divmod(i, PER_TASK)
+        records.append(
+            JobRecord(
+                f"2026-{1 + task // 3000:02d}-01T00:00:00+00:00",
+                str(folder / "book.yaml"),
+                f"task{task}",
+                "localhost",
+                "tmux",
+                f"task{task}.{index}",
+                f"task{task}",
+                command=f"python train.py --lr {index * 1e-4:g} --seed 0",
+                sweep=json.dumps({"lr": index * 1e-4}),
+                job_index=str(index),
+                run_id=f"run{task // 10}",
+                log_out=str(logs / f"{i}.log"),
+                status_file=str(logs / f"{i}.status"),
+                hosts_file=str(folder / "hosts.yaml"),
+            )
+        )
+    (logs / f"{rows - 1}.log").write_text("the last job's output\n")
+    ledger = Ledger(folder / "archive")
+    for start in range(0, rows, 100_000):
+        ledger.append(records[start : start + 100_000])
+    ended = [
+        Ended("2026-01-02T00:00:00+00:00", "localhost", r.job_id, "COMPLETED", "0") for r in records[:-OPEN]
+    ]
+    for start in range(0, len(ended), 100_000):
+        ledger.append_ended(ended[start : start + 100_000])
+    return records[-1].job_id
+
+
+def measure(folder: Path, argv: list[str]) -> dict[str, float]:
+    """Wall time and peak memory of one command (GNU time's %e and %M)."""
+    timed = ["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", "compute_platform", *argv]
+    start = time.monotonic()
+    done = subprocess.run(timed, cwd=folder, capture_output=True, text=True, timeout=1800)
+    wall = time.monotonic() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {done.stderr[-2000:]}")
+    _, peak_kb = done.stderr.strip().splitlines()[-1].split()
+    return {"seconds": round(wall, 3), "peak_mb": round(int(peak_kb) / 1024, 1)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rows", default="10000,100000", help="ledger sizes, comma-separated")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ledger.json"))
+    args = parser.parse_args()
+    sizes = [int(n) for n in args.rows.split(",")]
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for rows in sizes:
+        with tempfile.TemporaryDirectory(prefix="compute-ledger-") as tmp:
+            folder = Path(tmp)
+            last = make_ledger(folder, rows)
+            results[str(rows)] = {
+                name: measure(folder, [last if word == "LAST" else word for word in argv])
+                for name, argv in COMMANDS.items()
+            }
+        print(
+            f"{rows:>8} rows: "
+            + ", ".join(f"{k} {v['seconds']} s {v['peak_mb']} MB" for k, v in results[str(rows)].items())
+        )
+    small, large = str(sizes[0]), str(sizes[-1])
+    growth = {
+        name: round(results[large][name]["seconds"] / results[small][name]["seconds"], 2) for name in COMMANDS
+    }
+    print(f"growth {small} -> {large} rows (time): " + ", ".join(f"{k} {v}x" for k, v in growth.items()))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"results": results, "growth": growth}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
