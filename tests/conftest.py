@@ -6,6 +6,10 @@
   brought up once (~0.2 s) and taken down at the end. With COMPUTE_TESTBED=DIR pointing at a
   bed that is up (`scripts/testbed up --state DIR`), that bed is reused and left running.
   While it is in use COMPUTE_KNOWN_HOSTS is the bed's known_hosts (it lists every test sshd).
+* `multinode` (session): the test bed's multi-node mode in a state dir of its own: the login sshd
+  `cluster`, 3 slurmd in network namespaces, slurmctld, slurmdbd + MariaDB (tests/support/cluster.py),
+  brought up once (~4 s) by the first test that asks and taken down at the end. COMPUTE_MULTINODE=DIR
+  reuses a bed that is up (`scripts/testbed up --nodes 3 --hosts 0 --state DIR`) and leaves it running.
 * The API of the bed (start_sshd, stop_sshd, sshd_log, slurm_env, wait_idle, ...) is the module
   `tests.support.testbed`: `from tests.support import testbed as tbm` in a test module. The other
   shared helpers are beside it in tests/support/ (their asserts are rewritten like the tests').
@@ -71,6 +75,28 @@ def testbed(_isolated_ssh: None) -> Iterator[tbm.Testbed]:
         yield bed
     finally:
         mp.undo()
+        if owned is not None:
+            tbm.down(owned)
+            if not os.environ.get("COMPUTE_TESTBED_KEEP"):
+                shutil.rmtree(owned, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def multinode(_isolated_ssh: None) -> Iterator[tbm.Testbed]:
+    """The multi-node cluster (Testbed.nodes: node1..node3; Testbed.cluster: its network and
+    switches); its login node is the alias `cluster` of its own hosts.yaml and ssh_config."""
+    reuse = os.environ.get("COMPUTE_MULTINODE")
+    owned: Path | None = None
+    if reuse and tbm.is_up(Path(reuse)):
+        bed = tbm.Testbed.load(Path(reuse))
+        if not bed.nodes:
+            raise RuntimeError(f"COMPUTE_MULTINODE={reuse} is a single-node bed (up it with --nodes 3)")
+    else:
+        owned = Path(f"/tmp/compute-multinode-{os.getpid()}")
+        bed = tbm.up(owned, hosts=0, nodes=3)
+    try:
+        yield bed
+    finally:
         if owned is not None:
             tbm.down(owned)
             if not os.environ.get("COMPUTE_TESTBED_KEEP"):

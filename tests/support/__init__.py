@@ -7,4 +7,6 @@ tests/conftest.py).
 * `project`: a project folder for a test (hosts.yaml, configs.yaml, playbooks), free ports.
 * `trees`: a sample file tree for the copy tests, and a listing to compare trees.
 * `testbed`: the local sshd + Slurm test bed (`scripts/testbed` is its command line).
+* `cluster`: the test bed's multi-node mode (`scripts/testbed up --nodes 3`): slurmd in network
+  namespaces, slurmdbd + MariaDB.
 """

@@ -1,10 +1,11 @@
-"""Local test bed: several OpenSSH servers on 127.0.0.1 plus a single-node Slurm cluster.
+"""Local test bed: several OpenSSH servers on 127.0.0.1 plus a single-node Slurm cluster, or a
+small multi-node one.
 
 Everything lives below one state directory (default ``$COMPUTE_TESTBED`` or
 ``/tmp/compute-testbed``); every daemon listens on a port picked at start-up, so several
 beds (parallel test runs) can be up on one machine at the same time.
 
-    testbed up [--state DIR] [--hosts N] [--no-slurm]
+    testbed up [--state DIR] [--hosts N] [--no-slurm] [--nodes N [--no-accounting] [--cgroup]]
     testbed down [--state DIR]
     testbed env [--state DIR]        # prints export lines for a shell
     testbed status [--state DIR]
@@ -12,6 +13,11 @@ beds (parallel test runs) can be up on one machine at the same time.
 Hosts: ``h1..hN`` are one sshd each (same host key, same machine, same test user ``ctest``);
 ``cluster`` is one more sshd that stands for the Slurm login node (``sbatch`` there reaches the
 bed's private slurmctld through ``SetEnv SLURM_CONF=...`` in the sshd config).
+
+``--nodes N`` (``up(nodes=N)``) is the multi-node mode, in tests/support/cluster.py: instead of the
+single-node cluster, N slurmd in network namespaces on a bridge of their own, slurmctld, slurmdbd +
+MariaDB (accounting, limits enforced), partitions with preemption, fake GPUs on the last node; the
+login node is still ``cluster``. The single-node mode is unchanged and stays the fast tests' bed.
 
 Layout of STATE::
 
@@ -27,7 +33,8 @@ Layout of STATE::
 Its command line is ``scripts/testbed`` (``scripts/testbed.py``, which runs ``main`` here). The
 tests import it (``from tests.support import testbed as tbm``) for the API ``up``, ``down``,
 ``Testbed.load``, ``start_sshd``, ``stop_sshd``, ``sshd_log``, ``free_port``, ``slurm_env``,
-``wait_idle``, ``is_up``. Only the standard library: it runs with any python3, before the package
+``wait_idle``, ``is_up``; the multi-node mode adds ``cluster.sacctmgr``, ``cluster.node_states``.
+Only the standard library: it runs with any python3, before the package
 is installed. Needs root (it creates the user, mknods fake GPUs and runs slurmd as root).
 """
 
@@ -121,6 +128,13 @@ class Testbed:
     up_seconds: float = 0.0
     base_hosts: list[str] = field(default_factory=list)
     """The sshd instances of `up` (the others were added by start_sshd() and may be stopped)."""
+    up_timings: dict[str, float] = field(default_factory=dict)
+    """Seconds per step of the multi-node mode's bring-up."""
+    nodes: list[str] = field(default_factory=list)
+    """Multi-node mode (`up(nodes=N)`): the compute nodes node1..nodeN; empty in the single-node mode."""
+    cluster: dict[str, Any] = field(default_factory=dict)
+    """Multi-node mode: network (bridge, subnet, netns, addresses), switches (accounting, cgroup),
+    node sizes and GPU nodes (tests/support/cluster.py `plan`)."""
 
     # ---- paths
     @property
@@ -659,10 +673,18 @@ def _write_client_files(tb: Testbed) -> None:
             f'  save_path: "~/compute/logs"\n'
         )
         if name == tb.slurm_alias:
-            yaml.append(f"  platform: slurm\n  cpus_per_node: {CLUSTER_CPUS}\n  gpu: {CLUSTER_GPUS}\n")
+            cpus, gpus = _cluster_size(tb)
+            yaml.append(f"  platform: slurm\n  cpus_per_node: {cpus}\n  gpu: {gpus}\n")
     _write_atomic(tb.hosts_yaml, "".join(yaml))
     env = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in env_vars(tb).items())
     _write_atomic(tb.state / "env.sh", env)
+
+
+def _cluster_size(tb: Testbed) -> tuple[int, int]:
+    """CPUs of one node and GPUs of the GPU node(s), for hosts.yaml's entry of the login node."""
+    if tb.nodes:
+        return int(tb.cluster["cpus"]), max(tb.cluster["gpu_nodes"].values(), default=0)
+    return CLUSTER_CPUS, CLUSTER_GPUS
 
 
 def start_sshd(
@@ -773,6 +795,11 @@ def _jobs(tb: Testbed) -> list[str]:
 
 
 def _wait_node_idle(tb: Testbed, timeout: float) -> None:
+    if tb.nodes:
+        from tests.support import cluster as mn  # it builds on this module's helpers
+
+        mn.wait_nodes_idle(tb, timeout)
+        return
     deadline = time.monotonic() + timeout
     resumed = False
     state = ""
@@ -794,7 +821,7 @@ def _wait_node_idle(tb: Testbed, timeout: float) -> None:
 
 
 def wait_idle(tb: Testbed, timeout: float = 30) -> None:
-    """Wait until the Slurm queue is empty and the node is idle."""
+    """Wait until the Slurm queue is empty and the node (every node, in the multi-node mode) is idle."""
     deadline = time.monotonic() + timeout
     while _jobs(tb):
         if time.monotonic() > deadline:
@@ -989,15 +1016,37 @@ def _check_state_dir(state: Path) -> None:
             )
 
 
-def up(state: Path | None = None, hosts: int = DEFAULT_HOSTS, slurm: bool = True) -> Testbed:
-    """Bring a fresh bed up in `state` (a previous bed there is taken down and wiped)."""
+def up(
+    state: Path | None = None,
+    hosts: int = DEFAULT_HOSTS,
+    slurm: bool = True,
+    nodes: int = 0,
+    accounting: bool = True,
+    cgroup: bool = False,
+) -> Testbed:
+    """Bring a fresh bed up in `state` (a previous bed there is taken down and wiped).
+
+    nodes=0: the single-node Slurm cluster. nodes=N: the multi-node mode (tests/support/cluster.py):
+    N slurmd in network namespaces on a bridge, slurmctld, and with `accounting` slurmdbd + MariaDB;
+    `cgroup` switches to proctrack/cgroup + task/cgroup. `up_timings` in testbed.json says how long
+    each step took."""
+    from tests.support import cluster as mn  # it builds on this module's helpers
+
     t0 = time.monotonic()
     state = Path(state or default_state()).absolute()
     if hosts < 0:
         raise ValueError("hosts must be >= 0")
+    if nodes < 0:
+        raise ValueError("nodes must be >= 0")
+    if nodes and not slurm:
+        raise ValueError("nodes needs Slurm (not with slurm=False)")
     if os.geteuid() != 0:
         raise TestbedError("the test bed needs root (creates a user, starts sshd and slurmd)")
-    _require({**PROGRAMS, **(SLURM_PROGRAMS if slurm else {})})
+    needed = {**PROGRAMS, **(SLURM_PROGRAMS if slurm else {})}
+    try:
+        _require({**needed, **(mn.programs(accounting) if nodes else {})})
+    except TestbedError as e:
+        raise TestbedError(f"{e}\n  and for --nodes: {mn.INSTALL_HINT}" if nodes else str(e)) from None
     _check_state_dir(state)
     if state.exists():
         down(state)
@@ -1033,9 +1082,14 @@ def up(state: Path | None = None, hosts: int = DEFAULT_HOSTS, slurm: bool = True
         host_key=host_key,
         host_pubkey=host_pub,
         slurm_ports={"slurmctld": free_port(), "slurmd": free_port()} if slurm else {},
-        node=socket.gethostname().split(".")[0] if slurm else None,
+        node=socket.gethostname().split(".")[0] if slurm and not nodes else None,
         base_hosts=list(names),
     )
+    if nodes:
+        tb.nodes = [f"node{k}" for k in range(1, nodes + 1)]
+        tb.cluster = mn.plan(state, nodes, accounting, cgroup)
+        if accounting:
+            tb.slurm_ports.update(slurmdbd=free_port(), mariadb=free_port())
     tb.save()  # from here on, down() can clean up whatever was started
     try:
         _write_sshd_config(tb)
@@ -1046,7 +1100,10 @@ def up(state: Path | None = None, hosts: int = DEFAULT_HOSTS, slurm: bool = True
 
             def run_slurm() -> None:
                 try:
-                    _start_slurm(tb)
+                    if nodes:
+                        mn.start(tb, tb.up_timings)
+                    else:
+                        _start_slurm(tb)
                 except BaseException as e:  # re-raised below
                     errors.append(e)
 
@@ -1094,7 +1151,11 @@ def _kill_tmux(state: Path, user: str) -> None:
 
 def down(state: Path | None = None) -> None:
     """Take the bed in `state` down: cancel all jobs, stop every daemon by pid file, kill the
-    test user's tmux servers. Idempotent; keeps the files (logs) for inspection."""
+    test user's tmux servers; in the multi-node mode also remove the namespaces (and what still
+    runs in them), the bridge and the cgroup subtrees. Idempotent; keeps the files (logs) for
+    inspection."""
+    from tests.support import cluster as mn  # it builds on this module's helpers
+
     state = Path(state or default_state()).absolute()
     if not state.exists():
         return
@@ -1104,7 +1165,11 @@ def down(state: Path | None = None) -> None:
     user = tb.user if tb is not None else USER
     slurm_run = state / "slurm" / "run"
     ctld = _owned_pid(slurm_run / "slurmctld.pid", state)
-    if tb is not None and tb.slurm_conf is not None and ctld is not None:
+    multinode = tb is None or bool(tb.nodes)
+    if multinode:
+        # every daemon at once; the job steps still running are ended with the namespaces below
+        mn.stop(state, tb)
+    elif tb is not None and tb.slurm_conf is not None and ctld is not None:
         with suppress(TestbedError, subprocess.TimeoutExpired):
             jobs = _jobs(tb)
             if jobs:
@@ -1128,6 +1193,8 @@ def down(state: Path | None = None) -> None:
         for pidfile in pidfiles:
             pidfile.unlink(missing_ok=True)
     _kill_tmux(state, user)
+    if multinode:
+        mn.remove_network(state)
 
 
 def is_up(state: Path | None = None) -> bool:
@@ -1146,7 +1213,11 @@ def _components(tb: Testbed) -> Iterator[tuple[str, str, bool, bool]]:
         pid = _owned_pid(tb.sshd_pidfile(name), tb.state)
         needed = name in tb.base_hosts or not tb.base_hosts
         yield f"sshd {name}", f"port {port} pid {pid}", pid is not None, needed
-    if tb.slurm_conf is not None:
+    if tb.nodes:
+        from tests.support import cluster as mn  # it builds on this module's helpers
+
+        yield from mn.components(tb)
+    elif tb.slurm_conf is not None:
         for name, pidfile in (
             ("munged", tb.munge_dir / "run" / "munged.pid"),
             ("slurmctld", tb.slurm_dir / "run" / "slurmctld.pid"),
@@ -1181,6 +1252,16 @@ def main(argv: list[str] | None = None) -> int:
     p_up = sub.add_parser("up", help="bring a fresh bed up (takes a previous one down)")
     p_up.add_argument("--hosts", type=int, default=DEFAULT_HOSTS, help="number of hN hosts")
     p_up.add_argument("--no-slurm", action="store_true", help="no munge/slurmctld/slurmd/cluster")
+    p_up.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        metavar="N",
+        help="multi-node mode: N compute nodes in network namespaces, slurmdbd + MariaDB (default: "
+        "the single-node cluster)",
+    )
+    p_up.add_argument("--no-accounting", action="store_true", help="--nodes without slurmdbd/MariaDB")
+    p_up.add_argument("--cgroup", action="store_true", help="--nodes with proctrack/cgroup + task/cgroup")
     p_down = sub.add_parser("down", help="stop everything (idempotent)")
     p_env = sub.add_parser("env", help='print export lines: eval "$(scripts/testbed env)"')
     p_status = sub.add_parser("status", help="show what runs; exit 1 unless all of it is up")
@@ -1195,13 +1276,30 @@ def main(argv: list[str] | None = None) -> int:
     state = Path(args.state or default_state()).absolute()
     try:
         if args.command == "up":
-            tb = up(state, hosts=args.hosts, slurm=not args.no_slurm)
+            if (args.no_accounting or args.cgroup) and not args.nodes:
+                parser.error("--no-accounting and --cgroup go with --nodes N")
+            tb = up(
+                state,
+                hosts=args.hosts,
+                slurm=not args.no_slurm,
+                nodes=args.nodes,
+                accounting=not args.no_accounting,
+                cgroup=args.cgroup,
+            )
             print(f"testbed up in {tb.up_seconds:.2f} s: {state}")
             for name, port in tb.hosts.items():
                 print(f"  {name:8} 127.0.0.1:{port}")
-            if tb.slurm_conf is not None:
+            if tb.nodes:
+                from tests.support import cluster as mn  # it builds on this module's helpers
+
+                for line in mn.describe(tb):
+                    print(f"  {line}")
+                steps = ", ".join(f"{step} {seconds:.2f}" for step, seconds in tb.up_timings.items())
+                print(f"  steps (s): {steps}")
+            elif tb.slurm_conf is not None:
                 print(f"  slurm    node {tb.node}, SLURM_CONF={tb.slurm_conf}")
-            print(f'  use: eval "$(scripts/testbed env --state {state})"; ssh -F {tb.ssh_config} h1')
+            first = next(iter(tb.hosts), "h1")
+            print(f'  use: eval "$(scripts/testbed env --state {state})"; ssh -F {tb.ssh_config} {first}')
         elif args.command == "down":
             t0 = time.monotonic()
             down(state)
@@ -1221,7 +1319,12 @@ def main(argv: list[str] | None = None) -> int:
                 ok = ok and (alive or not needed)
                 word = "up" if alive else "DOWN" if needed else "stopped"
                 print(f"{what:14} {word:7} {detail}")
-            if tb.slurm_conf is not None and ok:
+            if tb.nodes and ok:
+                from tests.support import cluster as mn  # it builds on this module's helpers
+
+                states = ", ".join(f"{n} {s}" for n, s in mn.node_states(tb).items())
+                print(f"{'slurm nodes':14} {states}; {len(_jobs(tb))} job(s) queued")
+            elif tb.slurm_conf is not None and ok:
                 print(f"{'slurm node':14} {node_state(tb)}; {len(_jobs(tb))} job(s) queued")
             return 0 if ok else 1
     except TestbedError as e:
