@@ -22,9 +22,9 @@ import pytest
 from compute_platform.jobs.query import Row
 from tests.support import cluster as mn
 from tests.support import testbed as tbm
-from tests.support.cli import compute
+from tests.support.cli import compute, job_output
 from tests.support.project import bed_hosts, write_book, write_hosts
-from tests.support.waiting import wait_jobs
+from tests.support.waiting import poll_until, wait_jobs
 
 CONFIGS = """\
 default: {cpus: 1, time: '00:05:00'}
@@ -117,6 +117,134 @@ def test_sinfo_on_the_login_node_shows_every_node_idle(multinode: tbm.Testbed) -
 def test_srun_on_three_nodes_prints_three_names(multinode: tbm.Testbed) -> None:
     out = login(multinode, "cd /tmp && srun -N3 hostname")
     assert sorted(out.split()) == ["node1", "node2", "node3"]
+
+
+# --------------------------------------------------------------------------- compute on it
+
+
+@pytest.fixture(scope="module")
+def forgotten(multinode: tbm.Testbed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """One `compute run` of a sweep of single jobs and an array, each exiting 0 or 3, waited for
+    until they ended and the controller has forgotten them (MinJobAge + its purge pass)."""
+    made = Project(multinode, tmp_path_factory.mktemp("forgotten"))
+    proc = made.run(
+        [
+            slurm("single", cmd=EXITS, sweep={"code": [0, 3]}, array=False),
+            slurm("arr", cmd=EXITS, sweep={"code": [0, 3, 0, 3]}, array=True),
+        ]
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ids = list(made.wait())
+    base = sorted({job_id.split("_")[0] for job_id in ids})
+
+    def known() -> str:
+        return local(multinode, "squeue", "-h", "-t", "all", "-j", ",".join(base), "-o", "%i %T")
+
+    poll_until(known, lambda out: out.strip() == "", 60, "the controller to forget the jobs", 0.5)
+    yield made
+    shutil.rmtree(made.logs, ignore_errors=True)
+
+
+def states(project: Project) -> dict[str, tuple[str, str, int | None]]:
+    return {job_id: (j["task"], j["state"], j["exit_code"]) for job_id, j in project.jobs().items()}
+
+
+@pytest.mark.slow
+def test_jobs_the_controller_forgot_show_their_end_from_sacct(forgotten: Project) -> None:
+    before = states(forgotten)  # the jobs' status files and sacct
+    single = {k: v for k, v in before.items() if v[0] == "single"}
+    assert sorted(v[1:] for v in single.values()) == [("COMPLETED", 0), ("FAILED", 3)]
+    assert all("_" not in job_id for job_id in single)
+    # without the status files the jobs wrote, sacct alone says the same
+    for status in forgotten.logs.glob("*.status"):
+        status.unlink()
+    assert states(forgotten) == before
+    ids = ",".join(sorted(single))
+    sacct = local(forgotten.bed, "sacct", "-n", "-X", "-P", "-j", ids, "-o", "JobID,State,ExitCode,NodeList")
+    records = sorted(line.split("|")[1:] for line in sacct.split())
+    assert [r[:2] for r in records] == [["COMPLETED", "0:0"], ["FAILED", "3:0"]]
+    assert all(r[2] in ("node1", "node2", "node3") for r in records)
+
+
+@pytest.mark.slow
+def test_an_array_whose_elements_exit_0_and_3(forgotten: Project) -> None:
+    shown = {k: v for k, v in states(forgotten).items() if v[0] == "arr"}
+    array_id = next(iter(shown)).split("_")[0]
+    assert shown == {
+        f"{array_id}_0": ("arr", "COMPLETED", 0),
+        f"{array_id}_1": ("arr", "FAILED", 3),
+        f"{array_id}_2": ("arr", "COMPLETED", 0),
+        f"{array_id}_3": ("arr", "FAILED", 3),
+    }
+    outputs = [job_output(p.read_text()) for p in sorted(forgotten.logs.glob(f"arr.{array_id}_*.out"))]
+    assert len(outputs) == 4 and all(out.startswith("on node") for out in outputs)
+
+
+@pytest.mark.slow
+def test_max_submit_jobs_set_with_sacctmgr_is_enforced(
+    multinode: tbm.Testbed, project: Project, limits: None
+) -> None:
+    mn.sacctmgr(multinode, f"modify user {multinode.user} set MaxSubmitJobs=2")
+    refused = project.run([slurm("three", cmd="true", sweep={"i": [1, 2, 3]}, array=True)])  # 3 jobs
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "sbatch refused the job: sbatch: error: AssocMaxSubmitJobLimit" in refused.stdout
+    assert "Job violates accounting/QOS policy (job submit limit" in refused.stdout
+    assert not (project.folder / "archive" / "job.csv").exists()
+    accepted = project.run([slurm("two", cmd="true", sweep={"i": [1, 2]})])
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert {row.state.state for row in project.wait().values()} == {"COMPLETED"}
+
+
+@pytest.mark.slow
+def test_max_jobs_holds_the_others_pending_with_its_reason(
+    multinode: tbm.Testbed, project: Project, limits: None
+) -> None:
+    mn.sacctmgr(multinode, f"modify user {multinode.user} set MaxJobs=1")
+    proc = project.run([slurm("one-at-a-time", cmd="f() { sleep 1; }; f", sweep={"i": [1, 2]})])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def held(rows: dict[str, Row]) -> bool:
+        return sorted((r.state.state, r.state.reason) for r in rows.values()) == [
+            ("PENDING", "AssocMaxJobsLimit"),
+            ("RUNNING", ""),
+        ]
+
+    wait_jobs(project.folder / "archive", done=held, timeout=30)
+    assert {row.state.state for row in project.wait().values()} == {"COMPLETED"}
+
+
+@pytest.mark.slow
+def test_a_high_partition_job_preempts_and_requeues_a_debug_job(
+    multinode: tbm.Testbed, project: Project
+) -> None:
+    proc = project.run([slurm("low", cmd="sleep 60", sbatch={"nodelist": "node1", "exclusive": True})])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (low,) = project.wait(until=("RUNNING",))
+    high = login(multinode, "cd /tmp && sbatch --parsable -p high -w node1 --exclusive --wrap true").strip()
+
+    def low_requeued(rows: dict[str, Row]) -> bool:
+        return rows[low].state.state == "PENDING"
+
+    wait_jobs(project.folder / "archive", done=low_requeued, timeout=30)
+    history = poll_until(
+        lambda: local(multinode, "sacct", "-n", "-X", "-P", "-D", "-j", f"{low},{high}", "-o", "JobID,State"),
+        lambda out: f"{high}|COMPLETED" in out,
+        30,
+        "the high job to complete",
+        0.5,
+    )
+    assert f"{low}|PREEMPTED" in history.split()
+    cancelled = compute("cancel", low, cwd=project.folder)
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert project.wait()[low].state.state == "CANCELLED"
+
+
+def test_a_gpu_job_sees_its_fake_gpu(project: Project) -> None:
+    proc = project.run([slurm("gpu", cmd='echo "$(hostname) $CUDA_VISIBLE_DEVICES"', config="gpu")])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = project.wait().values()
+    assert row.state.state == "COMPLETED"
+    assert job_output(Path(row.record.log_out).read_text()) == "node3 0\n"
 
 
 # --------------------------------------------------------------------------- up and down
