@@ -194,7 +194,9 @@ def test_cancel_a_running_job_is_recorded(project: Project) -> None:
     # the job recorded its end itself (what `compute jobs` reads once the controller forgets it)
     status = Path(project.rows()[0]["status_file"])
     wait_for(status.exists, 10, "the job's status file", interval=0.2)
-    assert status.read_text() == "143 signal\n"
+    # scancel signals the script and its command at once: the script's trap or the command's own
+    # exit may record the end first; the code is 143 (SIGTERM) either way
+    assert status.read_text() in ("143 signal\n", "143 exit\n")
     assert "already ended" in project.cli("cancel", job_id).stdout
 
 
