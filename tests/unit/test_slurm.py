@@ -242,3 +242,14 @@ def test_array_elements_that_never_started_take_the_state_of_the_array_record() 
         "30_1": JobState(CANCELLED, None, "JobHeldUser"),
         "30_2": JobState(CANCELLED, None, "JobHeldUser"),
     }
+
+
+def test_an_end_the_controller_still_knows_is_not_settled() -> None:
+    """A preempted or node-failed job may be requeued while the controller knows it, even after it
+    wrote its status file: its end is kept (never asked again) only once the controller forgot it."""
+    from compute_platform.scheduling.slurm import merge_one
+
+    assert not merge_one(("PREEMPTED", ""), (143, "signal"), None).settled
+    assert not merge_one(("NODE_FAIL", ""), None, ("NODE_FAIL", 1)).settled
+    assert merge_one(None, (143, "signal"), None).settled
+    assert merge_one(None, None, ("COMPLETED", 0)).settled

@@ -133,7 +133,9 @@ class Jobs:
             key: JobState(e.state, int(e.exit_code) if e.exit_code.lstrip("-").isdigit() else None, e.reason)
             for key, e in ended.items()
         }
-        finished.update({key: row.state for key, row in known.items() if row.state.state in FINAL})
+        finished.update(
+            {key: row.state for key, row in known.items() if row.state.state in FINAL and row.state.settled}
+        )
         todo = [r for r in records if (r.host, r.job_id) not in finished]
         found = self.states(todo)
         self._keep_ended(found, ended)
@@ -165,7 +167,7 @@ class Jobs:
                 state.reason,
             )
             for (host, job_id), state in found.items()
-            if state.state in FINAL and (host, job_id) not in ended
+            if state.state in FINAL and state.settled and (host, job_id) not in ended
         ]
         with contextlib.suppress(LedgerError):
             self.ledger.append_ended(new)

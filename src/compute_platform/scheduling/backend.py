@@ -7,7 +7,7 @@ scheduler name -> backend. Every method does ONE round trip per host for all the
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
@@ -29,6 +29,9 @@ class JobState:
     state: str
     exit_code: int | None = None
     reason: str = ""
+    # False while the scheduler may still change an ended state (a Slurm job the controller still
+    # knows can be requeued after a preemption or a node failure): only settled ends are kept
+    settled: bool = field(default=True, compare=False)
 
 
 class Backend(Protocol):

@@ -356,15 +356,18 @@ def merge_one(
     why nothing is known when nothing answers."""
     slurm_state = STATES.get(queued[0], UNKNOWN) if queued else None
     reason = queued[1] if queued else ""
+    # an end the controller still knows may be undone (requeue after a preemption or node failure,
+    # even once the job wrote its status file): settled only once the controller forgot the job
+    settled = queued is None
     if slurm_state in LIVE:
         return JobState(slurm_state, None, reason)
     if status is not None:
         code, how = status
-        return JobState(slurm_state or state_from_status(code, how), code, reason)
+        return JobState(slurm_state or state_from_status(code, how), code, reason, settled)
     if sacct is not None and sacct[0] in STATES:
-        return JobState(STATES[sacct[0]], sacct[1], reason)
+        return JobState(STATES[sacct[0]], sacct[1], reason, settled)
     if slurm_state is not None:
-        return JobState(slurm_state, None, reason)
+        return JobState(slurm_state, None, reason, settled)
     return JobState(UNKNOWN, None, gone)
 
 
