@@ -239,6 +239,23 @@ def test_a_high_partition_job_preempts_and_requeues_a_debug_job(
     assert project.wait()[low].state.state == "CANCELLED"
 
 
+@pytest.mark.slow
+def test_a_job_whose_node_fails_ends_failed_with_node_fail(multinode: tbm.Testbed, project: Project) -> None:
+    sbatch = {"nodelist": "node2", "no-requeue": True}
+    proc = project.run([slurm("doomed", cmd="echo started; sleep 60", sbatch=sbatch)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (job,) = project.wait(until=("RUNNING",))
+    local(multinode, "scontrol", "update", "nodename=node2", "state=down", "reason=compute-test")
+    try:
+        state = project.wait()[job].state
+        assert state.state == "FAILED", state
+        history = local(multinode, "sacct", "-n", "-X", "-P", "-j", job, "-o", "JobID,State")
+        assert f"{job}|NODE_FAIL" in history.split(), history
+    finally:
+        local(multinode, "scontrol", "update", "nodename=node2", "state=resume")
+        mn.wait_nodes_idle(multinode)
+
+
 def test_a_gpu_job_sees_its_fake_gpu(project: Project) -> None:
     proc = project.run([slurm("gpu", cmd='echo "$(hostname) $CUDA_VISIBLE_DEVICES"', config="gpu")])
     assert proc.returncode == 0, proc.stdout + proc.stderr
