@@ -47,7 +47,9 @@ STATES_FILE = "states.csv"  # the final state of ended jobs, appended as hosts r
 class Ledger:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self._records: tuple[tuple[int, int, int], list[JobRecord]] | None = None
+        # what was read of each file, with the (size, mtime, inode) it was read at: a command asks
+        # several times (the records, the replaced ones; --watch every refresh) and the files only grow
+        self._read: dict[Path, tuple[tuple[int, int, int], Any]] = {}
 
     @property
     def jobs_file(self) -> Path:
@@ -198,19 +200,7 @@ class Ledger:
 
     def ended(self) -> dict[tuple[str, str], Ended]:
         """(host, job id) -> the final state recorded for it (a torn last row is left out)."""
-        found: dict[tuple[str, str], Ended] = {}
-        try:
-            with open(self.states_file, newline="", encoding="utf-8") as f:
-                rows = csv.reader(f)
-                header = next(rows, [])
-                where = [header.index(c) if c in header else -1 for c in Ended.columns()]
-                for row in rows:
-                    if len(row) == len(header):
-                        item = Ended(*(row[i] if i >= 0 else "" for i in where))
-                        if item.host and item.job_id and item.state:
-                            found.setdefault((item.host, item.job_id), item)
-        except FileNotFoundError:
-            pass
+        found: dict[tuple[str, str], Ended] = self._cached(self.states_file, _read_ended, {})
         return found
 
     def append_new(self, records: Sequence[JobRecord]) -> list[JobRecord]:
@@ -268,16 +258,20 @@ class Ledger:
             os.close(fd)
 
     def records(self) -> list[JobRecord]:
-        """Every row of job.csv, read once while the file does not change (commands ask several
-        times: the records, then the replaced ones)."""
+        """Every row of job.csv."""
+        records: list[JobRecord] = self._cached(self.jobs_file, _read_records, [])
+        return list(records)
+
+    def _cached(self, path: Path, read: Callable[[Path], Any], missing: Any) -> Any:
+        """`read(path)`, again only once the file changed."""
         try:
-            stat = self.jobs_file.stat()
+            stat = path.stat()
         except FileNotFoundError:
-            return []
+            return missing
         key = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
-        if self._records is None or self._records[0] != key:
-            self._records = (key, _read_records(self.jobs_file))
-        return list(self._records[1])
+        if path not in self._read or self._read[path][0] != key:
+            self._read[path] = (key, read(path))
+        return self._read[path][1]
 
     def job_keys(self) -> set[tuple[str, str]]:
         """(host, job_id) of every row, without building the records (cheap enough for a hint)."""
@@ -335,11 +329,28 @@ def _read_records(path: Path) -> list[JobRecord]:
     try:
         with open(path, newline="", encoding="utf-8") as f:
             rows = csv.reader(f)
-            header = next(rows, [])
-            read = JobRecord.reader(header)
+            read = JobRecord.reader(next(rows, []))
             return [read(row) for row in rows if row]
     except FileNotFoundError:
         return []
+
+
+def _read_ended(path: Path) -> dict[tuple[str, str], Ended]:
+    found: dict[tuple[str, str], Ended] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = csv.reader(f)
+            header = next(rows, [])
+            where = [header.index(c) if c in header else -1 for c in Ended.columns()]
+            for row in rows:
+                if len(row) != len(header):  # torn by a failed append
+                    continue
+                item = Ended(*(row[i] if i >= 0 else "" for i in where))
+                if item.host and item.job_id and item.state:
+                    found.setdefault((item.host, item.job_id), item)
+    except FileNotFoundError:
+        pass
+    return found
 
 
 def _header(path: Path) -> list[str]:
