@@ -29,6 +29,8 @@ from tests.support.waiting import poll_until, wait_jobs
 CONFIGS = """\
 default: {cpus: 1, time: '00:05:00'}
 gpu: {cpus: 1, gpu: 1, partition: gpu}
+one-minute: {cpus: 1, time: '00:01:00'}
+small: {cpus: 1, mem: 100M}
 """
 # exits with the number of its flag (`--code=3`: 3) after saying where it ran
 EXITS = 'f() { echo "on $(hostname)"; exit "${1#--code=}"; }; f'
@@ -248,12 +250,47 @@ def test_a_job_whose_node_fails_ends_failed_with_node_fail(multinode: tbm.Testbe
     local(multinode, "scontrol", "update", "nodename=node2", "state=down", "reason=compute-test")
     try:
         state = project.wait()[job].state
-        assert state.state == "FAILED", state
+        assert (state.state, state.reason) == ("FAILED", "NODE_FAIL"), state
         history = local(multinode, "sacct", "-n", "-X", "-P", "-j", job, "-o", "JobID,State")
         assert f"{job}|NODE_FAIL" in history.split(), history
     finally:
         local(multinode, "scontrol", "update", "nodename=node2", "state=resume")
         mn.wait_nodes_idle(multinode)
+
+
+@pytest.mark.slow
+def test_a_job_over_its_time_limit_ends_timeout(multinode: tbm.Testbed, project: Project) -> None:
+    # Slurm keeps time limits in minutes and checks them about every 30 s: this takes 60-90 s
+    proc = project.run([slurm("late", cmd="echo started; sleep 300", config="one-minute")])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (job,) = project.wait(until=("RUNNING",))
+    state = project.wait(timeout=150)[job].state
+    assert state.state == "TIMEOUT", state
+    history = local(multinode, "sacct", "-n", "-X", "-P", "-j", job, "-o", "JobID,State")
+    assert f"{job}|TIMEOUT" in history.split(), history
+
+
+@pytest.mark.slow
+def test_a_requeued_job_runs_again_and_ends_completed(multinode: tbm.Testbed, project: Project) -> None:
+    cmd = 'echo "restarts: ${SLURM_RESTART_COUNT:-0}"; sleep 3'
+    proc = project.run([slurm("again", cmd=cmd, sbatch={"nodelist": "node1"})])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (job,) = project.wait(until=("RUNNING",))
+    local(multinode, "scontrol", "requeue", job)
+    # the end of the first run (its trap wrote a status file) is not taken for the job's end
+    requeued = project.wait(until=("PENDING",), timeout=20)[job].state
+    assert requeued.state == "PENDING", requeued
+    row = project.wait(timeout=90)[job]
+    assert row.state.state == "COMPLETED" and row.state.exit_code == 0, row.state
+    assert "restarts: 1" in Path(row.record.log_out).read_text()
+    history = poll_until(
+        lambda: local(multinode, "sacct", "-n", "-X", "-P", "-D", "-j", job, "-o", "JobID,State"),
+        lambda out: f"{job}|COMPLETED" in out.split(),
+        30,
+        "sacct to show the second run",
+        0.5,
+    )
+    assert f"{job}|REQUEUED" in history.split(), history
 
 
 def test_a_gpu_job_sees_its_fake_gpu(project: Project) -> None:
@@ -284,3 +321,41 @@ def test_a_small_cluster_without_accounting_comes_up_and_leaves_nothing_behind()
     assert not any(tbm._alive(pid) for pid in pids)
     tbm.down(state)  # idempotent
     shutil.rmtree(state, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- cgroups: OUT_OF_MEMORY
+
+
+def _writable_cgroup_v1() -> bool:
+    root = mn.CGROUP_ROOT
+    return all((root / c / "tasks").exists() and os.access(root / c, os.W_OK) for c in mn.CGROUP_CONTROLLERS)
+
+
+@pytest.fixture(scope="module")
+def cgroup_bed(_isolated_ssh: None) -> Iterator[tbm.Testbed]:
+    """One node with proctrack/cgroup + task/cgroup (what gives real OUT_OF_MEMORY states), no
+    accounting: the controller's memory (MinJobAge) and the job's status file are what answer."""
+    if not _writable_cgroup_v1():
+        pytest.skip("needs writable cgroup v1 controllers (task/cgroup)")
+    state = Path(f"/tmp/compute-multinode-cgroup-{uuid.uuid4().hex[:6]}")
+    bed = tbm.up(state, hosts=0, nodes=1, accounting=False, cgroup=True)
+    try:
+        yield bed
+    finally:
+        tbm.down(state)
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_a_job_over_its_memory_ends_failed_out_of_memory(cgroup_bed: tbm.Testbed, tmp_path: Path) -> None:
+    project = Project(cgroup_bed, tmp_path)
+    try:
+        hog = "python3 -c 'a = b\"x\" * (600 << 20); print(len(a))'"
+        proc = project.run([slurm("hog", cmd=hog, config="small")])
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        (row,) = project.wait(timeout=60).values()
+        assert (row.state.state, row.state.reason) == ("FAILED", "OUT_OF_MEMORY"), row.state
+        assert row.state.exit_code == 137  # the command was killed (SIGKILL) by the OOM killer
+        queue = login(cgroup_bed, f"squeue -h -t all -j {row.record.job_id} -o %T")
+        assert queue.split() == ["OUT_OF_MEMORY"]
+    finally:
+        shutil.rmtree(project.logs, ignore_errors=True)

@@ -113,7 +113,12 @@ def test_squeue_sacct_and_status_lines_are_parsed() -> None:
         (None, (143, "timeout"), None, JobState(TIMEOUT, 143)),
         # never started (cancelled while pending, launch failure): the controller or sacct
         (("CANCELLED", ""), None, None, JobState(CANCELLED)),
-        (None, None, ("NODE_FAIL", 1), JobState(FAILED, 1)),
+        (None, None, ("NODE_FAIL", 1), JobState(FAILED, 1, "NODE_FAIL")),
+        # the Slurm name of an end that says more than FAILED or CANCELLED is its reason
+        (("OUT_OF_MEMORY", "OutOfMemory"), (137, "exit"), None, JobState(FAILED, 137, "OUT_OF_MEMORY")),
+        (None, (137, "exit"), ("OUT_OF_MEMORY", 0), JobState(FAILED, 137, "OUT_OF_MEMORY")),
+        (("PREEMPTED", ""), (143, "signal"), None, JobState(CANCELLED, 143, "PREEMPTED")),
+        (None, (1, "exit"), ("FAILED", 1), JobState(FAILED, 1)),
         (None, None, None, JobState(UNKNOWN, None, "gone from the queue, no exit status")),
     ],
 )
@@ -182,6 +187,8 @@ def test_state_filter_and_text() -> None:
         filter_states(rows, "DONE")
     assert state_text(rows[0]) == "FAILED (3) -> 4"
     assert state_text(rows[1]) == "PENDING (Dependency)"
+    assert state_text(Row(record("5"), JobState(FAILED, 137, "OUT_OF_MEMORY"))) == "FAILED (137) OUT_OF_MEMORY"
+    assert state_text(Row(record("6"), JobState(FAILED, 3, "NonZeroExitCode"))) == "FAILED (3)"
     assert (
         point_text(record("1", args="--model a", sweep='{"lr": 0.1}', seeds="0,1"))
         == "--model a lr=0.1 seeds=0,1"

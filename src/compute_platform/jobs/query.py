@@ -30,6 +30,7 @@ from compute_platform.scheduling.backend import (
     FAILED,
     PENDING,
     RUNNING,
+    TELLING_ENDS,
     TIMEOUT,
     UNKNOWN,
     Backend,
@@ -430,6 +431,8 @@ def state_text(row: Row) -> str:
         text += f" ({state.exit_code})"
     if state.reason and state.state in (PENDING, UNKNOWN):
         text += f" ({state.reason})"
+    elif state.reason in TELLING_ENDS:  # OUT_OF_MEMORY, NODE_FAIL, PREEMPTED...
+        text += f" {state.reason}"
     if row.replaced_by:
         text += f" -> {row.replaced_by}"
     return text

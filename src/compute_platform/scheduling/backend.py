@@ -22,6 +22,11 @@ FAILED = "FAILED"
 CANCELLED = "CANCELLED"
 TIMEOUT = "TIMEOUT"
 UNKNOWN = "UNKNOWN"
+# Scheduler ends that say more than the state shown (FAILED or CANCELLED): kept as the row's reason,
+# so that an out-of-memory kill or a node failure reads as such, also once the scheduler forgot the job
+TELLING_ENDS = frozenset(
+    {"OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"}
+)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from compute_platform.scheduling.backend import (
     FAILED,
     PENDING,
     RUNNING,
+    TELLING_ENDS,
     TIMEOUT,
     UNKNOWN,
     JobState,
@@ -356,11 +357,13 @@ def merge_one(
     why nothing is known when nothing answers."""
     slurm_state = STATES.get(queued[0], UNKNOWN) if queued else None
     reason = queued[1] if queued else ""
+    told = [found[0] for found in (queued, sacct) if found and found[0] in TELLING_ENDS]
     # an end the controller still knows may be undone (requeue after a preemption or node failure,
     # even once the job wrote its status file): settled only once the controller forgot the job
     settled = queued is None
     if slurm_state in LIVE:
         return JobState(slurm_state, None, reason)
+    reason = told[0] if told else reason
     if status is not None:
         code, how = status
         return JobState(slurm_state or state_from_status(code, how), code, reason, settled)
