@@ -1,6 +1,7 @@
 """Slurm over a Host: thin I/O around the pure renderer. One round trip per call, for all the jobs
-it is given: prepare (mkdir + home + MaxArraySize), submit (upload + sbatch), states (squeue + exit-status
-files + sacct when it works), cancel (scancel), resubmit (sbatch of archived scripts)."""
+it is given: prepare (mkdir + home + MaxArraySize + the user's submit limits), submit (upload +
+sbatch), states (squeue + exit-status files + sacct when it works), cancel (scancel), resubmit
+(sbatch of archived scripts)."""
 
 from __future__ import annotations
 
@@ -76,10 +77,12 @@ LIVE = (PENDING, RUNNING)
 
 @dataclass(frozen=True)
 class Cluster:
-    """What the login node told once per run: the user's home and the largest array allowed."""
+    """What the login node told once per run: the user's home, the largest array allowed, and the
+    limits on how many jobs the user may have queued (where accounting enforces them)."""
 
     home: str
     max_array_size: int = DEFAULT_MAX_ARRAY_SIZE
+    limits: SubmitLimits | None = None
 
     def expand(self, path: str) -> str:
         if path == "~" or path.startswith("~/"):
@@ -89,13 +92,21 @@ class Cluster:
 
 def prepare(host: Host, save_path: str) -> Cluster:
     """Create the log folder (Slurm silently fails a job whose output folder is missing), check that
-    sbatch is there, and read the home and MaxArraySize, in one round trip."""
+    sbatch is there, and read the home, MaxArraySize and the user's submit limits with what they
+    already count (`scontrol show assoc_mgr`: the controller's own view, limits inherited from the
+    accounts included, no slurmdbd call), in one round trip."""
     command = "\n".join(
         [
             "command -v sbatch >/dev/null || { echo 'sbatch: command not found' >&2; exit 127; }",
             f"mkdir -p {shell.quote_path(save_path)} {shell.quote_path(REMOTE_SCRIPTS)} || exit 1",
             'printf "%s\\n" "$HOME"',
-            "scontrol show config 2>/dev/null | sed -n 's/^MaxArraySize *= *//p'",
+            "scontrol show config 2>/dev/null | sed -n -e 's/^MaxArraySize *= */MaxArraySize=/p' "
+            "-e 's/^AccountingStorageEnforce *= */AccountingStorageEnforce=/p'",
+            f"echo {SECTION}",
+            'compute_me=$(id -un); printf "%s\\n" "$compute_me"',
+            'scontrol show assoc_mgr users="$compute_me" flags=assoc,qos 2>/dev/null |',
+            f"  grep -E {shell.quote(ASSOC_LINES)}",
+            "true",
         ]
     )
     result = host.run(command, timeout=60)
@@ -107,10 +118,171 @@ def prepare(host: Host, save_path: str) -> Cluster:
         )
     if not result.ok:
         raise CommandFailed(host.alias, result, f"cannot create the log folder {save_path}")
-    lines = result.stdout.splitlines()
+    return parse_prepare(result.stdout)
+
+
+def parse_prepare(stdout: str) -> Cluster:
+    """prepare's answer: the home, `scontrol show config`'s two lines, then the user's name and the
+    association lines (parse_assoc_mgr)."""
+    head, _, assoc = stdout.partition(SECTION + "\n")
+    lines = head.splitlines()
     home = lines[0].strip() if lines else ""
-    size = lines[1].strip() if len(lines) > 1 else ""
-    return Cluster(home, int(size) if size.isdigit() and int(size) > 0 else DEFAULT_MAX_ARRAY_SIZE)
+    config = _settings(lines[1:])
+    size = config.get("MaxArraySize", "")
+    enforce = {word.strip() for word in config.get("AccountingStorageEnforce", "").split(",")}
+    user, _, records = assoc.partition("\n")
+    # associations and QOS limits hold only where accounting enforces them ("safe" implies limits)
+    limits = parse_assoc_mgr(records, user.strip()) if enforce & {"limits", "safe"} else None
+    return Cluster(home, int(size) if size.isdigit() and int(size) > 0 else DEFAULT_MAX_ARRAY_SIZE, limits)
+
+
+def _settings(words: Sequence[str]) -> dict[str, str]:
+    """`Name=value` words (or lines) -> {Name: value}."""
+    found: dict[str, str] = {}
+    for word in words:
+        name, _, value = word.strip().partition("=")
+        found[name] = value.strip()
+    return found
+
+
+# -- the user's submit limits -------------------------------------------------------------------
+
+# The lines of `scontrol show assoc_mgr flags=assoc,qos` that say something about submit limits: each
+# record's first line, an association's parent and default flag, the limits, the user/account lines.
+ASSOC_LINES = r"^(ClusterName|QOS)=|ParentAccount=|SubmitJobs|Limits$|^ +[^ =]+$"
+DEFAULT_QOS = "normal"  # Slurm's default QOS, the one limits are read from when a task names none
+
+
+@dataclass(frozen=True)
+class SubmitLimit:
+    """One limit on the jobs the user may have queued (pending or running; each array element
+    counts), with how many it already counts."""
+
+    name: str  # says where it is set, for messages: "MaxSubmitJobs of association testacct/ctest"
+    limit: int
+    used: int
+
+    @property
+    def room(self) -> int:
+        return max(0, self.limit - self.used)
+
+    def describe(self) -> str:
+        return f"{self.name} is {self.limit}, {self.used} queued"
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One association or QOS of `scontrol show assoc_mgr`: its identity and its submit limits."""
+
+    kind: str  # "assoc" | "qos"
+    fields: dict[str, str]
+    limits: dict[str, tuple[int, int]]  # MaxSubmitJobs -> (limit, used); only the limits that are set
+    per_user: dict[str, dict[str, tuple[int, int]]]  # QOS: uid -> its limits; account -> its limits
+    per_account: dict[str, dict[str, tuple[int, int]]]
+
+    @property
+    def user(self) -> str:
+        """An association's user name (`UserName=ctest(1001)`; "" for an account's own record)."""
+        return self.fields.get("UserName", "").partition("(")[0]
+
+    @property
+    def uid(self) -> str:
+        return self.fields.get("UserName", "").partition("(")[2].rstrip(")")
+
+
+@dataclass(frozen=True)
+class SubmitLimits:
+    """The associations and QOS the controller told about, to pick the limits of one task from."""
+
+    user: str
+    records: tuple[_Record, ...]
+
+    def tightest(self, account: str | None, qos: str | None, partition: str | None) -> SubmitLimit | None:
+        """The limit leaving the least room for a task submitted with these options (None: no limit)."""
+        found = self.applying(account, qos, partition)
+        return min(found, key=lambda item: item.room) if found else None
+
+    def applying(self, account: str | None, qos: str | None, partition: str | None) -> list[SubmitLimit]:
+        """The user's association (the account given, else the default one; the partition's own
+        association where there is one) with its MaxSubmitJobs and GrpSubmitJobs, the GrpSubmitJobs
+        of every account above it, and the limits of the QOS (the one given, else `normal`): its
+        GrpSubmitJobs, MaxSubmitJobsPerUser and MaxSubmitJobsPerAccount."""
+        assocs = [r for r in self.records if r.kind == "assoc"]
+        mine = [r for r in assocs if r.user == self.user]
+        if account:
+            mine = [r for r in mine if r.fields.get("Account") == account]
+        else:
+            mine = [r for r in mine if r.fields.get("DefAssoc") == "Yes"] or mine
+        if not mine:
+            return []
+        wanted = [r for r in mine if partition and r.fields.get("Partition") == partition]
+        chosen = (wanted or [r for r in mine if not r.fields.get("Partition")] or mine)[0]
+        account = chosen.fields.get("Account", "")
+        found = [
+            SubmitLimit(f"{name} of association {account}/{self.user}", *value)
+            for name, value in chosen.limits.items()
+        ]
+        accounts = {r.fields.get("Account", ""): r for r in assocs if not r.user}
+        above, seen = account, set()
+        while above in accounts and above not in seen:  # the accounts above it, to the root
+            seen.add(above)
+            record = accounts[above]
+            if "GrpSubmitJobs" in record.limits:
+                found.append(SubmitLimit(f"GrpSubmitJobs of account {above}", *record.limits["GrpSubmitJobs"]))
+            above = record.fields.get("ParentAccount", "").partition("(")[0]
+        name = qos or DEFAULT_QOS
+        for record in self.records:
+            if record.kind == "qos" and record.fields.get("QOS", "").partition("(")[0] == name:
+                for key, value in record.limits.items():
+                    found.append(SubmitLimit(f"{key} of QOS {name}", *value))
+                for key, value in record.per_user.get(chosen.uid, {}).items():
+                    found.append(SubmitLimit(f"{key.removesuffix('PU')}PerUser of QOS {name}", *value))
+                for key, value in record.per_account.get(account, {}).items():
+                    found.append(SubmitLimit(f"{key.removesuffix('PA')}PerAccount of QOS {name}", *value))
+        return found
+
+
+_LIMIT = re.compile(r"\b((?:Grp|Max)SubmitJobs(?:PU|PA)?)=(\d+)\((\d+)\)")
+
+
+def parse_assoc_mgr(text: str, user: str) -> SubmitLimits | None:
+    """The lines ASSOC_LINES keeps of `scontrol show assoc_mgr users=<user> flags=assoc,qos`, e.g.
+
+        ClusterName=testbed Account=testacct UserName=ctest(1001) Partition= Priority=0 ID=4
+            ParentAccount= Lft=3 DefAssoc=Yes
+            GrpSubmitJobs=N(0) GrpWall=N(0.00)
+            MaxJobs= MaxJobsAccrue= MaxSubmitJobs=20(3) MaxWallPJ=
+        QOS=normal(1)
+            GrpJobs=N(0) GrpJobsAccrue=N(0) GrpSubmitJobs=N(0) GrpWall=N(0.00)
+            User Limits
+              1001
+                MaxJobsPU=N(0) MaxJobsAccruePU=N(0) MaxSubmitJobsPU=25(3)
+
+    `20(3)`: a limit of 20 that counts 3 jobs now; `N(0)` or nothing: no limit. None when the
+    controller said nothing (no accounting, or it keeps associations private)."""
+    records: list[_Record] = []
+    section: dict[str, dict[str, tuple[int, int]]] | None = None
+    current: dict[str, tuple[int, int]] | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if line.startswith(("ClusterName=", "QOS=")):
+            fields = _settings(stripped.split())
+            records.append(_Record("assoc" if "ClusterName" in fields else "qos", fields, {}, {}, {}))
+            section = current = None
+        elif not records or not stripped:
+            continue
+        elif stripped in ("User Limits", "Account Limits"):
+            section = records[-1].per_user if stripped == "User Limits" else records[-1].per_account
+            current = None
+        elif section is not None and "=" not in stripped and " " not in stripped:
+            current = section.setdefault(stripped, {})
+        elif "ParentAccount=" in stripped:
+            records[-1].fields.update(_settings(stripped.split()))
+        else:
+            target = current if current is not None else records[-1].limits
+            for name, limit, used in _LIMIT.findall(stripped):
+                target[name] = (int(limit), int(used))
+    return SubmitLimits(user, tuple(records)) if records and user else None
 
 
 # sbatch's words when the controller could not be reached: the job was NOT taken, trying again is safe.
@@ -144,12 +316,14 @@ def submit(
     retry: Retry = Retry(),
     token: str | None = None,
     secrets: Mapping[str, str] | None = None,
+    script_args: Sequence[str] = (),
 ) -> str:
     """Upload the script to a unique path, sbatch it, remove it; return the job (or array) id.
     A refused submission raises with sbatch's own words. While the controller is unreachable the
     submission is tried again for `retry.seconds`; each retry first looks in the queue for the job
     of an earlier attempt whose answer was lost (by a token in its --comment), so none runs twice.
-    `secrets` reach sbatch's environment (so the job's) through stdin, before the script."""
+    `secrets` reach sbatch's environment (so the job's) through stdin, before the script;
+    `script_args` are the script's own arguments (`$1`...)."""
     token = None if _has_comment(text) else (token or new_token())
     args = [*extra_args, f"--comment={TOKEN_MARK}{token}"] if token else list(extra_args)
     stop = retry.stop or threading.Event()
@@ -158,7 +332,7 @@ def submit(
     attempt = 0
     while True:
         end = secret_env.marker()
-        command = submit_command(args, token if attempt else None)
+        command = submit_command(args, token if attempt else None, script_args)
         stdin = text.encode()
         if secrets:
             command = f"{secret_env.receive(end)}\n{command}"
@@ -191,7 +365,7 @@ def _refused(alias: str, said: str, waited: float | None, budget: float) -> Task
     )
 
 
-def submit_command(args: Sequence[str], look_for: str | None) -> str:
+def submit_command(args: Sequence[str], look_for: str | None, script_args: Sequence[str] = ()) -> str:
     """The remote side of one attempt: the script arrives on stdin into a unique file (two runs never
     share one), sbatch reads it, the file is removed. `look_for`: print the id of the queued job whose
     comment carries this token instead of submitting (the answer of an earlier attempt was lost)."""
@@ -207,8 +381,9 @@ def submit_command(args: Sequence[str], look_for: str | None) -> str:
             " | head -n 1 | cut -d'|' -f1)",
             f'if [ -n "$compute_id" ]; then cat >/dev/null; echo "{FOUND_MARK}$compute_id"; exit 0; fi',
         ]
+    after = f" {shell.join(script_args)}" if script_args else ""
     lines.append(
-        f"cat > {remote} && sbatch --parsable {shell.join(args)} {remote}; "
+        f"cat > {remote} && sbatch --parsable {shell.join(args)} {remote}{after}; "
         f"compute_rc=$?; rm -f {remote}; exit $compute_rc"
     )
     return "\n".join(lines)

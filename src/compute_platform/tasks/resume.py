@@ -4,12 +4,14 @@ completed by running it again, without submitting anything twice.
 
 A point is identified by the playbook file, the task name, the host (any host, for a scattered sweep:
 see host_share), the job's index in the sweep and
-its exact command lines (so a point whose command changed is submitted again)."""
+its exact command lines (so a point whose command changed is submitted again). The points that a feed
+of the cluster is still to submit (a sweep larger than the submit limit) count as submitted."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from compute_platform.ledger import feeds
 from compute_platform.scheduling.sweep import scatter
 
 if TYPE_CHECKING:
@@ -49,7 +51,9 @@ def _left(ctx: TaskContext, fields: SweepFields, jobs: list[Job], done: set[tupl
 
 
 def _submitted(ctx: TaskContext, host: str | None) -> set[tuple[str, str]]:
-    return ctx.ledger.submitted_points(str(ctx.playbook_path), ctx.task.name, host)
+    """The points in the ledger, and those an open feed is still to submit (ledger/feeds.py)."""
+    playbook, task = str(ctx.playbook_path), ctx.task.name
+    return ctx.ledger.submitted_points(playbook, task, host) | feeds.planned_points(ctx.ledger, playbook, task, host)
 
 
 ALL_SUBMITTED = "every point was already submitted"

@@ -1,18 +1,21 @@
 """`slurm` (alias `srun`): a sweep submitted as sbatch jobs, arrays when there are more than a few,
-each submission archived and recorded in job.csv before the task reports success."""
+each submission archived and recorded in job.csv before the task reports success. A sweep larger
+than the user's submit limit leaves what does not fit to the cluster itself (scheduling/feed.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
 from compute_platform.context import Outcome
-from compute_platform.errors import InputError, Interrupted, TaskError
+from compute_platform.errors import ComputeError, HostError, InputError, Interrupted, TaskError
 from compute_platform.hosts import secret_env
 from compute_platform.ledger import (
     CONFIRMED,
@@ -22,9 +25,10 @@ from compute_platform.ledger import (
     JobRecord,
     Ledger,
     Script,
+    feeds,
     now,
 )
-from compute_platform.scheduling import slurm
+from compute_platform.scheduling import feed, slurm
 from compute_platform.scheduling.sbatch import SbatchSpec, check_option, option_name, render
 from compute_platform.scheduling.sweep import Job, SweepFields
 from compute_platform.tasks.base import Action
@@ -53,11 +57,27 @@ def layout(
     jobs: Sequence[Job], array: bool | str, max_parallel: int | None, max_array_size: int
 ) -> list[Batch]:
     """Plain jobs or arrays of at most MaxArraySize elements (indexes 0..size-1 each)."""
-    use_array = array is True or (array == "auto" and (len(jobs) >= AUTO_ARRAY_MIN or bool(max_parallel)))
-    if not use_array:
+    if not use_arrays(len(jobs), array, max_parallel):
         return [Batch((job,), False) for job in jobs]
     size = max(1, max_array_size)
     return [Batch(tuple(jobs[i : i + size]), True) for i in range(0, len(jobs), size)]
+
+
+def use_arrays(jobs: int, array: bool | str, max_parallel: int | None) -> bool:
+    return array is True or (array == "auto" and (jobs >= AUTO_ARRAY_MIN or bool(max_parallel)))
+
+
+def chunks(
+    jobs: Sequence[Job], array: bool | str, max_parallel: int | None, max_array_size: int, room: int
+) -> list[list[Batch]]:
+    """The sweep in chunks that fit in `room` queued jobs (feed.chunk_sizes), each laid out in
+    batches: arrays or not as for the whole sweep (a short last chunk stays an array)."""
+    arrays = use_arrays(len(jobs), array, max_parallel)
+    found, start = [], 0
+    for size in feed.chunk_sizes(len(jobs), room):
+        found.append(layout(jobs[start : start + size], arrays, max_parallel, max_array_size))
+        start += size
+    return found
 
 
 def resolve_dependency(text: str, submitted: Any) -> str:
@@ -222,6 +242,7 @@ class Slurm(Action, SweepFields):
     def run(self, ctx: TaskContext, host: Host) -> Outcome:
         if ctx.options.skip_submitted:
             self.confirm(ctx, host)
+            self.follow_feeds(ctx, host)
         jobs, why_none = host_share(ctx, self)
         if not jobs:
             return Outcome(changed=False, message=why_none)
@@ -233,24 +254,196 @@ class Slurm(Action, SweepFields):
             else ""
         )
         cluster = self.cluster(ctx, host)
+        taken = ctx.shared(f"slurm:taken:{ctx.alias}", lambda: [0])  # queued by this run's earlier tasks
+        limit = self.limit(ctx, cluster)
+        room = limit.room - taken[0] if limit else len(jobs)
+        if len(jobs) > room:
+            return self.feed(ctx, host, jobs, cluster, limit, room, dependency)
         batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
+        ids = self.submit_all(ctx, host, batches, cluster, dependency)
+        taken[0] += len(jobs)
+        ctx.add_submitted(ids)
+        return Outcome(message=f"{len(jobs)} jobs: {describe(batches)}, id {', '.join(ids)}")
+
+    def submit_all(
+        self, ctx: TaskContext, host: Host, batches: Sequence[Batch], cluster: slurm.Cluster, dependency: str
+    ) -> list[str]:
+        """Each batch through the ledger, in order, with a progress bar; the ids."""
         ids: list[str] = []
+        total = sum(len(batch.jobs) for batch in batches)
         done = 0
-        ctx.progress(done, len(jobs))  # a bar in the live view: one sbatch per job is slow to submit
+        ctx.progress(done, total)  # a bar in the live view: one sbatch per job is slow to submit
         for batch in batches:
             try:
                 # Ctrl-C lets a submission under way end and be recorded, and starts no other one
                 with ctx.submission():
-                    ids.append(self.submit(ctx, host, ledger, batch, cluster, dependency))
+                    ids.append(self.submit(ctx, host, ctx.ledger, batch, cluster, dependency))
                 done += len(batch.jobs)
-                ctx.progress(done, len(jobs))
+                ctx.progress(done, total)
             except (TaskError, Interrupted) as e:
                 if not ids:
                     raise
                 recorded = f" (already submitted and recorded: {', '.join(ids)})"
                 raise TaskError(e.reason + recorded, host=e.host) from e
+        return ids
+
+    # -- a sweep larger than the submit limit ------------------------------------------------
+
+    def limit(self, ctx: TaskContext, cluster: slurm.Cluster) -> slurm.SubmitLimit | None:
+        """The submit limit leaving the least room for this task's jobs (its account, QOS and
+        partition, from the config and the task's sbatch options)."""
+        if cluster.limits is None:
+            return None
+        config: ResolvedConfig = ctx.inventory.config(self.config, ctx.alias)
+        options = self.feeder_options(config)
+        return cluster.limits.tightest(
+            _text(options.get("account")), _text(options.get("qos")), _text(options.get("partition"))
+        )
+
+    def feeder_options(self, config: ResolvedConfig) -> dict[str, Any]:
+        options: dict[str, Any] = {"partition": config.partition}
+        for name, value in [*config.extra.items(), *self.sbatch.items()]:
+            if option_name(name) in feed.FEEDER_OPTIONS:
+                options[option_name(name)] = value
+        return options
+
+    def feed(
+        self,
+        ctx: TaskContext,
+        host: Host,
+        jobs: Sequence[Job],
+        cluster: slurm.Cluster,
+        limit: slurm.SubmitLimit | None,
+        room: int,
+        dependency: str,
+    ) -> Outcome:
+        """Submit chunk 0 and the first feeder; stage every later chunk for the feeders. The planned
+        scripts and rows are in the archive and on the host before anything is submitted; the feed
+        counts as started (its points as submitted) from just before its first feeder is."""
+        where = f"{limit.describe()}" if limit else "the limit"
+        if room < feed.MIN_ROOM:
+            held = f" and this run's earlier tasks hold {limit.room - room}" if limit and limit.room > room else ""
+            raise TaskError(
+                host=ctx.alias,
+                message=f"{len(jobs)} jobs do not fit: {where}{held}, so there is room for {max(room, 0)} "
+                f"(a sweep fed by the cluster needs {feed.MIN_ROOM}: a chunk, its feeder and the next). "
+                "Wait for some jobs to end, or run this task alone",
+            )
+        config: ResolvedConfig = ctx.inventory.config(self.config, ctx.alias)
+        if any(option_name(k) == "comment" for k in [*config.extra, *self.sbatch]):
+            raise TaskError(
+                host=ctx.alias,
+                message=f"{len(jobs)} jobs do not fit ({where}): the cluster would feed them, but the jobs "
+                "it submits carry compute's token in their --comment: remove the `comment` sbatch option",
+            )
+        ledger = ctx.ledger
+        parts = chunks(jobs, self.array, self.max_parallel, cluster.max_array_size, room)
+        feed_id = feed.new_feed_id()
+        remote = feed.folder(cluster.home, feed_id)
+        files: dict[str, str] = {}
+        batches: list[feeds.Batch] = []
+        try:
+            for number, chunk in enumerate(parts[1:], 1):
+                for index, batch in enumerate(chunk):
+                    spec = self.spec(ctx, batch, host.spec, cluster)
+                    text = render(spec)
+                    token = feed.batch_token(feed_id, number, index)
+                    rows = self.records(ctx, spec, batch, "", "", "")  # ids, logs, script: once submitted
+                    script = feeds.stage_batch(ledger, feed_id, token, ctx.alias, text, rows)
+                    batches.append(feeds.Batch(token, number, batch.array, script, spec.save_path, len(rows)))
+                    files[f"{feed.batch_name(number, index)}.sbatch"] = text
+            feeder = feed.render_feeder(
+                feed.FeederSpec(
+                    feed=feed_id,
+                    folder=remote,
+                    chunks=len(parts) - 1,
+                    job_name=self.name(ctx.task.name),
+                    comment=self.spec(ctx, parts[0][0], host.spec, cluster).comment,
+                    options=self.feeder_options(config),
+                    minutes=feed.feeder_minutes(config.time),
+                )
+            )
+            files["feed.sh"] = feeder
+            feed.upload(host, remote, files)
+            ids = self.submit_all(ctx, host, parts[0], cluster, dependency)
+        except BaseException:
+            feeds.discard(ledger, feed_id, [b.script for b in batches])
+            with contextlib.suppress(Exception):
+                feed.remove(host, remote)
+            raise
+        plan = feeds.Feed(
+            feed=feed_id,
+            host=ctx.alias,
+            playbook=str(ctx.playbook_path),
+            task=ctx.task.name,
+            run_id=ctx.run_id,
+            hosts_file=str(Path(ctx.inventory.hosts_file).resolve()) if ctx.inventory.hosts_file else "",
+            remote=remote,
+            chunks=len(parts) - 1,
+            batches=tuple(batches),
+        )
+        feeds.start(ledger, plan)
+        fed = plan.points
+        try:
+            with ctx.submission():
+                feeder_id = self.start_feeder(ctx, host, feeder, feed_id, ids)
+        except ComputeError as e:
+            if not isinstance(e, HostError):  # refused, or never tried: the feed does not go on
+                feeds.end(ledger, plan, f"its first feeder was not submitted: {e.reason}")
+            raise TaskError(
+                f"{e.reason} (the first {len(jobs) - fed} points are submitted and recorded: "
+                f"{', '.join(ids)}; the other {fed} were to be fed by the cluster: once Slurm answers, "
+                "`compute jobs` says whether the feeder got in, and the playbook run again with "
+                "--skip-submitted submits what it did not)",
+                host=e.host,
+            ) from e
+        taken = ctx.shared(f"slurm:taken:{ctx.alias}", lambda: [0])
+        taken[0] += room  # what the feed holds in the queue from now on
+        ctx.shared(f"slurm:fed:{ctx.alias}:{ctx.task.name}", lambda: True)
         ctx.add_submitted(ids)
-        return Outcome(message=f"{len(jobs)} jobs: {describe(batches)}, id {', '.join(ids)}")
+        size = len(parts[1][0].jobs) if len(parts[1]) == 1 else sum(len(b.jobs) for b in parts[1])
+        return Outcome(
+            message=f"{len(jobs)} jobs: {len(jobs) - fed} submitted ({describe(parts[0])}, id {', '.join(ids)}); "
+            f"{fed} to be fed by the cluster in {len(parts) - 1} chunk(s) of up to {size} ({where}): "
+            f"feeder job {feeder_id}"
+        )
+
+    def start_feeder(self, ctx: TaskContext, host: Host, text: str, feed_id: str, ids: Sequence[str]) -> str:
+        """The feeder of chunk 1, after every job of chunk 0 (afterany: whatever their end), through
+        the ledger's submission transaction (its script archived like any other; it has no row)."""
+
+        def sbatch() -> str:
+            retry = slurm.Retry(self.submit_retry, ctx.stopping, ctx.info)
+            secrets = secret_env.read(self.secret_env, ctx.alias)  # the feeder hands them on to the jobs
+            return slurm.submit(
+                host,
+                text,
+                [f"--dependency=afterany:{':'.join(ids)}"],
+                retry,
+                feed.feeder_token(feed_id, 1),
+                secrets,
+                script_args=["1"],
+            )
+
+        return ctx.ledger.submit(ctx.alias, Script(text, "slurm", 0), sbatch, lambda job_id, script: [])
+
+    def follow_feeds(self, ctx: TaskContext, host: Host) -> None:
+        """Before a resumed run: record what this task's feeds on this host submitted since, and end
+        those that are over, so that what an open feed is still to submit is left out (resume.py) and
+        what a stopped one did not submit is submitted now."""
+        mine = [
+            f
+            for f in feeds.open_feeds(ctx.ledger)
+            if (f.playbook, f.task, f.host) == (str(ctx.playbook_path), ctx.task.name, ctx.alias)
+        ]
+        for progress in feed.follow(host, ctx.ledger, mine):
+            started = f"the feed started {progress.feed.started}"
+            if progress.ended == feeds.DONE:
+                ctx.info(f"{started} has submitted every point")
+            elif progress.ended:
+                ctx.info(f"{started} stopped ({progress.ended}): its {progress.left} points left are submitted now")
+            else:
+                ctx.info(f"{started} is still to submit {progress.left} points: they are left out")
 
     def submit(
         self,
@@ -371,6 +564,13 @@ class Slurm(Action, SweepFields):
         return rows
 
     def _submitted(self, ctx: TaskContext, task_name: str) -> list[str]:
+        if ctx.shared(f"slurm:fed:{ctx.alias}:{task_name}", lambda: False):
+            raise TaskError(
+                host=ctx.alias,
+                message=f"dependency '{self.dependency}': task '{task_name}' is fed by the cluster (its "
+                "sweep is larger than the submit limit), so most of its jobs do not exist yet: run this "
+                "task once it has ended",
+            )
         ids = ctx.submitted(task_name)
         if not ids:
             raise TaskError(
@@ -384,6 +584,10 @@ class Slurm(Action, SweepFields):
         if not self.dependency:
             return ""
         return resolve_dependency(self.dependency, lambda name: [f"<ids of task '{name}'>"])
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or isinstance(value, bool) else str(value)
 
 
 def describe(batches: Sequence[Batch]) -> str:
