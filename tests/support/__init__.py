@@ -9,4 +9,7 @@ tests/conftest.py).
 * `testbed`: the local sshd + Slurm test bed (`scripts/testbed` is its command line).
 * `cluster`: the test bed's multi-node mode (`scripts/testbed up --nodes 3`): slurmd in network
   namespaces, slurmdbd + MariaDB.
+* `latency`: TCP relays that hold every chunk a fixed delay each way (a far network in user space).
+* `wan`: far hosts for the benchmark: sshd in network namespaces behind those relays, some of
+  them behind a jump host.
 """

@@ -155,6 +155,8 @@ class Network:
             self._tasks.add(task)
             try:
                 await self._relay(relay, reader, writer)
+            except asyncio.CancelledError:
+                pass  # closing the network: the connection is cut, nothing to report
             finally:
                 self._tasks.discard(task)
 
@@ -206,6 +208,11 @@ class Network:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # the transports close their sockets on the loop's next turns: a socket left open would
+        # keep its network namespace (and the namespace's links) alive after `ip netns delete`
+        for server in self._servers:
+            await server.wait_closed()
+        await asyncio.sleep(0.05)
 
 
 async def _read(
