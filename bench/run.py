@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Benchmark compute against Ansible, pyinfra, fabric and what SSH itself costs (the floor).
 
-    python3 bench/run.py [--quick] [--scenario A,B,C,D,E,F] [--runs N] [--state DIR]
+    python3 bench/run.py [--quick] [--scenario A,B,C,D,E,F,G] [--runs N] [--state DIR]
 
-Brings up loopback sshd hosts (and a single-node Slurm for E) with scripts/testbed.py, installs the
+Brings up loopback sshd hosts (and a single-node Slurm for E; for G, far hosts in network
+namespaces behind 50 ms round trips, bench/suite/far.py) with scripts/testbed.py, installs the
 peers into bench/.venv (bench/requirements.txt, plus this project, editable), then times every
 contender of a scenario interleaved (A B C, B C A, ...): one warm-up round, then --runs rounds
 (5; 3 with --quick). A time is the whole process, from its start to its exit, as a user sees it.
 Prints a table (median, min–max, ratio to the floor, how much faster compute is than each peer,
-the issue's targets), writes bench/results/<date>.json and .png and copies them to docs/.
+the issue's targets), writes bench/results/<date>.json and .png and copies them to docs/
+(bench.*; bench-far.* for G alone).
 Needs root (the test bed creates the test user and starts sshd).
 """
 
@@ -42,7 +44,8 @@ BENCH = Path(HERE)
 ROOT = BENCH.parent
 VENV = BENCH / ".venv"
 REQUIREMENTS = BENCH / "requirements.txt"
-ALL = "ABCDEF"
+ALL = "ABCDEFG"
+DEFAULT = "ABCDEF"  # G (far hosts, network namespaces) only when asked for
 # Variables of this shell that a user's terminal does not have and that change what is measured:
 # no .pyc files written (every import compiles again) and unbuffered output.
 DROPPED_ENV = ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED", "VIRTUAL_ENV", "PYTHONPATH")
@@ -87,6 +90,8 @@ def child_env(setting: Setting) -> dict[str, str]:
         # compute: the hosts file says everything; never read the developer's ~/.ssh/config
         COMPUTE_SSH_CONFIG=str(work / "no-ssh-config"),
         COMPUTE_KNOWN_HOSTS=str(setting.bed.known_hosts),
+        # the master sockets of `connection: openssh` hosts (G), not the developer's
+        COMPUTE_CONTROL_DIR=str(work / "cm"),
         ANSIBLE_CONFIG=str(work / "ansible.cfg"),
         ANSIBLE_HOME=str(work / "ansible-home"),
         ANSIBLE_NOCOLOR="1",
@@ -139,6 +144,8 @@ def run_once(c: Contender, env: dict[str, str], logs: Path) -> float | None:
     """Seconds from the process's start to its exit (None when it hit its time limit)."""
     if c.reset is not None:
         c.reset()
+    if c.counter is not None:
+        c.counter.mark()
     log = logs / f"{c.name.replace(' ', '_').replace('/', '_')}.log"
     with open(log, "wb") as out:
         start = time.perf_counter()
@@ -187,6 +194,8 @@ def time_group(group: Group, env: dict[str, str], runs: int, logs: Path) -> Resu
                 say(f"  {c.name}: stopped after {c.timeout:g} s")
             else:
                 t.runs.append(seconds)
+                for figure, value in (c.counter.count() if c.counter else {}).items():
+                    t.counts.setdefault(figure, []).append(value)
     if group.memory:
         for c in group.contenders:
             timings[c.name].peak_rss_mb = peak_memory(c, env, logs)
@@ -243,7 +252,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="3 runs instead of 5, shorter time limits")
-    parser.add_argument("--scenario", default=ALL, help="comma-separated letters (default: all)")
+    parser.add_argument(
+        "--scenario", default=DEFAULT, help=f"comma-separated letters among {ALL} (default: {DEFAULT})"
+    )
     parser.add_argument(
         "--runs", type=int, default=None, help="timed runs per contender (default 5, --quick 3)"
     )
@@ -289,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         logs.mkdir()
         setting = Setting(bed, venv, work, args.quick)
         write_inventories(setting)
-        env = child_env(setting)
+        env = setting.env = child_env(setting)
         subprocess.run(
             [str(venv / "bin" / "python"), "-m", "compileall", "-q", str(ROOT / "src")], check=True, env=env
         )
@@ -301,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             for group in makers[letter]():
                 results.append(time_group(group, env, args.runs, logs))
-    except Failed as e:
+    except (Failed, RuntimeError) as e:  # RuntimeError: a scenario's set-up (tbm.TestbedError is one)
         say(f"error: {e}")
         return 1
     finally:
@@ -332,8 +343,9 @@ def replot(path: Path, no_docs: bool) -> int:
     plot(results, png, caption)
     say(f"wrote {png}")
     if not no_docs:
-        shutil.copy(png, ROOT / "docs" / "bench.png")
-        say(f"copied to {ROOT / 'docs' / 'bench.png'}")
+        docs = ROOT / "docs" / f"{docs_name(results)}.png"
+        shutil.copy(png, docs)
+        say(f"copied to {docs}")
     return 0
 
 
@@ -363,10 +375,16 @@ def report(results: list[Result], venv: Path, args: argparse.Namespace) -> None:
     (out / f"{stem}.txt").write_text(caption + "\n" + text + "\n")
     say(f"\nwrote {out / stem}.json, .png and .txt")
     if not args.no_docs:
-        docs = ROOT / "docs"
-        shutil.copy(out / f"{stem}.png", docs / "bench.png")
-        shutil.copy(out / f"{stem}.json", docs / "bench.json")
-        say(f"copied to {docs / 'bench.png'} and {docs / 'bench.json'}")
+        docs = ROOT / "docs" / docs_name(results)
+        shutil.copy(out / f"{stem}.png", docs.with_suffix(".png"))
+        shutil.copy(out / f"{stem}.json", docs.with_suffix(".json"))
+        say(f"copied to {docs}.png and .json")
+
+
+def docs_name(results: list[Result]) -> str:
+    """docs/bench.* for the loopback scenarios; G alone (far hosts) has its own, docs/bench-far.*."""
+    far = bool(results) and all(r.group.key.startswith("G") for r in results)
+    return "bench-far" if far else "bench"
 
 
 if __name__ == "__main__":

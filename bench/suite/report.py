@@ -20,6 +20,7 @@ class Timing:
     timed_out: float | None = None  # the time limit, when a run hit it (then `runs` may be empty)
     peak_rss_mb: float | None = None
     note: str = ""
+    counts: dict[str, list[float]] = field(default_factory=dict)  # the Counter's figures, per run
 
     @property
     def median(self) -> float:
@@ -76,6 +77,13 @@ def verdict(target: Target, result: Result, others: dict[str, Result]) -> tuple[
             return f"scenario {target.who} did not run", None, False
         ratio = mine.median / base_mine.median
         return f"{ratio:.2f}x the time of {target.who}", ratio, ratio <= target.limit
+    if target.kind == "round trips":
+        base = result.named(target.who)
+        rtt = result.group.rtt
+        if base is None or not rtt:
+            return f"{target.who} did not run", None, False
+        trips = (mine.median - base.median) / rtt
+        return f"{trips:.1f} round trips beyond {target.who}", trips, trips <= target.limit
     return f"{mine.median:.3f} s", mine.median, mine.median < target.limit
 
 
@@ -101,7 +109,10 @@ def table(results: list[Result]) -> str:
             mem = f"  {t.peak_rss_mb:.0f} MB" if t.peak_rss_mb is not None else ""
             label = f"{t.name} ({t.role})" if t.role != "peer" else t.name
             note = f"  [{t.note}]" if t.note else ""
-            out.append(f"  {label:<32} {t.shown():>9} {span:>15} {vs_floor:>8} {faster:>12}{mem}{note}")
+            trips = round_trips(t, result.group.rtt)
+            out.append(
+                f"  {label:<32} {t.shown():>9} {span:>15} {vs_floor:>8} {faster:>12}{trips}{mem}{note}"
+            )
         for target in result.group.targets:
             measured, _, ok = verdict(target, result, by_key)
             out.append(f"  target {target.describe():<34} {measured:<36} {'MET' if ok else 'MISSED'}")
@@ -111,6 +122,14 @@ def table(results: list[Result]) -> str:
                 + per_host_memory(by_key["A"], result)
             )
     return "\n".join(out)
+
+
+def round_trips(t: Timing, rtt: float | None) -> str:
+    """G: the time in round trips of the hosts' link, and the medians of what the relays counted."""
+    if not rtt:
+        return ""
+    counted = "".join(f", {statistics.median(v):g} {k}" for k, v in t.counts.items() if v)
+    return f"  {t.median / rtt:5.1f} RTT{counted}"
 
 
 def per_host_memory(small: Result, large: Result) -> str:
@@ -131,6 +150,7 @@ def as_json(results: list[Result]) -> list[dict[str, Any]]:
             {
                 "key": result.group.key,
                 "title": result.group.title,
+                "rtt": result.group.rtt,
                 "tools": [
                     {
                         "name": t.name,
@@ -142,6 +162,7 @@ def as_json(results: list[Result]) -> list[dict[str, Any]]:
                         "timed_out": t.timed_out,
                         "peak_rss_mb": t.peak_rss_mb,
                         "note": t.note,
+                        **({"counts": t.counts} if t.counts else {}),
                     }
                     for t in result.timings
                 ],
@@ -169,10 +190,19 @@ def from_json(rows: list[dict[str, Any]]) -> list[Result]:
     for row in rows:
         targets = [Target(t["kind"], t["limit"], t["who"]) for t in row["targets"] if "kind" in t]
         timings = [
-            Timing(t["name"], t["role"], t["runs"], t["timed_out"], t["peak_rss_mb"], t["note"])
+            Timing(
+                t["name"],
+                t["role"],
+                t["runs"],
+                t["timed_out"],
+                t["peak_rss_mb"],
+                t["note"],
+                t.get("counts", {}),
+            )
             for t in row["tools"]
         ]
-        results.append(Result(Group(row["key"], row["title"], [], targets), timings))
+        group = Group(row["key"], row["title"], [], targets, rtt=row.get("rtt"))
+        results.append(Result(group, timings))
     return results
 
 

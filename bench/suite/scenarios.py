@@ -15,11 +15,21 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 CLIENTS = Path(__file__).resolve().parent / "clients"
 
 COMPUTE, FLOOR, PEER = "compute", "floor", "peer"
+
+
+class Counter(Protocol):
+    """Figures of a run besides its time (G: the round trips the relays counted)."""
+
+    def mark(self) -> None:
+        """Just before the timed process starts (after the contender's reset)."""
+
+    def count(self) -> dict[str, float]:
+        """What happened since `mark` (callable again: it changes nothing)."""
 
 
 @dataclass
@@ -36,6 +46,7 @@ class Contender:
     extrapolate: float = 1.0  # the run did 1/extrapolate of the work: scale its time by this
     note: str = ""
     verify: Callable[[], str | None] | None = None  # after a run: what is wrong with its result
+    counter: Counter | None = None  # figures counted during each timed run
 
 
 @dataclass
@@ -43,7 +54,9 @@ class Target:
     """One goal of the issue: `ratio` of compute against the floor (<=), a peer (>= times faster),
     or an absolute time (`seconds` <=) for `who`."""
 
-    kind: str  # "floor" | "faster" | "seconds" | "scaling" (compute's time against scenario `who`)
+    # "floor" | "faster" | "seconds" | "scaling" (compute's time against scenario `who`)
+    # | "round trips" (compute's time beyond contender `who`'s, in the group's round trips)
+    kind: str
     limit: float
     who: str = ""
 
@@ -54,6 +67,8 @@ class Target:
             return f">= {self.limit:g}x faster than {self.who}"
         if self.kind == "scaling":
             return f"<= {self.limit:g}x the time of {self.who} (4x hosts)"
+        if self.kind == "round trips":
+            return f"<= {self.limit:g} round trips beyond start-up"
         return f"{self.who or 'compute'} < {self.limit:g} s"
 
 
@@ -66,6 +81,7 @@ class Group:
     contenders: list[Contender]
     targets: list[Target] = field(default_factory=list)
     memory: bool = False  # also sample the peak memory of each contender's process tree
+    rtt: float | None = None  # G: the hosts' round trip (s): times are also shown as round trips
 
 
 @dataclass
@@ -77,6 +93,7 @@ class Setting:
     work: Path
     quick: bool
     cleanups: list[Callable[[], None]] = field(default_factory=list)  # run at the end
+    env: dict[str, str] = field(default_factory=dict)  # the contenders' (for resets that run one first)
 
     def bin(self, name: str) -> str:
         return str(self.venv / "bin" / name)
@@ -502,7 +519,14 @@ def scenarios(s: Setting) -> dict[str, Callable[[], list[Group]]]:
         "D": lambda: copies(s),
         "E": lambda: [sweep(s)],
         "F": lambda: [one_command(s, "F", 32)],
+        "G": lambda: far_network(s),
     }
+
+
+def far_network(s: Setting) -> list[Group]:
+    from bench.suite import far  # it builds on this module
+
+    return far.groups(s)
 
 
 def shell(command: str) -> list[str]:
