@@ -341,8 +341,12 @@ def jobs(
     try:
         if grid is not None:
             name = grid or task or views.latest_task(view.records(host))
-            query.show(view, view.records(host, name), None, watch, draw=views.draw_grid)
+            follow_grid = _follow(view, host, name)
+            query.show(view, view.records(host, name), None, watch, draw=views.draw_grid, feed=follow_grid)
             return 0
+        follow = _follow(view, host, task)
+        if as_json:
+            follow()
         records = view.records(host, task)
         chosen = query.Selection(show_all, since, run_id, last)
         every = query.Selection(True, since, run_id, last)  # summaries and JSON: all rows unless told
@@ -350,16 +354,26 @@ def jobs(
             rows, _ = query.select(query.filter_states(view.rows(records), state), every)
             click.echo(views.summary_json(views.counts(rows)))
         elif summary:
-            query.show(view, records, state, watch, draw=views.draw_summary, selection=every)
+            query.show(view, records, state, watch, draw=views.draw_summary, selection=every, feed=follow)
         elif as_json:
             rows, _ = query.select(query.filter_states(view.rows(records), state), every)
             click.echo(query.as_json(rows))
         else:
             narrowed = bool(host or task or state)
-            query.show(view, records, state, watch, selection=chosen, narrowed=narrowed)
+            query.show(view, records, state, watch, selection=chosen, narrowed=narrowed, feed=follow)
     finally:
         view.close()
     return 0
+
+
+def _follow(view: Any, host: str | None, task: str | None) -> Callable[[], list[Any]]:
+    """One look at the sweeps the cluster feeds (their new jobs join the ledger), per refresh."""
+
+    def follow() -> list[Any]:
+        found: list[Any] = view.feed(host, task)
+        return found
+
+    return follow
 
 
 @cli.command(context_settings=CONTEXT)
@@ -405,9 +419,16 @@ def cancel(
         raise click.UsageError("name the jobs to cancel, or --task NAME")
     view = _jobs_view(archive, inventory)
     try:
+        # a task's feeds first: nothing is submitted after this, and what was, is recorded to cancel
+        stopped = view.feed(host, task, stopping=True) if task and not job_ids else []
         cancelled, ended = view.cancel(view.records(host, task, job_ids))
     finally:
         view.close()
+    for progress in stopped:
+        click.echo(
+            f"stopped the feed of task '{progress.feed.task}' on {progress.feed.host}: "
+            f"{progress.left} point(s) will not be submitted"
+        )
     if cancelled:
         click.echo(f"cancelled {len(cancelled)} job(s): {', '.join(r.record.job_id for r in cancelled)}")
     if ended:

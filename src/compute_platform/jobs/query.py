@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from compute_platform.hosts import Host, HostPool
+    from compute_platform.scheduling.feed import Progress
 
 # scheduler name -> module holding its BACKEND (imported only when a row of that scheduler is shown)
 BACKENDS: dict[str, str] = {
@@ -269,6 +270,34 @@ class Jobs:
                 reads % FOLLOW_STATE_EVERY == 0 and self.rows([record])[0].state.state in FINAL
             )
             time.sleep(0 if ended else FOLLOW_SECONDS)  # once ended: one last read, then stop
+
+    def feed(
+        self, host: str | None = None, task: str | None = None, stopping: bool = False
+    ) -> list[Progress]:
+        """Follow (with `stopping`: stop) the open feeds of this host and task, sweeps the cluster
+        submits itself (scheduling/feed.py): one round trip per host that has one, the jobs their
+        feeders submitted since recorded in job.csv (each Progress has the new rows)."""
+        from compute_platform.ledger import feeds
+        from compute_platform.scheduling import feed
+
+        groups: dict[tuple[str, str], list[feeds.Feed]] = {}
+        for plan in feeds.open_feeds(self.ledger):
+            if host in (None, plan.host) and task in (None, plan.task):
+                groups.setdefault((plan.hosts_file, plan.host), []).append(plan)
+
+        def one(item: tuple[tuple[str, str], list[feeds.Feed]]) -> list[Progress]:
+            (hosts_file, alias), plans = item
+            try:
+                return feed.follow(self.host(hosts_file, alias), self.ledger, plans, stopping)
+            except ComputeError as e:
+                if stopping:
+                    raise
+                return [
+                    feed.Progress(p, feeds.points_left(self.ledger, p), unreachable=e.about(alias))
+                    for p in plans
+                ]
+
+        return [progress for part in self.parallel(one, list(groups.items())) for progress in part]
 
     # -- hosts -------------------------------------------------------------------------------
 
@@ -522,10 +551,13 @@ def show(
     draw: Callable[[list[Row]], RenderableType] | None = None,
     selection: Selection | None = None,
     narrowed: bool = True,
+    feed: Callable[[], list[Progress]] | None = None,
 ) -> None:
     """Print the table (or what `draw` makes of the rows: jobviews' grid or summary) once, or with
     `watch` redraw it every WATCH_SECONDS until every job shown has ended (Ctrl-C stops watching).
-    Final states are not asked again."""
+    Final states are not asked again. `feed` (Jobs.feed) follows the sweeps the cluster feeds: the
+    jobs they submitted join the rows, a line says what is still to come, and --watch goes on while
+    one is open."""
     import shutil
     import sys
 
@@ -535,16 +567,22 @@ def show(
     terminal = sys.stdout.isatty()
     console = Console(width=None if terminal else max(200, shutil.get_terminal_size().columns))
     known: dict[tuple[str, str], Row] = {}
+    fed: dict[str, Progress] = {}
+    chosen_rows = list(records)
 
     def frame() -> tuple[RenderableType, bool, list[JobState]]:
-        rows = view.rows(records, known)
+        for progress in feed() if feed is not None else []:
+            fed[progress.feed.feed] = progress
+            chosen_rows.extend(progress.rows)
+        rows = view.rows(chosen_rows, known)
         known.update({row.key: row for row in rows})
         shown, left = select(filter_states(rows, states), selection or Selection(everything=True), narrowed)
-        done = all(row.state.state in FINAL for row in shown)
+        done = all(row.state.state in FINAL for row in shown) and not any(p.open for p in fed.values())
         seen = [row.state for row in shown]
+        feeding = [line for line in (p.line() for p in fed.values()) if line]
         if draw is not None:
-            return draw(shown), done, seen
-        lines: list[RenderableType] = [table(shown), f"\n{len(shown)} jobs: {summary(shown)}"]
+            return Group(draw(shown), *feeding) if feeding else draw(shown), done, seen
+        lines: list[RenderableType] = [table(shown), f"\n{len(shown)} jobs: {summary(shown)}", *feeding]
         if left:
             lines.append(
                 f"{left} ended job(s) of earlier runs not shown: --all, --since, --run or --last show them"
