@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import shlex
@@ -205,6 +206,11 @@ class Job:
     seeds: tuple[SeedValue, ...]
 
     def words(self) -> tuple[str, ...]:
+        return self._words
+
+    @functools.cached_property
+    def _words(self) -> tuple[str, ...]:
+        # asked for the script, the ledger's row and each seed: made once (a 100,000-point sweep)
         return (*self.args, *flag_words(self.point))
 
     def command(self, cmd: str, seed: SeedValue | None = None, seed_flag: str | None = None) -> str:

@@ -556,11 +556,12 @@ class Slurm(Action, SweepFields):
         dependency: str,
     ) -> list[JobRecord]:
         rows = []
+        at = now()  # one submission: one time for all its rows
         for task_id, job in enumerate(batch.jobs):
             element = f"{job_id}_{task_id}" if batch.array else job_id
             paths = JobPaths.slurm(spec.save_path, spec.job_name, element)
             submitted = ("slurm", element, paths, script)
-            rows.append(job_row(ctx, self, job, submitted, self.config, dependency, spec.wandb or ""))
+            rows.append(job_row(ctx, self, job, submitted, self.config, dependency, spec.wandb or "", at))
         return rows
 
     def _submitted(self, ctx: TaskContext, task_name: str) -> list[str]:

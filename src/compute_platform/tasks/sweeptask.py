@@ -3,6 +3,7 @@ a submitted job's row of job.csv is made."""
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from pathlib import Path
@@ -23,13 +24,15 @@ def job_row(
     config: str,
     dependency: str = "",
     wandb: str = "",
+    at: str = "",
 ) -> JobRecord:
-    """The row of one job of a sweep: `submitted` is (scheduler, job id, its files, archived script)."""
+    """The row of one job of a sweep: `submitted` is (scheduler, job id, its files, archived script);
+    `at`: when it was submitted (default: now)."""
     scheduler, job_id, paths, script = submitted
     commit, dirty = ctx.git_state()
     hosts_file = ctx.inventory.hosts_file
     return JobRecord(
-        submitted_at=now(),
+        submitted_at=at or now(),
         playbook=str(ctx.playbook_path),
         task=ctx.task.name,
         host=ctx.alias,
@@ -49,7 +52,14 @@ def job_row(
         git_dirty=dirty,
         run_id=ctx.run_id,
         job_index=str(job.index),
-        hosts_file=str(Path(hosts_file).resolve()) if hosts_file else "",
+        hosts_file=_absolute(hosts_file) if hosts_file else "",
         dependency=dependency,
         wandb=wandb,
     )
+
+
+@functools.lru_cache(maxsize=16)
+def _absolute(path: str) -> str:
+    """The hosts file's absolute path, resolved once per run, not once per row (a 100,000-point
+    sweep spent 7 s in realpath)."""
+    return str(Path(path).resolve())
