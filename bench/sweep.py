@@ -5,14 +5,18 @@ from `compute run` starting to its exit (the last ledger row is written before i
   arrays     compute run, `array: auto` (one sbatch per MaxArraySize elements)
   per-job    compute run, `array: false` (one sbatch per point, all over one SSH connection)
   ssh-loop   a plain shell `for` loop of `ssh cluster sbatch --wrap ...` (records nothing)
+  large      compute run, `array: auto`, of a --large-points sweep (default 100,000): no submit limit,
+             so compute submits every point itself (100 arrays of 1,001)
 
 Jobs are submitted held (`--hold`) and cancelled after each variant, so running jobs do not slow
 the next variant down; the figures are submission + recording only.
 
-    python3 bench/sweep.py [--points 1000] [--loop-points 1000] [--state /tmp/compute-bench]
+    python3 bench/sweep.py [--points 1000] [--loop-points 1000] [--large-points 100000]
+                           [--variants arrays,per-job,ssh-loop,large] [--state /tmp/compute-bench-bed]
 
-Uses the test bed at $COMPUTE_TESTBED when it is up, else brings one up (root needed) and takes
-it down at the end.
+Uses the test bed at $COMPUTE_TESTBED when it is up (its MaxJobCount must hold the large sweep:
+`scripts/testbed up --hosts 0 --max-job-count 200000`), else brings one up so (root needed) and
+takes it down at the end.
 """
 
 from __future__ import annotations
@@ -77,7 +81,7 @@ def run_compute(bed: object, points: int, array: bool | str) -> float:
             cwd=folder,
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=1800,
         )
         seconds = time.perf_counter() - start
         if proc.returncode != 0:
@@ -100,6 +104,11 @@ def run_loop(bed: object, points: int) -> float:
     return time.perf_counter() - start
 
 
+def max_job_count(bed: object) -> int:
+    out = ssh(bed, "scontrol show config | sed -n 's/^MaxJobCount *= *//p'").strip()
+    return int(out) if out.isdigit() else 10000
+
+
 def cancel_all(bed: object) -> None:
     ssh(
         bed, 'scancel -u "$USER"; while [ -n "$(squeue -h -u "$USER" -t PD,R,CG -o %i)" ]; do sleep 0.2; done'
@@ -114,9 +123,14 @@ def main() -> int:
     parser.add_argument(
         "--loop-points", type=int, default=None, help="points for the ssh loop (default: --points)"
     )
+    parser.add_argument("--large-points", type=int, default=100_000, help="points of the `large` variant")
+    parser.add_argument("--variants", default="arrays,per-job,ssh-loop,large", help="comma-separated")
     parser.add_argument("--state", default="/tmp/compute-bench-bed")
     args = parser.parse_args()
     loop_points = args.loop_points or args.points
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    # every held array element counts against MaxJobCount (Slurm's default: 10,000)
+    room = 2 * max(args.points, args.large_points if "large" in variants else 0)
 
     tbm = load_testbed()
     reuse = os.environ.get("COMPUTE_TESTBED")
@@ -125,24 +139,33 @@ def main() -> int:
         bed = tbm.Testbed.load(Path(reuse))
     else:
         owned = Path(args.state)
-        bed = tbm.up(owned, hosts=0)
+        bed = tbm.up(owned, hosts=0, max_job_count=max(10000, room))
     os.environ["COMPUTE_KNOWN_HOSTS"] = str(bed.known_hosts)
     os.environ.setdefault("COMPUTE_SSH_CONFIG", str(bed.ssh_config))
     try:
+        if "large" in variants and max_job_count(bed) < args.large_points + 10:
+            raise SystemExit(
+                f"the bed's MaxJobCount ({max_job_count(bed)}) cannot hold {args.large_points} held jobs: "
+                f"bring it up with --max-job-count {room}"
+            )
         cancel_all(bed)
+        runs = {
+            "arrays": lambda: (args.points, run_compute(bed, args.points, "auto")),
+            "per-job": lambda: (args.points, run_compute(bed, args.points, False)),
+            "ssh-loop": lambda: (loop_points, run_loop(bed, loop_points)),
+            "large": lambda: (args.large_points, run_compute(bed, args.large_points, "auto")),
+        }
         results: dict[str, tuple[int, float]] = {}
-        results["arrays"] = (args.points, run_compute(bed, args.points, "auto"))
-        cancel_all(bed)
-        results["per-job"] = (args.points, run_compute(bed, args.points, False))
-        cancel_all(bed)
-        results["ssh-loop"] = (loop_points, run_loop(bed, loop_points))
-        cancel_all(bed)
+        for name in variants:
+            results[name] = runs[name]()
+            cancel_all(bed)
     finally:
         if owned is not None:
             tbm.down(owned)
 
-    base = results["arrays"][1] / results["arrays"][0]
-    print(f"{'variant':<10} {'points':>7} {'seconds':>9} {'ms/point':>9} {'vs arrays':>10}")
+    first = next(iter(results.values()))
+    base = first[1] / first[0]
+    print(f"{'variant':<10} {'points':>7} {'seconds':>9} {'ms/point':>9} {'vs ' + next(iter(results)):>10}")
     for name, (points, seconds) in results.items():
         per_point = seconds / points
         print(f"{name:<10} {points:>7} {seconds:>9.2f} {1000 * per_point:>9.2f} {per_point / base:>9.1f}x")

@@ -5,7 +5,7 @@ Everything lives below one state directory (default ``$COMPUTE_TESTBED`` or
 ``/tmp/compute-testbed``); every daemon listens on a port picked at start-up, so several
 beds (parallel test runs) can be up on one machine at the same time.
 
-    testbed up [--state DIR] [--hosts N] [--no-slurm] [--nodes N [--no-accounting] [--cgroup]]
+    testbed up [--state DIR] [--hosts N] [--no-slurm] [--max-job-count N] [--nodes N [--no-accounting] [--cgroup]]
     testbed down [--state DIR]
     testbed env [--state DIR]        # prints export lines for a shell
     testbed status [--state DIR]
@@ -135,6 +135,9 @@ class Testbed:
     cluster: dict[str, Any] = field(default_factory=dict)
     """Multi-node mode: network (bridge, subnet, netns, addresses), switches (accounting, cgroup),
     node sizes and GPU nodes (tests/support/cluster.py `plan`)."""
+    max_job_count: int = 0
+    """The single-node cluster's MaxJobCount (0: Slurm's default, 10,000 jobs, each array element
+    counting); bench/sweep.py raises it for its 100,000-point sweep."""
 
     # ---- paths
     @property
@@ -896,7 +899,7 @@ GresTypes=gpu
 KillWait=2
 MinJobAge=300
 InactiveLimit=0
-NodeName={tb.node} NodeAddr=127.0.0.1 CPUs={CLUSTER_CPUS} RealMemory=16000 \
+{f"MaxJobCount={tb.max_job_count}{chr(10)}" if tb.max_job_count else ""}NodeName={tb.node} NodeAddr=127.0.0.1 CPUs={CLUSTER_CPUS} RealMemory=16000 \
 Gres=gpu:{CLUSTER_GPUS} State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 PartitionName=long  Nodes=ALL Default=NO  MaxTime=7-00:00:00 State=UP
@@ -1023,13 +1026,14 @@ def up(
     nodes: int = 0,
     accounting: bool = True,
     cgroup: bool = False,
+    max_job_count: int = 0,
 ) -> Testbed:
     """Bring a fresh bed up in `state` (a previous bed there is taken down and wiped).
 
     nodes=0: the single-node Slurm cluster. nodes=N: the multi-node mode (tests/support/cluster.py):
     N slurmd in network namespaces on a bridge, slurmctld, and with `accounting` slurmdbd + MariaDB;
-    `cgroup` switches to proctrack/cgroup + task/cgroup. `up_timings` in testbed.json says how long
-    each step took."""
+    `cgroup` switches to proctrack/cgroup + task/cgroup. `max_job_count`: the single-node cluster's
+    MaxJobCount (0: Slurm's default). `up_timings` in testbed.json says how long each step took."""
     from tests.support import cluster as mn  # it builds on this module's helpers
 
     t0 = time.monotonic()
@@ -1038,6 +1042,8 @@ def up(
         raise ValueError("hosts must be >= 0")
     if nodes < 0:
         raise ValueError("nodes must be >= 0")
+    if max_job_count and nodes:
+        raise ValueError("max_job_count is the single-node cluster's (not with nodes)")
     if nodes and not slurm:
         raise ValueError("nodes needs Slurm (not with slurm=False)")
     if os.geteuid() != 0:
@@ -1084,6 +1090,7 @@ def up(
         slurm_ports={"slurmctld": free_port(), "slurmd": free_port()} if slurm else {},
         node=socket.gethostname().split(".")[0] if slurm and not nodes else None,
         base_hosts=list(names),
+        max_job_count=max_job_count,
     )
     if nodes:
         tb.nodes = [f"node{k}" for k in range(1, nodes + 1)]
@@ -1262,6 +1269,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_up.add_argument("--no-accounting", action="store_true", help="--nodes without slurmdbd/MariaDB")
     p_up.add_argument("--cgroup", action="store_true", help="--nodes with proctrack/cgroup + task/cgroup")
+    p_up.add_argument(
+        "--max-job-count",
+        type=int,
+        default=0,
+        metavar="N",
+        help="the single-node cluster's MaxJobCount (default: Slurm's, 10000; each array element counts)",
+    )
     p_down = sub.add_parser("down", help="stop everything (idempotent)")
     p_env = sub.add_parser("env", help='print export lines: eval "$(scripts/testbed env)"')
     p_status = sub.add_parser("status", help="show what runs; exit 1 unless all of it is up")
@@ -1285,6 +1299,7 @@ def main(argv: list[str] | None = None) -> int:
                 nodes=args.nodes,
                 accounting=not args.no_accounting,
                 cgroup=args.cgroup,
+                max_job_count=args.max_job_count,
             )
             print(f"testbed up in {tb.up_seconds:.2f} s: {state}")
             for name, port in tb.hosts.items():
