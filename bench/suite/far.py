@@ -39,7 +39,7 @@ from bench.suite.scenarios import (
 from tests.support import wan as wanm
 
 JOB_HOSTS = ["d1", "d2", "d3"]
-STARTUP = "compute jobs asking no host"
+STARTUP = "start-up: no host asked"
 MASTER_OPTIONS = "-o ControlMaster=auto -o ControlPersist=60"
 KEX = "curve25519-sha256"  # what paramiko (compute, the paramiko floor) negotiates
 
@@ -274,8 +274,8 @@ def run_group(f: Far, behind: bool) -> Group:
     hosts = wan.behind if behind else wan.direct
     key = "jump" if behind else "run"
     _book(f, f"G_{key}.yaml", [{"name": "true", "hosts": hosts, "cmd": "true"}])
-    ssh = "ssh -J, a new connection each" if behind else "ssh, a new connection each"
-    paramiko = "paramiko, one jump connection" if behind else "paramiko threads"
+    ssh = "ssh -J per host" if behind else "ssh per host"
+    paramiko = "paramiko, shared jump" if behind else "paramiko threads"
     ansible = ["-i", "G_inventory.ini", "-f", "8", f"G_{key}_raw.yml"]
     contenders = [
         compute_cold(f, "compute", f.compute("run", "--forks", "8", f"G_{key}.yaml"), hosts),
@@ -285,7 +285,7 @@ def run_group(f: Far, behind: bool) -> Group:
     ]
     if not behind:
         default = ssh_each(f, hosts, config=wan.ssh_config)
-        contenders.insert(3, cold(f, Contender("ssh, its default key exchange", PEER, default, work), hosts))
+        contenders.insert(3, cold(f, Contender("ssh, default kex", PEER, default, work), hosts))
     where = "behind a jump host, 100 ms" if behind else "50 ms away"
     return Group(f"G-{key}", f"G. one cmd on 8 hosts {where}", contenders, rtt=wan.rtt * (2 if behind else 1))
 
@@ -294,11 +294,11 @@ def jobs_first(f: Far) -> Group:
     """`compute jobs` on 3 hosts with running jobs, from no kept connection."""
     jobs, hosts, work = ["jobs", "--archive", str(f.archive)], JOB_HOSTS, f.s.work
     contenders = [
-        compute_cold(f, "compute jobs", f.compute(*jobs), hosts),
-        cold(f, Contender("ssh, a new connection each", FLOOR, ssh_each(f, hosts), work), hosts),
+        compute_cold(f, "compute", f.compute(*jobs), hosts),
+        cold(f, Contender("ssh per host", FLOOR, ssh_each(f, hosts), work), hosts),
         cold(f, Contender("paramiko threads", FLOOR, paramiko_floor(f, hosts), work), hosts),
         startup(f),
-        compute_cold(f, "compute jobs, connection: openssh", f.compute_openssh(*jobs), hosts, PEER),
+        compute_cold(f, "compute (openssh)", f.compute_openssh(*jobs), hosts, PEER),
         cold(f, _ansible(f.s, "ansible raw", ["-i", "G_inventory.ini", "G_jobs_raw.yml"]), hosts),
     ]
     return Group("G-jobs", "G. compute jobs on 3 hosts 50 ms away, first", contenders, rtt=f.wan.rtt)
@@ -310,18 +310,18 @@ def jobs_again(f: Far) -> Group:
     ansible = [f.s.bin("ansible-playbook"), "-i", "inventory.ini", "-i", "G_inventory.ini", "G_jobs_raw.yml"]
     kept = lambda: close_kept_connections(f, hosts)  # noqa: E731
     contenders = [
-        again(f, "compute jobs, again", COMPUTE, f.compute(*jobs), hosts, kept),
+        again(f, "compute, again", COMPUTE, f.compute(*jobs), hosts, kept),
         again(
             f,
-            "ssh, again: open ControlMaster",
+            "ssh via ControlMaster",
             FLOOR,
             ssh_each(f, hosts, masters(f)),
             hosts,
             lambda: close_masters(f, hosts),
         ),
         startup(f),
-        again(f, "compute jobs, connection: openssh, again", PEER, f.compute_openssh(*jobs), hosts, kept),
-        again(f, "ansible raw, again: ControlPersist", PEER, ansible, hosts, ansible_cold(f.s)),
+        again(f, "compute (openssh), again", PEER, f.compute_openssh(*jobs), hosts, kept),
+        again(f, "ansible raw, again", PEER, ansible, hosts, ansible_cold(f.s)),
     ]
     target = Target("round trips", 1.5, STARTUP)
     title = "G. compute jobs on 3 hosts 50 ms away, again"
@@ -341,10 +341,10 @@ def logs_group(f: Far) -> Group:
     logs, host, work = ["logs", "--archive", str(f.archive), f.job], [f.job.split(":")[0]], f.s.work
     tail = f"tail -c +1 -- {q(f.log)}"
     contenders = [
-        compute_cold(f, "compute logs", f.compute(*logs), host),
+        compute_cold(f, "compute", f.compute(*logs), host),
         cold(f, Contender("ssh tail", FLOOR, ssh_each(f, host, command=tail), work), host),
         cold(f, Contender("paramiko", FLOOR, paramiko_floor(f, host), work), host),
-        compute_cold(f, "compute logs, connection: openssh", f.compute_openssh(*logs), host, PEER),
+        compute_cold(f, "compute (openssh)", f.compute_openssh(*logs), host, PEER),
     ]
     return Group("G-logs", "G. compute logs JOB, 50 ms away", contenders, rtt=f.wan.rtt)
 
