@@ -2,6 +2,9 @@
 
 * Every test runs with COMPUTE_SSH_CONFIG pointing at a file that does not exist and
   COMPUTE_KNOWN_HOSTS at a private file, so no test reads the developer's ~/.ssh.
+* No test keeps a paramiko connection after its run (COMPUTE_KEEPER=0: no connection keeper is
+  started or used), so that no test depends on another's connections; the tests of the keeper turn
+  it on, each in a control directory of its own (the `keeper` fixture of tests/integration).
 * `testbed` (session): h1..h4 sshd + `cluster` (Slurm login node) + munge/slurmctld/slurmd,
   brought up once (~0.2 s) and taken down at the end. With COMPUTE_TESTBED=DIR pointing at a
   bed that is up (`scripts/testbed up --state DIR`), that bed is reused and left running.
@@ -38,6 +41,7 @@ def _isolated_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp = pytest.MonkeyPatch()
     mp.setenv("COMPUTE_SSH_CONFIG", str(base / "no-ssh-config"))  # does not exist
     mp.setenv("COMPUTE_KNOWN_HOSTS", str(base / "known_hosts"))
+    mp.setenv("COMPUTE_KEEPER", "0")
     yield
     mp.undo()
 

@@ -1,7 +1,8 @@
-"""One contract, three transports: the same assertions against LocalHost, SSHHost (paramiko) and
-OpenSSHHost (the system ssh client through a ControlMaster), the last two against a real sshd, and
-against users whose login is like real ones: zsh, fish, tcsh, dash as login shell, and a bashrc that
-prints on both streams and sets `set -eu` (tests/support/testbed.py's LOGIN_USERS)."""
+"""One contract, every transport: the same assertions against LocalHost, SSHHost (paramiko, its own
+connection or the keeper's kept one) and OpenSSHHost (the system ssh client through a ControlMaster),
+all but the first against a real sshd, and against users whose login is like real ones: zsh, fish,
+tcsh, dash as login shell, and a bashrc that prints on both streams and sets `set -eu`
+(tests/support/testbed.py's LOGIN_USERS)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from typing import Any
 import pytest
 
 from compute_platform.errors import CommandFailed
-from compute_platform.hosts import Host, make_host
+from compute_platform.hosts import Host, kept, make_host
 from compute_platform.hosts.base import HEAD_BYTES, TAIL_BYTES
+from compute_platform.hosts.ssh import SSHHost
 from compute_platform.input.inventory import HostSpec
+from tests.support import keepers
 from tests.support import testbed as tbm
 
 
@@ -47,6 +50,9 @@ KINDS = {
     "ssh-ccd": "cd",
     "openssh-cfish": "fish",
     "openssh-cnoisy": "noisy",
+    # through the connection keeper: its persistent shell (bash), exec channels (a noisy login)
+    "kept": None,
+    "kept-cnoisy": "noisy",
 }
 
 
@@ -62,14 +68,31 @@ def make(request: pytest.FixtureRequest) -> Iterator[Any]:
         else:
             tb = request.getfixturevalue("testbed")
             user = tbm.login_user(tb, login) if login else None
-            spec = ssh_spec(tb, user=user, connection=connection, **extra)
-        host = make_host(spec)
+            spec = ssh_spec(tb, user=user, connection="ssh" if connection == "kept" else connection, **extra)
+        host = kept_host(spec, request) if connection == "kept" else make_host(spec)
         made.append(host)
         return host
 
     yield factory
     for host in made:
         host.close()
+
+
+def kept_host(spec: HostSpec, request: pytest.FixtureRequest) -> Host:
+    """A host going through the keeper's connection: the first one connects by itself and, closed,
+    asks a keeper to keep its connection; the host returned goes through it."""
+    request.getfixturevalue("keeper")
+    host = make_host(spec)
+    assert isinstance(host, SSHHost)
+    host.connect()
+    if not host.kept:
+        host.close()
+        keepers.wait_kept(spec.alias)
+        host = make_host(spec)
+        assert isinstance(host, SSHHost)
+        host.connect()
+    assert host.kept
+    return host
 
 
 def test_exit_codes_and_streams(make: Any) -> None:
@@ -203,6 +226,8 @@ def test_no_pid_file_is_left_on_the_host(make: Any, request: pytest.FixtureReque
     host.run("echo plain", check=True)
     host.run("echo timed", timeout=20, check=True)
     host.close()
+    if request.node.callspec.params["make"].startswith("kept"):
+        kept.logout(None)  # a kept connection's shell lives on with it, and goes when it is closed
     time.sleep(0.5)
     assert [path for path in Path("/tmp").glob("compute-*.pid") if made_by(path, user, start)] == []
 

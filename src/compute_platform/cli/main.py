@@ -200,7 +200,14 @@ def check(playbook: str, remote: bool, forks: int, verbose: bool) -> int:
     shell_complete=completion.host_alias,
     help="Open the shared connection of HOST (connection: openssh) here, typing its code once.",
 )
-@click.option("--logout", metavar="HOST", shell_complete=completion.host_alias, help="Close it.")
+@click.option(
+    "--logout",
+    metavar="HOST",
+    shell_complete=completion.host_alias,
+    help="Close the connection to HOST kept open between runs (either kind), now.",
+)
+@click.option("--logout-all", is_flag=True, help="Close every connection kept open between runs, now.")
+@click.option("--connections", is_flag=True, help="List the connections kept open between runs (paramiko hosts).")
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks.")
 def hosts(
     inventory: str,
@@ -210,13 +217,32 @@ def hosts(
     login: str | None,
     logout: str | None,
     verbose: bool,
+    logout_all: bool,
+    connections: bool,
 ) -> int:
     """List the hosts of a hosts file; with --ping, check that each one answers."""
-    if login or logout:
-        from compute_platform.hosts.openssh import shared_connection
+    if login or logout or logout_all:
+        from compute_platform.hosts import close_all, shared_connection
         from compute_platform.input.inventory import load_inventory as load
 
-        click.echo(shared_connection(load(Path(inventory), None), login or logout or "", opening=bool(login)))
+        path = Path(inventory)
+        if logout_all:
+            click.echo(close_all(load(path, None) if path.exists() else None))
+        else:
+            click.echo(shared_connection(load(path, None), login or logout or "", opening=bool(login)))
+        return 0
+    if connections:
+        from compute_platform.hosts.kept import connections as kept_connections
+
+        rows = kept_connections()
+        for row in rows:
+            via = f" via {','.join(row['via'])}" if row["via"] else ""
+            use = f"in use by {row['runs']} run(s)" if row["runs"] else f"idle {_span(row['idle_for'])}"
+            left = max(0.0, row["persist"] - row["idle_for"])
+            closes = "" if row["runs"] else f", closes in {_span(left)}"
+            click.echo(f"{row['alias']:<20} {row['address'] + via:<40} open {_span(row['open_for'])}, {use}{closes}")
+        if not rows:
+            click.echo("no connection is kept open (paramiko hosts keep theirs after a run, for control_persist)")
         return 0
     from compute_platform.checks.ping import describe, ping_all
     from compute_platform.input.inventory import load_inventory
@@ -239,6 +265,16 @@ def hosts(
 
 
 @cli.command(context_settings=CONTEXT)
+def _span(seconds: float) -> str:
+    """`45s`, `9m05s`, `2h10m`."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 def init(directory: str) -> int:
     """Start a project in DIRECTORY (default: here): hosts.yaml, configs.yaml, playbooks/example.yaml

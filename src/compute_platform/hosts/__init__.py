@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from compute_platform.hosts.jumps import JumpHost
     from compute_platform.input.inventory import HostSpec, Inventory
 
-__all__ = ["Host", "HostPool", "Result", "make_host"]
+__all__ = ["Host", "HostPool", "Result", "close_all", "make_host", "shared_connection"]
 
 
 def make_host(spec: HostSpec, pool: HostPool | None = None) -> Host:
@@ -26,7 +27,9 @@ def make_host(spec: HostSpec, pool: HostPool | None = None) -> Host:
         return OpenSSHHost(spec, pool.inventory if pool else None)
     from compute_platform.hosts.ssh import SSHHost
 
-    return SSHHost(spec, jump=pool.jump if pool else None)
+    if pool is None:
+        return SSHHost(spec)
+    return SSHHost(spec, jump=pool.jump, hosts=pool.inventory.hosts)
 
 
 class HostPool:
@@ -49,12 +52,8 @@ class HostPool:
         aliases, ~/.ssh/config names or user@host:port, "a,b" meaning b reached through a."""
         from compute_platform.hosts import jumps
 
-        # before any connection: a cycle found while connecting could deadlock on the hosts' locks
-        jumps.check_route(self.inventory, chain, target)
+        spec = jumps.next_hop(self.inventory, chain, target)
         hops = jumps.split_jumps(chain)
-        spec = jumps.hop_spec(self.inventory, hops[-1], target)
-        if len(hops) > 1:
-            spec = spec.model_copy(update={"proxy_jump": ",".join(hops[:-1])})
         # a hosts.yaml alias alone is the same Host (and connection) as when a task names it
         shared = len(hops) == 1 and hops[0] in self.inventory.hosts
         key = hops[0] if shared else f"{chain}|{target.known_hosts}|{target.host_key_checking}"
@@ -77,3 +76,46 @@ class HostPool:
             # closing must never hide the run's real outcome
             with contextlib.suppress(Exception):
                 host.close()
+        if "compute_platform.hosts.kept" in sys.modules:  # only SSH hosts load it
+            from compute_platform.hosts import kept
+
+            # the connections the run made by itself, for a keeper to hold for the next runs
+            with contextlib.suppress(Exception):
+                kept.start_pending()
+
+
+def shared_connection(inventory: Inventory, alias: str, opening: bool) -> str:
+    """`compute hosts --login/--logout HOST`: open an OpenSSH master on this terminal, or close the
+    connection kept for HOST (the master, or the keeper's connection of a paramiko host)."""
+    from compute_platform.errors import InputError
+
+    spec = inventory.host(alias)
+    if spec.connection == "openssh":
+        from compute_platform.hosts import openssh
+
+        return openssh.shared_connection(inventory, alias, opening)
+    if spec.is_local:
+        raise InputError(f"host '{alias}' runs locally: it has no connection to open or close")
+    if opening:
+        raise InputError(
+            f"host '{alias}' does not say `connection: openssh`: `--login` is for hosts whose login asks "
+            "for a code; the others keep their connection after each run by themselves (control_persist)"
+        )
+    from compute_platform.hosts import kept
+
+    return f"{alias}: connection closed" if kept.logout(alias) else f"{alias}: no connection was open"
+
+
+def close_all(inventory: Inventory | None) -> str:
+    """`compute hosts --logout-all`: every connection the keeper holds, and the masters of the
+    `connection: openssh` hosts of `inventory`."""
+    from compute_platform.hosts import kept
+
+    closed = kept.logout(None)
+    if inventory is not None:
+        from compute_platform.hosts.openssh import OpenSSHHost
+
+        for spec in inventory.hosts.values():
+            if spec.connection == "openssh":
+                closed += OpenSSHHost(spec, inventory).logout()
+    return f"{closed} connection(s) closed"

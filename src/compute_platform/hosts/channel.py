@@ -2,7 +2,10 @@
 SSHHost and by its persistent shell: both streams drained as data comes (a reader waiting on one
 stream while the other fills its window deadlocks), the end of the command left to the caller (an
 exit status and EOF, or the shell's markers), a silent host asked to answer keepalives, and an
-optional deadline. Also what an exec channel needs around it: its stdin and its end."""
+optional deadline. Also what an exec channel needs around it: its stdin and its end.
+
+A channel is paramiko's, or a kept connection's (hosts/kept.py: the same methods, through the
+connection keeper): `Channel` and `Transport` say what of them this code uses."""
 
 from __future__ import annotations
 
@@ -10,13 +13,10 @@ import select
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from compute_platform.errors import HostError
 from compute_platform.hosts.base import BoundedOutput, LineSplitter
-
-if TYPE_CHECKING:
-    import paramiko
 
 # Reads take all that is buffered: paramiko drops what is read from the front of its buffer,
 # a copy of the rest, so 64 kB reads from a full 64 MB window cost seconds of CPU per 100 MB.
@@ -28,6 +28,41 @@ KEEPALIVE_ANSWER_PERIODS = 2
 # background process it started may hold the output open for ever).
 OUTPUT_GRACE_SECONDS = 1.0
 CLOSED = "the connection was closed while a command was running"
+
+
+class Transport(Protocol):
+    """What the read loop asks of a connection."""
+
+    def is_active(self) -> bool: ...
+    def global_request(self, kind: str, data: Any = None, wait: bool = True) -> object: ...
+    def close(self) -> None: ...
+
+
+class Channel(Protocol):
+    """What SSH hosts and the keeper use of a channel (paramiko's Channel has all of it)."""
+
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def eof_received(self) -> int: ...
+    @property
+    def status_event(self) -> threading.Event: ...
+    @property
+    def exit_status(self) -> int: ...
+    def get_transport(self) -> Transport | None: ...
+    def exec_command(self, command: str) -> None: ...
+    def invoke_subsystem(self, subsystem: str) -> None: ...
+    def recv_ready(self) -> bool: ...
+    def recv(self, nbytes: int) -> bytes: ...
+    def recv_stderr_ready(self) -> bool: ...
+    def recv_stderr(self, nbytes: int) -> bytes: ...
+    def exit_status_ready(self) -> bool: ...
+    def recv_exit_status(self) -> int: ...
+    def send(self, data: Any) -> int: ...
+    def sendall(self, data: Any) -> None: ...
+    def shutdown_write(self) -> None: ...
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
 
 
 class Sink(Protocol):
@@ -54,7 +89,7 @@ class Watch:
 
 
 def read(
-    chan: paramiko.Channel,
+    chan: Channel,
     out: Sink,
     err: Sink,
     ending: Ending,
@@ -84,7 +119,7 @@ def read(
         _wait(chan, deadline)
 
 
-def _drain(chan: paramiko.Channel, out: Sink, err: Sink) -> bool:
+def _drain(chan: Channel, out: Sink, err: Sink) -> bool:
     """Take what both streams hold now; whether there was anything."""
     busy = False
     if chan.recv_ready():
@@ -96,7 +131,7 @@ def _drain(chan: paramiko.Channel, out: Sink, err: Sink) -> bool:
     return busy
 
 
-def _wait(chan: paramiko.Channel, deadline: float | None) -> None:
+def _wait(chan: Channel, deadline: float | None) -> None:
     """Until the channel has something to say: at most a second, 0.2 s once the exit status is in
     (to end soon after the output does), and never past the deadline."""
     wait = 0.2 if chan.exit_status_ready() else 1.0
@@ -111,7 +146,7 @@ def _wait(chan: paramiko.Channel, deadline: float | None) -> None:
         select.select([chan], [], [], wait)
 
 
-def check_alive(transport: paramiko.Transport, watch: Watch) -> None:
+def check_alive(transport: Transport, watch: Watch) -> None:
     """Ask a silent host to answer a keepalive request; none in time: it is gone (a crashed host
     or a cut network sends no FIN, and TCP alone would wait for hours)."""
     answered = threading.Event()
@@ -135,7 +170,7 @@ def check_alive(transport: paramiko.Transport, watch: Watch) -> None:
 class ExecEnding:
     """An exec channel's command is over once its exit status came and its output ended."""
 
-    def __init__(self, chan: paramiko.Channel, alias: str) -> None:
+    def __init__(self, chan: Channel, alias: str) -> None:
         self.chan = chan
         self.alias = alias
 
@@ -180,21 +215,21 @@ class Forward:
         return ""
 
 
-def feed_stdin(chan: paramiko.Channel, data: bytes | BinaryIO) -> None:
+def feed_stdin(chan: Channel, data: bytes | BinaryIO) -> None:
     """Send `data` as the command's stdin, then EOF (run in a thread of its own: the command may
     write more than the channel's window before it reads its input)."""
     try:
         if isinstance(data, bytes):
-            _send_all(chan, data)
+            send_all(chan, data)
         else:
             while chunk := data.read(1 << 20):
-                _send_all(chan, chunk)
+                send_all(chan, chunk)
         chan.shutdown_write()
     except OSError:
         pass
 
 
-def _send_all(chan: Any, data: bytes) -> None:  # Any: paramiko's stubs want bytes; any buffer works
+def send_all(chan: Any, data: bytes) -> None:  # Any: paramiko's stubs want bytes; any buffer works
     """paramiko's sendall() sends a packet (32 kB) at a time and copies the rest of the buffer
     after each one: ~16 MB copied per MB sent (100 MB: 0.42 -> 0.25 s, measured). Slices of a
     memoryview copy nothing."""

@@ -81,6 +81,23 @@ def hop_spec(inventory: Inventory, text: str, target: HostSpec) -> HostSpec:
     )
 
 
+def next_hop(inventory: Inventory, chain: str, target: HostSpec) -> HostSpec:
+    """The settings of the host to tunnel through to reach `target`, for its ProxyJump value `chain`
+    ("a,b": b, itself reached through a); the whole route is checked for cycles first, before any
+    connection (a cycle found while connecting could deadlock on the hosts' locks)."""
+    check_route(inventory, chain, target)
+    hops = split_jumps(chain)
+    spec = hop_spec(inventory, hops[-1], target)
+    if len(hops) > 1:
+        spec = spec.model_copy(update={"proxy_jump": ",".join(hops[:-1])})
+    return spec
+
+
+def unreachable(hop: str, requester: str, error: HostError) -> HostError:
+    """`requester`'s error when its jump host `hop` cannot be reached."""
+    return HostError(requester, f"jump host {hop} is unreachable: {error.about(hop)}")
+
+
 def check_route(inventory: Inventory, chain: str, target: HostSpec) -> None:
     """Follow the jump hosts from `target` to the first one; a host met twice is a cycle."""
     seen = [target.alias]

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from compute_platform.errors import HostError, HostKeyChanged, InputError
+from compute_platform.errors import HostError, HostKeyChanged
 from compute_platform.hosts import shell
 from compute_platform.hosts.base import Host, LineCallback, Result
 from compute_platform.hosts.process import Processes, kill_tree
@@ -86,7 +86,8 @@ class OpenSSHHost(Host):
             )
         settings = {
             "ControlPath": str(folder / "%C"),
-            "ControlPersist": spec.control_persist,
+            # `0` is "for ever" to OpenSSH: a master kept for this run alone is closed by close()
+            "ControlPersist": spec.control_persist if spec.persist_seconds else "yes",
             # never prompt in a run: without an open master, a host that wants a code fails at once
             "BatchMode": "yes" if batch else "no",
             "StrictHostKeyChecking": "yes" if spec.host_key_checking == "strict" else "accept-new",
@@ -281,7 +282,9 @@ class OpenSSHHost(Host):
             except OSError as e:
                 raise HostError(self.alias, f"cannot run {SSH}: {e.strerror or e}") from e
             if done.exit_code == SSH_FAILED and not self.master_running():
-                raise HostError(self.alias, f"lost the connection: {done.stderr.strip() or 'ssh exited with 255'}")
+                raise HostError(
+                    self.alias, f"lost the connection: {done.stderr.strip() or 'ssh exited with 255'}"
+                )
             self._login = parse_login(done.stdout, done.stderr)
         return self._login
 
@@ -305,19 +308,25 @@ class OpenSSHHost(Host):
         super().interrupt()
 
     def close(self) -> None:
-        """Stop our running commands; the master stays open for the next run (that is its point)."""
+        """Stop our running commands; the master stays open for the next run (that is its point),
+        unless `control_persist` is 0."""
         self._processes.stop_all()
+        if self._ready and not self.spec.persist_seconds:
+            self._ready = False
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                self.logout()
 
     def tunnel(self, host: str, port: int, timeout: float, requester: str) -> Any:
         """A connection to host:port through this host's master (`ssh -W`), for a paramiko host
         behind it: a bastion that wants a one-time code can be crossed with the code typed once."""
         import paramiko
 
+        from compute_platform.hosts.jumps import unreachable
+
         try:
             self.connect()
         except HostError as e:
-            reason = e.about(self.alias)
-            raise HostError(requester, f"jump host {self.alias} is unreachable: {reason}") from e
+            raise unreachable(self.alias, requester, e) from e
         argv = self.ssh_command("-oControlMaster=no", "-W", f"[{host}]:{port}")
         return paramiko.ProxyCommand(shell.join(argv))
 
@@ -374,13 +383,9 @@ def _write_once(text: str) -> Path:
 
 
 def shared_connection(inventory: Inventory, alias: str, opening: bool) -> str:
-    """`compute hosts --login/--logout HOST`: open the master on this terminal, or close it."""
+    """`compute hosts --login/--logout HOST` of a `connection: openssh` host: open the master on this
+    terminal, or close it."""
     spec = inventory.host(alias)
-    if spec.connection != "openssh":
-        raise InputError(
-            f"host '{alias}' does not say `connection: openssh`: only those hosts keep a shared connection "
-            "(the others connect by themselves at each run)"
-        )
     host = OpenSSHHost(spec, inventory)
     if not opening:
         return f"{alias}: connection closed" if host.logout() else f"{alias}: no connection was open"

@@ -8,6 +8,10 @@ next one. After each script the loop prints a marker made of a random token and 
 stdout, and the token on stderr; the reader cuts each stream at its marker. A script that starts
 background jobs (`&`) runs on an exec channel instead: a job still writing after the script ended
 would write into the next command's output.
+
+Over a connection the keeper holds (hosts/kept.py), the shell outlives the run too: at close, a
+shell between two commands goes back to the keeper, and the next run's first command goes to it
+at once (no session to open, no driver to start: one round trip for the command alone).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from compute_platform.errors import HostError
 from compute_platform.hosts.base import BoundedOutput, LineCallback, LineSplitter, Result
-from compute_platform.hosts.channel import CLOSED, READ_SIZE, Watch, read
+from compute_platform.hosts.channel import CLOSED, READ_SIZE, Channel, Watch, read
+from compute_platform.hosts.kept import KeptChannel, KeptTransport, refusal
 
 if TYPE_CHECKING:
     import paramiko
@@ -112,12 +117,12 @@ class PersistentShell:
         self.connect_timeout = connect_timeout
         self.watch = Watch(alias, keepalive)
         self._lock = threading.Lock()
-        self._chan: paramiko.Channel | None = None
+        self._chan: Channel | None = None
         self.disabled = False  # the login shell is not bash
         self.pidfile: str | None = None  # where the driver wrote its pid: its process group, on Ctrl-C
 
     def try_run(
-        self, transport: paramiko.Transport, script: str, on_line: LineCallback | None
+        self, transport: paramiko.Transport | KeptTransport, script: str, on_line: LineCallback | None
     ) -> Result | None:
         if self.disabled or not self._lock.acquire(blocking=False):
             return None
@@ -137,8 +142,24 @@ class PersistentShell:
             self._lock.release()
 
     def close(self) -> None:
-        """Forget the shell (the caller closes the transport, and the channel with it)."""
+        """Forget the shell (the caller closes the transport, and the channel with it). A kept
+        connection's shell that is between two commands goes back to the keeper instead."""
+        chan = self._chan
+        if isinstance(chan, KeptChannel) and self.pidfile and self._lock.acquire(blocking=False):
+            try:
+                if not (chan.closed or chan.eof_received or chan.exit_status_ready()):
+                    chan.park(self.pidfile)
+            finally:
+                self._lock.release()
         self._chan = None
+
+    def start(self, transport: paramiko.Transport) -> tuple[Channel, str] | None:
+        """(The keeper.) A shell started now and handed over with its pid file, for a run to take
+        when it comes; None if the host cannot have one (not bash, no session left)."""
+        with self._lock:
+            chan = self._channel(transport)
+            self._chan = None
+            return None if chan is None or self.pidfile is None else (chan, self.pidfile)
 
     def give_up(self) -> bool:
         """Close the shell's channel for good (the server allows too few sessions to keep it);
@@ -160,23 +181,25 @@ class PersistentShell:
             self._chan.close()
         self._chan = None
 
-    def _channel(self, transport: paramiko.Transport) -> paramiko.Channel | None:
+    def _channel(self, transport: paramiko.Transport | KeptTransport) -> Channel | None:
         chan = self._chan
         if chan is not None and not chan.closed and not chan.exit_status_ready():
-            while chan.recv_ready():  # late output of the previous command: not this one's
-                chan.recv(READ_SIZE)
-            while chan.recv_stderr_ready():
-                chan.recv_stderr(READ_SIZE)
+            _drain(chan)  # late output of the previous command: not this one's
             return chan
         self._chan = None
-        import paramiko
-
         try:
-            chan = transport.open_session(timeout=self.connect_timeout)
-        except paramiko.ChannelException:  # the server allows no more sessions (MaxSessions)
-            self.disabled = True
-            return None
-        except Exception as e:  # paramiko raises SSHException, EOFError or OSError
+            if isinstance(transport, KeptTransport):
+                chan, pidfile = transport.shell(self.connect_timeout)
+                if pidfile is not None:  # the shell a run left, still running its driver
+                    _drain(chan)
+                    self.pidfile, self._chan = pidfile, chan
+                    return chan
+            else:
+                chan = transport.open_session(timeout=self.connect_timeout)
+        except Exception as e:  # paramiko raises SSHException, EOFError or OSError; kept: KeptError
+            if refusal(e) is not None:  # the server allows no more sessions (MaxSessions)
+                self.disabled = True
+                return None
             raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e
         try:
             pidfile = f"/tmp/compute-{uuid.uuid4().hex}.pid"
@@ -195,7 +218,7 @@ class PersistentShell:
         self._chan = chan
         return chan
 
-    def _run(self, chan: paramiko.Channel, script: str, on_line: LineCallback | None) -> Result:
+    def _run(self, chan: Channel, script: str, on_line: LineCallback | None) -> Result:
         start = time.monotonic()
         token = f"compute-{uuid.uuid4().hex}".encode()
         out = Marked(token, LineSplitter("stdout", on_line))
@@ -213,7 +236,7 @@ class PersistentShell:
 class Framed:
     """A command of the persistent shell is over once both its markers came."""
 
-    def __init__(self, chan: paramiko.Channel, script: str, out: Marked, err: Marked, start: float) -> None:
+    def __init__(self, chan: Channel, script: str, out: Marked, err: Marked, start: float) -> None:
         self.chan = chan
         self.script = script
         self.out = out
@@ -230,7 +253,14 @@ class Framed:
             raise ShellGone(Result(self.script, -1, out, err, time.monotonic() - self.start))
 
 
-def _answers_bash(chan: paramiko.Channel, timeout: float) -> bool:
+def _drain(chan: Channel) -> None:
+    while chan.recv_ready():
+        chan.recv(READ_SIZE)
+    while chan.recv_stderr_ready():
+        chan.recv_stderr(READ_SIZE)
+
+
+def _answers_bash(chan: Channel, timeout: float) -> bool:
     """Whether the driver answered `bash` on both streams and nothing else: a login script that
     prints something would print it in every exec channel's output, so such a host keeps those."""
     out = err = b""

@@ -1,4 +1,6 @@
-"""SSH hosts over paramiko: one connection per host per run, opened lazily, reused by every task."""
+"""SSH hosts over paramiko: one connection per host, opened lazily, reused by every task of the run,
+and kept open for the next runs by the connection keeper (hosts/kept.py) unless `control_persist`
+says 0."""
 
 from __future__ import annotations
 
@@ -10,15 +12,17 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from compute_platform.errors import HostError, HostKeyChanged
+from compute_platform.hosts import kept
 from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
-from compute_platform.hosts.channel import Capture, ExecEnding, Forward, Watch, feed_stdin, read
-from compute_platform.hosts.jumps import JumpHost
+from compute_platform.hosts.channel import Capture, Channel, ExecEnding, Forward, Watch, feed_stdin, read
+from compute_platform.hosts.jumps import JumpHost, unreachable
+from compute_platform.hosts.kept import KeptTransport, refusal
 from compute_platform.hosts.persistent import PersistentShell, eligible
 from compute_platform.hosts.remote import (
     LOGIN_PROBE,
@@ -90,11 +94,25 @@ JumpResolver = Callable[[str, HostSpec], JumpHost]
 
 
 class SSHHost(Host):
-    def __init__(self, spec: HostSpec, jump: JumpResolver | None = None) -> None:
+    """`jump` finds the jump hosts on the way (a run's pool); `hosts` are hosts.yaml's, which the
+    keeper needs to find them too. `keep=False`: the connection is this process's alone (the
+    keeper's own hosts)."""
+
+    def __init__(
+        self,
+        spec: HostSpec,
+        jump: JumpResolver | None = None,
+        hosts: Mapping[str, HostSpec] | None = None,
+        keep: bool = True,
+    ) -> None:
         super().__init__(spec)
         self._jump = jump
+        self._hosts: Mapping[str, HostSpec] = hosts or {}
+        # a host outside a pool cannot reach its jump hosts: it must fail as before, not through a keeper
+        self._keep = keep and (jump is not None or not spec.proxy_jump)
+        self._keep_later = False  # connected by itself: the keeper is asked to keep it, at close
         self._lock = threading.Lock()
-        self._transport: paramiko.Transport | None = None
+        self._transport: paramiko.Transport | KeptTransport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._home: str | None = None
         self._shell = PersistentShell(spec.alias, spec.connect_timeout, spec.keepalive)
@@ -112,12 +130,32 @@ class SSHHost(Host):
                 return
             self._transport = self._open()
 
-    def transport(self) -> paramiko.Transport:
+    def transport(self) -> paramiko.Transport | KeptTransport:
         self.connect()
         assert self._transport is not None
         return self._transport
 
-    def _open(self) -> paramiko.Transport:
+    @property
+    def kept(self) -> bool:
+        """Whether this host goes through a connection the keeper holds."""
+        return isinstance(self._transport, KeptTransport)
+
+    def _open(self) -> paramiko.Transport | KeptTransport:
+        """The keeper's connection when a keeper runs (it opens one if it holds none), else a login
+        of our own, which the keeper is asked to keep once the run is over."""
+        keep = self._keep and kept.enabled(self.spec)
+        if keep:
+            lent = kept.attach(self.spec, self._hosts)
+            if lent is not None:
+                if lent.login is not None:
+                    self._login = Login(*lent.login)
+                self._key_used = lent.key_used
+                return lent
+        transport = self._log_in()
+        self._keep_later = keep
+        return transport
+
+    def _log_in(self) -> paramiko.Transport:
         """Log in; a server that drops the connection before its banner, as sshd does beyond its
         MaxStartups unauthenticated connections (several aliases of one server at once), is asked
         again after a growing, jittered pause, until connect_timeout."""
@@ -170,7 +208,9 @@ class SSHHost(Host):
             raise HostError(self.alias, f"authentication failed for {where} (keys tried: {keys}): {e}") from e
         except (paramiko.SSHException, EOFError, OSError) as e:
             transport.close()
-            if "protocol banner" in str(e) and isinstance(e.__cause__ or e.__context__, (EOFError, ConnectionResetError)):
+            if "protocol banner" in str(e) and isinstance(
+                e.__cause__ or e.__context__, (EOFError, ConnectionResetError)
+            ):
                 raise _DroppedBeforeBanner(where) from e
             raise HostError(
                 self.alias, f"SSH handshake with {where} failed: {str(e) or type(e).__name__}"
@@ -206,20 +246,18 @@ class SSHHost(Host):
 
     def tunnel(self, host: str, port: int, timeout: float, requester: str) -> Any:
         """A `direct-tcpip` channel from this host to host:port: the socket of a host behind it."""
-        import paramiko
-
         try:
             transport = self.transport()
         except HostError as e:
-            reason = e.about(self.alias)
-            raise HostError(requester, f"jump host {self.alias} is unreachable: {reason}") from e
+            raise unreachable(self.alias, requester, e) from e
         try:
             return transport.open_channel("direct-tcpip", (host, port), ("127.0.0.1", 0), timeout=timeout)
-        except paramiko.ChannelException as e:
-            raise HostError(
-                requester, f"jump host {self.alias} cannot connect to {host}:{port}: {e.text}"
-            ) from e
-        except (paramiko.SSHException, EOFError, OSError) as e:
+        except Exception as e:  # paramiko raises SSHException, EOFError or OSError; kept: KeptError
+            refused = refusal(e)
+            if refused is not None:
+                raise HostError(
+                    requester, f"jump host {self.alias} cannot connect to {host}:{port}: {refused}"
+                ) from e
             raise HostError(
                 requester, f"jump host {self.alias} failed to open a tunnel: {e or type(e).__name__}"
             ) from e
@@ -343,6 +381,36 @@ class SSHHost(Host):
                 errors.append(f"cannot load {path}: {e}")
         return keys
 
+    # -- what the keeper asks of the hosts it holds ---------------------------------------------
+
+    def live_transport(self) -> paramiko.Transport | KeptTransport | None:
+        """The connection while it is up (never a new one)."""
+        transport = self._transport
+        return transport if transport is not None and transport.is_active() else None
+
+    def key_still_recorded(self) -> bool:
+        """Whether known_hosts still records the key this connection was checked against. A kept
+        connection is lent only while it does: a key removed or replaced there since says the user
+        no longer vouches for it, and a new connection checks the host again."""
+        import paramiko
+
+        transport, ep = self._transport, self.endpoint
+        if not isinstance(transport, paramiko.Transport) or ep is None:
+            return False
+        key = transport.get_remote_server_key()
+        try:
+            entry = known_hosts(ep.known_hosts).lookup(ep.known_hosts_name)
+        except (OSError, paramiko.SSHException):
+            return False
+        return entry is not None and entry.get(key.get_name()) == key
+
+    def close_sftp(self) -> None:
+        """Close the SFTP session (its channel counts in sshd's MaxSessions); opened again when needed."""
+        with self._lock:
+            if self._sftp is not None:
+                self._sftp.close()
+                self._sftp = None
+
     def interrupt(self) -> None:
         """Ctrl-C: closing the connection does not stop what runs on the host (sshd sends no signal
         to a command without a terminal), so kill the process groups of every running command
@@ -358,6 +426,9 @@ class SSHHost(Host):
         super().interrupt()
 
     def close(self) -> None:
+        """Close the connection (release it, when the keeper's); a connection of our own is noted for
+        a keeper to open in its place (a pool asks it once all its hosts are closed, a host of its
+        own at once)."""
         with self._lock:
             self._shell.close()
             if self._sftp is not None:
@@ -366,6 +437,11 @@ class SSHHost(Host):
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
+            if self._keep_later:
+                self._keep_later = False
+                kept.keep_later(self.spec, self._hosts)
+                if self._jump is None:
+                    kept.start_pending()
 
     # -- commands ----------------------------------------------------------------------------
 
@@ -427,7 +503,10 @@ class SSHHost(Host):
         return Result(script, exit_code, out.text(), err.text(), self.clock() - start, not ended)
 
     def login_shell(self) -> Login:
-        """The login shell sshd starts for this user, asked once per connection (one round trip)."""
+        """The login shell sshd starts for this user, asked once per connection (one round trip;
+        none for a kept connection: the keeper asked)."""
+        if self._login is None:
+            self.connect()
         if self._login is None:
             chan = self._open_exec(LOGIN_PROBE)
             chan.shutdown_write()
@@ -440,7 +519,7 @@ class SSHHost(Host):
             self._login = parse_login(out.text(), err.text())
         return self._login
 
-    def _open_exec(self, script: str) -> paramiko.Channel:
+    def _open_exec(self, script: str) -> Channel:
         chan = self._open_session()
         try:
             chan.exec_command(script)
@@ -448,16 +527,18 @@ class SSHHost(Host):
             raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e
         return chan
 
-    def _open_session(self) -> paramiko.Channel:
+    def _open_session(self) -> Channel:
         """A new channel. A server that refuses it (sshd's MaxSessions) gets the persistent shell's
         channel back, or waits for the end of another of our commands, until connect_timeout."""
-        import paramiko
-
         deadline = self.clock() + self.spec.connect_timeout
         while True:
             try:
                 return self.transport().open_session(timeout=self.spec.connect_timeout)
-            except paramiko.ChannelException as e:
+            except HostError:
+                raise
+            except Exception as e:
+                if refusal(e) is None:
+                    raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e
                 # the shell's channel, once closed, frees its session when sshd has seen the close
                 self._shell.give_up()
                 if self.clock() > deadline:
@@ -467,10 +548,6 @@ class SSHHost(Host):
                         "compute needs (sshd's MaxSessions)",
                     ) from e
                 time.sleep(0.05)
-            except HostError:
-                raise
-            except Exception as e:
-                raise HostError(self.alias, f"lost the connection: {e or type(e).__name__}") from e
 
     def _kill_group(self, pidfile: str) -> None:
         with contextlib.suppress(HostError):
@@ -492,7 +569,14 @@ class SSHHost(Host):
 
     def home(self) -> str:
         if self._home is None:
-            self._home = self.sftp().normalize(".")
+            transport = self.transport()
+            if isinstance(transport, KeptTransport):  # the keeper asked SFTP once for every run
+                try:
+                    self._home = transport.home(self.spec.connect_timeout)
+                except OSError as e:
+                    raise HostError(self.alias, f"cannot open SFTP: {e}") from e
+            else:
+                self._home = self.sftp().normalize(".")
         return self._home
 
     def put(self, local: Path, remote: str) -> None:
@@ -509,7 +593,7 @@ class SSHHost(Host):
             raise HostError(self.alias, f"cannot read {remote}: {e}") from e
 
 
-def _run_quietly(transport: paramiko.Transport, script: str) -> None:
+def _run_quietly(transport: paramiko.Transport | KeptTransport, script: str) -> None:
     """Run a script on its own channel and wait for it; errors are ignored (best effort)."""
     with contextlib.suppress(Exception):
         chan = transport.open_session(timeout=KILL_WAIT_SECONDS)

@@ -68,8 +68,10 @@ class HostSpec(BaseModel):
     keepalive: float = Field(default=15.0, gt=0)
     """Seconds of silence during a command before the host is asked to answer; no answer within
     twice that: the host is declared lost (like OpenSSH's ServerAliveInterval, ServerAliveCountMax 2)."""
-    control_persist: str = Field(default="10m", pattern=r"^\d+[smhdwSMHDW]?(\d+[smhdwSMHDW]?)*$")
-    """`connection: openssh`: how long the shared connection stays open after its last use (`10m`, `8h`)."""
+    control_persist: str = Field(default="10m", pattern=r"^(no|(\d+[smhdwSMHDW]?)+)$")
+    """How long the host's connection stays open after its last use, for the next runs to reuse (`10m`,
+    `8h`, `1h30m`, seconds alone); `0` or `no`: closed at the end of each run. Over paramiko the
+    connection keeper holds it, with `connection: openssh` OpenSSH's ControlMaster."""
 
     # json_schema_input_type: what `compute schema` advertises, i.e. what these validators accept
     @field_validator("init", mode="before", json_schema_input_type=Union[str, list[str]])  # noqa: UP007
@@ -104,6 +106,14 @@ class HostSpec(BaseModel):
     def _gpu_words(cls, value: Any) -> Any:
         return yaml11_bool(value)
 
+    @field_validator("control_persist", mode="before", json_schema_input_type=Union[str, int, Literal[False]])  # noqa: UP007
+    @classmethod
+    def _persist_words(cls, value: Any) -> Any:
+        value = yaml11_bool(value)
+        if value is False:
+            return "no"
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @field_validator("gpu")
     @classmethod
     def _gpu_count(cls, value: bool | int) -> bool | int:
@@ -131,6 +141,19 @@ class HostSpec(BaseModel):
     @property
     def address(self) -> str:
         return self.host or self.alias
+
+    @property
+    def persist_seconds(self) -> float:
+        """`control_persist` in seconds (0: nothing is kept after a run)."""
+        if self.control_persist == "no":
+            return 0.0
+        units = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+        return float(
+            sum(
+                int(n) * units[u.lower()]
+                for n, u in re.findall(r"(\d+)([smhdwSMHDW]?)", self.control_persist)
+            )
+        )
 
 
 # What the original tool's YAML reader (YAML 1.1) took for booleans besides true/false: in settings that

@@ -65,6 +65,15 @@ def ssh_config_hosts() -> set[str]:
     return names
 
 
+def expanded_text() -> str:
+    """The user's ssh config with its Includes in place ("" without one), read without paramiko:
+    what the connections the keeper holds depend on (hosts/kept.py)."""
+    try:
+        return _Reader(strict=False, scoped=False).text(ssh_config_path())
+    except OSError:
+        return ""
+
+
 def lookup(name: str, alias: str) -> dict[str, Any]:
     """The ~/.ssh/config settings for host `name`, its Includes read as OpenSSH reads them (empty
     without a config file); errors (a bad config, an include cycle) name `alias` and the file."""
