@@ -1,10 +1,13 @@
 """The ledger: every job ever submitted, in archive/job.csv, and the archive of its scripts. This package
 is the only code that knows that layout; the rest of compute uses the names below."""
 
+from compute_platform.ledger.index import TaskCount
 from compute_platform.ledger.records import (
+    CANCELLED_EVENT,
     CONFIRMED,
     LEDGER_VERSION,
     NOT_SUBMITTED,
+    RESUBMITTED_EVENT,
     UNCONFIRMED,
     Ended,
     Event,
@@ -17,14 +20,17 @@ from compute_platform.ledger.records import (
     renewed,
     safe_name,
 )
-from compute_platform.ledger.store import EVENTS_FILE, JOBS_FILE, STATES_FILE, Ledger
+from compute_platform.ledger.store import EVENTS_FILE, INDEX_FILE, JOBS_FILE, STATES_FILE, Ledger
 
 __all__ = [
+    "CANCELLED_EVENT",
     "CONFIRMED",
     "EVENTS_FILE",
+    "INDEX_FILE",
     "JOBS_FILE",
     "LEDGER_VERSION",
     "NOT_SUBMITTED",
+    "RESUBMITTED_EVENT",
     "STATES_FILE",
     "UNCONFIRMED",
     "Ended",
@@ -33,6 +39,7 @@ __all__ = [
     "JobRecord",
     "Ledger",
     "Script",
+    "TaskCount",
     "git_state",
     "new_run_id",
     "now",

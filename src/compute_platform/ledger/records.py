@@ -15,6 +15,8 @@ LEDGER_VERSION = "2"  # 2: the `wandb` column
 UNCONFIRMED = "unconfirmed"
 CONFIRMED = "confirmed"
 NOT_SUBMITTED = "not-submitted"
+CANCELLED_EVENT = "cancelled"  # `compute cancel` stopped the job
+RESUBMITTED_EVENT = "resubmitted"  # `compute resubmit` submitted it again (the detail: the new id)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ archive/
   states.csv           the final state of each ended job, as its host first reported it: never asked again
   <host>/<job_id>.<ext> the exact script submitted, written under a temporary name then renamed
   .lock                the file lock every writer takes
+  .index.json          derived from the three files (ledger/index.py): the open rows, the latest run's,
+                       the counts of the ended ones; rebuilt when missing or outdated, never the source
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from compute_platform.errors import HostError, LedgerError, TaskError
+from compute_platform.ledger.index import Index, TaskCount, refresh, rows_at
 from compute_platform.ledger.records import (
     CONFIRMED,
     NOT_SUBMITTED,
@@ -42,6 +45,7 @@ ROW_BYTES = 4096  # generous: a row is ~1 KiB plus its command lines
 JOBS_FILE = "job.csv"
 EVENTS_FILE = "events.csv"
 STATES_FILE = "states.csv"  # the final state of ended jobs, appended as hosts report them
+INDEX_FILE = ".index.json"  # hidden: no host's folder (safe_name) can take its name
 
 
 class Ledger:
@@ -50,6 +54,9 @@ class Ledger:
         # what was read of each file, with the (size, mtime, inode) it was read at: a command asks
         # several times (the records, the replaced ones; --watch every refresh) and the files only grow
         self._read: dict[Path, tuple[tuple[int, int, int], Any]] = {}
+        self._index: Index | None = None
+        self._index_at: tuple[tuple[int, int, int] | None, ...] = ()  # the files' stats it was folded at
+        self._offsets: dict[tuple[str, str], int] = {}  # where the rows handed out are, for `ended`
 
     @property
     def jobs_file(self) -> Path:
@@ -199,10 +206,26 @@ class Ledger:
         if ended:
             self._append(self.states_file, Ended.columns(), [asdict(e) for e in ended])
 
-    def ended(self) -> dict[tuple[str, str], Ended]:
-        """(host, job id) -> the final state recorded for it (a torn last row is left out)."""
-        found: dict[tuple[str, str], Ended] = self._cached(self.states_file, _read_ended, {})
-        return found
+    def ended(self, records: Sequence[JobRecord] | None = None) -> dict[tuple[str, str], Ended]:
+        """(host, job id) -> the final state recorded for it (a torn last row is left out); of these
+        records only, when given. Rows this ledger handed out (`records_where`, `shown_by_default`)
+        are looked up in the blocks of states.csv that end them; others make it read the whole file."""
+        if records is None:
+            found: dict[tuple[str, str], Ended] = self._cached(self.states_file, _read_ended, {})
+            return found
+        folded = self.index()
+        keys = {
+            key
+            for key in ((r.host, r.job_id) for r in records)
+            if key not in folded.open and key not in folded.cancelled  # neither has an end
+        }
+        offsets = [self._offsets.get(key) for key in keys]
+        if not keys:
+            return {}
+        if None in offsets:
+            every = self.ended()
+            return {key: every[key] for key in keys if key in every}
+        return folded.ends_of(self.states_file, keys, [o for o in offsets if o is not None])
 
     def append_new(self, records: Sequence[JobRecord]) -> list[JobRecord]:
         """Append the records whose (host, job_id) is not in job.csv yet and return them; the check
@@ -281,7 +304,7 @@ class Ledger:
     def unconfirmed(self, playbook: str, task: str, host: str) -> list[tuple[Event, dict[str, Any]]]:
         """The submissions of this playbook's task on this host whose outcome is unknown (the
         connection died while sbatch ran) and not yet resolved, each with its details."""
-        events = self.events()
+        events = self.run_events()
         resolved = {_detail(e).get("token") for e in events if e.event in (CONFIRMED, NOT_SUBMITTED)}
         found = []
         for event in events:
@@ -307,6 +330,79 @@ class Ledger:
 
     def events(self) -> list[Event]:
         return [Event(**{c: row.get(c) or "" for c in Event.columns()}) for row in _read(self.events_file)]
+
+    # -- through the index: what `compute jobs` reads instead of every row ------------------------
+
+    def index(self) -> Index:
+        """The index (ledger/index.py) up to the files' current end: refolded only once one changed."""
+        files = (self.jobs_file, self.states_file, self.events_file)
+        stats = tuple(_stat(path) for path in files)
+        if self._index is None or stats != self._index_at:
+            where = self.root / INDEX_FILE
+            self._index = refresh(self._index, where, *files, mode=0o666 & ~_umask())
+            self._index_at = stats
+        return self._index
+
+    def size(self) -> int:
+        """How many rows job.csv has (whole ones: a row being written is not counted yet)."""
+        return self.index().rows
+
+    def task_counts(self) -> list[TaskCount]:
+        """Per task and host, in ledger order: its rows, and how many are cancelled, ended, open."""
+        return self.index().counts()
+
+    def shown_by_default(self) -> list[JobRecord]:
+        """The rows still open (not ended, not cancelled) and the latest run's, in ledger order."""
+        folded = self.index()
+        offsets = folded.open_offsets() + folded.latest
+        return self._handed(rows_at(self.jobs_file, folded.jobs.columns, offsets))
+
+    def open_records(self) -> list[JobRecord]:
+        """The rows neither ended nor cancelled, in ledger order."""
+        folded = self.index()
+        return self._handed(rows_at(self.jobs_file, folded.jobs.columns, folded.open_offsets()))
+
+    def records_where(
+        self,
+        host: str | None = None,
+        task: str | None = None,
+        run: str | None = None,
+        since: str | None = None,
+        last: int | None = None,
+        mentioning: Sequence[str] = (),
+    ) -> list[JobRecord]:
+        """The rows of this host, task and run, submitted since then (an ISO time), whose job id
+        holds one of `mentioning`; the `last` latest of them; in ledger order. Only the parts of
+        job.csv that may hold them are read (all of it without any of these)."""
+        found = self.index().rows_where(self.jobs_file, host, task, run, since, last, mentioning)
+        return self._handed(found)
+
+    def cancelled(self, records: Sequence[JobRecord]) -> set[tuple[str, str]]:
+        """(host, job id) of these records that were cancelled and have no recorded end."""
+        held = self.index().cancelled
+        return {(r.host, r.job_id) for r in records if (r.host, r.job_id) in held}
+
+    def run_events(self) -> list[Event]:
+        """The events of events.csv that are not about one job's end (cancelled, resubmitted):
+        submissions left unconfirmed and their outcome, feeds. Few, whatever the ledger's length."""
+        return list(self.index().notes)
+
+    def replacements(self) -> dict[tuple[str, str], str]:
+        """(host, job id) -> the job id that resubmitted it."""
+        return dict(self.index().replaced)
+
+    def _handed(self, found: list[tuple[int, JobRecord]]) -> list[JobRecord]:
+        for offset, record in found:
+            self._offsets.setdefault((record.host, record.job_id), offset)
+        return [record for _, record in found]
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 def _detail(event: Event) -> dict[str, Any]:
