@@ -11,6 +11,7 @@ import pwd
 import re
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -110,6 +111,26 @@ def test_the_next_runs_go_through_the_kept_connection(keeper: Path, sshd: Sshd, 
     # the second and third runs' commands came over one TCP connection (the keeper's), not the first's
     via = [next(line for line in lines(p) if "via" in line) for p in (first, second, third)]
     assert via[1] == via[2] != via[0]
+
+
+def test_a_run_through_the_keeper_does_not_import_paramiko(keeper: Path, sshd: Sshd, tmp_path: Path) -> None:
+    """Its logins are the keeper's: the run pays neither them nor paramiko's import (~90 ms)."""
+    project(tmp_path, {"target": sshd.entry()}, "echo hello")
+    assert run(tmp_path).returncode == 0
+    keepers.wait_kept("target")
+    probe = (
+        "import sys\n"
+        "from compute_platform.cli.main import main\n"
+        "try:\n"
+        "    main(['run', 'book.yaml'])\n"
+        "except SystemExit as e:\n"
+        "    print('exit', e.code, 'paramiko' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert "target | hello" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stdout.strip().endswith("exit 0 False")
 
 
 def test_a_kept_shell_serves_the_next_run_without_a_new_session(
@@ -363,6 +384,20 @@ def test_logout_closes_a_kept_connection(keeper: Path, sshd: Sshd, tmp_path: Pat
     assert compute("hosts", "--logout", "target", cwd=tmp_path).stdout == "target: no connection was open\n"
     wait_for(lambda: not keepers.pids(keeper), 5, "the keeper to exit")
     assert "no connection is kept open" in compute("hosts", "--connections", cwd=tmp_path).stdout
+
+
+def test_a_logout_right_after_a_run_leaves_nothing_kept(keeper: Path, sshd: Sshd, tmp_path: Path) -> None:
+    """The keeper the run started may still be starting, or logging in: the logout waits for it and
+    what it opens is closed, so that the next run starts from no connection (as benchmarks need)."""
+    project(tmp_path, {"target": sshd.entry()}, "echo hello")
+    for _ in range(2):
+        assert run(tmp_path).returncode == 0
+        compute("hosts", "--logout", "target", cwd=tmp_path)
+        wait_for(lambda: not keepers.pids(keeper), 10, "the keeper to exit")
+    assert sshd.logins() in (2, 3, 4)  # each run's own, and the keeper's if it logged in before the logout
+    logins = sshd.logins()
+    assert run(tmp_path).returncode == 0
+    assert sshd.logins() == logins + 1  # nothing was kept: a login of its own
 
 
 def test_a_connection_is_shared_only_by_hosts_that_are_the_same(

@@ -130,6 +130,8 @@ class Entry:
         error, not a second attempt (and twice the timeout)."""
         seen = self._finished
         with self._opening:
+            if self.closed:
+                raise _Closed()
             if self._failed is not None and self._failed[0] > seen:
                 raise self._failed[1]
             if self.host.live_transport() is not None and (self.login is not None or not probe):
@@ -230,26 +232,32 @@ class Entry:
         return not any(self in other.through and not other.closed for other in self.keeper.tokens.values())
 
     def close(self, why: str) -> None:
-        with self.keeper.lock:
-            if self.closed:
-                return
-            self.closed = True
-            if self.keeper.entries.get(self.key) is self:
-                del self.keeper.entries[self.key]
-            self.keeper.tokens.pop(self.token, None)
-            watchers, self.watchers = list(self.watchers), set()
-            parked, self.parked = self.parked, None
-            for hop in self.through:
-                hop.last_used = time.monotonic()
-        for conn in watchers:
-            with contextlib.suppress(OSError):
-                send_frame(conn, LOST)
-        if parked is not None:
-            parked[0].close()
-        with contextlib.suppress(Exception):
-            self.host.close()
+        """Close it, once an opening under way has ended: nothing is opened after the close."""
+        with self._opening:
+            with self.keeper.lock:
+                if self.closed:
+                    return
+                self.closed = True
+                if self.keeper.entries.get(self.key) is self:
+                    del self.keeper.entries[self.key]
+                self.keeper.tokens.pop(self.token, None)
+                watchers, self.watchers = list(self.watchers), set()
+                parked, self.parked = self.parked, None
+                for hop in self.through:
+                    hop.last_used = time.monotonic()
+            for conn in watchers:
+                with contextlib.suppress(OSError):
+                    send_frame(conn, LOST)
+            if parked is not None:
+                parked[0].close()
+            with contextlib.suppress(Exception):
+                self.host.close()
         if self.opened_at is not None:
             log(f"closed {self.describe()}: {why}")
+
+
+class _Closed(Exception):
+    """The connection was closed while a request waited for it: the request takes a new one."""
 
 
 class _Hop:
@@ -279,6 +287,7 @@ class Keeper:
         self.tokens: dict[str, Entry] = {}  # token -> every connection not closed (retired ones too)
         self.serving = 0  # connections being served
         self.warming = 0  # connections asked for by `warm`, not opened (nor failed) yet
+        self.logouts: list[tuple[float, str | None]] = []  # (when, alias or None: all), for `warm`
         self.stopping = False
         self.ops: dict[str, Callable[[socket.socket, dict[str, Any]], None]] = {
             "attach": self.attach,
@@ -410,19 +419,22 @@ class Keeper:
 
     def lend(self, asked: Mapping[str, Any], client: bool) -> Entry:
         """The connection for a request, opened (raises its HostError); counted as used by a run
-        when `client`."""
-        entry = self.entry(asked, pin=True)
-        opened = False
-        try:
-            entry.open(probe=True, shell=not client)
-            opened = True
-        finally:
-            with self.lock:
-                entry.pins -= 1
-                entry.last_used = time.monotonic()
-                if client and opened:
-                    entry.clients += 1
-        return entry
+        when `client`. One closed while the request waited for it (--logout) is replaced."""
+        while True:
+            entry = self.entry(asked, pin=True)
+            opened = False
+            try:
+                entry.open(probe=True, shell=not client)
+                opened = True
+            except _Closed:
+                continue
+            finally:
+                with self.lock:
+                    entry.pins -= 1
+                    entry.last_used = time.monotonic()
+                    if client and opened:
+                        entry.clients += 1
+            return entry
 
     def release(self, entry: Entry, conn: socket.socket) -> None:
         with self.lock:
@@ -571,17 +583,27 @@ class Keeper:
         for asked in hello.get("requests", []):
             with self.lock:
                 self.warming += 1
-            _thread(self._warm_one, asked)
+            _thread(self._warm_one, asked, time.monotonic())
         if conn is not None:
             send_json(conn, REPLY, {"ok": True})
 
-    def _warm_one(self, asked: Mapping[str, Any]) -> None:
+    def _warm_one(self, asked: Mapping[str, Any], asked_at: float) -> None:
+        alias = asked["spec"].get("alias")
         try:
-            self.lend(asked, client=False)  # with the login probe and a shell: the next run needs neither
+            entry = self.lend(
+                asked, client=False
+            )  # with the login probe and a shell: the next run needs neither
+            with self.lock:
+                # a --logout since it was asked for (even before the keeper listened) cancels it
+                cancelled = (
+                    any(t >= asked_at and a in (None, alias) for t, a in self.logouts) and not entry.clients
+                )
+            if cancelled:
+                entry.close("compute hosts --logout")
         except HostError as e:
-            log(f"cannot open {asked['spec'].get('alias')}: {e.reason}")
+            log(f"cannot open {alias}: {e.reason}")
         except Exception as e:
-            log(f"cannot open {asked['spec'].get('alias')}: {type(e).__name__}: {e}")
+            log(f"cannot open {alias}: {type(e).__name__}: {e}")
         finally:
             with self.lock:
                 self.warming -= 1
@@ -612,6 +634,7 @@ class Keeper:
         """`compute hosts --logout`: close a host's connections now (alias None: all of them)."""
         alias = hello.get("alias")
         with self.lock:
+            self.logouts.append((time.monotonic(), alias))
             chosen = [e for e in self.tokens.values() if alias is None or e.spec.alias == alias]
         closed = sum(1 for e in chosen if e.opened_at is not None)
         for entry in chosen:
@@ -790,11 +813,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0])
     asked: list[dict[str, Any]] = []
-    if len(args) > 1:
-        warm = Path(args[1])
+    # removed once its requests are counted: until then `--logout` waits (kept.logout)
+    warm = Path(args[1]) if len(args) > 1 else None
+    if warm is not None:
         with contextlib.suppress(OSError, ValueError):
             asked = json.loads(warm.read_text(encoding="utf-8"))
-        warm.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         if os.fstat(2).st_size > LOG_LIMIT:
             os.ftruncate(2, 0)
@@ -803,6 +826,8 @@ def main(argv: list[str] | None = None) -> int:
     while lock is None:
         if reach(path) is not None or time.monotonic() > deadline:
             _forward(path, asked)
+            if warm is not None:
+                warm.unlink(missing_ok=True)
             return 0
         time.sleep(0.05)  # a run looking whether the socket is stale holds the lock a moment
         lock = take_lock(path)
@@ -812,6 +837,8 @@ def main(argv: list[str] | None = None) -> int:
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where each thread is, in the log
     log(f"serving {path}")
     keeper.warm(None, {"requests": asked})
+    if warm is not None:
+        warm.unlink(missing_ok=True)
     keeper.serve()
     os.close(lock)
     return 0

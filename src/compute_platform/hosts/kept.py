@@ -37,6 +37,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
@@ -104,6 +105,7 @@ FRAME_MAX = 1 << 20  # data goes in frames of at most 1 MiB: nobody holds more t
 # holds the rest, and sshd what does not fit there).
 BUFFER_LIMIT = 4 << 20
 REPLY_MARGIN = 5.0  # seconds granted to the keeper beyond its own bound on an operation
+STARTING_WAIT = 10.0  # how long --logout waits for a keeper being started (a Python start, a lock)
 
 
 class ChannelRefused(Exception):
@@ -408,8 +410,22 @@ def connections() -> list[dict[str, Any]]:
 
 
 def logout(alias: str | None) -> int:
-    """Close the kept connections of host `alias` (None: all) now; how many were open."""
+    """Close the kept connections of host `alias` (None: all) now; how many were open. A keeper
+    still starting (right after a run) is waited for: its warm-up would open them again."""
+    deadline = time.monotonic() + STARTING_WAIT
+    while time.monotonic() < deadline and _starting():
+        time.sleep(0.05)
     return sum(int(reply.get("closed", 0)) for reply in ask_all({"op": "close", "alias": alias}))
+
+
+def _starting() -> bool:
+    """Whether a keeper was started and has not counted its requests yet (its warm file is there)."""
+    now = time.time()
+    for warm in control_dir().glob("warm-*.json"):
+        with contextlib.suppress(OSError):
+            if now - warm.stat().st_mtime < STARTING_WAIT:
+                return True
+    return False
 
 
 # -- a kept connection, as a paramiko Transport ----------------------------------------------------
