@@ -219,6 +219,18 @@ def test_counts_per_task_and_host_in_ledger_order() -> None:
     assert found[2].states[TIMEOUT] == 2 and found[0].states[COMPLETED] == 1
 
 
+def test_counts_start_from_the_ledgers_counts_and_keep_its_order() -> None:
+    """--summary: the ended jobs come counted from the ledger's index, the open ones as rows."""
+    open_rows = [
+        Row(JobRecord("t", "b.yaml", "eval", "h", "tmux", "9", "eval"), JobState(RUNNING)),
+        Row(JobRecord("t", "b.yaml", "train", "h", "tmux", "8", "train"), JobState(PENDING)),
+    ]
+    counted = [("train", "h", {COMPLETED: 3, FAILED: 1}), ("eval", "h", {}), ("gone", "h", {COMPLETED: 0})]
+    found = views.counts(open_rows, counted)
+    assert [(c.task, c.jobs) for c in found] == [("train", 5), ("eval", 1)]  # ledger order; empty left out
+    assert found[0].states == {**dict.fromkeys(found[0].states, 0), COMPLETED: 3, FAILED: 1, PENDING: 1}
+
+
 def test_summary_json_has_its_documented_shape() -> None:
     rows = rows_of("a", [], {"x": [1, 2]}) + rows_of("b", [], {}, states=[CANCELLED])
     document = json.loads(views.summary_json(views.counts(rows)))

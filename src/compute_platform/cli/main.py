@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import traceback
@@ -376,27 +377,33 @@ def jobs(
     view = _jobs_view(archive, inventory)
     try:
         if grid is not None:
-            name = grid or task or views.latest_task(view.records(host))
+            name = grid or task or views.latest_task(view.records(host, last=1))
             follow_grid = _follow(view, host, name)
             query.show(view, view.records(host, name), None, watch, draw=views.draw_grid, feed=follow_grid)
             return 0
+        chosen = query.Selection(show_all, since, run_id, last)
+        every = query.Selection(True, since, run_id, last)  # summaries and JSON: all rows unless told
         follow = _follow(view, host, task)
         if as_json:
             follow()
-        records = view.records(host, task)
-        chosen = query.Selection(show_all, since, run_id, last)
-        every = query.Selection(True, since, run_id, last)  # summaries and JSON: all rows unless told
-        if summary and as_json:
-            rows, _ = query.select(query.filter_states(view.rows(records), state), every)
-            click.echo(views.summary_json(views.counts(rows)))
-        elif summary:
-            query.show(view, records, state, watch, draw=views.draw_summary, selection=every, feed=follow)
+        if summary:
+            records, counted = view.summarized(host, task, every, state)
+            if as_json:
+                rows, _ = query.select(query.filter_states(view.rows(records), state), every)
+                click.echo(views.summary_json(views.counts(rows, counted)))
+            else:
+                draw = functools.partial(views.draw_summary, counted=counted)
+                query.show(view, records, state, watch, draw=draw, selection=every, feed=follow)
         elif as_json:
+            records, _ = view.chosen(host, task, every, state)
             rows, _ = query.select(query.filter_states(view.rows(records), state), every)
             click.echo(query.as_json(rows))
         else:
+            records, total = view.chosen(host, task, chosen, state)
             narrowed = bool(host or task or state)
-            query.show(view, records, state, watch, selection=chosen, narrowed=narrowed, feed=follow)
+            query.show(
+                view, records, state, watch, selection=chosen, narrowed=narrowed, total=total, feed=follow
+            )
     finally:
         view.close()
     return 0
@@ -429,7 +436,7 @@ def logs(job: str, err: bool, follow: bool, archive: str, inventory: str | None,
         out.flush()
 
     try:
-        view.logs(one_record(view.records(), job), write, err=err, follow=follow)
+        view.logs(one_record(view.records(job_ids=[job]), job), write, err=err, follow=follow)
     except KeyboardInterrupt:
         return 0  # stopping `logs -f` is the normal way out
     finally:

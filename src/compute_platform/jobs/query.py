@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Any
 
 from compute_platform.errors import ComputeError, InputError, LedgerError
 from compute_platform.hosts import shell
-from compute_platform.ledger import Ended, Event, JobRecord, Ledger, now
+from compute_platform.ledger import (
+    CANCELLED_EVENT,
+    RESUBMITTED_EVENT,
+    Ended,
+    Event,
+    JobRecord,
+    Ledger,
+    TaskCount,
+    now,
+)
 from compute_platform.scheduling.backend import (
     CANCELLED,
     COMPLETED,
@@ -96,31 +105,78 @@ class Jobs:
         host: str | None = None,
         task: str | None = None,
         job_ids: Sequence[str] = (),
+        run: str | None = None,
+        since: str | None = None,
+        last: int | None = None,
     ) -> list[JobRecord]:
-        records = self.ledger.records()
-        if not records and not self.ledger.jobs_file.exists():
+        """The rows of this host and task (the ledger's index knows which parts of job.csv hold
+        them), of this run, submitted since then (an ISO time), the `last` latest, named by `job_ids`."""
+        self._check(host, task)
+        ids = [wanted.rpartition(":")[2] for wanted in job_ids]
+        records = self.ledger.records_where(host or None, task or None, run, since, last, ids)
+        if job_ids:
+            records = pick(records, job_ids)
+        return records
+
+    def chosen(
+        self, host: str | None, task: str | None, selection: Selection, states: str | None
+    ) -> tuple[list[JobRecord], int | None]:
+        """The rows the table may show, and how many rows (of --host, --task) they were chosen from
+        (None: all of them are here). The default view reads the ledger's open rows and its latest
+        run's, --since, --run and --last only the parts of job.csv that may hold their rows; --state
+        needs every row's state."""
+        if states:
+            return self.records(host, task), None
+        if selection.default and not (host or task):
+            self._check(None, None)
+            return self.ledger.shown_by_default(), self.ledger.size()
+        since = since_time(selection.since) if selection.since else None
+        records = self.records(host, task, run=selection.run, since=since, last=selection.last)
+        return records, sum(c.rows for c in self.ledger.task_counts() if _of(c, host, task))
+
+    def summarized(
+        self, host: str | None, task: str | None, selection: Selection, states: str | None
+    ) -> tuple[list[JobRecord], list[tuple[str, str, dict[str, int]]]]:
+        """For --summary: the rows to ask about, and the counts of the others per task and host (in
+        ledger order, --state applied). Without --since, --run or --last, the rows asked about are
+        the open ones: the ledger counts the others (a cancelled job without a recorded end counts
+        as CANCELLED); with them, every row they choose."""
+        if selection.since or selection.run or selection.last:
+            return self.chosen(host, task, selection, None)[0], []
+        wanted = _states(states)
+        self._check(host, task)
+        counted = []
+        for count in self.ledger.task_counts():
+            if not _of(count, host, task):
+                continue
+            found = dict.fromkeys(ALL_STATES, 0)
+            for state, n in count.ended.items():
+                found[state if state in FINAL else UNKNOWN] += n
+            found[CANCELLED] += count.cancelled
+            kept = {state: n for state, n in found.items() if state in (wanted or found)}
+            counted.append((count.task, count.host, kept))
+        records = [r for r in self.ledger.open_records() if host in (None, r.host) and task in (None, r.task)]
+        return records, counted
+
+    def _check(self, host: str | None, task: str | None) -> None:
+        """A missing ledger and a task it does not have (on that host) are errors."""
+        if not self.ledger.jobs_file.exists():
             raise InputError(
                 f"no job ledger in {self.ledger.root}: run a playbook with slurm or tmux tasks first "
                 "(or point --archive at the right folder)"
             )
-        if host:
-            records = [r for r in records if r.host == host]
         if task:
-            known = {r.task for r in records}
+            known = {c.task for c in self.ledger.task_counts() if host in (None, "", c.host)}
             if task not in known:
                 from compute_platform.input.yamlfile import did_you_mean
 
                 raise InputError(
                     f"no job of task '{task}' in {self.ledger.jobs_file}" + did_you_mean(task, known)
                 )
-            records = [r for r in records if r.task == task]
-        if job_ids:
-            records = pick(records, job_ids)
-        return records
 
     def replaced(self) -> dict[tuple[str, str], str]:
         """(host, job id) -> the job id that resubmitted it."""
-        return {(r.host, r.replaces): r.job_id for r in self.ledger.records() if r.replaces}
+        return self.ledger.replacements()
 
     # -- live states -------------------------------------------------------------------------
 
@@ -130,11 +186,8 @@ class Jobs:
         """Every record with its state. Jobs that ended (in `known`, or in the archive's states.csv)
         are not asked again; those that ended since are written there."""
         known = known or {}
-        ended = self.ledger.ended()
-        finished = {
-            key: JobState(e.state, int(e.exit_code) if e.exit_code.lstrip("-").isdigit() else None, e.reason)
-            for key, e in ended.items()
-        }
+        ended = self.ledger.ended(records)
+        finished = {key: final_state(e) for key, e in ended.items()}
         finished.update(
             {key: row.state for key, row in known.items() if row.state.state in FINAL and row.state.settled}
         )
@@ -143,7 +196,7 @@ class Jobs:
         self._keep_ended(found, ended)
         found.update({key: finished[key] for key in ((r.host, r.job_id) for r in records) if key in finished})
         replaced = self.replaced()
-        cancelled = {(e.host, e.job_id) for e in self.ledger.events() if e.event == "cancelled"}
+        cancelled = self.ledger.cancelled(records)
         rows: list[Row] = []
         for record in records:
             key = (record.host, record.job_id)
@@ -206,7 +259,7 @@ class Jobs:
 
         self.parallel(one, list(self.by_host([row.record for row in live]).items()))
         self.ledger.append_events(
-            [Event(now(), row.record.host, row.record.job_id, "cancelled") for row in live]
+            [Event(now(), row.record.host, row.record.job_id, CANCELLED_EVENT) for row in live]
         )
         return live, ended
 
@@ -227,7 +280,9 @@ class Jobs:
         new = [row for part in self.parallel(one, list(self.by_host(failed).items())) for row in part]
         old = {(r.host, r.job_id): r for r in failed}
         pairs = [(old[(n.host, n.replaces)], n) for n in new]
-        self.ledger.append_events([Event(now(), o.host, o.job_id, "resubmitted", n.job_id) for o, n in pairs])
+        self.ledger.append_events(
+            [Event(now(), o.host, o.job_id, RESUBMITTED_EVENT, n.job_id) for o, n in pairs]
+        )
         return pairs
 
     def logs(
@@ -278,12 +333,14 @@ class Jobs:
         submits itself (scheduling/feed.py): one round trip per host that has one, the jobs their
         feeders submitted since recorded in job.csv (each Progress has the new rows)."""
         from compute_platform.ledger import feeds
-        from compute_platform.scheduling import feed
 
         groups: dict[tuple[str, str], list[feeds.Feed]] = {}
-        for plan in feeds.open_feeds(self.ledger):
+        for plan in feeds.open_feeds(self.ledger, self.ledger.run_events()):  # not all of events.csv
             if host in (None, plan.host) and task in (None, plan.task):
                 groups.setdefault((plan.hosts_file, plan.host), []).append(plan)
+        if not groups:
+            return []
+        from compute_platform.scheduling import feed  # with sbatch and the inventory's models: ~0.25 s
 
         def one(item: tuple[tuple[str, str], list[feeds.Feed]]) -> list[Progress]:
             (hosts_file, alias), plans = item
@@ -343,6 +400,19 @@ class Jobs:
         self._pools.clear()
 
 
+def final_state(ended: Ended) -> JobState:
+    """A job's end as states.csv keeps it; a state that is not a final one (a hand-edited file) is
+    shown UNKNOWN, saying what the file holds."""
+    code = int(ended.exit_code) if ended.exit_code.lstrip("-").isdigit() else None
+    if ended.state not in FINAL:
+        return JobState(UNKNOWN, code, f"states.csv says {ended.state!r}")
+    return JobState(ended.state, code, ended.reason)
+
+
+def _of(count: TaskCount, host: str | None, task: str | None) -> bool:
+    return host in (None, "", count.host) and task in (None, "", count.task)
+
+
 def pick(records: Sequence[JobRecord], job_ids: Sequence[str]) -> list[JobRecord]:
     """Records named on the command line: `ID`, `ARRAYID` (all its elements), a tmux SESSION (all
     its jobs, `SESSION.INDEX`) or `HOST:ID`."""
@@ -376,15 +446,19 @@ def one_record(records: Sequence[JobRecord], job_id: str) -> JobRecord:
 
 
 def filter_states(rows: Sequence[Row], states: str | None) -> list[Row]:
-    if not states:
-        return list(rows)
-    wanted = {s.strip().upper() for s in states.split(",") if s.strip()}
+    wanted = _states(states)
+    return [row for row in rows if row.state.state in wanted] if wanted else list(rows)
+
+
+def _states(states: str | None) -> set[str]:
+    """--state's states (none: every state)."""
+    wanted = {s.strip().upper() for s in (states or "").split(",") if s.strip()}
     unknown = wanted - set(ALL_STATES)
     if unknown:
         raise InputError(
             f"--state: unknown state {', '.join(sorted(unknown))}; expected: {', '.join(ALL_STATES)}"
         )
-    return [row for row in rows if row.state.state in wanted]
+    return wanted
 
 
 @dataclass(frozen=True)
@@ -402,9 +476,12 @@ class Selection:
         return not (self.everything or self.since or self.run or self.last)
 
 
-def select(rows: Sequence[Row], selection: Selection, narrowed: bool = False) -> tuple[list[Row], int]:
-    """The rows to show, and how many were left out. `narrowed`: --host, --task or --state chose
-    already, so the default keeps every row they chose."""
+def select(
+    rows: Sequence[Row], selection: Selection, narrowed: bool = False, total: int | None = None
+) -> tuple[list[Row], int]:
+    """The rows to show, and how many were left out of `total` (default: of `rows`; more when `rows`
+    were chosen from the ledger already, as `Jobs.chosen` does). `narrowed`: --host, --task or
+    --state chose already, so the default keeps every row they chose."""
     kept = list(rows)
     if selection.run:
         kept = [row for row in kept if row.record.run_id == selection.run]
@@ -416,7 +493,7 @@ def select(rows: Sequence[Row], selection: Selection, narrowed: bool = False) ->
     if selection.default and not narrowed and kept:
         latest = max(kept, key=lambda row: row.record.submitted_at).record.run_id
         kept = [row for row in kept if row.state.state not in FINAL or row.record.run_id == latest]
-    return kept, len(rows) - len(kept)
+    return kept, (len(rows) if total is None else total) - len(kept)
 
 
 _AGO = {"d": 86400, "h": 3600, "m": 60}
@@ -551,6 +628,7 @@ def show(
     draw: Callable[[list[Row]], RenderableType] | None = None,
     selection: Selection | None = None,
     narrowed: bool = True,
+    total: int | None = None,
     feed: Callable[[], list[Progress]] | None = None,
 ) -> None:
     """Print the table (or what `draw` makes of the rows: jobviews' grid or summary) once, or with
@@ -569,14 +647,19 @@ def show(
     known: dict[tuple[str, str], Row] = {}
     fed: dict[str, Progress] = {}
     chosen_rows = list(records)
+    added = 0
 
     def frame() -> tuple[RenderableType, bool, list[JobState]]:
+        nonlocal added
         for progress in feed() if feed is not None else []:
             fed[progress.feed.feed] = progress
             chosen_rows.extend(progress.rows)
+            added += len(progress.rows)
         rows = view.rows(chosen_rows, known)
         known.update({row.key: row for row in rows})
-        shown, left = select(filter_states(rows, states), selection or Selection(everything=True), narrowed)
+        chosen = selection or Selection(everything=True)
+        grown = None if total is None else total + added
+        shown, left = select(filter_states(rows, states), chosen, narrowed, grown)
         done = all(row.state.state in FINAL for row in shown) and not any(p.open for p in fed.values())
         seen = [row.state for row in shown]
         feeding = [line for line in (p.line() for p in fed.values()) if line]

@@ -270,15 +270,19 @@ class Count:
         return sum(self.states.values())
 
 
-def counts(rows: Sequence[Row]) -> list[Count]:
+def counts(rows: Sequence[Row], counted: Sequence[tuple[str, str, dict[str, int]]] = ()) -> list[Count]:
     """One Count per (task, host), in the order the ledger first has them. Every row counts, a
-    resubmitted job's old row too (it keeps its FAILED state; `compute jobs` shows `-> new id`)."""
+    resubmitted job's old row too (it keeps its FAILED state; `compute jobs` shows `-> new id`).
+    `counted`: (task, host, states) of the jobs not in `rows`, in ledger order (the ended jobs the
+    ledger's index counted, `Jobs.summarized`)."""
     found: dict[tuple[str, str], dict[str, int]] = {}
+    for task, host, states in counted:
+        found[(task, host)] = {state: states.get(state, 0) for state in ALL_STATES}
     for row in rows:
         key = (row.record.task, row.record.host)
         states = found.setdefault(key, {state: 0 for state in ALL_STATES})
         states[row.state.state] += 1
-    return [Count(task, host, states) for (task, host), states in found.items()]
+    return [Count(task, host, states) for (task, host), states in found.items() if any(states.values())]
 
 
 def total(found: Sequence[Count]) -> dict[str, int]:
@@ -324,5 +328,6 @@ def draw_grid(rows: list[Row]) -> RenderableType:
     return render_grids(grids(rows)) if rows else "no job"
 
 
-def draw_summary(rows: list[Row]) -> RenderableType:
-    return summary_table(counts(rows)) if rows else "no job"
+def draw_summary(rows: list[Row], counted: Sequence[tuple[str, str, dict[str, int]]] = ()) -> RenderableType:
+    found = counts(rows, counted)
+    return summary_table(found) if found else "no job"
