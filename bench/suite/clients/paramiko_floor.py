@@ -49,15 +49,20 @@ def run_one(
     key: paramiko.PKey,
     known: paramiko.HostKeys,
     jump: Any,
-    codes: list[int],
+    done: list[tuple[int, Any]],
 ) -> None:
     sock = tcp(where) if jump is None else jump.open_channel("direct-tcpip", where, ("127.0.0.1", 0))
     transport = login(sock, where, user, key, known)
-    try:
-        channel = transport.open_session()
-        channel.exec_command("true")
-        codes.append(channel.recv_exit_status())
-    finally:
+    channel = transport.open_session()
+    channel.exec_command("true")
+    done.append((channel.recv_exit_status(), transport))
+
+
+def close_all(transports: list[Any]) -> None:
+    """Once every host has answered: a transport closed over a jump channel while others still
+    talk can make paramiko send on a channel sshd has freed, and sshd then drops the whole jump
+    connection ("data packet referred to nonexistent channel")."""
+    for transport in transports:
         transport.close()
 
 
@@ -70,17 +75,16 @@ def main() -> int:
     key = paramiko.Ed25519Key.from_private_key_file(key_path)
     known = paramiko.HostKeys(known_hosts)
     jump = login(tcp(jump_at), jump_at, user, key, known) if jump_at else None
-    codes: list[int] = []
+    done: list[tuple[int, Any]] = []
     threads = [
-        threading.Thread(target=run_one, args=(address(t), user, key, known, jump, codes)) for t in targets
+        threading.Thread(target=run_one, args=(address(t), user, key, known, jump, done)) for t in targets
     ]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    if jump is not None:
-        jump.close()
-    return 0 if codes == [0] * len(targets) else 1
+    close_all([transport for _, transport in done] + ([jump] if jump is not None else []))
+    return 0 if [code for code, _ in done] == [0] * len(targets) else 1
 
 
 if __name__ == "__main__":
