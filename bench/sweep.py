@@ -50,7 +50,12 @@ def project(folder: Path, bed: object, points: int, array: bool | str) -> None:
     cluster = {**hosts[bed.slurm_alias], "save_path": "~/compute/bench"}  # type: ignore[attr-defined]
     (folder / "hosts.yaml").write_text(yaml.safe_dump({"cluster": cluster}))
     (folder / "configs.yaml").write_text("default: {cpus: 1, time: '00:05:00'}\n")
-    task = {"cmd": "echo", "sweep": {"i": list(range(points))}, "array": array, "sbatch": {"hold": True}}
+    # a large sweep as a product, as large ones are written (a list of 100,000 values alone takes
+    # ruamel ~25 s to read)
+    axes = {"i": list(range(points))}
+    if points > 1000 and points % 1000 == 0:
+        axes = {"i": list(range(1000)), "j": list(range(points // 1000))}
+    task = {"cmd": "echo", "sweep": axes, "array": array, "sbatch": {"hold": True}}
     book = {
         "inventory": {"hosts": "hosts.yaml", "configs": "configs.yaml"},
         "tasks": [{"name": "bench", "hosts": "cluster", "slurm": task}],

@@ -76,7 +76,9 @@ def test_the_default_association_its_accounts_and_the_normal_qos_apply() -> None
         ("MaxSubmitJobsPerUser of QOS normal", 25, 6),
     }
     tightest = limits().tightest(None, None, None)
-    assert tightest is not None and tightest.name == "GrpSubmitJobs of account testacct" and tightest.room == 6
+    assert (
+        tightest is not None and tightest.name == "GrpSubmitJobs of account testacct" and tightest.room == 6
+    )
 
 
 def test_an_account_and_a_qos_given_in_the_task_pick_their_own_limits() -> None:
@@ -338,7 +340,9 @@ def staged_feed(ledger: Ledger) -> feeds.Feed:
         rows = [planned(i) for i in indexes]
         script = feeds.stage_batch(ledger, FEED_ID, token, "cluster", f"#!/bin/bash\n# chunk {chunk}\n", rows)
         batches.append(feeds.Batch(token, chunk, True, script, "/home/ctest/logs", len(rows)))
-    plan = feeds.Feed(FEED_ID, "cluster", "/p/book.yaml", "sweep", "run-1", "", "/home/ctest/x", 2, tuple(batches))
+    plan = feeds.Feed(
+        FEED_ID, "cluster", "/p/book.yaml", "sweep", "run-1", "", "/home/ctest/x", 2, tuple(batches)
+    )
     feeds.start(ledger, plan)
     (found,) = feeds.open_feeds(ledger)
     return found
@@ -368,8 +372,8 @@ def test_planned_rows_reach_job_csv_once_their_job_exists(tmp_path: Path) -> Non
     assert feeds.open_feeds(ledger) == []
     assert feeds.planned_points(ledger, "/p/book.yaml", "sweep", None) == set()  # a resumed run submits it
     assert not (ledger.root / plan.batches[1].script).exists()  # its staged script went
-    ((ended, info),) = feeds.ended_feeds(ledger)
-    assert ended.feed == FEED_ID and (info["why"], info["left"]) == ("cancelled", 1)
+    (ended,) = [json.loads(e.detail) for e in ledger.events() if e.event == feeds.FEED_ENDED]
+    assert ended == {"feed": FEED_ID, "why": "cancelled", "left": 1}
     assert json.loads((feeds.folder(ledger, FEED_ID) / "plan.json").read_text())["task"] == "sweep"
 
 
@@ -383,3 +387,22 @@ def test_two_commands_recording_the_same_batch_add_it_once(tmp_path: Path) -> No
     second = feeds.record(ledger, plan, {token: ("130", "")})  # the script was renamed already
     assert len(first) == 2 and second == []
     assert len(ledger.records()) == 2
+
+
+def test_what_compute_jobs_says_of_a_feed(tmp_path: Path) -> None:
+    plan = staged_feed(Ledger(tmp_path / "archive"))
+    going = feed.Progress(plan, 120, ("4242", "PENDING"))
+    assert going.open
+    assert (
+        going.line()
+        == "120 points still to be fed by the cluster (task 'sweep' on cluster, feeder job 4242 pending)"
+    )
+    away = feed.Progress(plan, 120, unreachable="connection refused")
+    assert away.line().endswith("(task 'sweep' on cluster, host unreachable: connection refused)")
+    stopped = feed.Progress(plan, 120, None, "its feeder ended before submitting every chunk")
+    assert not stopped.open
+    assert stopped.line() == (
+        "the feed of task 'sweep' on cluster stopped, 120 points not submitted: its feeder ended before "
+        "submitting every chunk; `compute run /p/book.yaml --resume` submits them"
+    )
+    assert feed.Progress(plan, 0, None, feeds.DONE).line() == ""

@@ -126,17 +126,6 @@ def open_feeds(ledger: Ledger, events: Sequence[Event] | None = None) -> list[Fe
     return found
 
 
-def ended_feeds(ledger: Ledger) -> list[tuple[Feed, dict[str, Any]]]:
-    """The feeds that ended, each with its `feed-ended` details (why, left)."""
-    started, ended = _feed_events(ledger.events())
-    found = []
-    for feed_id, info in ended.items():
-        feed = load(ledger, feed_id, started[feed_id].at) if feed_id in started else None
-        if feed is not None:
-            found.append((feed, info))
-    return found
-
-
 def load(ledger: Ledger, feed_id: str, at: str = "") -> Feed | None:
     try:
         data = json.loads((folder(ledger, feed_id) / "plan.json").read_text(encoding="utf-8"))
@@ -165,21 +154,7 @@ def record(ledger: Ledger, feed: Feed, submitted: Mapping[str, tuple[str, str]])
             continue
         job_id, at = submitted[batch.token]
         script = _commit(ledger, batch.script, job_id)
-        rows = []
-        for position, row in enumerate(_planned(ledger, feed, batch)):
-            element = f"{job_id}_{position}" if batch.array else job_id
-            paths = JobPaths.slurm(batch.save_path, row.job_name, element)
-            rows.append(
-                replace(
-                    row,
-                    submitted_at=at or now(),
-                    job_id=element,
-                    script=script,
-                    log_out=paths.out,
-                    log_err=paths.err,
-                    status_file=paths.status,
-                )
-            )
+        rows = filled(_planned(ledger, feed, batch), job_id, script, batch.save_path, batch.array, at)
         new += ledger.append_new(rows)
         tokens.append(batch.token)
     if tokens:
@@ -189,6 +164,31 @@ def record(ledger: Ledger, feed: Feed, submitted: Mapping[str, tuple[str, str]])
         except OSError as e:  # the rows are in job.csv: a later look finds them there (append_new)
             raise LedgerError(f"cannot note the recorded batches of feed {feed.feed}: {e.strerror or e}") from e
     return new
+
+
+def filled(
+    planned: Sequence[JobRecord], job_id: str, script: str, save_path: str, array: bool, at: str = ""
+) -> list[JobRecord]:
+    """The rows of one submission, made before its job id was known, with the id (`<id>_<index>` for
+    the elements of an array, in the order of their indexes), its logs, its archived script and when
+    it was submitted (default: now)."""
+    at = at or now()
+    rows = []
+    for position, row in enumerate(planned):
+        element = f"{job_id}_{position}" if array else job_id
+        paths = JobPaths.slurm(save_path, row.job_name, element)
+        rows.append(
+            replace(
+                row,
+                submitted_at=at,
+                job_id=element,
+                script=script,
+                log_out=paths.out,
+                log_err=paths.err,
+                status_file=paths.status,
+            )
+        )
+    return rows
 
 
 def left(ledger: Ledger, feed: Feed) -> list[Batch]:

@@ -257,8 +257,14 @@ class Slurm(Action, SweepFields):
         taken = ctx.shared(f"slurm:taken:{ctx.alias}", lambda: [0])  # queued by this run's earlier tasks
         limit = self.limit(ctx, cluster)
         room = limit.room - taken[0] if limit else len(jobs)
-        if len(jobs) > room:
+        if len(jobs) > room >= feed.MIN_ROOM:
             return self.feed(ctx, host, jobs, cluster, limit, room, dependency)
+        if len(jobs) > room and limit:  # Slurm refuses what is over the limit, in its own words
+            held = f" and this run's earlier tasks hold {limit.room - room}" if room < limit.room else ""
+            ctx.info(
+                f"{len(jobs)} jobs do not fit ({limit.describe()}{held}), and the cluster can feed them "
+                f"only with room for {feed.MIN_ROOM} (a chunk, its feeder and the next): submitting them as they are"
+            )
         batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
         ids = self.submit_all(ctx, host, batches, cluster, dependency)
         taken[0] += len(jobs)
@@ -317,18 +323,11 @@ class Slurm(Action, SweepFields):
         room: int,
         dependency: str,
     ) -> Outcome:
-        """Submit chunk 0 and the first feeder; stage every later chunk for the feeders. The planned
-        scripts and rows are in the archive and on the host before anything is submitted; the feed
-        counts as started (its points as submitted) from just before its first feeder is."""
+        """Submit chunk 0 and the first feeder; stage every later chunk for the feeders (`room` >=
+        MIN_ROOM jobs). The planned scripts and rows are in the archive and on the host before anything
+        is submitted; the feed counts as started (its points as submitted) from just before its first
+        feeder is."""
         where = f"{limit.describe()}" if limit else "the limit"
-        if room < feed.MIN_ROOM:
-            held = f" and this run's earlier tasks hold {limit.room - room}" if limit and limit.room > room else ""
-            raise TaskError(
-                host=ctx.alias,
-                message=f"{len(jobs)} jobs do not fit: {where}{held}, so there is room for {max(room, 0)} "
-                f"(a sweep fed by the cluster needs {feed.MIN_ROOM}: a chunk, its feeder and the next). "
-                "Wait for some jobs to end, or run this task alone",
-            )
         config: ResolvedConfig = ctx.inventory.config(self.config, ctx.alias)
         if any(option_name(k) == "comment" for k in [*config.extra, *self.sbatch]):
             raise TaskError(
@@ -401,7 +400,7 @@ class Slurm(Action, SweepFields):
         taken[0] += room  # what the feed holds in the queue from now on
         ctx.shared(f"slurm:fed:{ctx.alias}:{ctx.task.name}", lambda: True)
         ctx.add_submitted(ids)
-        size = len(parts[1][0].jobs) if len(parts[1]) == 1 else sum(len(b.jobs) for b in parts[1])
+        size = sum(len(b.jobs) for b in parts[1])
         return Outcome(
             message=f"{len(jobs)} jobs: {len(jobs) - fed} submitted ({describe(parts[0])}, id {', '.join(ids)}); "
             f"{fed} to be fed by the cluster in {len(parts) - 1} chunk(s) of up to {size} ({where}): "
