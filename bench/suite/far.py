@@ -4,9 +4,10 @@ of 25 ms each way (tests/support/wan.py on tests/support/latency.py): d1..d8 rea
 tmux jobs of a ledger on d1..d3, the "clusters" that `compute jobs` asks (a Slurm login node
 costs the same: one query per host).
 
-Every contender starts with no connection open, except those named "again", which run once
-untimed and are timed the second time, within seconds (what ControlPersist gives OpenSSH and
-Ansible). Besides its time, each contender's time in round trips of the hosts' link, and what
+Every contender starts with no connection open (what compute keeps is closed before each,
+close_kept_connections), except those named "again", which run once untimed and are timed the
+second time, PAUSE seconds later (what ControlPersist gives OpenSSH and Ansible, and compute's
+connection keeper). Besides its time, each contender's time in round trips of the hosts' link, and what
 the relays counted during it: `turns`, the request/response turns of the busiest host
 connection (TCP's handshake included, tests/support/latency.py), and `conns`, the TCP
 connections opened through the relays (the jump host's included).
@@ -14,6 +15,7 @@ connections opened through the relays (the jump host's included).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import subprocess
@@ -42,6 +44,7 @@ JOB_HOSTS = ["d1", "d2", "d3"]
 STARTUP = "start-up: no host asked"
 MASTER_OPTIONS = "-o ControlMaster=auto -o ControlPersist=60"
 KEX = "curve25519-sha256"  # what paramiko (compute, the paramiko floor) negotiates
+PAUSE = 2.0  # seconds between the two runs of an "again" row
 
 
 @dataclass
@@ -111,38 +114,13 @@ class RelayCount:
         )
 
 
-def close_kept_connections(f: Far, hosts: list[str]) -> None:
-    """Close every connection compute keeps between commands to `hosts` (and to the jump host on
-    their way), so that a timed run starts from none: `compute hosts --logout HOST` for each, in
-    both hosts files. Today only `connection: openssh` hosts keep one (their ControlMaster);
-    paramiko hosts keep nothing, and --logout refuses them. If compute comes to keep connections
-    that --logout does not close, close them here: until then the cold runs' check
-    (RelayCount.opened) fails, naming this function."""
-    if not any(p.is_socket() for p in (f.s.work / "cm").glob("*")):
-        return  # nothing is kept: no master, no other kept connection's socket
-    on_the_way = [wanm.JUMP] if any(h in f.wan.behind for h in hosts) else []
-    procs = [
-        subprocess.Popen(
-            [
-                "env",
-                f"COMPUTE_SSH_CONFIG={f.kex}",
-                f.s.bin("compute"),
-                "hosts",
-                "-i",
-                str(file),
-                "--logout",
-                host,
-            ],
-            cwd=f.s.work,
-            env=f.s.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for file in (f.hosts, f.openssh)
-        for host in [*hosts, *on_the_way]
-    ]
-    for proc in procs:
-        proc.wait(timeout=60)
+def close_kept_connections(f: Far) -> None:
+    """Close every connection compute keeps between commands, so that a timed run starts from
+    none: `compute hosts --logout-all`, which closes what the keeper holds for paramiko hosts (it
+    waits for a keeper a run has just started) and the ControlMasters of the `connection:
+    openssh` hosts. Should compute come to keep connections that it does not close, close them
+    here: the cold runs' check (RelayCount.opened) fails until then, naming this function."""
+    f.call(f.compute_openssh("hosts", "--logout-all"))
 
 
 # --------------------------------------------------------------------------- set-up
@@ -151,9 +129,17 @@ def close_kept_connections(f: Far, hosts: list[str]) -> None:
 def set_up(s: Setting) -> Far:
     """The far network, hosts files, the running jobs of the ledger and one ended job."""
     wan = wanm.up(s.bed, s.work.parent / "wan")
-    s.cleanups.append(lambda: wanm.down(wan.state, wan))
+    far: Far | None = None
+
+    def tear_down() -> None:
+        if far is not None:
+            with contextlib.suppress(RuntimeError, OSError, subprocess.SubprocessError):
+                close_kept_connections(far)  # the keeper would otherwise outlive the bench
+        wanm.down(wan.state, wan)
+
+    s.cleanups.append(tear_down)
     (s.work / "G-cm").mkdir(mode=0o700, exist_ok=True)  # the ssh floor's master sockets
-    # OpenSSH 9's default key exchange (sntrup761x25519) costs ~0.15 s of CPU per connection here,
+    # OpenSSH 9's default key exchange (sntrup761x25519) costs ~0.2 s of CPU per connection here,
     # client and server on the same 2 cores: every client does paramiko's, so that round trips
     # are what differs (the G-run table also shows ssh with its default)
     ssh_config = wan.write_ssh_config(s.work / "G_ssh_config", KexAlgorithms=KEX)
@@ -238,31 +224,49 @@ def paramiko_floor(f: Far, hosts: list[str]) -> list[str]:
     return [f.s.bin("python"), script, *jump, str(bed.client_key), bed.user, str(wan.known_hosts), *targets]
 
 
+def nothing_kept(f: Far, then: Callable[[], None] | None = None) -> Callable[[], None]:
+    """A reset that closes what compute keeps first, for every contender of G: a run of compute
+    that logged in by itself leaves a keeper that logs in again in the background, which must
+    neither reach the next contender's count nor share the cores with its run."""
+
+    def reset() -> None:
+        close_kept_connections(f)
+        if then is not None:
+            then()
+
+    return reset
+
+
 def cold(f: Far, c: Contender, hosts: list[str]) -> Contender:
-    """`c` counted, and checked to have opened a connection per host (and the jump host's): it
-    started from none kept."""
+    """`c` from no kept connection, counted, and checked to have opened a connection per host
+    (and the jump host's)."""
     counter = RelayCount(f.wan, hosts)
     least = len(hosts) + (1 if hosts[0] in f.wan.behind else 0)
+    c.reset = nothing_kept(f, c.reset)
     c.counter = counter
     c.verify = lambda: counter.opened(least)
     return c
 
 
 def compute_cold(f: Far, name: str, argv: list[str], hosts: list[str], role: str = COMPUTE) -> Contender:
-    reset = lambda: close_kept_connections(f, hosts)  # noqa: E731
-    return cold(f, Contender(name, role, argv, f.s.work, reset=reset), hosts)
+    return cold(f, Contender(name, role, argv, f.s.work), hosts)
 
 
 def again(
-    f: Far, name: str, role: str, argv: list[str], hosts: list[str], close: Callable[[], None]
+    f: Far, name: str, role: str, argv: list[str], hosts: list[str], close: Callable[[], None] | None = None
 ) -> Contender:
-    """A command run twice in a row from no kept connection: the second run is timed."""
+    """A command run twice from no kept connection, the second time (timed) PAUSE seconds after the
+    first: as a user types a second command."""
 
-    def reset() -> None:
-        close()
+    def first() -> None:
+        if close is not None:
+            close()
         f.call(argv)
+        time.sleep(PAUSE)
 
-    return Contender(name, role, argv, f.s.work, reset=reset, counter=RelayCount(f.wan, hosts))
+    return Contender(
+        name, role, argv, f.s.work, reset=nothing_kept(f, first), counter=RelayCount(f.wan, hosts)
+    )
 
 
 # --------------------------------------------------------------------------- groups
@@ -308,9 +312,8 @@ def jobs_again(f: Far) -> Group:
     """The same, run again within seconds of a first run."""
     jobs, hosts = ["jobs", "--archive", str(f.archive)], JOB_HOSTS
     ansible = [f.s.bin("ansible-playbook"), "-i", "inventory.ini", "-i", "G_inventory.ini", "G_jobs_raw.yml"]
-    kept = lambda: close_kept_connections(f, hosts)  # noqa: E731
     contenders = [
-        again(f, "compute, again", COMPUTE, f.compute(*jobs), hosts, kept),
+        again(f, "compute, again", COMPUTE, f.compute(*jobs), hosts),
         again(
             f,
             "ssh via ControlMaster",
@@ -320,7 +323,7 @@ def jobs_again(f: Far) -> Group:
             lambda: close_masters(f, hosts),
         ),
         startup(f),
-        again(f, "compute (openssh), again", PEER, f.compute_openssh(*jobs), hosts, kept),
+        again(f, "compute (openssh), again", PEER, f.compute_openssh(*jobs), hosts),
         again(f, "ansible raw, again", PEER, ansible, hosts, ansible_cold(f.s)),
     ]
     target = Target("round trips", 1.5, STARTUP)
@@ -333,7 +336,7 @@ def startup(f: Far) -> Contender:
     counter = RelayCount(f.wan, JOB_HOSTS)
     argv = f.compute("jobs", "--archive", str(f.ended))
     verify = lambda: None if counter.count()["conns"] == 0 else "it connected to a host"  # noqa: E731
-    return Contender(STARTUP, FLOOR, argv, f.s.work, verify=verify, counter=counter)
+    return Contender(STARTUP, FLOOR, argv, f.s.work, nothing_kept(f), verify=verify, counter=counter)
 
 
 def logs_group(f: Far) -> Group:
