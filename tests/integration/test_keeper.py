@@ -36,10 +36,10 @@ OTHER_USER = "ckother"
 class Sshd:
     """One sshd of the bed for this test alone; removed at the end."""
 
-    def __init__(self, bed: tbm.Testbed, name: str) -> None:
+    def __init__(self, bed: tbm.Testbed, name: str, **options: str) -> None:
         self.bed = bed
         self.name = name
-        self.port = tbm.start_sshd(bed, name)
+        self.port = tbm.start_sshd(bed, name, extra_options=options or None)
 
     def logins(self) -> int:
         return tbm.sshd_log(self.bed, self.name).count(ACCEPTED)
@@ -384,6 +384,48 @@ def test_logout_closes_a_kept_connection(keeper: Path, sshd: Sshd, tmp_path: Pat
     assert compute("hosts", "--logout", "target", cwd=tmp_path).stdout == "target: no connection was open\n"
     wait_for(lambda: not keepers.pids(keeper), 5, "the keeper to exit")
     assert "no connection is kept open" in compute("hosts", "--connections", cwd=tmp_path).stdout
+
+
+def test_a_command_fed_on_stdin_costs_no_session_of_its_own_to_open(keeper: Path, sshd: Sshd) -> None:
+    """Such a command needs an exec channel: the keeper has one open in advance, and sends the
+    command and its stdin in one flight."""
+    spec = HostSpec(alias="target", **sshd.entry())
+    first = make_host(spec)
+    first.connect()
+    first.close()
+    keepers.wait_kept("target")
+    host = make_host(spec)
+    try:
+        for size in (0, 10, 3 << 20):
+            result = host.run("wc -c; echo err >&2; exit 5", stdin=b"x" * size, timeout=30)
+            assert (result.exit_code, result.stdout.strip(), result.stderr) == (5, str(size), "err\n")
+        assert host.run("cat; exit 1", stdin=b"a\nb", timeout=30).stdout == "a\nb"
+    finally:
+        host.close()
+
+
+def test_max_sessions_1_through_the_keeper(keeper: Path, testbed: tbm.Testbed) -> None:
+    """The keeper's persistent shell and spare session do not starve a server that allows one."""
+    limited = Sshd(testbed, f"k{uuid.uuid4().hex[:6]}", MaxSessions="1")
+    try:
+        spec = HostSpec(alias="target", **limited.entry())
+        first = make_host(spec)
+        first.connect()
+        first.close()
+        keepers.wait_kept("target")
+        host = make_host(spec)
+        try:
+            assert host.run("echo plain").stdout == "plain\n"
+            fed = host.run("cat", stdin=b"fed")
+            assert (fed.exit_code, fed.stdout) == (0, "fed")
+            assert host.run("echo after").stdout == "after\n"
+            assert host.run("echo timed", timeout=10).stdout == "timed\n"
+            assert host.kept  # type: ignore[attr-defined]
+        finally:
+            host.close()
+    finally:
+        keepers.stop(keeper)
+        tbm.remove_sshd(testbed, limited.name)
 
 
 def test_a_logout_right_after_a_run_leaves_nothing_kept(keeper: Path, sshd: Sshd, tmp_path: Path) -> None:

@@ -109,6 +109,8 @@ class Entry:
         self.opened_at: float | None = None
         self.login: tuple[str, bool] | None = None
         self.parked: tuple[Channel, str] | None = None  # a persistent shell, and its pid file
+        self.spare: paramiko.Channel | None = None  # a session opened in advance: a command's channel at once
+        self._refilling = False
         self.watchers: set[socket.socket] = set()  # the runs' attach connections: told when it is lost
         self.closed = False
         self.probing = False
@@ -143,6 +145,7 @@ class Entry:
                     self.login = (login.shell, login.prints)
                 if shell and self.login is not None:
                     self._start_shell(Login(*self.login))
+                    self.refill()
             except HostError as e:
                 self._finished += 1
                 self._failed = (self._finished, e)
@@ -201,6 +204,40 @@ class Entry:
 
     # -- lending
 
+    def take_spare(self) -> paramiko.Channel | None:
+        """The session opened in advance, if there is one (another is opened for the next command)."""
+        with self.keeper.lock:
+            spare, self.spare = self.spare, None
+        if spare is not None and (spare.closed or not spare.active):
+            spare = None
+        self.refill()
+        return spare
+
+    def refill(self) -> None:
+        """Open a spare session in the background, unless there is one (or one is being opened)."""
+        with self.keeper.lock:
+            if self.spare is not None or self._refilling or self.closed:
+                return
+            self._refilling = True
+        _thread(self._open_spare)
+
+    def _open_spare(self) -> None:
+        import paramiko
+
+        chan: paramiko.Channel | None = None
+        try:
+            transport = self.host.live_transport()
+            if isinstance(transport, paramiko.Transport):
+                chan = transport.open_session(timeout=self.spec.connect_timeout)
+        except Exception:  # sshd's MaxSessions, or the connection is going: no spare, commands open their own
+            chan = None
+        with self.keeper.lock:
+            self._refilling = False
+            if chan is not None and self.spare is None and not self.closed:
+                self.spare, chan = chan, None
+        if chan is not None:
+            chan.close()
+
     def take_shell(self) -> tuple[Channel, str] | None:
         with self.keeper.lock:
             parked, self.parked = self.parked, None
@@ -243,6 +280,7 @@ class Entry:
                 self.keeper.tokens.pop(self.token, None)
                 watchers, self.watchers = list(self.watchers), set()
                 parked, self.parked = self.parked, None
+                spare, self.spare = self.spare, None
                 for hop in self.through:
                     hop.last_used = time.monotonic()
             for conn in watchers:
@@ -250,6 +288,8 @@ class Entry:
                     send_frame(conn, LOST)
             if parked is not None:
                 parked[0].close()
+            if spare is not None:
+                spare.close()
             with contextlib.suppress(Exception):
                 self.host.close()
         if self.opened_at is not None:
@@ -497,7 +537,7 @@ class Keeper:
     def session(self, conn: socket.socket, hello: dict[str, Any]) -> None:
         lent = self._lent(conn, hello)
         if lent is not None:
-            chan = self._open_session(conn, lent[1], hello)
+            chan = lent[0].take_spare() or self._open_session(conn, lent[1], hello)
             if chan is not None:
                 send_json(conn, REPLY, {"ok": True})
                 Relay(conn, chan, lent[0]).run()
@@ -656,6 +696,7 @@ class Relay:
         self.send_lock = threading.Lock()
         self.stop = threading.Event()
         self.wake = os.pipe()  # wakes the pump at once when it must stop (a shell being parked)
+        self.asked = False  # an exec request whose answer the pump has not seen yet
 
     def run(self) -> None:
         pump = _thread(self._pump)
@@ -671,7 +712,7 @@ class Relay:
                 elif kind == SHUT:
                     self.chan.shutdown_write()
                 elif kind == EXEC:
-                    self._request(self.chan.exec_command, payload.decode())
+                    self._request(self._exec, payload.decode())
                 elif kind == SUBSYSTEM:
                     self._request(self.chan.invoke_subsystem, payload.decode())
                 elif kind == PARK:
@@ -695,6 +736,29 @@ class Relay:
         if not self.stop.is_set():
             self.stop.set()
             os.write(self.wake[1], b"*")
+
+    def _exec(self, command: str) -> None:
+        """The command's request, sent without waiting for the server's answer (paramiko's
+        exec_command waits): stdin the run sends at once follows it in the same flight, so a
+        command fed on stdin costs one round trip, not two. The pump looks at the answer."""
+        import paramiko
+        from paramiko.common import cMSG_CHANNEL_REQUEST
+
+        chan: Any = self.chan  # what exec_command does, but its wait: paramiko's own private calls
+        if not (hasattr(chan, "_event_pending") and hasattr(chan.transport, "_send_user_message")):
+            self.chan.exec_command(command)  # another paramiko: its own way
+            return
+        if chan.closed or not chan.active:
+            raise paramiko.SSHException("the channel is closed")
+        message = paramiko.Message()
+        message.add_byte(cMSG_CHANNEL_REQUEST)
+        message.add_int(chan.remote_chanid)
+        message.add_string("exec")
+        message.add_boolean(True)
+        message.add_string(command)
+        chan._event_pending()
+        self.asked = True
+        chan.transport._send_user_message(message)
 
     def _request(self, ask: Callable[[str], None], what: str) -> None:
         try:
@@ -721,9 +785,16 @@ class Relay:
         expects: all output before EOF, the status as soon as it comes (a background process may
         hold the output open after it)."""
         chan = self.chan
+        answer: Any = chan  # paramiko's: its event says the server answered the exec request
         status_sent = eof_sent = False
         try:
             while not self.stop.is_set():
+                if self.asked and answer.event.is_set():
+                    self.asked = False
+                    if not answer.event_ready:  # the server refused to run it: say so as a closed channel
+                        self._send(CLOSE, json.dumps({"reason": "the server refused the command"}).encode())
+                        chan.close()
+                        return
                 eof = bool(chan.eof_received)  # read first: output before the EOF is buffered by then
                 if chan.recv_ready():
                     self._send(STDOUT, chan.recv(READ_SIZE))
