@@ -229,3 +229,16 @@ def test_a_channel_closed_by_the_keeper_ends_the_read_with_the_lost_connection(t
         read(chan, out, err, ExecEnding(chan, "a"), Watch("a", 15))  # type: ignore[arg-type]
     assert out.text() == "partial"
     keeper.close()
+
+
+def test_a_control_directory_that_cannot_be_made_keeps_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv("COMPUTE_CONTROL_DIR", str(blocked / "cm"))  # below a file: mkdir fails
+    spec = HostSpec(alias="a", host="h.example.org")
+    assert kept.socket_path() is None and kept.attach(spec, {}) is None
+    kept.keep_later(spec, {})
+    kept.start_pending()  # nothing to start it in, and no error
+    assert kept.connections() == [] and kept.logout(None) == 0

@@ -194,12 +194,15 @@ def enabled(spec: HostSpec) -> bool:
 
 
 def socket_path() -> Path | None:
-    """The socket of the keeper for this environment (None: the directory's path is too long for
-    a unix socket, and hosts connect by themselves)."""
+    """The socket of the keeper for this environment (None: the control directory cannot be made,
+    or its path is too long for a unix socket; hosts then connect by themselves)."""
     seen = {name: os.environ.get(name) for name in ENVIRONMENT}
     seen.update(protocol=str(PROTOCOL), version=__version__, uid=str(os.getuid()))
     digest = hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()[:16]
-    path = control_dir() / f"keeper-{digest}.sock"
+    try:
+        path = control_dir() / f"keeper-{digest}.sock"
+    except OSError:  # a home that cannot be written: nothing is kept
+        return None
     return path if len(str(path)) < SOCKET_PATH_MAX else None
 
 
@@ -357,7 +360,10 @@ def start_pending() -> None:
             recv_reply(sock)
         return
     warm = path.parent / f"warm-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
-    fd = os.open(warm, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fd = os.open(warm, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:
+        return
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(asked, f)
     package = str(Path(__file__).resolve().parents[2])  # the folder compute_platform is imported from
@@ -387,7 +393,10 @@ def start_pending() -> None:
 
 def keepers() -> list[Path]:
     """The sockets of the keepers in the control directory (one per environment)."""
-    return sorted(control_dir().glob("keeper-*.sock"))
+    try:
+        return sorted(control_dir().glob("keeper-*.sock"))
+    except OSError:
+        return []
 
 
 def ask_all(message: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -421,7 +430,11 @@ def logout(alias: str | None) -> int:
 def _starting() -> bool:
     """Whether a keeper was started and has not counted its requests yet (its warm file is there)."""
     now = time.time()
-    for warm in control_dir().glob("warm-*.json"):
+    try:
+        warms = list(control_dir().glob("warm-*.json"))
+    except OSError:
+        return False
+    for warm in warms:
         with contextlib.suppress(OSError):
             if now - warm.stat().st_mtime < STARTING_WAIT:
                 return True
