@@ -253,16 +253,23 @@ def compute_cold(f: Far, name: str, argv: list[str], hosts: list[str], role: str
 
 
 def again(
-    f: Far, name: str, role: str, argv: list[str], hosts: list[str], close: Callable[[], None] | None = None
+    f: Far,
+    name: str,
+    role: str,
+    argv: list[str],
+    hosts: list[str],
+    close: Callable[[], None] | None = None,
+    before: int = 1,
 ) -> Contender:
-    """A command run twice from no kept connection, the second time (timed) PAUSE seconds after the
-    first: as a user types a second command."""
+    """A command run `before` times from no kept connection, then once more (timed), each run PAUSE
+    seconds after the previous one: as a user types the same command again."""
 
     def first() -> None:
         if close is not None:
             close()
-        f.call(argv)
-        time.sleep(PAUSE)
+        for _ in range(before):
+            f.call(argv)
+            time.sleep(PAUSE)
 
     return Contender(
         name, role, argv, f.s.work, reset=nothing_kept(f, first), counter=RelayCount(f.wan, hosts)
@@ -314,6 +321,7 @@ def jobs_again(f: Far) -> Group:
     ansible = [f.s.bin("ansible-playbook"), "-i", "inventory.ini", "-i", "G_inventory.ini", "G_jobs_raw.yml"]
     contenders = [
         again(f, "compute, again", COMPUTE, f.compute(*jobs), hosts),
+        again(f, "compute, a third time", PEER, f.compute(*jobs), hosts, before=2),
         again(
             f,
             "ssh via ControlMaster",
