@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from compute_platform.hosts.local import LocalHost
+from compute_platform.input.inventory import HostSpec
 from compute_platform.ledger import JobRecord, Ledger, feeds
 from compute_platform.scheduling import feed, slurm
 from compute_platform.scheduling.sweep import expand
@@ -406,3 +409,25 @@ def test_what_compute_jobs_says_of_a_feed(tmp_path: Path) -> None:
         "submitting every chunk; `compute run /p/book.yaml --resume` submits them"
     )
     assert feed.Progress(plan, 0, None, feeds.DONE).line() == ""
+
+
+def test_stop_finds_the_feeders_of_its_feeds_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stop command's grep, run on a queue listing (`%k|%F`) with another feed's feeder in it."""
+    other = "fedcba9876543210"
+    queue = (
+        f"compute-submission:{FEED_ID}.000003.feeder|120\n"
+        f"compute-submission:{FEED_ID}.000003.000000|121\n"
+        f"compute-submission:{other}.000002.feeder|130\n"
+    )
+    fake = tmp_path / "squeue"
+    fake.write_text(f"#!/bin/bash\nprintf '%s' {shlex.quote(queue)}\n")
+    fake.chmod(0o755)
+    (tmp_path / "scancel").write_text(f'#!/bin/bash\necho "$@" >> {tmp_path}/cancelled\n')
+    (tmp_path / "scancel").chmod(0o755)
+    host = LocalHost(HostSpec(alias="fake", env={"PATH": f"{tmp_path}:{os.environ['PATH']}"}))
+    folder = tmp_path / "feed"
+    folder.mkdir()
+    monkeypatch.setattr(feed, "STOP_WAIT", 1)  # the fake queue never empties: wait 1 s, not 60
+    news = feed.stop(host, [(FEED_ID, str(folder))])
+    assert (tmp_path / "cancelled").read_text() == "120\n"
+    assert (folder / "stop").exists() and news[FEED_ID].stopped

@@ -172,7 +172,9 @@ def upload(host: Host, remote: str, files: Mapping[str, str]) -> None:
             info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
             tar.addfile(info, io.BytesIO(data))
     where = shell.quote_path(remote)
-    host.run(f"mkdir -p {where} && tar -x -m -f - -C {where}", stdin=buffer.getvalue(), timeout=300, check=True)
+    host.run(
+        f"mkdir -p {where} && tar -x -m -f - -C {where}", stdin=buffer.getvalue(), timeout=300, check=True
+    )
 
 
 def remove(host: Host, remote: str) -> None:
@@ -202,18 +204,20 @@ def stop(host: Host, feeds: Sequence[tuple[str, str]]) -> dict[str, News]:
     it), then scancel of their feeders, a wait until those have left the queue (one killed inside
     sbatch may still have got its job in), then what `look` says."""
     marks = " ".join(f"{shell.quote_path(where)}/stop" for _, where in feeds)
-    pattern = "|".join(re.escape(f"{TOKEN_MARK}{feed}.") + r"[0-9]+\.feeder\|" for feed, _ in feeds)
-    feeders = f"squeue -h -u \"$(id -un)\" -o '%k|%F' 2>/dev/null | grep -E {shell.quote(pattern)} | cut -d'|' -f2"
+    pattern = "|".join("^" + re.escape(f"{TOKEN_MARK}{feed}.") + r"[0-9]+\.feeder[|]" for feed, _ in feeds)
+    feeders = (
+        f"squeue -h -u \"$(id -un)\" -o '%k|%F' 2>/dev/null | grep -E {shell.quote(pattern)} | cut -d'|' -f2"
+    )
     command = "\n".join(
         [
-            f"for m in {marks}; do [ -d \"${{m%/stop}}\" ] && : > \"$m\"; done",
+            f'for m in {marks}; do [ -d "${{m%/stop}}" ] && : > "$m"; done',
             f"compute_ids=$({feeders})",
             '[ -z "$compute_ids" ] || scancel $compute_ids',
             f"for compute_i in $(seq {STOP_WAIT * 4}); do",
             f'  [ -n "$({feeders})" ] || break',
             "  sleep 0.25",
             "done",
-            f"for m in {marks}; do rm -f \"${{m%/stop}}\"/*.sbatch; done",
+            f'for m in {marks}; do rm -f "${{m%/stop}}"/*.sbatch; done',
             _look_command(feeds),
         ]
     )
