@@ -428,6 +428,20 @@ def test_max_sessions_1_through_the_keeper(keeper: Path, testbed: tbm.Testbed) -
         tbm.remove_sshd(testbed, limited.name)
 
 
+def test_runs_that_end_together_start_one_keeper_for_all(keeper: Path, sshd: Sshd, second: Sshd) -> None:
+    """Several pools closed one after the other (compute jobs has one per hosts file), or several
+    runs ending at once: one keeper is started, and it opens every connection at once."""
+    hosts = [
+        make_host(HostSpec(alias=name, **server.entry())) for name, server in (("a", sshd), ("b", second))
+    ]
+    for host in hosts:
+        host.connect()
+    for host in hosts:
+        host.close()  # a host of its own asks at once: two requests while the first keeper starts
+    keepers.wait_kept("a", "b", timeout=10)
+    assert keepers.log(keeper).count("serving") == 1 and "another keeper" not in keepers.log(keeper)
+
+
 def test_a_logout_right_after_a_run_leaves_nothing_kept(keeper: Path, sshd: Sshd, tmp_path: Path) -> None:
     """The keeper the run started may still be starting, or logging in: the logout waits for it and
     what it opens is closed, so that the next run starts from no connection (as benchmarks need)."""

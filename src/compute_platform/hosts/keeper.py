@@ -62,11 +62,11 @@ from compute_platform.hosts.kept import (
     peer_uid,
     reach,
     recv_frame,
-    recv_reply,
     request,
     send_frame,
     send_json,
     take_lock,
+    warm_prefix,
 )
 from compute_platform.hosts.remote import Login
 
@@ -79,14 +79,14 @@ if TYPE_CHECKING:
 
 TICK = 0.5  # seconds between two looks at what to close (and whether to exit)
 HELLO_WAIT = 10.0  # a connection that says nothing this long is dropped
-LOCK_WAIT = 2.0  # another keeper holds the lock: how long to look for its socket
+LOCK_WAIT = 2.0  # another keeper holds the lock: how long to wait for it to listen, or to leave
 LOG_LIMIT = 1 << 20  # the log is emptied at start once it is larger
 
 
 def log(message: str) -> None:
-    print(
-        f"{time.strftime('%Y-%m-%d %H:%M:%S')} keeper[{os.getpid()}] {message}", file=sys.stderr, flush=True
-    )
+    now = time.time()
+    stamp = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d}"
+    print(f"{stamp} keeper[{os.getpid()}] {message}", file=sys.stderr, flush=True)
 
 
 class Entry:
@@ -138,13 +138,14 @@ class Entry:
                 raise self._failed[1]
             if self.host.live_transport() is not None and (self.login is not None or not probe):
                 return
+            start = time.monotonic()
             try:
                 self.host.connect()
                 if probe:
                     login = self.host.login_shell()
                     self.login = (login.shell, login.prints)
-                if shell and self.login is not None:
-                    self._start_shell(Login(*self.login))
+                if shell and self.login is not None:  # in the background: a run may come meanwhile
+                    _thread(self._start_shell, Login(*self.login))
                     self.refill()
             except HostError as e:
                 self._finished += 1
@@ -154,7 +155,7 @@ class Entry:
             self._failed = None
             if self.opened_at is None:
                 self.opened_at = time.monotonic()
-                log(f"opened {self.describe()}")
+                log(f"opened {self.describe()} in {self.opened_at - start:.2f} s")
 
     def _start_shell(self, login: Login) -> None:
         """A persistent shell, parked for the first run to come: its first command then costs one
@@ -164,9 +165,11 @@ class Entry:
         transport = self.host.live_transport()
         if not login.is_bash or login.prints or transport is None or isinstance(transport, KeptTransport):
             return
-        started = PersistentShell(self.spec.alias, self.spec.connect_timeout, self.spec.keepalive).start(
-            transport
-        )
+        shell = PersistentShell(self.spec.alias, self.spec.connect_timeout, self.spec.keepalive)
+        try:
+            started = shell.start(transport)
+        except HostError:  # the connection went meanwhile: no shell to keep
+            return
         if started is not None:
             self.park(*started)
 
@@ -866,29 +869,19 @@ def _listen(path: Path) -> socket.socket:
     return listener
 
 
-def _forward(path: Path, asked: list[dict[str, Any]]) -> None:
-    """Another keeper holds the lock: hand it these requests (it may be starting: look a while)."""
-    deadline = time.monotonic() + LOCK_WAIT
-    while time.monotonic() < deadline:
-        sock = reach(path)
-        if sock is not None:
-            with contextlib.suppress(OSError, ValueError), sock:
-                sock.settimeout(10)
-                send_json(sock, HELLO, {"op": "warm", "requests": asked})
-                recv_reply(sock)
-                return
-        time.sleep(0.05)
+def _read_requests(path: Path) -> list[dict[str, Any]]:
+    """The requests runs left for the keeper at `path` (kept.start_pending), their files removed."""
+    asked: list[dict[str, Any]] = []
+    for warm in sorted(path.parent.glob(f"{warm_prefix(path)}*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            asked += json.loads(warm.read_text(encoding="utf-8"))
+        warm.unlink(missing_ok=True)
+    return asked
 
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     path = Path(args[0])
-    asked: list[dict[str, Any]] = []
-    # removed once its requests are counted: until then `--logout` waits (kept.logout)
-    warm = Path(args[1]) if len(args) > 1 else None
-    if warm is not None:
-        with contextlib.suppress(OSError, ValueError):
-            asked = json.loads(warm.read_text(encoding="utf-8"))
     with contextlib.suppress(OSError):
         if os.fstat(2).st_size > LOG_LIMIT:
             os.ftruncate(2, 0)
@@ -896,9 +889,7 @@ def main(argv: list[str] | None = None) -> int:
     lock = take_lock(path)
     while lock is None:
         if reach(path) is not None or time.monotonic() > deadline:
-            _forward(path, asked)
-            if warm is not None:
-                warm.unlink(missing_ok=True)
+            log(f"another keeper serves {path}: exits")  # it was told, or reads the requests when it listens
             return 0
         time.sleep(0.05)  # a run looking whether the socket is stale holds the lock a moment
         lock = take_lock(path)
@@ -907,9 +898,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1`: where each thread is, in the log
     log(f"serving {path}")
-    keeper.warm(None, {"requests": asked})
-    if warm is not None:
-        warm.unlink(missing_ok=True)
+    # listening first: a run that writes its requests later finds the socket and tells it directly
+    # (until their files are gone, `compute hosts --logout` waits: kept.logout)
+    keeper.warm(None, {"requests": _read_requests(path)})
     keeper.serve()
     os.close(lock)
     return 0

@@ -346,26 +346,32 @@ def keep_later(spec: HostSpec, hosts: Mapping[str, HostSpec]) -> None:
 
 def start_pending() -> None:
     """Ask a keeper to open the connections noted by `keep_later`: the one running, or a new one,
-    started without waiting for it (its start-up and logins are not this run's)."""
+    started without waiting for it (its start-up and logins are not this run's). The requests go
+    in a 0600 file beside the socket, which a keeper reads once it listens; of the runs that write
+    one while no keeper listens (one run closing several pools, runs ending together), the one
+    whose file is the oldest starts the keeper, which reads them all."""
     global _pending
     with _pending_lock:
         asked, _pending = _pending, []
     path = socket_path() if asked else None
     if path is None:
         return
-    sock = reach(path)
-    if sock is not None:  # one runs already (another run started it since this one looked)
-        with contextlib.suppress(OSError), sock:
-            send_json(sock, HELLO, {"op": "warm", "requests": asked})
-            recv_reply(sock)
-        return
-    warm = path.parent / f"warm-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
+    warm = path.parent / f"{warm_prefix(path)}{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.json"
     try:
         fd = os.open(warm, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError:
         return
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(asked, f)
+    sock = reach(path)  # after the file: a keeper that listens later reads it
+    if sock is not None:  # one runs already: it is told now (were the file read too, nothing is opened twice)
+        with contextlib.suppress(OSError), sock:
+            send_json(sock, HELLO, {"op": "warm", "requests": asked})
+            recv_reply(sock)
+        warm.unlink(missing_ok=True)
+        return
+    if min(warm_files(path), default=warm) != warm:
+        return  # an older one: a keeper is being started, and will read this file too
     package = str(Path(__file__).resolve().parents[2])  # the folder compute_platform is imported from
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package, os.environ.get("PYTHONPATH")]))}
     try:
@@ -373,7 +379,7 @@ def start_pending() -> None:
             os.open(path.with_suffix(".log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab"
         ) as log:
             keeper = subprocess.Popen(
-                [sys.executable, "-m", "compute_platform.hosts.keeper", str(path), str(warm)],
+                [sys.executable, "-m", "compute_platform.hosts.keeper", str(path)],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -386,6 +392,22 @@ def start_pending() -> None:
         return
     # reaped when it ends, if this process lives that long (no zombie, no warning at exit)
     threading.Thread(target=keeper.wait, daemon=True).start()
+
+
+def warm_prefix(path: Path) -> str:
+    return f"warm-{path.stem}-"
+
+
+def warm_files(path: Path) -> list[Path]:
+    """The request files for the keeper at `path` not read yet and recent enough to be waited for
+    (older ones are a keeper's that died starting: the next keeper reads them, nobody waits)."""
+    now = time.time()
+    found = []
+    for warm in path.parent.glob(f"{warm_prefix(path)}*.json"):
+        with contextlib.suppress(OSError):
+            if now - warm.stat().st_mtime < STARTING_WAIT:
+                found.append(warm)
+    return sorted(found)  # by the time in their names: the oldest first
 
 
 # -- compute hosts --connections / --logout ------------------------------------------------------
@@ -428,7 +450,7 @@ def logout(alias: str | None) -> int:
 
 
 def _starting() -> bool:
-    """Whether a keeper was started and has not counted its requests yet (its warm file is there)."""
+    """Whether a keeper was started and has not read its requests yet (their files are there)."""
     now = time.time()
     try:
         warms = list(control_dir().glob("warm-*.json"))
