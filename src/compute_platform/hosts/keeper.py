@@ -2,10 +2,10 @@
 connections open between runs and lends them to compute processes, over a unix socket in the
 private control directory (hosts/kept.py is the client side and the protocol).
 
-    python -m compute_platform.hosts.keeper SOCKET [REQUESTS.json]
+    python -m compute_platform.hosts.keeper SOCKET
 
-started by a run that connected by itself (`kept.start_pending`), with the connections it used to
-open. Each connection is opened by SSHHost's own code, so with the same keys, settings and host key
+started by a run that connected by itself (`kept.start_pending`), which left the connections it
+used in a request file beside SOCKET (read once the keeper listens). Each connection is opened by SSHHost's own code, so with the same keys, settings and host key
 checks as a run's; its jump hosts are connections kept here too, shared by the hosts behind them.
 A connection is lent only while known_hosts still records the key it was checked against, and
 while it is up (idle ones are asked to answer a keepalive every `keepalive` seconds); it is closed
@@ -439,6 +439,7 @@ class Keeper:
     def entry(self, asked: Mapping[str, Any], pin: bool = False) -> Entry:
         """The connection for a request: the one kept if it may still be lent (a connection no
         longer lendable is retired: closed once its runs let it go), else a new one, not opened yet."""
+        from compute_platform.hosts import ssh  # noqa: F401  (imported here, not under the lock)
         from compute_platform.input.inventory import HostSpec, Inventory
 
         key = identity(asked)
@@ -555,7 +556,7 @@ class Keeper:
             send_json(conn, REPLY, {"ok": True, "pidfile": parked[1]})
             Relay(conn, parked[0], lent[0]).run()
             return
-        chan = self._open_session(conn, lent[1], hello)
+        chan = lent[0].take_spare() or self._open_session(conn, lent[1], hello)
         if chan is not None:
             send_json(conn, REPLY, {"ok": True, "pidfile": None})
             Relay(conn, chan, lent[0]).run()
@@ -633,9 +634,8 @@ class Keeper:
     def _warm_one(self, asked: Mapping[str, Any], asked_at: float) -> None:
         alias = asked["spec"].get("alias")
         try:
-            entry = self.lend(
-                asked, client=False
-            )  # with the login probe and a shell: the next run needs neither
+            # with the login probe and a shell: the next run needs neither
+            entry = self.lend(asked, client=False)
             with self.lock:
                 # a --logout since it was asked for (even before the keeper listened) cancels it
                 cancelled = (
@@ -677,7 +677,8 @@ class Keeper:
         """`compute hosts --logout`: close a host's connections now (alias None: all of them)."""
         alias = hello.get("alias")
         with self.lock:
-            self.logouts.append((time.monotonic(), alias))
+            now = time.monotonic()  # a warm-up older than this many seconds has long ended
+            self.logouts = [(t, a) for t, a in self.logouts if now - t < 600] + [(now, alias)]
             chosen = [e for e in self.tokens.values() if alias is None or e.spec.alias == alias]
         closed = sum(1 for e in chosen if e.opened_at is not None)
         for entry in chosen:
