@@ -74,7 +74,7 @@ def test_missing_index_is_built_then_read_back_and_rebuilt_when_deleted(root: Pa
     ledger.append([row(i) for i in range(10)])
     ledger.append_ended([ended(f"j{i}") for i in range(6)])
     assert keys(ledger.open_records()) == [("h", f"j{i}") for i in range(6, 10)]
-    saved = json.loads((root / INDEX_FILE).read_text())
+    saved = json.loads((root / INDEX_FILE).read_text().split("\n", 1)[1])
     assert saved["rows"] == 10 and len(saved["open"]) == 4
 
     again = fresh(root)
@@ -99,9 +99,19 @@ def test_missing_index_is_built_then_read_back_and_rebuilt_when_deleted(root: Pa
 def test_a_corrupt_index_is_rebuilt_silently(root: Path, damage: bytes) -> None:
     Ledger(root).append([row(i) for i in range(5)])
     Ledger(root).size()
-    (root / INDEX_FILE).write_bytes(damage)
-    ledger = fresh(root)
-    assert ledger.size() == 5 and keys(ledger.open_records()) == keys(ledger.records())
+    check = ledger_index._hash(damage).encode()
+    for content in (damage, check + b"\n" + damage):  # damaged, or well hashed but not an index
+        (root / INDEX_FILE).write_bytes(content)
+        ledger = fresh(root)
+        assert ledger.size() == 5 and keys(ledger.open_records()) == keys(ledger.records())
+
+
+def test_an_index_changed_since_it_was_written_is_not_trusted(root: Path) -> None:
+    Ledger(root).append([row(i) for i in range(5)])
+    Ledger(root).size()
+    saved = (root / INDEX_FILE).read_bytes()
+    (root / INDEX_FILE).write_bytes(saved.replace(b'"rows":5', b'"rows":7'))  # well formed, wrong
+    assert fresh(root).size() == 5
 
 
 def test_only_the_bytes_appended_since_the_checkpoint_are_read(root: Path) -> None:

@@ -42,7 +42,7 @@ from typing import Any, BinaryIO
 
 from compute_platform.ledger.records import CANCELLED_EVENT, RESUBMITTED_EVENT, Ended, Event, JobRecord
 
-VERSION = 1
+VERSION = 1  # of what the index keeps and how: another one is rebuilt, not read
 BLOCK = 1024  # rows of job.csv, lines of states.csv, per block
 FEW = 16  # a block names up to this many tasks, hosts and runs; more read as "any"
 CHUNK = 8 << 20  # bytes read at a time while folding
@@ -422,9 +422,13 @@ def refresh(index: Index | None, where: Path, jobs: Path, states: Path, events: 
 
 
 def load(where: Path) -> Index:
-    """The saved index, or an empty one (missing, unreadable, of another version: it is rebuilt)."""
+    """The saved index, or an empty one (missing, damaged, of another version: it is rebuilt). The
+    file is the hash of its JSON on a line, then the JSON: what does not match was not written so."""
     try:
-        return Index.from_json(json.loads(where.read_bytes()))
+        check, _, data = where.read_bytes().partition(b"\n")
+        if check.decode() != _hash(data):
+            return Index()
+        return Index.from_json(json.loads(data))
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return Index()
 
@@ -432,6 +436,7 @@ def load(where: Path) -> Index:
 def save(index: Index, where: Path, mode: int) -> None:
     """Write under a temporary name, then rename: a reader sees the old index or the new one, whole."""
     data = json.dumps(index.to_json(), separators=(",", ":")).encode()
+    data = _hash(data).encode() + b"\n" + data
     with suppress(OSError):
         fd, name = tempfile.mkstemp(dir=where.parent, prefix=f"{where.name}.", suffix=".tmp")
         try:
