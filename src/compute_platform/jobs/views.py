@@ -289,23 +289,35 @@ def total(found: Sequence[Count]) -> dict[str, int]:
     return {state: sum(c.states[state] for c in found) for state in ALL_STATES}
 
 
-def summary_table(found: Sequence[Count]) -> Table:
-    from rich.table import Table
+def summary_table(found: Sequence[Count]) -> Text:
+    """One line per task and host, the counts coloured by their state (0 dim), a total under several.
+    Built as one Text, as the job table is: rich's Table takes seconds for a ledger of 1,000 tasks."""
+    from rich.cells import cell_len
+    from rich.text import Text
 
-    table = Table(box=None, header_style="bold", pad_edge=False, show_footer=len(found) > 1)
     every = total(found)
-    table.add_column("TASK", footer="total", no_wrap=True)
-    table.add_column("HOST", no_wrap=True)
-    table.add_column("JOBS", justify="right", footer=str(sum(every.values())))
     shown = [s for s in ALL_STATES if s != UNKNOWN or every[s]]
-    for state in shown:
-        table.add_column(state, justify="right", footer=str(every[state]))
-    for count in found:
-        values = [
-            f"[{STATE_STYLES[s]}]{count.states[s]}[/]" if count.states[s] else "[dim]0[/]" for s in shown
-        ]
-        table.add_row(count.task, count.host, str(count.jobs), *values)
-    return table
+    header = ["TASK", "HOST", "JOBS", *shown]
+    lines = [[c.task, c.host, str(c.jobs), *(str(c.states[s]) for s in shown)] for c in found]
+    footer = ["total", "", str(sum(every.values())), *(str(every[s]) for s in shown)]
+    widths = [max(cell_len(line[i]) for line in [header, *lines, footer]) for i in range(len(header))]
+
+    def cells(values: list[str]) -> list[str]:  # TASK and HOST to the left, the numbers to the right
+        pads = [" " * (w - cell_len(v)) for v, w in zip(values, widths, strict=True)]
+        return [v + pad if i < 2 else pad + v for i, (v, pad) in enumerate(zip(values, pads, strict=True))]
+
+    text = Text()
+    text.append("  ".join(cells(header)), style="bold")
+    for count, line in zip(found, lines, strict=True):
+        parts = cells(line)
+        text.append("\n" + "  ".join(parts[:3]))
+        for state, part in zip(shown, parts[3:], strict=True):
+            number = part.lstrip()
+            text.append("  " + part[: len(part) - len(number)])
+            text.append(number, style=STATE_STYLES[state] if count.states[state] else "dim")
+    if len(found) > 1:
+        text.append("\n" + "  ".join(cells(footer)), style="bold")
+    return text
 
 
 def summary_json(found: Sequence[Count]) -> str:
