@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -256,6 +257,28 @@ def test_the_hint_names_the_command_until_the_jobs_are_imported(project: Path) -
     )
     run_import(project)
     assert legacy.hint(project / "jobs.csv", project / "archive") is None
+
+
+def test_the_hint_reads_the_imported_rows_not_the_whole_ledger(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every `compute jobs` in such a project gives the hint a look: it reads the rows of task legacy
+    (the ledger's index knows where they are), then the jobs still missing by their ids."""
+    run_import(project)
+    ledger = Ledger(project / "archive")
+    [one, *others] = ledger.records()
+    rows = [*others, replace(one, task="train")]  # one of them under another task: there all the same
+    ledger.jobs_file.unlink()
+    ledger.append(rows)
+
+    def every_row(self: Ledger) -> set[tuple[str, str]]:
+        raise AssertionError("the whole ledger was read")
+
+    monkeypatch.setattr(Ledger, "job_keys", every_row)
+    assert legacy.hint(project / "jobs.csv", project / "archive") is None
+    ledger.jobs_file.unlink()
+    ledger.append(others)
+    assert legacy.hint(project / "jobs.csv", project / "archive") is not None
 
 
 def test_no_hint_without_a_jobs_csv_or_for_another_kind_of_jobs_csv(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 DEFAULT_FILE = "jobs.csv"
 COMMAND = "compute import-legacy"
 TASK = "legacy"  # the task of every imported row: `compute jobs --task legacy`
+HINT_IDS = 50  # jobs not imported yet that the hint looks for by id; more: it reads every row's
 SEPARATOR = " , "
 NO_ID = "no job id (sbatch failed)"
 BAD_ID = "not a Slurm job id"
@@ -317,7 +318,17 @@ def hint(source: Path, archive: Path) -> str | None:
     if not keys:
         return None
     ledger = Ledger(archive)
-    missing = keys - ledger.job_keys()
+    # where imports put them (task legacy: only the parts of job.csv that hold it are read), then the
+    # same ids anywhere, by their ids while few
+    missing = keys - {(r.host, r.job_id) for r in ledger.records_where(task=TASK)}
+    if missing:
+        ids = sorted({job_id for _, job_id in missing})
+        held = (
+            ledger.job_keys()
+            if len(ids) > HINT_IDS
+            else {(r.host, r.job_id) for r in ledger.records_where(mentioning=ids)}
+        )
+        missing -= held
     if not missing:
         return None
     command = COMMAND if archive == Path("archive") else f"{COMMAND} --archive {shlex.quote(str(archive))}"
