@@ -49,6 +49,8 @@ def folder(multinode: tbm.Testbed, tmp_path: Path) -> Iterator[tuple[Path, Path]
             ["scancel", "-u", multinode.user], env=_env(multinode), capture_output=True, timeout=30
         )
         shutil.rmtree(logs, ignore_errors=True)
+        for started in events(tmp_path, "feed"):  # the feeds' folders, in the same home
+            shutil.rmtree(multinode.home / ".compute" / "feeds" / started["feed"], ignore_errors=True)
 
 
 def _env(bed: tbm.Testbed) -> dict[str, str]:
