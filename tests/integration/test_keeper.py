@@ -442,6 +442,21 @@ def test_runs_that_end_together_start_one_keeper_for_all(keeper: Path, sshd: Ssh
     assert keepers.log(keeper).count("serving") == 1 and "another keeper" not in keepers.log(keeper)
 
 
+def test_a_pool_never_closed_loses_nothing(keeper: Path, sshd: Sshd, second: Sshd, tmp_path: Path) -> None:
+    """Each connection a run makes by itself is noted when it is made: closing any pool of the run
+    hands them all to the keeper, those of a pool the run forgot to close too."""
+    from compute_platform.hosts import HostPool
+    from compute_platform.input.inventory import load_inventory
+
+    write_hosts(tmp_path, {"a": sshd.entry(), "b": second.entry()})
+    forgotten, closed = (HostPool(load_inventory(tmp_path / "hosts.yaml", None)) for _ in range(2))
+    forgotten.get("a").connect()
+    closed.get("b").connect()
+    closed.close()
+    keepers.wait_kept("a", "b", timeout=10)
+    forgotten.close()
+
+
 def test_a_logout_right_after_a_run_leaves_nothing_kept(keeper: Path, sshd: Sshd, tmp_path: Path) -> None:
     """The keeper the run started may still be starting, or logging in: the logout waits for it and
     what it opens is closed, so that the next run starts from no connection (as benchmarks need)."""

@@ -339,7 +339,8 @@ _pending_lock = threading.Lock()
 
 
 def keep_later(spec: HostSpec, hosts: Mapping[str, HostSpec]) -> None:
-    """Note a connection this run made by itself, for `start_pending` to hand to a keeper."""
+    """Note a connection this run made by itself, for `start_pending` to hand to a keeper (noted
+    when it is made: a pool of the run that is never closed loses nothing)."""
     with _pending_lock:
         _pending.append(request(spec, hosts))
 

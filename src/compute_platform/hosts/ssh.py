@@ -110,7 +110,7 @@ class SSHHost(Host):
         self._hosts: Mapping[str, HostSpec] = hosts or {}
         # a host outside a pool cannot reach its jump hosts: it must fail as before, not through a keeper
         self._keep = keep and (jump is not None or not spec.proxy_jump)
-        self._keep_later = False  # connected by itself: the keeper is asked to keep it, at close
+        self._noted = False  # connected by itself, and noted for the keeper to keep (kept.keep_later)
         self._lock = threading.Lock()
         self._transport: paramiko.Transport | KeptTransport | None = None
         self._sftp: paramiko.SFTPClient | None = None
@@ -142,7 +142,8 @@ class SSHHost(Host):
 
     def _open(self) -> paramiko.Transport | KeptTransport:
         """The keeper's connection when a keeper runs (it opens one if it holds none), else a login
-        of our own, which the keeper is asked to keep once the run is over."""
+        of our own, noted at once for a keeper to keep once the run is over (whichever pool closes
+        first hands every noted connection over: a pool that is never closed loses nothing)."""
         keep = self._keep and kept.enabled(self.spec)
         if keep:
             lent = kept.attach(self.spec, self._hosts)
@@ -152,7 +153,9 @@ class SSHHost(Host):
                 self._key_used = lent.key_used
                 return lent
         transport = self._log_in()
-        self._keep_later = keep
+        if keep:
+            kept.keep_later(self.spec, self._hosts)
+            self._noted = True
         return transport
 
     def _log_in(self) -> paramiko.Transport:
@@ -426,9 +429,8 @@ class SSHHost(Host):
         super().interrupt()
 
     def close(self) -> None:
-        """Close the connection (release it, when the keeper's); a connection of our own is noted for
-        a keeper to open in its place (a pool asks it once all its hosts are closed, a host of its
-        own at once)."""
+        """Close the connection (release it, when the keeper's). A pool then asks a keeper to open
+        the connections its hosts made by themselves (kept.start_pending); a host of its own, at once."""
         with self._lock:
             self._shell.close()
             if self._sftp is not None:
@@ -437,11 +439,9 @@ class SSHHost(Host):
             if self._transport is not None:
                 self._transport.close()
                 self._transport = None
-            if self._keep_later:
-                self._keep_later = False
-                kept.keep_later(self.spec, self._hosts)
-                if self._jump is None:
-                    kept.start_pending()
+            if self._noted and self._jump is None:
+                self._noted = False
+                kept.start_pending()
 
     # -- commands ----------------------------------------------------------------------------
 
