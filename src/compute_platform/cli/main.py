@@ -217,9 +217,9 @@ def hosts(
     as_json: bool,
     login: str | None,
     logout: str | None,
-    verbose: bool,
     logout_all: bool,
     connections: bool,
+    verbose: bool,
 ) -> int:
     """List the hosts of a hosts file; with --ping, check that each one answers."""
     if login or logout or logout_all:
@@ -265,7 +265,6 @@ def hosts(
     return EXIT_FAILED if ping and not all(r["reachable"] for r in rows) else 0
 
 
-@cli.command(context_settings=CONTEXT)
 def _span(seconds: float) -> str:
     """`45s`, `9m05s`, `2h10m`."""
     seconds = int(seconds)
@@ -276,6 +275,7 @@ def _span(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
+@cli.command(context_settings=CONTEXT)
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 def init(directory: str) -> int:
     """Start a project in DIRECTORY (default: here): hosts.yaml, configs.yaml, playbooks/example.yaml
