@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -500,3 +501,52 @@ def test_a_connection_is_shared_only_by_hosts_that_are_the_same(
             host.close()
     assert sshd.logins() == 3  # the first's own, the keeper's for the first two, one for the third
     assert len(kept.connections()) == 2
+
+
+@pytest.mark.slow
+def test_commands_that_end_at_once_through_the_keeper_under_load(keeper: Path, sshd: Sshd) -> None:
+    """A command whose output, exit status, EOF and close arrive in one flight (sbatch's answer) is
+    read to its end, whichever thread runs when: many in a row and at once, with stdin of a script's
+    size, while threads of the run and another process keep the CPUs busy."""
+    spec = HostSpec(alias="target", **sshd.entry())
+    first = make_host(spec)
+    first.connect()
+    first.close()
+    keepers.wait_kept("target")
+    host = make_host(spec)
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            sum(range(10_000))
+
+    spinners = [threading.Thread(target=spin, daemon=True) for _ in range(2)]
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    failures: list[str] = []
+
+    def submit(count: int) -> None:
+        for _ in range(count):
+            try:
+                result = host.run("wc -c", stdin=b"x" * (1 << 20), timeout=60)
+            except Exception as e:
+                failures.append(str(e))
+                continue
+            if (result.exit_code, result.stdout.strip()) != (0, str(1 << 20)):
+                failures.append(f"{result.exit_code}: {result.stdout!r} {result.stderr!r}")
+
+    try:
+        for spinner in spinners:
+            spinner.start()
+        submitters = [threading.Thread(target=submit, args=(60,)) for _ in range(3)]
+        for submitter in submitters:
+            submitter.start()
+        submit(60)
+        for submitter in submitters:
+            submitter.join()
+        assert host.kept  # type: ignore[attr-defined]
+    finally:
+        stop.set()
+        burner.kill()
+        burner.wait()
+        host.close()
+    assert failures == []

@@ -110,7 +110,16 @@ def read(
         transport = chan.get_transport()
         if transport is None or not transport.is_active():
             raise HostError(watch.alias, CLOSED)
-        ending.check()
+        try:
+            ending.check()
+        except Exception:
+            # the channel ended since the drain above: the output, status and EOF that came before
+            # its end are buffered by now, and decide whether the command ended first (a command's
+            # last output, status, EOF and close often come together, and another thread may run
+            # between the drain and this check)
+            if _drain(chan, out, err) or ending.over(time.monotonic() - last_output):
+                continue
+            raise
         if time.monotonic() - last_output > watch.keepalive:
             check_alive(transport, watch)
             last_output = time.monotonic()

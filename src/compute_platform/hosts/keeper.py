@@ -799,7 +799,10 @@ class Relay:
                         self._send(CLOSE, json.dumps({"reason": "the server refused the command"}).encode())
                         chan.close()
                         return
-                eof = bool(chan.eof_received)  # read first: output before the EOF is buffered by then
+                # read first: what came before the close and the EOF (output, status) is buffered by
+                # then; a close seen after the reads could hide what came in between
+                closed = chan.closed
+                eof = bool(chan.eof_received)
                 if chan.recv_ready():
                     self._send(STDOUT, chan.recv(READ_SIZE))
                 elif chan.recv_stderr_ready():
@@ -810,7 +813,7 @@ class Relay:
                 elif eof and not eof_sent:
                     self._send(EOF)
                     eof_sent = True
-                elif chan.closed:
+                elif closed:
                     self._send(CLOSE, json.dumps({"reason": "the channel was closed"}).encode())
                     return
                 elif eof_sent and status_sent:
