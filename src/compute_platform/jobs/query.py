@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import io
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -96,7 +97,10 @@ class Jobs:
         self.ledger = Ledger(archive)
         self.inventory = inventory
         self.forks = forks
+        # one pool per hosts file, made under the lock: host() is called from the query threads,
+        # and a pool made twice would leave one of them never closed
         self._pools: dict[str, HostPool] = {}
+        self._pools_lock = threading.Lock()
 
     # -- selection ---------------------------------------------------------------------------
 
@@ -370,9 +374,11 @@ class Jobs:
 
         path = self.hosts_path(hosts_file)
         key = str(path or "")
-        if key not in self._pools:
-            self._pools[key] = HostPool(load_inventory(path, None))
-        return self._pools[key].get(alias)
+        with self._pools_lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = HostPool(load_inventory(path, None))
+        return pool.get(alias)
 
     def hosts_path(self, recorded: str) -> Path | None:
         if self.inventory is not None:
@@ -395,9 +401,11 @@ class Jobs:
             return list(pool.map(fn, items))
 
     def close(self) -> None:
-        for pool in self._pools.values():
+        with self._pools_lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
             pool.close()
-        self._pools.clear()
 
 
 def final_state(ended: Ended) -> JobState:
