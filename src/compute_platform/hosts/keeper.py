@@ -111,6 +111,9 @@ class Entry:
         self.parked: tuple[Channel, str] | None = None  # a persistent shell, and its pid file
         self.spare: paramiko.Channel | None = None  # a session opened in advance: a command's channel at once
         self._refilling = False
+        # one session opened at a time: paramiko keeps the server's refusal (MaxSessions) per
+        # connection, not per channel, and of two refused at once one would get a vaguer error
+        self.opening_session = threading.Lock()
         self.watchers: set[socket.socket] = set()  # the runs' attach connections: told when it is lost
         self.closed = False
         self.probing = False
@@ -231,7 +234,8 @@ class Entry:
         try:
             transport = self.host.live_transport()
             if isinstance(transport, paramiko.Transport):
-                chan = transport.open_session(timeout=self.spec.connect_timeout)
+                with self.opening_session:
+                    chan = transport.open_session(timeout=self.spec.connect_timeout)
         except Exception:  # sshd's MaxSessions, or the connection is going: no spare, commands open their own
             chan = None
         with self.keeper.lock:
@@ -541,7 +545,7 @@ class Keeper:
     def session(self, conn: socket.socket, hello: dict[str, Any]) -> None:
         lent = self._lent(conn, hello)
         if lent is not None:
-            chan = lent[0].take_spare() or self._open_session(conn, lent[1], hello)
+            chan = lent[0].take_spare() or self._open_session(conn, *lent, hello)
             if chan is not None:
                 send_json(conn, REPLY, {"ok": True})
                 Relay(conn, chan, lent[0]).run()
@@ -556,19 +560,24 @@ class Keeper:
             send_json(conn, REPLY, {"ok": True, "pidfile": parked[1]})
             Relay(conn, parked[0], lent[0]).run()
             return
-        chan = lent[0].take_spare() or self._open_session(conn, lent[1], hello)
+        chan = lent[0].take_spare() or self._open_session(conn, *lent, hello)
         if chan is not None:
             send_json(conn, REPLY, {"ok": True, "pidfile": None})
             Relay(conn, chan, lent[0]).run()
 
     @staticmethod
     def _open_session(
-        conn: socket.socket, transport: paramiko.Transport, hello: Mapping[str, Any]
+        conn: socket.socket, entry: Entry, transport: paramiko.Transport, hello: Mapping[str, Any]
     ) -> paramiko.Channel | None:
+        """A new session, or the spare one opened while this waited for the spare's opening."""
         import paramiko
 
         try:
-            return transport.open_session(timeout=hello.get("timeout"))
+            with entry.opening_session:
+                spare = entry.take_spare()
+                if spare is not None:
+                    return spare
+                return transport.open_session(timeout=hello.get("timeout"))
         except paramiko.ChannelException as e:  # sshd's MaxSessions: the client waits and asks again
             send_json(conn, REPLY, {"ok": False, "refused": str(e.text)})
         except Exception as e:
