@@ -307,9 +307,11 @@ class Index:
         """(offset, record) of the rows with this host, task and run, submitted since then (ISO
         time), whose job id holds one of `mentioning`'s words; the `last` latest of them. Only
         the blocks that may hold such rows are read."""
-        words = [word.replace('"', '""').encode() for word in mentioning]
+        names = list(mentioning)
+        words = [name.replace('"', '""').encode() for name in names]  # as csv writes them
         read = JobRecord.reader(self.jobs.columns)
-        found: list[tuple[int, JobRecord]] = []
+        parts: list[list[tuple[int, JobRecord]]] = []  # of each block read, the latest first
+        found = 0
         ends = [b.offset for b in self.blocks[1:]] + [self.jobs.offset]
         chosen = [i for i, b in enumerate(self.blocks) if b.may_hold(host, task, run, since)]
         try:
@@ -328,15 +330,17 @@ class Index:
                             and task in (None, record.task)
                             and run in (None, record.run_id)
                             and (since is None or record.submitted_at >= since)
-                            and (not words or any(w in record.job_id for w in mentioning))
+                            and (not names or any(name in record.job_id for name in names))
                         ):
                             part.append((offset, record))
-                    found[:0] = part
-                    if last is not None and len(found) >= last:
-                        return found[-last:]
+                    parts.append(part)
+                    found += len(part)
+                    if last is not None and found >= last:
+                        break
         except OSError:
             return []
-        return found
+        rows = [row for part in reversed(parts) for row in part]
+        return rows if last is None else rows[max(0, len(rows) - last) :]
 
     def ends_of(self, path: Path, keys: set[Key], offsets: list[int]) -> dict[Key, Ended]:
         """The ends of `keys` (rows at `offsets`) recorded in states.csv: only its blocks that end
