@@ -339,7 +339,7 @@ class Jobs:
         from compute_platform.ledger import feeds
 
         groups: dict[tuple[str, str], list[feeds.Feed]] = {}
-        for plan in feeds.open_feeds(self.ledger, self.ledger.run_events()):  # not all of events.csv
+        for plan in feeds.open_feeds(self.ledger):
             if host in (None, plan.host) and task in (None, plan.task):
                 groups.setdefault((plan.hosts_file, plan.host), []).append(plan)
         if not groups:

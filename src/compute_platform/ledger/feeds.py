@@ -115,8 +115,9 @@ def discard(ledger: Ledger, feed: str, scripts: Sequence[str]) -> None:
 
 
 def open_feeds(ledger: Ledger, events: Sequence[Event] | None = None) -> list[Feed]:
-    """The feeds started and not ended, oldest first (a plan that cannot be read is left out)."""
-    started, ended = _feed_events(ledger.events() if events is None else events)
+    """The feeds started and not ended, oldest first (a plan that cannot be read is left out). The
+    feed events come from the index (`run_events`), not from a read of all of events.csv."""
+    started, ended = _feed_events(ledger.run_events() if events is None else events)
     found = []
     for feed_id, event in started.items():
         if feed_id not in ended:
