@@ -1,7 +1,8 @@
 """Session-wide fixtures: the local test bed (tests/support/testbed.py) and ssh isolation.
 
 * Every test runs with COMPUTE_SSH_CONFIG pointing at a file that does not exist and
-  COMPUTE_KNOWN_HOSTS at a private file, so no test reads the developer's ~/.ssh.
+  COMPUTE_KNOWN_HOSTS at a private file, so no test reads the developer's ~/.ssh, and with
+  XDG_CACHE_HOME in the session's temporary folder.
 * No test keeps a paramiko connection after its run (COMPUTE_KEEPER=0: no connection keeper is
   started or used), so that no test depends on another's connections; the tests of the keeper turn
   it on, each in a control directory of its own (the `keeper` fixture of tests/integration).
@@ -42,6 +43,7 @@ def _isolated_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp.setenv("COMPUTE_SSH_CONFIG", str(base / "no-ssh-config"))  # does not exist
     mp.setenv("COMPUTE_KNOWN_HOSTS", str(base / "known_hosts"))
     mp.setenv("COMPUTE_KEEPER", "0")
+    mp.setenv("XDG_CACHE_HOME", str(base / "cache"))  # the settings of hosts files read (input/settings_cache.py)
     yield
     mp.undo()
 

@@ -18,7 +18,8 @@ from compute_platform.errors import Position
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
     from compute_platform.hosts.base import LineCallback
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
     from compute_platform.ledger import Ledger
 
 T = TypeVar("T")

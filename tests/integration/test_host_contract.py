@@ -20,7 +20,7 @@ from compute_platform.errors import CommandFailed
 from compute_platform.hosts import Host, kept, make_host
 from compute_platform.hosts.base import HEAD_BYTES, TAIL_BYTES
 from compute_platform.hosts.ssh import SSHHost
-from compute_platform.input.inventory import HostSpec
+from compute_platform.input.spec import HostSpec
 from tests.support import keepers
 from tests.support import testbed as tbm
 

@@ -187,7 +187,7 @@ def test_a_proxy_jump_cycle_is_an_error_before_any_connection(testbed: Any, tmp_
 def close_master(testbed: Any, entry: dict[str, Any]) -> None:
     """Close the shared connection an openssh host left open (the run does not, on purpose)."""
     from compute_platform.hosts.openssh import OpenSSHHost
-    from compute_platform.input.inventory import HostSpec
+    from compute_platform.input.spec import HostSpec
 
     OpenSSHHost(HostSpec(alias="x", **{**entry, "connection": "openssh"})).logout()
 

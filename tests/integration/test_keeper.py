@@ -23,7 +23,7 @@ import pytest
 
 from compute_platform.hosts import kept, make_host
 from compute_platform.hosts.ssh import SSHHost
-from compute_platform.input.inventory import HostSpec
+from compute_platform.input.spec import HostSpec
 from tests.support import keepers
 from tests.support import testbed as tbm
 from tests.support.cli import compute, compute_popen
@@ -483,8 +483,8 @@ def test_a_connection_is_shared_only_by_hosts_that_are_the_same(
     base = HostSpec(alias="target", **sshd.entry())
     hosts = [
         base,
-        base.model_copy(update={"init": ("export A=1",), "env": {"B": "2"}}),
-        base.model_copy(update={"known_hosts": str(other_known)}),
+        base.but(init=("export A=1",), env={"B": "2"}),
+        base.but(known_hosts=str(other_known)),
     ]
     first = make_host(hosts[0])
     first.connect()

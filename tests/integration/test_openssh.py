@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from compute_platform.hosts.openssh import OpenSSHHost
-from compute_platform.input.inventory import HostSpec
+from compute_platform.input.spec import HostSpec
 from tests.support import testbed as tbm
 from tests.support.cli import compute
 from tests.support.project import free_port, host_entry, write_hosts

@@ -17,7 +17,7 @@ import pytest
 
 from compute_platform.hosts import make_host
 from compute_platform.hosts.base import HEAD_BYTES, TAIL_BYTES
-from compute_platform.input.inventory import HostSpec
+from compute_platform.input.spec import HostSpec
 from compute_platform.run.reporting import OUTPUT_LINES_KEPT
 from tests.integration.test_host_contract import ssh_spec
 from tests.support.cli import compute_argv, environment
@@ -35,7 +35,7 @@ def measure(spec: dict[str, Any], timeout: float | None) -> dict[str, Any]:
     """Run in a child process: the peak memory growth of one host.run printing PRINTED bytes."""
     import resource
 
-    host = make_host(HostSpec(**spec))
+    host = make_host(HostSpec.from_settings(spec))
     try:
         host.run("true", timeout=timeout)  # connected, login probed, everything imported
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -53,7 +53,7 @@ def measure(spec: dict[str, Any], timeout: float | None) -> dict[str, Any]:
 
 
 def measured(spec: HostSpec, timeout: float | None = None) -> dict[str, Any]:
-    fields = spec.model_dump(exclude_unset=True)
+    fields = spec.settings()
     code = (
         "import json, sys\n"
         "from tests.integration.test_output_memory import measure\n"

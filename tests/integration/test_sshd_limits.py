@@ -15,7 +15,7 @@ import pytest
 
 from compute_platform.errors import HostError
 from compute_platform.hosts import make_host
-from compute_platform.input.inventory import HostSpec
+from compute_platform.input.spec import HostSpec
 from tests.support import testbed as tbm
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from compute_platform.hosts.local import LocalHost
-from compute_platform.input.inventory import HostSpec
+from compute_platform.input.spec import HostSpec
 from compute_platform.ledger import JobRecord, Ledger, feeds
 from compute_platform.scheduling import feed, slurm
 from compute_platform.scheduling.sweep import expand

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from compute_platform.hosts import shell
-from compute_platform.input.inventory import ResolvedConfig
+from compute_platform.input.spec import ResolvedConfig
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.sbatch import SbatchSpec, render
 from compute_platform.scheduling.sweep import JOB_NAME, SEED_SYNTAX, Job, SweepFields, expand, parse_seeds

@@ -9,7 +9,8 @@ import pytest
 from compute_platform.errors import HostError
 from compute_platform.hosts.jumps import Hop, check_route, hop_spec, parse_hop, split_jumps
 from compute_platform.hosts.openssh import OpenSSHHost
-from compute_platform.input.inventory import HostSpec, Inventory
+from compute_platform.input.inventory import Inventory
+from compute_platform.input.spec import HostSpec
 
 
 @pytest.mark.parametrize(
@@ -39,7 +40,7 @@ def test_split_jumps() -> None:
 
 
 def inventory(**hosts: HostSpec) -> Inventory:
-    return Inventory({alias: spec.model_copy(update={"alias": alias}) for alias, spec in hosts.items()}, {})
+    return Inventory({alias: spec.but(alias=alias) for alias, spec in hosts.items()}, {})
 
 
 def test_an_address_hop_inherits_the_targets_host_key_settings() -> None:

@@ -18,7 +18,8 @@ from compute_platform.errors import HostError
 from compute_platform.hosts import kept
 from compute_platform.hosts.base import LineSplitter
 from compute_platform.hosts.channel import Capture, ExecEnding, Watch, read
-from compute_platform.input.inventory import HostSpec
+from compute_platform.input.models import host_spec
+from compute_platform.input.spec import HostSpec
 
 
 @pytest.fixture(autouse=True)
@@ -33,18 +34,18 @@ def _private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     [("10m", 600), ("1h30m", 5400), ("90", 90), (90, 90), ("2S", 2), (0, 0), ("0", 0), ("no", 0), (False, 0)],
 )
 def test_control_persist(written: Any, seconds: float) -> None:
-    assert HostSpec(control_persist=written).persist_seconds == seconds
+    assert host_spec({"control_persist": written}).persist_seconds == seconds
 
 
 @pytest.mark.parametrize("written", ["yes", True, "10 m", "-1", "m"])
 def test_control_persist_refuses_what_openssh_would_not_take(written: Any) -> None:
     with pytest.raises(ValueError):
-        HostSpec(control_persist=written)
+        host_spec({"control_persist": written})
 
 
 def test_the_keeper_is_on_unless_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kept.enabled(HostSpec(alias="a"))
-    assert not kept.enabled(HostSpec(alias="a", control_persist=0))
+    assert not kept.enabled(HostSpec(alias="a", control_persist="0"))
     monkeypatch.setenv("COMPUTE_KEEPER", "off")
     assert not kept.enabled(HostSpec(alias="a"))
 
@@ -56,12 +57,12 @@ def key(spec: HostSpec, hosts: dict[str, HostSpec] | None = None) -> str:
 def test_a_connection_is_shared_only_by_identical_logins(tmp_path: Path) -> None:
     base = HostSpec(alias="a", host="h.example.org", user="me", key="/k/id", known_hosts="/k/known")
     same = [
-        base.model_copy(update={"init": ("module load x",), "env": {"A": "1"}, "save_path": "~/x"}),
-        base.model_copy(update={"keepalive": 5, "control_persist": "8h", "platform": "slurm"}),
+        base.but(init=("module load x",), env={"A": "1"}, save_path="~/x"),
+        base.but(keepalive=5, control_persist="8h", platform="slurm"),
     ]
     assert {key(spec) for spec in same} == {key(base)}
     different = [
-        base.model_copy(update=change)
+        base.but(**change)
         for change in (
             {"alias": "b"},
             {"host": "other.example.org"},
@@ -93,7 +94,7 @@ def test_a_request_carries_the_jump_hosts_on_the_way_and_their_settings() -> Non
     target = HostSpec(alias="t", host="t.internal", proxy_jump="inner")
     assert sorted(kept.request(target, hosts)["hosts"]) == ["gate", "inner"]
     before = key(target, hosts)
-    changed = {**hosts, "gate": hosts["gate"].model_copy(update={"user": "you"})}
+    changed = {**hosts, "gate": hosts["gate"].but(user="you")}
     assert key(target, changed) != before  # the bastion's login changed: so did the route
     assert key(target, {**hosts, "unrelated": HostSpec(alias="unrelated", host="y")}) == before
 

@@ -208,7 +208,7 @@ def test_ssh_config_alias_is_a_host(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 def test_localhost_runs_locally() -> None:
-    from compute_platform.input.inventory import HostSpec
+    from compute_platform.input.spec import HostSpec
 
     assert HostSpec(alias="localhost").is_local
     assert HostSpec(alias="box", host="localhost").is_local

@@ -14,7 +14,7 @@ import pytest
 from compute_platform import playbook
 from compute_platform.checks import preflight
 from compute_platform.checks.preflight import Check, Probe
-from compute_platform.input.inventory import ResolvedConfig
+from compute_platform.input.spec import ResolvedConfig
 from compute_platform.scheduling.sbatch import SbatchSpec, render
 from compute_platform.scheduling.sweep import expand
 from tests.support.golden import check_golden

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from compute_platform.input.inventory import ResolvedConfig
+from compute_platform.input.spec import ResolvedConfig
 from compute_platform.scheduling.sbatch import SbatchSpec, check_option, cpu_options, directive, render
 from compute_platform.scheduling.sweep import expand
 from tests.support.golden import check_golden

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from compute_platform.errors import InputError
-from compute_platform.input.inventory import ResolvedConfig
+from compute_platform.input.spec import ResolvedConfig
 from compute_platform.jobs.query import Row, filter_states, one_record, pick, point_text, state_text
 from compute_platform.ledger import JobPaths, JobRecord, renewed
 from compute_platform.scheduling import slurm

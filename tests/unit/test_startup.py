@@ -68,10 +68,10 @@ def test_an_ssh_config_with_match_exec_gets_invoke(tmp_path: Path) -> None:
 def test_no_model_reads_its_source_when_created() -> None:
     """pydantic's use_attribute_docstrings parses every model's source at import (~60 ms per start):
     field docstrings are read by compute_platform.playbook.fielddocs when a reference or schema is made."""
-    from compute_platform.input.inventory import ConfigSpec, HostSpec
+    from compute_platform.input.models import ConfigSpec, HostEntry
     from compute_platform.tasks import REGISTRY
 
-    for model in [HostSpec, ConfigSpec, *REGISTRY.values()]:
+    for model in [HostEntry, ConfigSpec, *REGISTRY.values()]:
         assert not model.model_config.get("use_attribute_docstrings"), model.__name__
 
 
@@ -89,3 +89,20 @@ def test_known_hosts_is_parsed_once_until_the_file_changes(tmp_path: Path) -> No
     second = known_hosts(path)
     assert second is not first and second.lookup("[127.0.0.1]:2223") is not None
     assert len(known_hosts(tmp_path / "missing")) == 0
+
+
+def test_a_hosts_file_read_again_imports_neither_yaml_nor_pydantic(tmp_path: Path) -> None:
+    """`compute jobs` after a run: the hosts file's validated settings come from the cache, and what
+    asks tmux and Slurm hosts through a kept connection imports no validation nor SSH library."""
+    (tmp_path / "hosts.yaml").write_text("h1: {host: example.invalid, port: 2222, init: [module load x]}\n")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    code = (
+        "from pathlib import Path\nfrom compute_platform.input.inventory import load_inventory\n"
+        f"spec = load_inventory(Path({str(tmp_path / 'hosts.yaml')!r}), None).host('h1')\n"
+        "assert spec.port == 2222 and spec.init == ('module load x',), spec\n"
+        "import compute_platform.jobs.query, compute_platform.hosts.ssh, compute_platform.hosts.kept\n"
+        "import compute_platform.scheduling.tmux, compute_platform.scheduling.slurm"
+    )
+    assert {"pydantic", "ruamel"} <= _modules(code, env)  # the first read validates
+    loaded = _modules(code, env)
+    assert not loaded & {"pydantic", "ruamel", "paramiko"}, loaded & {"pydantic", "ruamel", "paramiko"}

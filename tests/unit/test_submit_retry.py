@@ -15,7 +15,7 @@ import pytest
 
 from compute_platform.errors import Interrupted, TaskError
 from compute_platform.hosts.local import LocalHost
-from compute_platform.input.inventory import HostSpec
+from compute_platform.input.spec import HostSpec
 from compute_platform.scheduling import slurm
 
 SBATCH = r"""#!/bin/bash

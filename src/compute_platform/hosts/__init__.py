@@ -11,7 +11,8 @@ from compute_platform.hosts.base import Host, Result
 
 if TYPE_CHECKING:
     from compute_platform.hosts.jumps import JumpHost
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 __all__ = ["Host", "HostPool", "Result", "close_all", "make_host", "shared_connection"]
 

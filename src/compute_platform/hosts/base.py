@@ -15,7 +15,7 @@ from compute_platform.hosts import shell
 from compute_platform.hosts.remote import Login
 
 if TYPE_CHECKING:
-    from compute_platform.input.inventory import HostSpec
+    from compute_platform.input.spec import HostSpec
 
 # Called with ("stdout" | "stderr", line) for every complete line, as it arrives.
 LineCallback = Callable[[str, str], None]

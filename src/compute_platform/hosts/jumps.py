@@ -9,7 +9,8 @@ from compute_platform.errors import HostError
 from compute_platform.input import sshconfig
 
 if TYPE_CHECKING:
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 
 @runtime_checkable
@@ -61,7 +62,7 @@ def hop_spec(inventory: Inventory, text: str, target: HostSpec) -> HostSpec:
     what ~/.ssh/config says for it (HostName, User, IdentityFile...) under what the hop itself
     spells out. It is checked against the target's known_hosts file (unless ~/.ssh/config names
     one for it) and with the target's host_key_checking: a hop is never checked more loosely."""
-    from compute_platform.input.inventory import HostSpec
+    from compute_platform.input.spec import HostSpec
 
     if text in inventory.hosts:
         return inventory.hosts[text]
@@ -89,7 +90,7 @@ def next_hop(inventory: Inventory, chain: str, target: HostSpec) -> HostSpec:
     hops = split_jumps(chain)
     spec = hop_spec(inventory, hops[-1], target)
     if len(hops) > 1:
-        spec = spec.model_copy(update={"proxy_jump": ",".join(hops[:-1])})
+        spec = spec.but(proxy_jump=",".join(hops[:-1]))
     return spec
 
 

@@ -75,7 +75,8 @@ if TYPE_CHECKING:
 
     from compute_platform.hosts.jumps import JumpHost
     from compute_platform.hosts.ssh import SSHHost
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 TICK = 0.5  # seconds between two looks at what to close (and whether to exit)
 HELLO_WAIT = 10.0  # a connection that says nothing this long is dropped
@@ -444,7 +445,8 @@ class Keeper:
         """The connection for a request: the one kept if it may still be lent (a connection no
         longer lendable is retired: closed once its runs let it go), else a new one, not opened yet."""
         from compute_platform.hosts import ssh  # noqa: F401  (imported here, not under the lock)
-        from compute_platform.input.inventory import HostSpec, Inventory
+        from compute_platform.input.inventory import Inventory
+        from compute_platform.input.spec import HostSpec
 
         key = identity(asked)
         with self.lock:
@@ -454,13 +456,13 @@ class Keeper:
                 log(f"retired {entry.describe()}: it is lost, or known_hosts no longer records its host key")
                 entry = None
             if entry is None:
-                spec = HostSpec(**asked["spec"])
-                hosts = {alias: HostSpec(**settings) for alias, settings in asked["hosts"].items()}
+                spec = HostSpec.from_settings(asked["spec"])
+                hosts = {alias: HostSpec.from_settings(values) for alias, values in asked["hosts"].items()}
                 entry = Entry(self, key, spec, Inventory(hosts=hosts, configs={}))
                 self.entries[key] = entry
                 self.tokens[entry.token] = entry
             else:  # the latest request says how long to keep it
-                entry.persist = HostSpec(**asked["spec"]).persist_seconds
+                entry.persist = HostSpec.from_settings(asked["spec"]).persist_seconds
             if pin:
                 entry.pins += 1
         return entry

@@ -55,7 +55,7 @@ from compute_platform.input import sshconfig
 if TYPE_CHECKING:
     import paramiko
 
-    from compute_platform.input.inventory import HostSpec
+    from compute_platform.input.spec import HostSpec
 
 PROTOCOL = 1
 # `COMPUTE_KEEPER=0` (or off, no, false): no connection is kept, none is looked for.

@@ -11,7 +11,7 @@ from compute_platform.hosts.base import Host, LineCallback, Result
 from compute_platform.hosts.process import Processes, kill_tree
 
 if TYPE_CHECKING:
-    from compute_platform.input.inventory import HostSpec
+    from compute_platform.input.spec import HostSpec
 
 SHELL = shutil.which("bash") or "/bin/sh"
 

@@ -30,7 +30,8 @@ from compute_platform.hosts.remote import (
 from compute_platform.input.sshconfig import ssh_config_path
 
 if TYPE_CHECKING:
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 # Ctrl-C: how long to wait for the running commands' process groups to be killed on the host
 KILL_WAIT_SECONDS = 5.0

@@ -35,7 +35,7 @@ from compute_platform.hosts.remote import (
 )
 from compute_platform.hosts.sshlib import known_hosts
 from compute_platform.input import sshconfig
-from compute_platform.input.inventory import HostSpec, known_hosts_path
+from compute_platform.input.spec import HostSpec, known_hosts_path
 
 if TYPE_CHECKING:
     import paramiko

@@ -6,13 +6,14 @@ import difflib
 import functools
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from compute_platform.errors import InputError, Position
 
-M = TypeVar("M", bound=BaseModel)
+if TYPE_CHECKING:  # pydantic is imported by what validates, not by what only reads YAML
+    from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound="BaseModel")
 
 
 class WrittenInt(int):
@@ -67,17 +68,22 @@ def _constructor() -> Any:
     return Constructor
 
 
-def load(path: Path, what: str) -> Any:
-    """Parse a YAML file, keeping line/column information (ruamel's round-trip nodes) and the text
-    of every number as written."""
-    from ruamel.yaml.error import MarkedYAMLError, YAMLError
-
+def read_text(path: Path, what: str) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise InputError(f"{what} file not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"cannot read {what} file {path}: {e}") from None
+
+
+def load(path: Path, what: str, text: str | None = None) -> Any:
+    """Parse a YAML file (or `text`, read from it), keeping line/column information (ruamel's
+    round-trip nodes) and the text of every number as written."""
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    if text is None:
+        text = read_text(path, what)
     try:
         data = _loader().load(text)
     except MarkedYAMLError as e:
@@ -186,6 +192,8 @@ def plain(data: Any) -> Any:
 
 def validate(model: type[M], data: Any, file: Path | str, loc: Sequence[int | str] = (), what: str = "") -> M:
     """Validate `data` (found at `loc` inside the file's tree `root`) against a pydantic model."""
+    from pydantic import ValidationError
+
     try:
         return model.model_validate(plain(data))
     except ValidationError as e:
@@ -225,6 +233,7 @@ _TYPE_TAGS = {"str", "int", "float", "bool", "list", "dict", "none", "literal"}
 
 def _allowed_keys(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
     """Field names (and aliases) accepted at `loc` of `model`, for did-you-mean hints."""
+    from pydantic import BaseModel
     current: Any = model
     for part in loc:
         if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
@@ -243,6 +252,8 @@ def _allowed_keys(model: type[BaseModel], loc: Sequence[int | str]) -> list[str]
 
 def _model_in(annotation: Any) -> Any:
     import typing
+
+    from pydantic import BaseModel
 
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation

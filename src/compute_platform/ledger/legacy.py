@@ -26,7 +26,8 @@ from compute_platform.errors import InputError, Position
 from compute_platform.ledger import JobPaths, JobRecord, Ledger, new_run_id
 
 if TYPE_CHECKING:
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 DEFAULT_FILE = "jobs.csv"
 COMMAND = "compute import-legacy"
@@ -203,7 +204,7 @@ def import_jobs(source: Path, hosts_file: Path, archive: Path, dry_run: bool = F
             repeated.append(job.line)
             continue
         spec = specs[job.alias]
-        save_path = spec.save_path if "save_path" in spec.model_fields_set else None
+        save_path = spec.save_path if "save_path" in spec.given else None
         script, name = archived_script(ledger.root, job)
         records[(job.alias, job.job_id)] = to_record(job, save_path, script, name, origin, hosts, run_id)
     if dry_run:

@@ -39,7 +39,8 @@ def field_docs(model: type) -> dict[str, str]:
     docs: dict[str, str] = {}
     for cls in reversed(model.__mro__):
         if cls.__module__.startswith("compute_platform"):
-            docs.update(_class_docs(cls))
+            # a model made from a dataclass's fields (models.HostEntry) has its docstrings there
+            docs.update(_class_docs(getattr(cls, "__doc_source__", cls)))
     return docs
 
 

@@ -12,7 +12,8 @@ from typing import Any
 from compute_platform.context import Task
 from compute_platform.errors import InputError, Position
 from compute_platform.input import yamlfile
-from compute_platform.input.inventory import Inventory, load_inventory, yaml11_bool
+from compute_platform.input.inventory import Inventory, load_inventory
+from compute_platform.input.spec import yaml11_bool
 
 COMMON_KEYS = ("name", "hosts", "ignore_errors", "timeout", "scatter")
 # An entry with several action keys becomes that many tasks, each with the entry's name. The original

@@ -24,15 +24,15 @@ except in configs, where they become extra `sbatch` options.
 
 
 def render() -> str:
-    from compute_platform.input.inventory import ConfigSpec, HostSpec
+    from compute_platform.input.models import ConfigSpec, HostEntry
     from compute_platform.playbook.fielddocs import describe
     from compute_platform.playbook.loader import COMMON_KEYS
     from compute_platform.tasks import ALIASES, REGISTRY
 
-    describe([HostSpec, ConfigSpec, *REGISTRY.values()])
+    describe([HostEntry, ConfigSpec, *REGISTRY.values()])
     parts = [HEADER]
     parts.append("## hosts.yaml\n\nA mapping `alias: settings`.\n")
-    parts.append(_table(HostSpec, skip={"alias"}))
+    parts.append(_table(HostEntry, skip={"alias"}))
     parts.append(
         "## configs.yaml\n\nA mapping `name: settings`. Every value may also be a mapping keyed by host "
         "alias, with a `default` key; a value a config leaves out comes from the `default` config.\n"
@@ -69,7 +69,7 @@ def _table(model: type[BaseModel], skip: set[str] = frozenset()) -> str:  # type
 
 
 def _type(annotation: Any) -> str:
-    from compute_platform.input.inventory import PerHost
+    from compute_platform.input.models import PerHost
 
     text = "value | {host: value}" if annotation == PerHost else _type_name(annotation)
     return f"`{text}`".replace("|", "\\|")

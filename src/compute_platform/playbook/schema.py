@@ -1,6 +1,6 @@
 """JSON Schemas of playbooks, hosts.yaml and configs.yaml, for editors (`compute schema`).
 
-Made from the pydantic models the loader validates with (HostSpec, ConfigSpec, each task type of
+Made from the pydantic models the loader validates with (HostEntry, ConfigSpec, each task type of
 REGISTRY), plus what the loader itself accepts around them: task keys, short forms, includes and
 `{{ variable }}` placeholders. The loader stays the judge: the schema only helps while typing.
 """
@@ -56,20 +56,20 @@ def schema(kind: str) -> dict[str, Any]:
 
 
 def hosts_schema() -> dict[str, Any]:
-    from compute_platform.input.inventory import HostSpec
+    from compute_platform.input.models import HostEntry
 
-    refs, defs = _models([HostSpec])
+    refs, defs = _models([HostEntry])
     # the alias is the entry's key, not a setting
     defs["HostSpec"]["properties"].pop("alias", None)
     return _document(
         "compute hosts file: alias -> how to reach the host",
-        {"anyOf": [refs[HostSpec], {"type": "null"}]},
+        {"anyOf": [refs[HostEntry], {"type": "null"}]},
         defs,
     )
 
 
 def configs_schema() -> dict[str, Any]:
-    from compute_platform.input.inventory import ConfigSpec
+    from compute_platform.input.models import ConfigSpec
 
     refs, defs = _models([ConfigSpec])
     return _document(

@@ -3,8 +3,12 @@ and exit with the last failing code (0 when every seed succeeded)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from compute_platform.hosts import shell
-from compute_platform.scheduling.sweep import Job
+
+if TYPE_CHECKING:  # sweep.py holds pydantic models: `compute jobs` reaches here without them
+    from compute_platform.scheduling.sweep import Job
 
 
 def seed_loop(job: Job, cmd: str, seed_flag: str | None = None) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from compute_platform.hosts import shell
-from compute_platform.input.inventory import ResolvedConfig
+from compute_platform.input.spec import ResolvedConfig
 from compute_platform.ledger import JobPaths
 from compute_platform.scheduling.jobscript import seed_loop
 from compute_platform.scheduling.sweep import Job

@@ -41,11 +41,11 @@ from compute_platform.scheduling.backend import (
     JobState,
 )
 from compute_platform.scheduling.jobscript import seed_loop
-from compute_platform.scheduling.sweep import Job
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
     from compute_platform.ledger import JobRecord, Ledger
+    from compute_platform.scheduling.sweep import Job
 
 SCHEDULER = "tmux"
 SUFFIX = "tmux"  # archive/<host>/<session>.tmux

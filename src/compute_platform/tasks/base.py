@@ -13,7 +13,8 @@ from compute_platform.input import yamlfile
 if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 
 def one_or_many(value: Any) -> Any:

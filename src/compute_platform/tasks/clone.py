@@ -15,7 +15,8 @@ from compute_platform.tasks.git import Git, repo_name
 if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 
 class Clone(Action):

@@ -18,7 +18,8 @@ from compute_platform.tasks.base import Action, one_or_many
 if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 # Progress is reported only for transfers that last, and at most this often.
 PROGRESS_AFTER = 1.0

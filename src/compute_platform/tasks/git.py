@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
     from compute_platform.hosts.base import Result
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 # Exit code of a clone script that refuses to touch a directory holding something else.
 TARGET_TAKEN = 94

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
     from compute_platform.hosts.base import Result
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 # Exit status 0 when the interpreter runs outside any virtual or conda environment, where pip
 # must install with --user (a venv or conda env is the user's own: install into it directly).

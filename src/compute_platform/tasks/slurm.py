@@ -38,7 +38,8 @@ from compute_platform.tasks.sweeptask import job_row
 if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.input.inventory import HostSpec, Inventory, ResolvedConfig
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec, ResolvedConfig
 
 # `array: auto` submits a host's jobs as one array from this many jobs on (fewer stay plain jobs,
 # whose ids and log names are simpler to read); `max_parallel` always asks for an array.

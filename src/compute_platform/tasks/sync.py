@@ -22,7 +22,8 @@ from compute_platform.tasks.base import Action
 if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 JOB = re.compile(r"(?:(?P<host>[^:\s]+):)?(?P<id>[A-Za-z0-9][A-Za-z0-9_.+-]*)")
 MAX_RANGE = 10_000  # ids in one job_array: each is a file to read

@@ -21,7 +21,8 @@ from compute_platform.tasks.sweeptask import job_row
 if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
-    from compute_platform.input.inventory import HostSpec, Inventory
+    from compute_platform.input.inventory import Inventory
+    from compute_platform.input.spec import HostSpec
 
 
 class Tmux(Action, SweepFields):
