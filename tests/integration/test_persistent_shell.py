@@ -103,3 +103,32 @@ def test_a_second_caller_does_not_wait_for_the_first(own: tuple[SSHHost, str]) -
     assert quick.stdout == "quick\n" and quick.duration < 1.2
     thread.join(10)
     assert slow[0].stdout == "slow\n"
+
+
+def test_a_small_stdin_goes_inside_the_script(testbed: tbm.Testbed, own: tuple[SSHHost, str]) -> None:
+    """What `compute jobs` sends (job ids and folders, NUL-separated) reaches the command byte for
+    byte, without a session of its own: one round trip per host."""
+    host, name = own
+    data = b"job\0/home/u/x y/\n'$(rm -rf ~)'\0\xff\xfe tail without newline"
+    for fed in (data, b"", data * 1000):
+        result = host.run("od -An -v -tx1 | tr -d ' \\n'; echo; exit 4", stdin=fed)
+        assert (result.exit_code, result.stdout) == (4, fed.hex() + "\n")
+        assert result.command == "od -An -v -tx1 | tr -d ' \\n'; echo; exit 4"
+    assert sessions(testbed, name) == 1
+    big = b"x" * (2 * 65536)  # over FED_MAX: an exec channel of its own, its stdin streamed
+    assert host.run("wc -c", stdin=big).stdout.strip() == str(len(big))
+    assert sessions(testbed, name) == 2
+
+
+def test_a_timeout_in_the_shell_kills_the_command_and_the_next_one_runs(own: tuple[SSHHost, str]) -> None:
+    host, _ = own
+    mark = f"/tmp/compute-test-{uuid.uuid4().hex}"
+    nap = f"30.{uuid.uuid4().int % 10**6:06d}"  # no other process sleeps this long
+    result = host.run(f"echo started; sleep {nap}; touch {mark}", timeout=1.0)
+    assert result.timed_out and result.exit_code == -1 and result.stdout == "started\n"
+    assert result.duration < 5
+    after = host.run(
+        f"sleep 1; test -e {mark} && echo ran-on || echo stopped; pgrep -f 'sleep {nap}' || true"
+    )
+    assert after.stdout == "stopped\n"
+    assert host.run("echo fine", timeout=10).stdout == "fine\n"

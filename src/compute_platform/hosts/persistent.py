@@ -9,6 +9,11 @@ stdout, and the token on stderr; the reader cuts each stream at its marker. A sc
 background jobs (`&`) runs on an exec channel instead: a job still writing after the script ended
 would write into the next command's output.
 
+A command with a timeout runs there too: when it passes, the driver's process group is killed (the
+command with it) and the shell dropped. So does a command fed a small stdin (up to FED_MAX bytes):
+the bytes go inside its script (`with_stdin`), so `compute jobs` asks a host in one round trip, not
+two (sshd opens a new session's window only once its command runs).
+
 Over a connection the keeper holds (hosts/kept.py), the shell outlives the run too: at close, a
 shell between two commands goes back to the keeper, and the next run's first command goes to it
 at once (no session to open, no driver to start: one round trip for the command alone).
@@ -16,11 +21,13 @@ at once (no session to open, no driver to start: one round trip for the command 
 
 from __future__ import annotations
 
+import base64
 import re
 import select
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from compute_platform.errors import HostError
@@ -47,6 +54,18 @@ done
 """
 # `&` that starts a background job: not `&&`, `>&`, `<&`, `&>` or `|&`.
 _BACKGROUND = re.compile(r"(?<![&<>|])&(?![&>])")
+
+
+FED_MAX = 64 * 1024  # bytes of stdin sent inside a script; more goes on an exec channel's stdin
+
+
+def with_stdin(script: str, data: bytes) -> str:
+    """`script` reading `data` on its stdin, as one script for the shell: the bytes in base64 (NULs
+    included) in a here-document, decoded into a pipe to the script's subshell (whose exit code is
+    the pipeline's). bash reads the here-document's lines right after the line that opens it."""
+    marker = f"COMPUTE_STDIN_{uuid.uuid4().hex}"
+    encoded = base64.encodebytes(data).decode()
+    return f"base64 -d <<'{marker}' | (\n{encoded}{marker}\n{script}\n)"
 
 
 def eligible(script: str) -> bool:
@@ -112,8 +131,15 @@ class PersistentShell:
     """The persistent shell of one SSH host; one command at a time (`try_run` says None when busy
     or unavailable, and the caller uses an exec channel)."""
 
-    def __init__(self, alias: str, connect_timeout: float, keepalive: float) -> None:
+    def __init__(
+        self,
+        alias: str,
+        connect_timeout: float,
+        keepalive: float,
+        kill: Callable[[str], None] | None = None,
+    ) -> None:
         self.alias = alias
+        self.kill = kill  # kills the process group of the pid in this file (not through this shell)
         self.connect_timeout = connect_timeout
         self.watch = Watch(alias, keepalive)
         self._lock = threading.Lock()
@@ -122,8 +148,14 @@ class PersistentShell:
         self.pidfile: str | None = None  # where the driver wrote its pid: its process group, on Ctrl-C
 
     def try_run(
-        self, transport: paramiko.Transport | KeptTransport, script: str, on_line: LineCallback | None
+        self,
+        transport: paramiko.Transport | KeptTransport,
+        script: str,
+        on_line: LineCallback | None,
+        deadline: float | None = None,
     ) -> Result | None:
+        """Run `script` (until `deadline`, time.monotonic()); None when the shell is busy or the host
+        cannot have one."""
         if self.disabled or not self._lock.acquire(blocking=False):
             return None
         try:
@@ -131,7 +163,13 @@ class PersistentShell:
             if chan is None:
                 return None
             try:
-                return self._run(chan, script, on_line)
+                result = self._run(chan, script, on_line, deadline)
+                if result.timed_out:
+                    pidfile = self.pidfile
+                    self._drop()
+                    if pidfile and self.kill is not None:
+                        self.kill(pidfile)
+                return result
             except ShellGone as gone:
                 self._drop()
                 return gone.args[0]  # type: ignore[no-any-return]
@@ -218,7 +256,9 @@ class PersistentShell:
         self._chan = chan
         return chan
 
-    def _run(self, chan: Channel, script: str, on_line: LineCallback | None) -> Result:
+    def _run(
+        self, chan: Channel, script: str, on_line: LineCallback | None, deadline: float | None
+    ) -> Result:
         start = time.monotonic()
         token = f"compute-{uuid.uuid4().hex}".encode()
         out = Marked(token, LineSplitter("stdout", on_line))
@@ -227,7 +267,8 @@ class PersistentShell:
             chan.sendall(token + b"\n" + script.encode() + b"\0")
         except OSError as e:
             raise HostError(self.alias, CLOSED) from e
-        read(chan, out, err, Framed(chan, script, out, err, start), self.watch)
+        if not read(chan, out, err, Framed(chan, script, out, err, start), self.watch, deadline):
+            return Result(script, -1, out.text(), err.text(), time.monotonic() - start, timed_out=True)
         assert out.tail is not None
         exit_code = int(out.tail.split(b"\n", 1)[0])
         return Result(script, exit_code, out.text(), err.text(), time.monotonic() - start)

@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -23,7 +23,7 @@ from compute_platform.hosts.base import Host, LineCallback, LineSplitter, Result
 from compute_platform.hosts.channel import Capture, Channel, ExecEnding, Forward, Watch, feed_stdin, read
 from compute_platform.hosts.jumps import JumpHost, unreachable
 from compute_platform.hosts.kept import KeptTransport, refusal
-from compute_platform.hosts.persistent import PersistentShell, eligible
+from compute_platform.hosts.persistent import FED_MAX, PersistentShell, eligible, with_stdin
 from compute_platform.hosts.remote import (
     LOGIN_PROBE,
     Login,
@@ -115,7 +115,7 @@ class SSHHost(Host):
         self._transport: paramiko.Transport | KeptTransport | None = None
         self._sftp: paramiko.SFTPClient | None = None
         self._home: str | None = None
-        self._shell = PersistentShell(spec.alias, spec.connect_timeout, spec.keepalive)
+        self._shell = PersistentShell(spec.alias, spec.connect_timeout, spec.keepalive, self._kill_group)
         self._inflight: set[str] = set()  # pid files of the commands running on exec channels
         self._login: Login | None = None
         self._key_used: str | None = None
@@ -454,15 +454,18 @@ class SSHHost(Host):
         stdin: bytes | BinaryIO | None = None,
         stdout_to: BinaryIO | None = None,
     ) -> Result:
-        # plain commands go to the persistent shell; a command gets an exec channel of its own for
-        # a timeout (which kills the command's process group: in the shell, the shell's), stdin,
-        # a file for stdout, or background jobs (which could write into the next command's output)
+        # commands go to the persistent shell, their stdin inside the script when it is small; a
+        # command gets an exec channel of its own for a larger or streamed stdin, a file for
+        # stdout, or background jobs (which could write into the next command's output)
+        start = self.clock()
         login = self.login_shell()
-        plain = timeout is None and stdin is None and stdout_to is None and eligible(script)
-        if plain and login.is_bash and not login.prints:
-            result = self._shell.try_run(self.transport(), script, on_line)
+        fed = stdin is None or (isinstance(stdin, bytes) and len(stdin) <= FED_MAX)
+        if fed and stdout_to is None and eligible(script) and login.is_bash and not login.prints:
+            whole = script if stdin is None else with_stdin(script, stdin)  # type: ignore[arg-type]
+            deadline = None if timeout is None else start + timeout
+            result = self._shell.try_run(self.transport(), whole, on_line, deadline)
             if result is not None:
-                return result
+                return replace(result, command=script)
         return self._exec(script, timeout, on_line, stdin, stdout_to)
 
     def _exec(
@@ -550,8 +553,9 @@ class SSHHost(Host):
                 time.sleep(0.05)
 
     def _kill_group(self, pidfile: str) -> None:
+        # on an exec channel: the persistent shell may be the group being killed
         with contextlib.suppress(HostError):
-            self.execute(kill_group_script(pidfile), timeout=None)
+            self._exec(kill_group_script(pidfile), None, None, None, None)
 
     # -- files -------------------------------------------------------------------------------
 
