@@ -30,11 +30,11 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import TYPE_CHECKING
 
 from compute_platform.hosts import shell
 from compute_platform.ledger import JobRecord, Ledger, feeds
+from compute_platform.scheduling import script as shell_file
 from compute_platform.scheduling.sbatch import OptionValue, directive, one_line
 
 if TYPE_CHECKING:
@@ -133,8 +133,7 @@ def render_feeder(spec: FeederSpec) -> str:
 
 
 def _template() -> str:
-    path = resources.files("compute_platform.scheduling") / "scripts" / "feeder.sh"
-    return path.read_text(encoding="utf-8").rstrip("\n")
+    return shell_file("feeder.sh")
 
 
 def feeder_minutes(time_limit: str | None) -> int:

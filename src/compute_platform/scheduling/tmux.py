@@ -23,13 +23,13 @@ import posixpath
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from compute_platform.errors import CommandFailed, TaskError
 from compute_platform.hosts import secret_env, shell
 from compute_platform.ledger import JobPaths, Script, renewed
+from compute_platform.scheduling import script as shell_file
 from compute_platform.scheduling.backend import (
     CANCELLED,
     COMPLETED,
@@ -58,13 +58,6 @@ SESSION_MARK = "compute-session="
 # tmux turns '.' and ':' into '_' in session names; do it ourselves so the name we record is the real one.
 _SESSION_UNSAFE = re.compile(r"[^A-Za-z0-9_+-]")
 MAX_SUFFIX = 9999
-
-
-def _script(name: str) -> str:
-    """A piece of the scripts run on hosts, kept as a shell file of its own (scheduling/scripts/) so
-    that it reads, and is checked (`bash -n`, shellcheck), as shell."""
-    path = resources.files("compute_platform.scheduling") / "scripts" / name
-    return path.read_text(encoding="utf-8").rstrip("\n")
 
 
 # -- pure: names and lanes -------------------------------------------------------------------------
@@ -212,7 +205,7 @@ def _comment(text: str) -> str:
 
 # The part of the launcher that is the same for every task. Bash, because of arrays, `set -m` and
 # `wait PID`; the jobs themselves are plain POSIX shell written by the user.
-_RUNTIME = _script("tmux-runtime.sh") + "\n"
+_RUNTIME = shell_file("tmux-runtime.sh") + "\n"
 
 
 # -- pure: the scripts run on the host --------------------------------------------------------------
@@ -255,7 +248,7 @@ echo "{SESSION_MARK}$compute_name $compute_root/$compute_name"
 
 # Prints, for one job: job_id, folder exists, started, exit status (or -), process alive, cancelled,
 # session alive; tab-separated. Builtins only, so that a thousand jobs cost no thousand processes.
-_STATE_FUNCTION = _script("tmux-state.sh")
+_STATE_FUNCTION = shell_file("tmux-state.sh")
 
 
 def states_script() -> str:
@@ -319,7 +312,7 @@ def decide(folder: bool, started: bool, status: str, alive: bool, cancelled: boo
 # Marks one job cancelled (so that no lane starts it) and stops it if it runs: SIGTERM to its process
 # group, SIGKILL after a grace period if it is still there. Prints `cancelled ID`, or `ended ID` for a
 # job that was over already.
-_CANCEL_FUNCTION = _script("tmux-cancel.sh")
+_CANCEL_FUNCTION = shell_file("tmux-cancel.sh")
 
 
 def cancel_script(grace: float = 10.0) -> str:
