@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -299,6 +300,122 @@ def test_a_gpu_job_sees_its_fake_gpu(project: Project) -> None:
     (row,) = project.wait().values()
     assert row.state.state == "COMPLETED"
     assert job_output(Path(row.record.log_out).read_text()) == "node3 0\n"
+
+
+# --------------------------------------------------------------------------- layouts over nodes
+
+
+def test_nodes_and_tasks_per_node_give_each_node_its_tasks(project: Project) -> None:
+    """`nodes: 2, tasks_per_node: 2`: srun inside the job runs 4 tasks, 2 on each of 2 nodes."""
+    (project.folder / "configs.yaml").write_text(CONFIGS + "pairs: {nodes: 2, tasks_per_node: 2, time: 5}\n")
+    probe = "srun bash -c 'echo \"$(hostname) $SLURM_PROCID $SLURM_NTASKS $SLURM_CPUS_PER_TASK\"' | sort"
+    proc = project.run([slurm("pairs", cmd=probe, config="pairs")])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = project.wait().values()
+    assert row.state.state == "COMPLETED", row
+    lines = job_output(Path(row.record.log_out).read_text()).split("\n")
+    tasks = [line.split() for line in lines if line]
+    assert sorted(t[1] for t in tasks) == ["0", "1", "2", "3"] and {t[2] for t in tasks} == {"4"}
+    per_node = {t[0]: sum(1 for u in tasks if u[0] == t[0]) for t in tasks}
+    assert len(per_node) == 2 and set(per_node.values()) == {2}, per_node
+
+
+# Each rank connects to rank 0 at MASTER_ADDR:MASTER_PORT and sends "rank@host"; rank 0 prints what
+# it heard from the others. Run as `python3 - <<EOF` inside each task of `launcher: srun`.
+RENDEZVOUS = r"""
+import os, socket, time
+rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+me = f"{rank}@{socket.gethostname()}/{os.environ['LOCAL_RANK']}/{os.environ['NODE_RANK']}"
+address = (os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]))
+if rank == 0:
+    server = socket.create_server(("", address[1]))
+    heard = []
+    for _ in range(size - 1):
+        peer, _ = server.accept()
+        heard.append(peer.makefile().read().strip())
+    print(f"rank0 {me} seed={os.environ.get('SEED')} heard", " ".join(sorted(heard)), flush=True)
+else:
+    for attempt in range(100):
+        try:
+            with socket.create_connection(address, timeout=5) as peer:
+                peer.sendall(me.encode())
+            break
+        except OSError:
+            time.sleep(0.1)
+"""
+
+
+def test_srun_launcher_ranks_meet_at_master_addr_and_port(project: Project) -> None:
+    """`launcher: srun` on 2 nodes x 2 tasks: four processes, ranks 0-3, two per node; each seed meets again."""
+    (project.folder / "configs.yaml").write_text(CONFIGS + "pairs: {nodes: 2, tasks_per_node: 2, time: 5}\n")
+    cmd = f"python3 - <<'EOF'\n{RENDEZVOUS}\nEOF"
+    proc = project.run([slurm("ranks", cmd=cmd, config="pairs", launcher="srun", seeds=[1, 2])])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = project.wait(timeout=90).values()
+    assert row.state.state == "COMPLETED", (row, Path(row.record.log_err).read_text())
+    out = Path(row.record.log_out).read_text()  # after `CMD <the command>`, on several lines here
+    said = [line.split() for line in out.splitlines() if line.startswith("rank0 ")]
+    assert [words[2] for words in said] == ["seed=1", "seed=2"]
+    for words in said:
+        head = words[1].split("@")[1].split("/")[0]
+        peers = words[4:]
+        assert sorted(p.split("@")[0] for p in peers) == ["1", "2", "3"]
+        on_head = [p for p in peers if p.split("@")[1].startswith(head + "/")]
+        assert len(on_head) == 1 and on_head[0].endswith("/1/0"), peers  # rank 1: local rank 1 on node 0
+        assert all(p.endswith("/1") for p in peers if p not in on_head), peers  # the other node: NODE_RANK 1
+
+
+ALL_REDUCE = r"""
+import os, torch, torch.distributed as dist
+dist.init_process_group("gloo")
+rank = dist.get_rank()
+total = torch.tensor([float(rank)])
+dist.all_reduce(total)
+print(f"rank {rank} of {dist.get_world_size()} local {os.environ['LOCAL_RANK']} on {os.uname().nodename} sum {int(total.item())}", flush=True)
+dist.destroy_process_group()
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_launcher_runs_a_real_all_reduce_over_two_nodes(
+    multinode: tbm.Testbed, project: Project
+) -> None:
+    """`launcher: torchrun`, 2 nodes x 2 processes: one torchrun per node, c10d rendezvous on the
+    first; torch.distributed's gloo all-reduce of the ranks gives 0+1+2+3 everywhere."""
+    from tests.support import mlenv
+
+    env = mlenv.venv(mlenv.TORCH)
+    alias = multinode.slurm_alias or "cluster"
+    hosts = {
+        **bed_hosts(multinode)[alias],
+        "save_path": str(project.logs),
+        "init": [f"source {env}/bin/activate"],
+    }
+    write_hosts(project.folder, {"cluster": hosts})
+    (project.folder / "configs.yaml").write_text(
+        CONFIGS + "ddp: {nodes: 2, tasks_per_node: 2, time: 5, mem: 1500M}\n"
+    )
+    cmd = f"python - <<'EOF'\n{ALL_REDUCE}\nEOF"
+    proc = project.run([slurm("ddp", cmd=cmd, config="ddp", launcher="torchrun")])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = project.wait(timeout=180).values()
+    out = Path(row.record.log_out).read_text()
+    assert row.state.state == "COMPLETED", (row, out, Path(row.record.log_err).read_text()[-3000:])
+    said = sorted(line.split() for line in out.splitlines() if re.match(r"rank \d+ of ", line))
+    assert [words[1] for words in said] == ["0", "1", "2", "3"], out
+    assert {words[3] for words in said} == {"4"} and {words[-1] for words in said} == {"6"}, out
+    assert sorted(words[5] for words in said) == ["0", "0", "1", "1"], out
+    nodes = {words[7] for words in said}
+    assert len(nodes) == 2, out
+
+
+def test_check_remote_asks_the_cluster_about_a_layout_it_cannot_hold(project: Project) -> None:
+    (project.folder / "configs.yaml").write_text(CONFIGS + "wide: {nodes: 5, time: 5}\n")
+    write_book(project.folder, [slurm("wide", cmd="true", config="wide")])
+    proc = compute("check", "--remote", "book.yaml", cwd=project.folder, timeout=60)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "node" in proc.stdout.lower() and "FAILED" in proc.stdout, proc.stdout
+    assert not (project.folder / "archive" / "job.csv").exists()  # nothing submitted
 
 
 # --------------------------------------------------------------------------- up and down

@@ -327,6 +327,73 @@ def test_one_task_larger_than_a_node_is_refused_before_anything_connects(tmp_pat
         load(tmp_path, "- hosts: pando\n  srun: {cmd: run, config: huge}\n", configs=configs)
 
 
+LAYOUTS = """\
+default:
+  cpus: {pando: 24}
+  gpu: 1
+ddp:
+  nodes: 2
+  tasks_per_node: {pando: 4, default: 2}
+  cpus_per_task: 6
+  gpus_per_node: 2
+  mem: 64G
+"""
+
+
+def test_an_explicit_layout_comes_whole_from_its_config(tmp_path: Path) -> None:
+    """The default config's `cpus` (the original's layout) does not mix into a config that gives
+    nodes and tasks; `gpus_per_node` is `gpu`."""
+    (tmp_path / "configs.yaml").write_text(LAYOUTS)
+    inventory = load_inventory(None, tmp_path / "configs.yaml")
+    ddp = inventory.config("ddp", "pando")
+    assert (ddp.cpus, ddp.nodes, ddp.tasks_per_node, ddp.cpus_per_task, ddp.gpu) == (None, 2, 4, 6, 2)
+    assert inventory.config("ddp", "other").tasks_per_node == 2
+    lines = directives(ddp)
+    for expected in ("--nodes=2", "--ntasks-per-node=4", "--cpus-per-task=6", "--gres=gpu:2", "--mem=64G"):
+        assert f"#SBATCH {expected}" in lines
+    assert not any("--ntasks=" in line for line in lines)
+    assert inventory.config("default", "pando").gpu == 1
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("cpus: 4\n  nodes: 2", "give 'cpus' .* or nodes, not both"),
+        ("gpu: 1\n  gpus_per_node: 2", "give 'gpu' or 'gpus_per_node'"),
+        ("nodes: 0", "expected a whole number >= 1"),
+        ("tasks_per_node: two", "expected a whole number >= 1"),
+    ],
+)
+def test_a_layout_that_cannot_be_is_a_load_error(tmp_path: Path, config: str, message: str) -> None:
+    (tmp_path / "configs.yaml").write_text(f"default:\n  time: 10\nbad:\n  {config}\n")
+    with pytest.raises(InputError, match=rf"configs.yaml:\d+.*{message}"):
+        load_configs(tmp_path / "configs.yaml")
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (
+            "tasks_per_node: 4\n  cpus_per_task: 8",
+            "4 tasks of 8 CPU.s. on each node, 32 CPUs, on host 'pando', whose nodes have 24",
+        ),
+        ("nodes: 2\n  cpus_per_task: 25", "tasks of 25 CPUs on host 'pando'.*a task cannot span nodes"),
+        ("nodes: 2\n  gpus_per_node: 9", None),
+    ],
+)
+def test_a_layout_no_node_of_the_host_holds_is_refused_before_anything_connects(
+    tmp_path: Path, config: str, message: str | None
+) -> None:
+    hosts = HOSTS.replace("  gpu: True", "  gpu: 4") if message is None else HOSTS
+    with pytest.raises(InputError, match=message or "9 GPU.s. per node on host 'pando', which has 4 GPU"):
+        load(
+            tmp_path,
+            "- hosts: pando\n  srun: {cmd: run, config: c}\n",
+            hosts=hosts,
+            configs=CONFIGS + f"c:\n  {config}\n",
+        )
+
+
 def test_yaml_1_1_booleans_of_the_original_still_mean_booleans_in_settings(tmp_path: Path) -> None:
     (tmp_path / "configs.yaml").write_text("default:\n  mail: yes\n  gpu: no\nloud:\n  mail: {pando: On}\n")
     inventory = load_inventory(None, tmp_path / "configs.yaml")

@@ -78,6 +78,31 @@ CASES: dict[str, SbatchSpec] = {
             "mail_type": "ALL",
         },
     ),
+    "layout": SbatchSpec(
+        "ddp",
+        "python train.py",
+        tuple(expand([], {}, [0])),
+        ResolvedConfig("ddp", nodes=2, tasks_per_node=4, cpus_per_task=8, gpu=4, mem="128G", time="08:00:00"),
+        "/scratch/alice/logs",
+        cpus_per_node=64,
+    ),
+    "srun": SbatchSpec(
+        "ranks",
+        "python train.py --seed=$seed",
+        tuple(expand(["--lr 0.1"], {}, [0, 1])),
+        ResolvedConfig("pairs", nodes=2, tasks_per_node=2, time="10"),
+        "/scratch/alice/logs",
+        launcher="srun",
+    ),
+    "torchrun": SbatchSpec(
+        "ddp",
+        "python -m trainer --data 'my data'",
+        tuple(expand([], {"lr": [0.1, 0.01]})),
+        ResolvedConfig("ddp", nodes=2, gpu=4, time="10"),
+        "/scratch/alice/logs",
+        array=True,
+        launcher="torchrun",
+    ),
     "quoting": SbatchSpec(
         "quoting",
         "printf '%s\\n'",
@@ -106,22 +131,33 @@ def test_rendered_scripts_are_valid_bash(name: str) -> None:
 ONE_PER_CORE = {"ntasks-per-core": 1, "threads-per-core": 1}
 
 
+def cpus(per_node: int | None, **layout: int) -> dict[str, object]:
+    return cpu_options(ResolvedConfig("c", **layout), per_node)
+
+
 def test_cpus_are_one_task_each_on_one_node_as_the_original_asked() -> None:
-    assert cpu_options(8, 32) == {"nodes": 1, "ntasks": 8, **ONE_PER_CORE}
-    assert cpu_options(8, None) == {"nodes": 1, "ntasks": 8, **ONE_PER_CORE}
-    assert cpu_options(None, 32) == {}
+    assert cpus(32, cpus=8) == {"nodes": 1, "ntasks": 8, **ONE_PER_CORE}
+    assert cpus(None, cpus=8) == {"nodes": 1, "ntasks": 8, **ONE_PER_CORE}
+    assert cpus(32) == {}
 
 
 def test_cpus_beyond_a_node_take_every_cpu_of_enough_nodes() -> None:
     # the original: -N ceil(cpus / cpus_per_node), -n nodes * cpus_per_node beyond one node
-    assert cpu_options(64, 32) == {"nodes": 2, "ntasks": 64, **ONE_PER_CORE}
-    assert cpu_options(65, 32) == {"nodes": 3, "ntasks": 96, **ONE_PER_CORE}
-    assert cpu_options(384, 24) == {"nodes": 16, "ntasks": 384, **ONE_PER_CORE}
+    assert cpus(32, cpus=64) == {"nodes": 2, "ntasks": 64, **ONE_PER_CORE}
+    assert cpus(32, cpus=65) == {"nodes": 3, "ntasks": 96, **ONE_PER_CORE}
+    assert cpus(24, cpus=384) == {"nodes": 16, "ntasks": 384, **ONE_PER_CORE}
 
 
 def test_cpus_per_task_is_one_task_with_many_cpus() -> None:
-    assert cpu_options(None, 32, 8) == {"ntasks": 1, "cpus-per-task": 8}
-    assert cpu_options(None, None, 48) == {"ntasks": 1, "cpus-per-task": 48}
+    assert cpus(32, cpus_per_task=8) == {"ntasks": 1, "cpus-per-task": 8}
+    assert cpus(None, cpus_per_task=48) == {"ntasks": 1, "cpus-per-task": 48}
+
+
+def test_nodes_and_tasks_per_node_are_written_as_given() -> None:
+    layout = {"nodes": 4, "ntasks-per-node": 8, "cpus-per-task": 6}
+    assert cpus(48, nodes=4, tasks_per_node=8, cpus_per_task=6) == layout
+    assert cpus(None, nodes=3) == {"nodes": 3, "ntasks-per-node": 1, "cpus-per-task": None}
+    assert cpus(None, tasks_per_node=2) == {"nodes": None, "ntasks-per-node": 2, "cpus-per-task": None}
 
 
 def test_directive_quotes_what_sbatch_would_split() -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from compute_platform.errors import InputError, Position
 from compute_platform.input import settings_cache, yamlfile
-from compute_platform.input.spec import LOCAL_NAMES, HostSpec, ResolvedConfig
+from compute_platform.input.spec import LAYOUT, LOCAL_NAMES, HostSpec, ResolvedConfig
 
 if TYPE_CHECKING:
     from compute_platform.input.models import ConfigSpec
@@ -70,12 +70,14 @@ class Inventory:
         for key in ("time", "partition", "gpu", "mem", "mail", "mail_user"):
             for spec in chain:
                 picked = _pick(getattr(spec, key), host)
+                if picked is _MISSING and key == "gpu":
+                    picked = _pick(spec.gpus_per_node, host)
                 if picked is not _MISSING:
                     values[key] = picked
                     break
-        # the two CPU layouts exclude each other: the most specific config that gives one decides
+        # the CPU layouts exclude each other: the most specific config that gives one decides
         for spec in chain:
-            layout = {k: _pick(getattr(spec, k), host) for k in ("cpus", "cpus_per_task")}
+            layout = {k: _pick(getattr(spec, k), host) for k in LAYOUT}
             layout = {k: v for k, v in layout.items() if v is not _MISSING}
             if layout:
                 values.update(layout)
@@ -91,9 +93,9 @@ class Inventory:
         return ResolvedConfig(
             name=name,
             cpus=int(values["cpus"]) if values.get("cpus") not in (None, False) else None,
-            cpus_per_task=int(values["cpus_per_task"])
-            if values.get("cpus_per_task") not in (None, False)
-            else None,
+            cpus_per_task=_count(values.get("cpus_per_task")),
+            nodes=_count(values.get("nodes")),
+            tasks_per_node=_count(values.get("tasks_per_node")),
             time=str(values["time"]) if values.get("time") is not None else None,
             partition=str(values["partition"]) if values.get("partition") is not None else None,
             gpu=int(gpu) if gpu not in (None, False) else 0,
@@ -104,6 +106,10 @@ class Inventory:
             else None,
             extra=extra,
         )
+
+
+def _count(value: Any) -> int | None:
+    return None if value in (None, False) else int(value)
 
 
 def load_hosts(path: Path) -> tuple[dict[str, HostSpec], dict[str, Position]]:

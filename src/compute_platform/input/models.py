@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from compute_platform.errors import InputError, Position
 from compute_platform.input import yamlfile
-from compute_platform.input.spec import HostSpec, yaml11_bool
+from compute_platform.input.spec import LAYOUT, HostSpec, yaml11_bool
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -140,8 +140,14 @@ class ConfigSpec(BaseModel):
     """CPUs for the job, as the original tool asked for them: one task per CPU (`--ntasks`), on as
     many nodes as the host's `cpus_per_node` makes needed (`--nodes`), one task per core."""
     cpus_per_task: PerHost = None
-    """Instead of `cpus`: one task with this many CPUs (`--ntasks=1 --cpus-per-task=N`), for
-    programs that use threads or processes of their own rather than `srun`/MPI ranks."""
+    """CPUs of each task (`--cpus-per-task`). Alone, instead of `cpus`: one task with this many CPUs
+    (`--ntasks=1`), for programs that use threads or processes of their own rather than ranks."""
+    nodes: PerHost = None
+    """Nodes of the job (`--nodes`), each running `tasks_per_node` tasks (default 1)."""
+    tasks_per_node: PerHost = None
+    """Tasks on each node (`--ntasks-per-node`); with `launcher: srun`, one process of the command each."""
+    gpus_per_node: PerHost = None
+    """GPUs on each node (`--gres=gpu:N`): what `gpu` says, under the name multi-node layouts use."""
     time: PerHost = None
     """Time limit: minutes, `HH:MM:SS` or `D-HH:MM:SS`."""
     partition: PerHost = None
@@ -149,14 +155,14 @@ class ConfigSpec(BaseModel):
     gpu: PerHost = None
     """Number of GPUs (`--gres=gpu:N`)."""
     mem: PerHost = None
-    """Memory (`--mem`, e.g. `16G`)."""
+    """Memory on each node (`--mem`, e.g. `16G`)."""
     mail: PerHost = None
     """Mail from Slurm: `true` (every event: `--mail-type=ALL`), `false` (none), or sbatch's types
     (`END,FAIL`)."""
     mail_user: PerHost = Field(default=None, alias="mail-user")
     """Where to send mail (`--mail-user`); `mail-user` is accepted too."""
 
-    @field_validator("mail", "gpu", mode="before")
+    @field_validator("mail", "gpu", "gpus_per_node", mode="before")
     @classmethod
     def _bool_words(cls, value: Any) -> Any:
         if isinstance(value, dict):
@@ -179,11 +185,25 @@ class ConfigSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_layout(self) -> ConfigSpec:
-        if self.cpus is not None and self.cpus_per_task is not None:
-            raise ValueError("give 'cpus' (one task per CPU) or 'cpus_per_task' (one task), not both")
+        explicit = [name for name in LAYOUT if name != "cpus" and getattr(self, name) is not None]
+        if self.cpus is not None and explicit:
+            raise ValueError(
+                f"give 'cpus' (the original tool's layout: one task per CPU) or {' and '.join(explicit)}, "
+                "not both"
+            )
+        if None not in (self.gpu, self.gpus_per_node) and self.gpu != self.gpus_per_node:
+            raise ValueError("give 'gpu' or 'gpus_per_node' (both say the GPUs of each node), not both")
         return self
 
-    @field_validator("cpus", "cpus_per_task", "gpu")
+    @field_validator("nodes", "tasks_per_node")
+    @classmethod
+    def _at_least_one(cls, value: PerHost) -> PerHost:
+        for v in value.values() if isinstance(value, dict) else [value]:
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError("expected a whole number >= 1")
+        return value
+
+    @field_validator("cpus", "cpus_per_task", "gpu", "gpus_per_node")
     @classmethod
     def _counts(cls, value: PerHost) -> PerHost:
         for v in value.values() if isinstance(value, dict) else [value]:

@@ -137,6 +137,11 @@ def yaml11_bool(value: Any) -> Any:
     return value
 
 
+# The keys of a CPU layout: `cpus` (the original's), or the others together. The most specific config
+# that gives one of them gives the whole layout (inventory.Inventory.config).
+LAYOUT = ("cpus", "cpus_per_task", "nodes", "tasks_per_node")
+
+
 @dataclass(frozen=True)
 class ResolvedConfig:
     """A config as it applies to one host: every per-host mapping resolved, defaults filled in."""
@@ -144,10 +149,12 @@ class ResolvedConfig:
     name: str
     cpus: int | None = None
     cpus_per_task: int | None = None  # set: one task with this many CPUs (then `cpus` is None)
+    nodes: int | None = None  # the explicit layout: nodes x tasks_per_node tasks of cpus_per_task CPUs
+    tasks_per_node: int | None = None
     time: str | None = None
     partition: str | None = None
-    gpu: int = 0
-    mem: str | None = None
+    gpu: int = 0  # on each node
+    mem: str | None = None  # on each node
     mail: str | None = None
     mail_user: str | None = None
     extra: dict[str, str] = field(default_factory=dict)

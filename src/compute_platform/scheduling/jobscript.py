@@ -3,6 +3,7 @@ and exit with the last failing code (0 when every seed succeeded)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from compute_platform.hosts import shell
@@ -11,16 +12,19 @@ if TYPE_CHECKING:  # sweep.py holds pydantic models: `compute jobs` reaches here
     from compute_platform.scheduling.sweep import Job
 
 
-def seed_loop(job: Job, cmd: str, seed_flag: str | None = None) -> list[str]:
+def seed_loop(
+    job: Job, cmd: str, seed_flag: str | None = None, launch: Callable[[str], str] | None = None
+) -> list[str]:
     """Shell lines for one job. The job's output starts with `CMD <command line>`, as the original
     tool's jobs did (its users grep logs for it). Each seed runs in a subshell, so a `cd` or an
     `export` in the user's command cannot leak into the next seed; each sets `seed` (what the
-    original's `for seed in ...` loop set: commands read `$seed`) and exports SEED."""
+    original's `for seed in ...` loop set: commands read `$seed`) and exports SEED. `launch` starts
+    each seed's command line (scheduling/launchers.py)."""
     runs = job.commands(cmd, seed_flag)
     lines = [f"printf '%s\\n' {shell.quote('CMD ' + runs[0][1])}", "compute_rc=0"]
     for seed, line in runs:
         if seed is not None:
             lines.append(f'seed={shell.quote(seed)}; export SEED="$seed"')
-        lines.append(f"(\n{line}\n)")
+        lines.append(f"(\n{launch(line) if launch else line}\n)")
         lines.append('rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc')
     return lines

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Union
 
 from compute_platform.hosts import shell
 from compute_platform.input.spec import ResolvedConfig
 from compute_platform.ledger import JobPaths
+from compute_platform.scheduling import launchers
 from compute_platform.scheduling.jobscript import seed_loop
 from compute_platform.scheduling.sweep import Job
 
@@ -52,6 +53,7 @@ class SbatchSpec:
     secret_env: tuple[str, ...] = ()  # names only: the values reach sbatch's environment on stdin
     wandb: str | None = None  # the host's W&B mode (WANDB_MODE)
     wandb_dir: str = ""  # WANDB_DIR, absolute on the host like save_path
+    launcher: str = "none"  # how the command starts over the allocation (scheduling/launchers.py)
 
 
 def render(spec: SbatchSpec) -> str:
@@ -83,7 +85,7 @@ def directives(spec: SbatchSpec) -> list[str]:
     options: dict[str, OptionValue] = {"job-name": spec.job_name}
     options["time"] = config.time
     options["partition"] = config.partition
-    options.update(cpu_options(config.cpus, spec.cpus_per_node, config.cpus_per_task))
+    options.update(cpu_options(config, spec.cpus_per_node))
     options["mem"] = config.mem
     options["gres"] = f"gpu:{config.gpu}" if config.gpu else None
     options["mail-type"] = config.mail
@@ -100,12 +102,19 @@ def directives(spec: SbatchSpec) -> list[str]:
     return [directive(name, value) for name, value in options.items() if value not in (None, False)]
 
 
-def cpu_options(
-    cpus: int | None, cpus_per_node: int | None, cpus_per_task: int | None = None
-) -> dict[str, OptionValue]:
-    """`cpus_per_task`: one task with that many CPUs. `cpus`: the original tool's layout, one task per
-    CPU, one per core, on ceil(cpus / cpus_per_node) nodes; beyond one node it asked for every CPU of
-    those nodes (`-N 2 -n 48` for 30 CPUs of 24-CPU nodes), and so does this."""
+def cpu_options(config: ResolvedConfig, cpus_per_node: int | None) -> dict[str, OptionValue]:
+    """`nodes`/`tasks_per_node`: that many nodes, each with that many tasks (1 unless given) of
+    `cpus_per_task` CPUs. `cpus_per_task` alone: one task with that many CPUs. `cpus`: the original
+    tool's layout, one task per CPU, one per core, on ceil(cpus / cpus_per_node) nodes; beyond one
+    node it asked for every CPU of those nodes (`-N 2 -n 48` for 30 CPUs of 24-CPU nodes), and so
+    does this."""
+    cpus, cpus_per_task = config.cpus, config.cpus_per_task
+    if config.nodes or config.tasks_per_node:
+        return {
+            "nodes": config.nodes,
+            "ntasks-per-node": config.tasks_per_node or 1,
+            "cpus-per-task": cpus_per_task,
+        }
     if cpus_per_task:
         return {"ntasks": 1, "cpus-per-task": cpus_per_task}
     if not cpus:
@@ -188,7 +197,7 @@ def body(spec: SbatchSpec) -> list[str]:
         for task_id, job in enumerate(spec.jobs):
             # not indented: the user's command may hold a here-document whose end marker must stay put
             inner += [f"{task_id})  # job {job.index}: {one_line(job.label())}"]
-            inner += [*seed_loop(job, spec.cmd, spec.seed_flag), ";;"]
+            inner += [*seed_loop(job, spec.cmd, spec.seed_flag, launch(spec)), ";;"]
         inner += [
             "*)",
             f'echo "compute: no job for array task $SLURM_ARRAY_TASK_ID" >&2; exit {JOB_EXIT_UNKNOWN_TASK}',
@@ -196,9 +205,10 @@ def body(spec: SbatchSpec) -> list[str]:
             "esac",
         ]
     else:
-        inner = seed_loop(spec.jobs[0], spec.cmd, spec.seed_flag)
+        inner = seed_loop(spec.jobs[0], spec.cmd, spec.seed_flag, launch(spec))
     # A function run with `&` is a subshell: its `exit` ends the job body, not the script.
     return [
+        *launchers.prelude(spec.launcher),
         "compute_job() {",
         *inner,
         'exit "$compute_rc"',
@@ -207,6 +217,15 @@ def body(spec: SbatchSpec) -> list[str]:
         "compute_pid=$!",
         'wait "$compute_pid"',
     ]
+
+
+def launch(spec: SbatchSpec) -> Callable[[str], str] | None:
+    """What starts each seed's command line, for the spec's launcher (None: as it is)."""
+    if spec.launcher == "none":
+        return None
+    config = spec.config
+    per_node = config.tasks_per_node or config.gpu or 1  # torchrun: processes on each node
+    return lambda line: launchers.command(spec.launcher, line, per_node)
 
 
 def one_line(text: str) -> str:

@@ -228,7 +228,9 @@ class SubmitLimits:
             seen.add(above)
             record = accounts[above]
             if "GrpSubmitJobs" in record.limits:
-                found.append(SubmitLimit(f"GrpSubmitJobs of account {above}", *record.limits["GrpSubmitJobs"]))
+                found.append(
+                    SubmitLimit(f"GrpSubmitJobs of account {above}", *record.limits["GrpSubmitJobs"])
+                )
             above = record.fields.get("ParentAccount", "").partition("(")[0]
         name = qos or DEFAULT_QOS
         for record in self.records:

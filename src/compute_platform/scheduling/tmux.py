@@ -158,7 +158,9 @@ def _with_secrets(runtime: str, names: Sequence[str]) -> str:
         f'  if [ -r {SECRETS} ]; then . ./{SECRETS}; fi; : > "lane-$1.ready"\n'
     )
     runtime = runtime.replace(LANE_READS, reads, 1)
-    return runtime.replace("  rm -f environment lane-*.ready\n", f"  rm -f environment {SECRETS} lane-*.ready\n", 1)
+    return runtime.replace(
+        "  rm -f environment lane-*.ready\n", f"  rm -f environment {SECRETS} lane-*.ready\n", 1
+    )
 
 
 def _header(spec: LauncherSpec) -> str:
@@ -267,7 +269,9 @@ _EACH_JOB = (
 
 def job_stdin(records: Sequence[JobRecord]) -> bytes:
     """The jobs `states_script` and `cancel_script` read: id, folder, index, each NUL-terminated."""
-    return b"".join(f"{r.job_id}\0{JobFiles.of(r).folder}\0{JobFiles.of(r).index}\0".encode() for r in records)
+    return b"".join(
+        f"{r.job_id}\0{JobFiles.of(r).folder}\0{JobFiles.of(r).index}\0".encode() for r in records
+    )
 
 
 def parse_states(output: str) -> dict[str, JobState]:

@@ -114,6 +114,29 @@ def _split_keep(text: str, separators: str) -> list[str]:
     return [*parts, current]
 
 
+def layout_problem(config: ResolvedConfig, host: HostSpec) -> str | None:
+    """Why the hosts file says no node of `host` can hold the config's layout (None: it may; the
+    cluster itself is asked by `check --remote`)."""
+    if config.gpu and (not host.gpu or (host.gpu is not True and config.gpu > host.gpu_count)):
+        has = "no GPU (gpu: false)" if not host.gpu else f"{host.gpu_count} GPU(s) per node"
+        return f"{config.gpu} GPU(s) per node on host '{host.alias}', which has {has} in the hosts file: pick another config or host"
+    per_node, task = host.cpus_per_node, config.cpus_per_task or 1
+    if not per_node:
+        return None
+    where = f"on host '{host.alias}', whose nodes have {per_node} (cpus_per_node)"
+    if task > per_node:
+        return (
+            f"tasks of {task} CPUs {where}: a task cannot span nodes; use cpus (one task per CPU), "
+            "tasks_per_node or fewer CPUs"
+        )
+    if config.tasks_per_node and config.tasks_per_node * task > per_node:
+        return (
+            f"{config.tasks_per_node} tasks of {task} CPU(s) on each node, {config.tasks_per_node * task} "
+            f"CPUs, {where}: ask for fewer tasks per node and more nodes"
+        )
+    return None
+
+
 class Slurm(Action, SweepFields):
     kind = "slurm"
 
@@ -129,6 +152,11 @@ class Slurm(Action, SweepFields):
     """Extra sbatch options: `{qos: high, constraint: a100}`; `true` is a bare flag, `false` omits it."""
     submit_retry: float = Field(default=300, ge=0)
     """Seconds to keep retrying, with back-off, while the controller is unreachable (0: fail at once)."""
+    launcher: Literal["none", "srun", "torchrun"] = "none"
+    """How the command starts over the job's nodes: `none` once, on the first node; `srun` as every
+    task (RANK, LOCAL_RANK, WORLD_SIZE, NODE_RANK, MASTER_ADDR, MASTER_PORT exported); `torchrun` one per
+    node (`--nproc-per-node`: the config's tasks_per_node, else its GPUs per node, else 1), c10d
+    rendezvous on the first node."""
     ray: bool = False
     """The original tool's Ray cluster over the job's nodes. `false` changes nothing; `true` is not
     supported yet (refused by `check`)."""
@@ -183,20 +211,9 @@ class Slurm(Action, SweepFields):
                 where,
             )
         config = inventory.config(self.config, host.alias, where)
-        if config.gpu and (not host.gpu or (host.gpu is not True and config.gpu > host.gpu_count)):
-            has = "no GPU (gpu: false)" if not host.gpu else f"{host.gpu_count} GPU(s) per node"
-            raise InputError(
-                f"config '{self.config}' asks for {config.gpu} GPU(s) on host "
-                f"'{host.alias}', which has {has} in the hosts file: pick another config or host",
-                where,
-            )
-        if config.cpus_per_task and host.cpus_per_node and config.cpus_per_task > host.cpus_per_node:
-            raise InputError(
-                f"config '{self.config}' asks for one task of {config.cpus_per_task} CPUs "
-                f"on host '{host.alias}', whose nodes have {host.cpus_per_node} (cpus_per_node): a task "
-                "cannot span nodes; use cpus (one task per CPU) or fewer CPUs",
-                where,
-            )
+        problem = layout_problem(config, host)
+        if problem:
+            raise InputError(f"config '{self.config}' asks for {problem}", where)
         for name, value in config.extra.items():
             problem = check_option(name, value)
             if problem:
@@ -441,7 +458,9 @@ class Slurm(Action, SweepFields):
             if progress.ended == feeds.DONE:
                 ctx.info(f"{started} has submitted every point")
             elif progress.ended:
-                ctx.info(f"{started} stopped ({progress.ended}): its {progress.left} points left are submitted now")
+                ctx.info(
+                    f"{started} stopped ({progress.ended}): its {progress.left} points left are submitted now"
+                )
             else:
                 ctx.info(f"{started} is still to submit {progress.left} points: they are left out")
 
@@ -544,6 +563,7 @@ class Slurm(Action, SweepFields):
             secret_env=self.secret_env,
             wandb=host.wandb,
             wandb_dir=cluster.expand(host.wandb_dir),
+            launcher=self.launcher,
         )
 
     def records(
