@@ -377,6 +377,7 @@ dist.destroy_process_group()
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_torchrun_launcher_runs_a_real_all_reduce_over_two_nodes(
     multinode: tbm.Testbed, project: Project
 ) -> None:
@@ -407,6 +408,122 @@ def test_torchrun_launcher_runs_a_real_all_reduce_over_two_nodes(
     assert sorted(words[5] for words in said) == ["0", "0", "1", "1"], out
     nodes = {words[7] for words in said}
     assert len(nodes) == 2, out
+
+
+# The driver of a `ray: true` job: the nodes of its cluster, and a task pinned to each node.
+RAY_DRIVER = r"""
+import os, socket, ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+ray.init()
+nodes = [n for n in ray.nodes() if n["Alive"]]
+@ray.remote(num_cpus=0)
+def where():
+    return socket.gethostname()
+names = ray.get([where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote() for n in nodes])
+print("ray", os.environ["RAY_ADDRESS"], os.environ.get("SEED"), len(nodes), " ".join(sorted(names)), flush=True)
+@@AFTER@@
+"""
+
+
+def ray_project(multinode: tbm.Testbed, project: Project, nodes: int = 3) -> None:
+    from tests.support import mlenv
+
+    env = mlenv.venv(mlenv.RAY)
+    alias = multinode.slurm_alias or "cluster"
+    hosts = {
+        **bed_hosts(multinode)[alias],
+        "save_path": str(project.logs),
+        "init": [f"source {env}/bin/activate"],
+    }
+    write_hosts(project.folder, {"cluster": hosts})
+    config = f"ray3: {{nodes: {nodes}, cpus_per_task: 1, time: 5, mem: 1500M}}\n"
+    (project.folder / "configs.yaml").write_text(CONFIGS + config)
+
+
+def ray_lines(row: Row) -> list[list[str]]:
+    out = Path(row.record.log_out).read_text()
+    return [line.split() for line in out.splitlines() if line.startswith("ray ")]
+
+
+def ray_processes(job_id: str) -> str:
+    """The Ray processes of a job on any node (the nodes share this machine's process table): their
+    command lines name the job's temp dir."""
+    found = subprocess.run(["pgrep", "-af", f"compute-ray-{job_id}/"], capture_output=True, text=True)
+    return "\n".join(line for line in found.stdout.splitlines() if "pgrep" not in line)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_ray_job_is_one_cluster_of_its_three_nodes_and_stops_with_the_job(
+    multinode: tbm.Testbed, project: Project
+) -> None:
+    """`ray: true` on 3 nodes: the driver sees 3 nodes and runs a task on each; each seed runs in
+    turn on the same cluster; when the job ends, no Ray process of it is left on any node."""
+    ray_project(multinode, project)
+    cmd = f"python - <<'EOF'\n{RAY_DRIVER.replace('@@AFTER@@', '')}\nEOF"
+    proc = project.run([slurm("ray", cmd=cmd, config="ray3", ray=True, seeds=[0, 1])])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = project.wait(timeout=240).values()
+    err = Path(row.record.log_err).read_text()
+    assert row.state.state == "COMPLETED", (row, Path(row.record.log_out).read_text(), err[-3000:])
+    said = ray_lines(row)
+    assert [words[2] for words in said] == ["0", "1"], said
+    assert all(words[3] == "3" and words[4:] == ["node1", "node2", "node3"] for words in said), said
+    assert said[0][1] == said[1][1]  # the same cluster for both seeds
+    assert "compute: Ray stopped" in Path(row.record.log_out).read_text()
+    assert ray_processes(row.record.job_id) == ""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_two_ray_jobs_on_the_same_nodes_stay_apart_and_cancel_leaves_no_ray(
+    multinode: tbm.Testbed, project: Project
+) -> None:
+    """Two 3-node Ray jobs at once, on the same nodes: each cluster holds its own 3 nodes, at its own
+    port. Cancelled while their drivers wait, neither leaves a Ray process on any node."""
+    ray_project(multinode, project)
+    hold = "import time; print('waiting', flush=True); time.sleep(600)"
+    project.logs.mkdir(parents=True, exist_ok=True)
+    shutil.chown(project.logs, multinode.user, multinode.user)
+    driver = project.logs / "driver.py"  # the jobs append their args: `python driver.py --a`
+    driver.write_text(RAY_DRIVER.replace("@@AFTER@@", hold))
+    cmd = f"python {driver}"
+    proc = project.run([slurm("pair", cmd=cmd, config="ray3", ray=True, args=["--a", "--b"], array=False)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    def outputs() -> list[tuple[Row, str]]:
+        rows = project.wait(timeout=60, until=("RUNNING", "COMPLETED", "FAILED", "CANCELLED")).values()
+        out = [Path(row.record.log_out) for row in rows]
+        return [(row, path.read_text() if path.exists() else "") for row, path in zip(rows, out, strict=True)]
+
+    def waiting(seen: list[tuple[Row, str]]) -> bool:
+        return len(seen) == 2 and all("waiting" in text for _, text in seen)
+
+    rows = [
+        row for row, _ in poll_until(outputs, waiting, 240, "both Ray jobs waiting in their cluster", 1.0)
+    ]
+    said = [ray_lines(row)[0] for row in rows]
+    assert all(words[3] == "3" and words[4:] == ["node1", "node2", "node3"] for words in said), said
+    assert said[0][1] != said[1][1], said  # two clusters, two addresses
+    assert compute("cancel", "--task", "pair", cwd=project.folder).returncode == 0
+    for row in rows:
+        job = row.record.job_id
+        poll_until(
+            lambda job=job: ray_processes(job), lambda left: left == "", 60, "no Ray process left", 0.5
+        )
+    ended = project.wait(timeout=60)
+    assert {r.state.state for r in ended.values()} == {"CANCELLED"}
+
+
+def test_check_remote_finds_ray_through_the_hosts_init_or_says_it_is_missing(
+    multinode: tbm.Testbed, project: Project
+) -> None:
+    write_book(project.folder, [slurm("ray", cmd="true", config="default", ray=True)])
+    proc = compute("check", "--remote", "book.yaml", cwd=project.folder, timeout=60)
+    assert proc.returncode == 1 and "ray: command not found" in proc.stdout, proc.stdout
+    ray_project(multinode, project)
+    proc = compute("check", "--remote", "book.yaml", cwd=project.folder, timeout=60)
+    assert proc.returncode == 0 and "ray, version 2.60.0" in proc.stdout, proc.stdout
 
 
 def test_check_remote_asks_the_cluster_about_a_layout_it_cannot_hold(project: Project) -> None:

@@ -216,7 +216,7 @@ def test_a_gpu_on_a_host_without_gpus_is_refused_before_anything_is_submitted(
     project = Project(testbed, tmp_path, gpu=False)
     proc = project.run([slurm("needs-gpu", cmd="nvidia-smi", config="gpu")])
     assert proc.returncode == 2
-    assert "asks for 1 GPU(s) on host 'cluster', which has no GPU (gpu: false)" in proc.stderr
+    assert "asks for 1 GPU(s) per node on host 'cluster', which has no GPU (gpu: false)" in proc.stderr
     assert not (tmp_path / "archive").exists()
 
 

@@ -241,11 +241,51 @@ def test_several_actions_in_one_entry_run_in_the_original_order(tmp_path: Path) 
     assert note.position.line == 5 and "run in the order pip, srun, git, not as written" in note.message
 
 
-def test_ray_false_changes_nothing_ray_true_is_refused_until_supported(tmp_path: Path) -> None:
+def test_ray_false_changes_nothing(tmp_path: Path) -> None:
     book = load(tmp_path, "- hosts: pando\n  srun: {cmd: run, ray: false, parallel: True}\n")
     assert "'parallel' has no effect" in book.notes[0].message
-    with pytest.raises(InputError, match=r"ray: true .* is not supported yet"):
-        load(tmp_path, "- hosts: pando\n  srun: {cmd: run, ray: true}\n")
+
+
+def test_ray_true_keeps_the_originals_layout_one_task_per_node_with_every_cpu(tmp_path: Path) -> None:
+    """The original's ray scripts: --nodes=ceil(cpus / cpus_per_node) --ntasks=<nodes>
+    --cpus-per-task=<cpus_per_node>, whatever `cpus` said beyond that."""
+    (tmp_path / "configs.yaml").write_text(CONFIGS)
+    inventory = load_inventory(None, tmp_path / "configs.yaml")
+    spec = SbatchSpec(
+        "j",
+        "run",
+        tuple(expand([], {})),
+        inventory.config("big", "pando"),
+        "/logs",
+        cpus_per_node=24,
+        ray=True,
+    )
+    lines = [line for line in render(spec).splitlines() if line.startswith("#SBATCH")]
+    assert {"#SBATCH --nodes=2", "#SBATCH --ntasks=2", "#SBATCH --cpus-per-task=24"} <= set(lines)
+    assert not any("ntasks-per-core" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("task", "configs", "message"),
+    [
+        ("{cmd: run, ray: true, launcher: srun}", CONFIGS, "launcher: srun would start it on every task"),
+        (
+            "{cmd: run, ray: true, config: c}",
+            CONFIGS + "c: {nodes: 2, tasks_per_node: 2}\n",
+            "ray: true runs one per node",
+        ),
+        (
+            "{cmd: run, ray: true, heterogeneous: true}",
+            CONFIGS,
+            "heterogeneous: true .* is not supported yet",
+        ),
+    ],
+)
+def test_what_a_ray_job_cannot_be_is_refused_at_load_time(
+    tmp_path: Path, task: str, configs: str, message: str
+) -> None:
+    with pytest.raises(InputError, match=message):
+        load(tmp_path, f"- hosts: pando\n  srun: {task}\n", configs=configs)
 
 
 def test_variables_are_replaced_in_the_inventory_and_inside_strings(tmp_path: Path) -> None:

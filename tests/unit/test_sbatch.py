@@ -103,6 +103,14 @@ CASES: dict[str, SbatchSpec] = {
         array=True,
         launcher="torchrun",
     ),
+    "ray": SbatchSpec(
+        "rl",
+        "python3 train.py --seed=$seed",
+        tuple(expand([], {}, [0, 1])),
+        ResolvedConfig("rl", nodes=3, cpus_per_task=4, mem="8G", time="60"),
+        "/scratch/alice/logs",
+        ray=True,
+    ),
     "quoting": SbatchSpec(
         "quoting",
         "printf '%s\\n'",

@@ -95,12 +95,16 @@ def probes(playbook: Playbook, alias: str) -> list[Probe]:
         found.append(python_probe(spec.python, alias, "python-system" in needs))
     if "git" in needs:
         found.append(tool_probe("git", "install git on the host", "git --version"))
+    if "ray" in needs:
+        found.append(tool_probe("ray", RAY_HINT, "ray --version"))
     return found
 
 
 # What a task may need on a host (Action.remote_needs): its log folder writable, a Slurm login node,
-# tmux, the host's python with pip (refused if it is an externally managed system Python), git.
-NEEDS = ("save_path", "sbatch", "tmux", "python", "python-system", "git")
+# tmux, the host's python with pip (refused if it is an externally managed system Python), git, ray.
+NEEDS = ("save_path", "sbatch", "tmux", "python", "python-system", "git", "ray")
+
+RAY_HINT = "install Ray on the cluster (`pip install ray`), or activate its environment in the host's init"
 
 
 SBATCH_HINT = (
@@ -115,7 +119,7 @@ TMUX_HINT = (
 )
 TMUX_VERSION = "\n".join(
     [
-        'v=$(tmux -V) || exit',
+        "v=$(tmux -V) || exit",
         'case "$v" in "tmux "[01].*|"tmux 2.0"*)',
         f'  echo "$v is too old: compute\'s tmux jobs need tmux {TMUX_MIN}"; exit 1 ;;',
         "esac",

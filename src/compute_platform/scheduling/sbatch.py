@@ -11,6 +11,7 @@ The script has four parts:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -21,6 +22,7 @@ from compute_platform.hosts import shell
 from compute_platform.input.spec import ResolvedConfig
 from compute_platform.ledger import JobPaths
 from compute_platform.scheduling import launchers
+from compute_platform.scheduling import script as shell_file
 from compute_platform.scheduling.jobscript import seed_loop
 from compute_platform.scheduling.sweep import Job
 
@@ -54,6 +56,7 @@ class SbatchSpec:
     wandb: str | None = None  # the host's W&B mode (WANDB_MODE)
     wandb_dir: str = ""  # WANDB_DIR, absolute on the host like save_path
     launcher: str = "none"  # how the command starts over the allocation (scheduling/launchers.py)
+    ray: bool = False  # a Ray cluster over the job's nodes before the command (scripts/ray-cluster.sh)
 
 
 def render(spec: SbatchSpec) -> str:
@@ -85,7 +88,7 @@ def directives(spec: SbatchSpec) -> list[str]:
     options: dict[str, OptionValue] = {"job-name": spec.job_name}
     options["time"] = config.time
     options["partition"] = config.partition
-    options.update(cpu_options(config, spec.cpus_per_node))
+    options.update(cpu_options(config, spec.cpus_per_node, spec.ray))
     options["mem"] = config.mem
     options["gres"] = f"gpu:{config.gpu}" if config.gpu else None
     options["mail-type"] = config.mail
@@ -102,13 +105,21 @@ def directives(spec: SbatchSpec) -> list[str]:
     return [directive(name, value) for name, value in options.items() if value not in (None, False)]
 
 
-def cpu_options(config: ResolvedConfig, cpus_per_node: int | None) -> dict[str, OptionValue]:
+def cpu_options(
+    config: ResolvedConfig, cpus_per_node: int | None, ray: bool = False
+) -> dict[str, OptionValue]:
     """`nodes`/`tasks_per_node`: that many nodes, each with that many tasks (1 unless given) of
     `cpus_per_task` CPUs. `cpus_per_task` alone: one task with that many CPUs. `cpus`: the original
     tool's layout, one task per CPU, one per core, on ceil(cpus / cpus_per_node) nodes; beyond one
     node it asked for every CPU of those nodes (`-N 2 -n 48` for 30 CPUs of 24-CPU nodes), and so
-    does this."""
+    does this. With `ray`, one task per node (Ray's head or worker) with every CPU the node gives:
+    for `cpus`, the original's `--nodes=N --ntasks=N --cpus-per-task=<cpus_per_node>`."""
     cpus, cpus_per_task = config.cpus, config.cpus_per_task
+    if ray and cpus:
+        nodes = math.ceil(cpus / cpus_per_node) if cpus_per_node else 1
+        return {"nodes": nodes, "ntasks": nodes, "cpus-per-task": cpus_per_node or cpus}
+    if ray and (config.nodes or cpus_per_task):
+        return {"nodes": config.nodes, "ntasks-per-node": 1, "cpus-per-task": cpus_per_task}
     if config.nodes or config.tasks_per_node:
         return {
             "nodes": config.nodes,
@@ -207,16 +218,33 @@ def body(spec: SbatchSpec) -> list[str]:
     else:
         inner = seed_loop(spec.jobs[0], spec.cmd, spec.seed_flag, launch(spec))
     # A function run with `&` is a subshell: its `exit` ends the job body, not the script.
-    return [
+    lines = [
         *launchers.prelude(spec.launcher),
         "compute_job() {",
         *inner,
         'exit "$compute_rc"',
         "}",
+    ]
+    if not spec.ray:
+        return [*lines, "compute_job &", "compute_pid=$!", 'wait "$compute_pid"']
+    return [
+        *lines,
+        "",
+        ray_cluster(),
+        "",
+        'compute_ray_up || { compute_rc=$?; compute_ray_down; exit "$compute_rc"; }',
         "compute_job &",
         "compute_pid=$!",
         'wait "$compute_pid"',
+        "compute_rc=$?",
+        "compute_ray_down",
+        'exit "$compute_rc"',
     ]
+
+
+@functools.cache
+def ray_cluster() -> str:
+    return shell_file("ray-cluster.sh")
 
 
 def launch(spec: SbatchSpec) -> Callable[[str], str] | None:

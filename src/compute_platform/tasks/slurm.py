@@ -158,8 +158,9 @@ class Slurm(Action, SweepFields):
     node (`--nproc-per-node`: the config's tasks_per_node, else its GPUs per node, else 1), c10d
     rendezvous on the first node."""
     ray: bool = False
-    """The original tool's Ray cluster over the job's nodes. `false` changes nothing; `true` is not
-    supported yet (refused by `check`)."""
+    """A Ray cluster over the job's nodes before the command starts (the original tool's key): the
+    head on the first node, a worker on each other one, ports and temp dir of the job, `RAY_ADDRESS`
+    exported; stopped when the job ends."""
     heterogeneous: bool = False
     """The original tool's heterogeneous Ray job (CPU nodes and a GPU node): only with `ray: true`."""
     parallel: bool | None = None
@@ -195,11 +196,16 @@ class Slurm(Action, SweepFields):
 
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
         where = task.position
-        if self.ray or self.heterogeneous:
+        if self.heterogeneous:
             raise InputError(
-                "ray: true (start a Ray cluster over the job's nodes, as the original "
-                "tool did) is not supported yet; it comes with compute's multi-node jobs. Until then use "
-                "ray: false and start Ray from your command",
+                "heterogeneous: true (the original tool's hetjob of CPU nodes and a GPU node) is not "
+                "supported yet; use ray: true with one config, or start the hetjob from sbatch options",
+                where,
+            )
+        if self.ray and self.launcher != "none":
+            raise InputError(
+                f"ray: true starts Ray on every node and runs the command once, on the first: "
+                f"launcher: {self.launcher} would start it on every task; give one or the other",
                 where,
             )
         if host.platform != "slurm":
@@ -214,13 +220,19 @@ class Slurm(Action, SweepFields):
         problem = layout_problem(config, host)
         if problem:
             raise InputError(f"config '{self.config}' asks for {problem}", where)
+        if self.ray and config.tasks_per_node and config.tasks_per_node > 1:
+            raise InputError(
+                f"config '{self.config}' asks for {config.tasks_per_node} tasks per node; ray: true runs one "
+                "per node (Ray's head or worker, with every CPU of the task): give cpus_per_task instead",
+                where,
+            )
         for name, value in config.extra.items():
             problem = check_option(name, value)
             if problem:
                 raise InputError(f"config '{self.config}': {problem}", where)
 
     def remote_needs(self) -> frozenset[str]:
-        return frozenset({"save_path", "sbatch"})
+        return frozenset({"save_path", "sbatch", *(["ray"] if self.ray else [])})
 
     def test_scripts(self, ctx: TaskContext, host: Host, cluster: slurm.Cluster) -> list[str]:
         jobs = self.dealt(ctx.host_index, len(ctx.task_hosts))
@@ -564,6 +576,7 @@ class Slurm(Action, SweepFields):
             wandb=host.wandb,
             wandb_dir=cluster.expand(host.wandb_dir),
             launcher=self.launcher,
+            ray=self.ray,
         )
 
     def records(
