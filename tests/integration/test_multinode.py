@@ -470,7 +470,7 @@ def test_a_ray_job_is_one_cluster_of_its_three_nodes_and_stops_with_the_job(
     assert [words[2] for words in said] == ["0", "1"], said
     assert all(words[3] == "3" and words[4:] == ["node1", "node2", "node3"] for words in said), said
     assert said[0][1] == said[1][1]  # the same cluster for both seeds
-    assert "compute: Ray stopped" in Path(row.record.log_out).read_text()
+    assert "compute: Ray stopped" in err
     assert ray_processes(row.record.job_id) == ""
 
 
@@ -513,6 +513,51 @@ def test_two_ray_jobs_on_the_same_nodes_stay_apart_and_cancel_leaves_no_ray(
         )
     ended = project.wait(timeout=60)
     assert {r.state.state for r in ended.values()} == {"CANCELLED"}
+
+
+HETJOB_CONFIGS = (
+    "gpu1: {nodes: 1, gpu: 1, partition: gpu, time: 5}\npair: {nodes: 2, cpus_per_task: 1, time: 5}\n"
+)
+
+
+def test_a_heterogeneous_job_sees_the_nodes_of_each_component(project: Project) -> None:
+    """`components: [gpu1, pair]`: one hetjob of a GPU node and two CPU nodes; the command, on the
+    first component's node, reaches each component with `srun --het-group`; compute jobs follows it
+    as one job (squeue and sacct list `ID+0`, `ID+1`)."""
+    (project.folder / "configs.yaml").write_text(CONFIGS + HETJOB_CONFIGS)
+    probe = (
+        'echo "groups $SLURM_HET_SIZE $(hostname)"; '
+        "srun --het-group=0 bash -c 'echo \"gpu $(hostname) $CUDA_VISIBLE_DEVICES\"'; "
+        "srun --het-group=1 bash -c 'echo \"cpu $(hostname)\"' | sort"
+    )
+    proc = project.run([slurm("het", cmd=probe, components=["gpu1", "pair"])])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = project.wait(timeout=120).values()
+    out = job_output(Path(row.record.log_out).read_text())
+    assert row.state.state == "COMPLETED", (row, out, Path(row.record.log_err).read_text())
+    assert row.record.config == "gpu1+pair" and "+" not in row.record.job_id
+    lines = out.splitlines()
+    assert lines[0] == "groups 2 node3" and lines[1] == "gpu node3 0", out
+    assert sorted(lines[2:]) == ["cpu node1", "cpu node2"], out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_ray_cluster_spans_every_component_of_a_heterogeneous_job(
+    multinode: tbm.Testbed, project: Project
+) -> None:
+    ray_project(multinode, project)
+    with (project.folder / "configs.yaml").open("a") as configs:  # Ray needs more than 256 MB per CPU
+        configs.write(HETJOB_CONFIGS.replace("time: 5}", "time: 5, mem: 1500M}"))
+    cmd = f"python - <<'EOF'\n{RAY_DRIVER.replace('@@AFTER@@', '')}\nEOF"
+    proc = project.run([slurm("rayhet", cmd=cmd, components=["gpu1", "pair"], ray=True)])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = project.wait(timeout=240).values()
+    out = Path(row.record.log_out).read_text()
+    assert row.state.state == "COMPLETED", (row, out, Path(row.record.log_err).read_text()[-3000:])
+    (said,) = ray_lines(row)
+    assert said[3] == "3" and said[4:] == ["node1", "node2", "node3"], said
+    assert ray_processes(row.record.job_id) == ""
 
 
 def test_check_remote_finds_ray_through_the_hosts_init_or_says_it_is_missing(

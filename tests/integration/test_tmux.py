@@ -330,3 +330,35 @@ def test_a_killed_session_stops_its_job_which_shows_failed(project: Project) -> 
         "the job's processes to end with their session",
         interval=0.2,
     )
+
+
+RAY_ONE_NODE = (
+    'python -c \'import os, ray; ray.init(); n = [x for x in ray.nodes() if x["Alive"]]; '
+    'print("ray", os.environ["RAY_ADDRESS"], len(n), os.environ["SEED"], flush=True)\''
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_ray_true_gives_each_tmux_job_its_own_head_stopped_when_it_ends(project: Project) -> None:
+    """Two jobs at once on one workstation, each with a one-node Ray cluster of its own (its own
+    port), seeds in turn on it; when they end, no Ray process of theirs is left."""
+    from tests.support import mlenv
+
+    env = mlenv.venv(mlenv.RAY)
+    project.host("h1", init=[f"source {env}/bin/activate"])
+    project.book("h1", cmd=RAY_ONE_NODE, sweep={"x": [1, 2]}, seeds=[0, 1], parallel=True, ray=True)
+    project.run()
+    states = project.wait(timeout=240)
+    assert {s["state"] for s in states.values()} == {"COMPLETED"}, states
+    records = sorted(project.records(), key=lambda r: int(r.job_index))
+    # the log holds what Ray said while it started (stdout and stderr together), then `CMD ...`
+    logs = [project.shell("h1", f"cat {shell.quote(r.log_out)}") for r in records]
+    assert all("\nCMD python -c" in log and "compute: Ray stopped" in log for log in logs), logs
+    said = [[line.split() for line in log.splitlines() if line.startswith("ray ")] for log in logs]
+    assert [[words[3] for words in job] for job in said] == [["0", "1"], ["0", "1"]], said
+    assert all(words[2] == "1" for job in said for words in job), said
+    addresses = {job[0][1] for job in said}
+    assert len(addresses) == 2 and all(job[0][1] == job[1][1] for job in said), said  # one head per job
+    left = subprocess.run(["pgrep", "-af", f"compute-ray-{project.name}"], capture_output=True, text=True)
+    assert [line for line in left.stdout.splitlines() if "pgrep" not in line] == []

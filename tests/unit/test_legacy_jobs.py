@@ -42,9 +42,7 @@ def project(tmp_path: Path) -> Path:
 
 
 def run_import(folder: Path, dry_run: bool = False) -> legacy.ImportResult:
-    return legacy.import_jobs(
-        folder / "jobs.csv", folder / "hosts.yaml", folder / "archive", dry_run=dry_run
-    )
+    return legacy.import_jobs(folder / "jobs.csv", folder / "hosts.yaml", folder / "archive", dry_run=dry_run)
 
 
 # -- parsing ------------------------------------------------------------------------------------

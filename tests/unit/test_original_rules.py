@@ -265,6 +265,24 @@ def test_ray_true_keeps_the_originals_layout_one_task_per_node_with_every_cpu(tm
     assert not any("ntasks-per-core" in line for line in lines)
 
 
+def test_heterogeneous_true_is_the_configs_cpu_nodes_then_one_gpu_node(tmp_path: Path) -> None:
+    """The original's hetjob: CPU nodes (the config's cpus, without its GPUs), then one node with the
+    config's GPUs, time and partition; each point one hetjob, never an array."""
+    configs = CONFIGS + "hetero: {cpus: {pando: 48}, gpu: 2, partition: {pando: main}}\n"
+    book = load(
+        tmp_path,
+        "- hosts: pando\n  srun: {cmd: run, ray: true, heterogeneous: true, config: hetero}\n",
+        configs=configs,
+    )
+    action = book.tasks[0].action
+    cpu, gpu = action.configs(book.inventory, "pando")
+    assert (cpu.cpus, cpu.gpu, cpu.partition) == (48, 0, "main")
+    assert (gpu.nodes, gpu.gpu, gpu.partition, gpu.time) == (1, 2, "main", cpu.time)
+    assert action.arrays is False and action.config_label == "hetero"
+    plain = load(tmp_path, "- hosts: pando\n  srun: {cmd: run, heterogeneous: true}\n")  # no GPU: a plain job
+    assert len(plain.tasks[0].action.configs(plain.inventory, "pando")) == 1
+
+
 @pytest.mark.parametrize(
     ("task", "configs", "message"),
     [
@@ -274,11 +292,10 @@ def test_ray_true_keeps_the_originals_layout_one_task_per_node_with_every_cpu(tm
             CONFIGS + "c: {nodes: 2, tasks_per_node: 2}\n",
             "ray: true runs one per node",
         ),
-        (
-            "{cmd: run, ray: true, heterogeneous: true}",
-            CONFIGS,
-            "heterogeneous: true .* is not supported yet",
-        ),
+        ("{cmd: run, components: [default]}", CONFIGS, "two components or more"),
+        ("{cmd: run, components: [default, big], config: big}", CONFIGS, "give components .* or config"),
+        ("{cmd: run, heterogeneous: true, array: true}", CONFIGS, "Slurm has no arrays of them"),
+        ("{cmd: run, components: [default, nope]}", CONFIGS, "unknown config 'nope'"),
     ],
 )
 def test_what_a_ray_job_cannot_be_is_refused_at_load_time(

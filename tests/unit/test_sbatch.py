@@ -111,6 +111,19 @@ CASES: dict[str, SbatchSpec] = {
         "/scratch/alice/logs",
         ray=True,
     ),
+    "hetjob": SbatchSpec(
+        "het",
+        "python3 run.py",
+        tuple(expand([], {}, [0])),
+        ResolvedConfig("gpu", nodes=1, gpu=2, partition="gpu", time="30", mail="END", mail_user="a@b.org"),
+        "/scratch/alice/logs",
+        components=(
+            ResolvedConfig(
+                "cpu", nodes=2, cpus_per_task=8, mem="32G", time="30", extra={"constraint": "skylake"}
+            ),
+        ),
+        ray=True,
+    ),
     "quoting": SbatchSpec(
         "quoting",
         "printf '%s\\n'",

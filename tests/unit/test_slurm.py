@@ -187,7 +187,9 @@ def test_state_filter_and_text() -> None:
         filter_states(rows, "DONE")
     assert state_text(rows[0]) == "FAILED (3) -> 4"
     assert state_text(rows[1]) == "PENDING (Dependency)"
-    assert state_text(Row(record("5"), JobState(FAILED, 137, "OUT_OF_MEMORY"))) == "FAILED (137) OUT_OF_MEMORY"
+    assert (
+        state_text(Row(record("5"), JobState(FAILED, 137, "OUT_OF_MEMORY"))) == "FAILED (137) OUT_OF_MEMORY"
+    )
     assert state_text(Row(record("6"), JobState(FAILED, 3, "NonZeroExitCode"))) == "FAILED (3)"
     assert (
         point_text(record("1", args="--model a", sweep='{"lr": 0.1}', seeds="0,1"))
@@ -260,3 +262,12 @@ def test_an_end_the_controller_still_knows_is_not_settled() -> None:
     assert not merge_one(("NODE_FAIL", ""), None, ("NODE_FAIL", 1)).settled
     assert merge_one(None, (143, "signal"), None).settled
     assert merge_one(None, None, ("COMPLETED", 0)).settled
+
+
+def test_a_heterogeneous_job_is_its_first_component() -> None:
+    """squeue and sacct list a hetjob's components (`7+0`, `7+1`): the job's state is its first's,
+    which runs the batch script (and whose exit code the script's)."""
+    queue = slurm.parse_squeue("7+0|RUNNING|None\n7+1|RUNNING|None\n8|PENDING|Priority\n")
+    assert queue == {"7": ("RUNNING", ""), "8": ("PENDING", "Priority")}
+    ended = slurm.parse_sacct("7+0|FAILED|3:0\n7+1|CANCELLED by 0|0:15\n")
+    assert ended == {"7": ("FAILED", 3)}

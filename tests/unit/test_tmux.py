@@ -49,6 +49,13 @@ LAUNCHERS: dict[str, tmux.LauncherSpec] = {
         lanes=tmux.max_lanes(True, None, ("0", "1")),
         gpus=("0", "1"),
     ),
+    "ray": tmux.LauncherSpec(
+        task="ray sweep",
+        cmd="python3 tune.py",
+        jobs=tuple(expand([], {"lr": [0.1, 0.01]}, [0, 1])),
+        lanes=tmux.max_lanes(True, None, ()),
+        ray=True,
+    ),
     "unlimited": tmux.LauncherSpec(
         task="all at once", cmd="./run.sh", jobs=tuple(expand(["a", "b", "c"], {})), lanes=0
     ),

@@ -15,7 +15,10 @@ MASTER_ADDR is the job's first node; MASTER_PORT is chosen per job, from its id,
 
 from __future__ import annotations
 
+import functools
+
 from compute_platform.hosts import shell
+from compute_platform.scheduling import script
 
 LAUNCHERS = ("none", "srun", "torchrun")
 PORT_BASE, PORT_SPAN = 20000, 10000
@@ -55,3 +58,11 @@ def command(launcher: str, line: str, procs_per_node: int = 1) -> str:
             f"--no-python bash -c {inner}"
         )
     raise ValueError(f"unknown launcher {launcher!r}")
+
+
+@functools.cache
+def ray_cluster() -> str:
+    """The Ray cluster's shell functions (scripts/ray-cluster.sh), for `ray: true` jobs of both
+    schedulers: over a Slurm job's nodes (`compute_ray_up`), or one head for a tmux job
+    (`compute_ray_local`)."""
+    return script("ray-cluster.sh")

@@ -11,7 +11,6 @@ The script has four parts:
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -22,7 +21,6 @@ from compute_platform.hosts import shell
 from compute_platform.input.spec import ResolvedConfig
 from compute_platform.ledger import JobPaths
 from compute_platform.scheduling import launchers
-from compute_platform.scheduling import script as shell_file
 from compute_platform.scheduling.jobscript import seed_loop
 from compute_platform.scheduling.sweep import Job
 
@@ -57,6 +55,7 @@ class SbatchSpec:
     wandb_dir: str = ""  # WANDB_DIR, absolute on the host like save_path
     launcher: str = "none"  # how the command starts over the allocation (scheduling/launchers.py)
     ray: bool = False  # a Ray cluster over the job's nodes before the command (scripts/ray-cluster.sh)
+    components: tuple[ResolvedConfig, ...] = ()  # a heterogeneous job's components after `config`'s
 
 
 def render(spec: SbatchSpec) -> str:
@@ -84,13 +83,10 @@ def render(spec: SbatchSpec) -> str:
 
 
 def directives(spec: SbatchSpec) -> list[str]:
+    """The `#SBATCH` lines' options: the job's, then for a heterogeneous job `hetjob` and each other
+    component's resources (sbatch reads the job's name, mail, logs and array from the first block)."""
     config = spec.config
-    options: dict[str, OptionValue] = {"job-name": spec.job_name}
-    options["time"] = config.time
-    options["partition"] = config.partition
-    options.update(cpu_options(config, spec.cpus_per_node, spec.ray))
-    options["mem"] = config.mem
-    options["gres"] = f"gpu:{config.gpu}" if config.gpu else None
+    options: dict[str, OptionValue] = {"job-name": spec.job_name, **resources(config, spec)}
     options["mail-type"] = config.mail
     options["mail-user"] = config.mail_user
     for name, value in [*config.extra.items(), *spec.options.items()]:
@@ -102,7 +98,29 @@ def directives(spec: SbatchSpec) -> list[str]:
     pattern = "%A_%a" if spec.array else "%j"
     paths = JobPaths.slurm(spec.save_path, spec.job_name, pattern)
     options["output"], options["error"] = paths.out, paths.err
-    return [directive(name, value) for name, value in options.items() if value not in (None, False)]
+    found = [directive(name, value) for name, value in options.items() if value not in (None, False)]
+    for component in spec.components:
+        extra = {option_name(k): v for k, v in component.extra.items()}
+        found += [
+            "hetjob",
+            *(
+                directive(n, v)
+                for n, v in {**resources(component, spec), **extra}.items()
+                if v not in (None, False)
+            ),
+        ]
+    return found
+
+
+def resources(config: ResolvedConfig, spec: SbatchSpec) -> dict[str, OptionValue]:
+    """What one component of a job asks for: time, partition, CPUs, memory and GPUs."""
+    return {
+        "time": config.time,
+        "partition": config.partition,
+        **cpu_options(config, spec.cpus_per_node, spec.ray),
+        "mem": config.mem,
+        "gres": f"gpu:{config.gpu}" if config.gpu else None,
+    }
 
 
 def cpu_options(
@@ -230,7 +248,7 @@ def body(spec: SbatchSpec) -> list[str]:
     return [
         *lines,
         "",
-        ray_cluster(),
+        launchers.ray_cluster(),
         "",
         'compute_ray_up || { compute_rc=$?; compute_ray_down; exit "$compute_rc"; }',
         "compute_job &",
@@ -240,11 +258,6 @@ def body(spec: SbatchSpec) -> list[str]:
         "compute_ray_down",
         'exit "$compute_rc"',
     ]
-
-
-@functools.cache
-def ray_cluster() -> str:
-    return shell_file("ray-cluster.sh")
 
 
 def launch(spec: SbatchSpec) -> Callable[[str], str] | None:

@@ -466,9 +466,18 @@ def parse_squeue(text: str) -> dict[str, tuple[str, str]]:
     found: dict[str, tuple[str, str]] = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 3:
-            found[parts[0]] = (parts[1], "" if parts[2] in ("None", "(null)") else parts[2])
+        if len(parts) == 3 and (job_id := leader(parts[0])):
+            found[job_id] = (parts[1], "" if parts[2] in ("None", "(null)") else parts[2])
     return found
+
+
+def leader(job_id: str) -> str | None:
+    """A heterogeneous job is its first component (`123+0`, which runs the batch script): its
+    state is the job's, its other components (`123+1` ...) are left out. Other ids are themselves."""
+    base, plus, component = job_id.partition("+")
+    if not plus:
+        return job_id
+    return base if component == "0" else None
 
 
 def parse_status_files(text: str) -> dict[str, tuple[int, str]]:
@@ -487,9 +496,9 @@ def parse_sacct(text: str) -> dict[str, tuple[str, int | None]]:
     found: dict[str, tuple[str, int | None]] = {}
     for line in text.splitlines():
         parts = line.strip().split("|")
-        if len(parts) == 3:
+        if len(parts) == 3 and (job_id := leader(parts[0])):
             code = parts[2].split(":")[0]
-            found[parts[0]] = (parts[1].split(" ")[0], int(code) if code.isdigit() else None)
+            found[job_id] = (parts[1].split(" ")[0], int(code) if code.isdigit() else None)
     return found
 
 

@@ -41,6 +41,7 @@ from compute_platform.scheduling.backend import (
     JobState,
 )
 from compute_platform.scheduling.jobscript import seed_loop
+from compute_platform.scheduling.launchers import ray_cluster
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
@@ -128,12 +129,15 @@ class LauncherSpec:
     secret_env: tuple[str, ...] = ()  # names only: the values come in SECRETS, removed once read
     wandb: str | None = None  # the host's W&B mode (WANDB_MODE)
     wandb_dir: str = ""  # WANDB_DIR (a leading `~` is the home on the host)
+    ray: bool = False  # a Ray head per job, in its lane (scheduling/scripts/ray-cluster.sh)
 
 
 def render_launcher(spec: LauncherSpec) -> str:
     """The launcher script: the jobs' common prelude, one function per job, then the code that starts
     the session and runs the lanes."""
     parts = [_header(spec), _prelude_function(spec)]
+    if spec.ray:
+        parts.append(ray_cluster() + "\n")
     parts += [_job_function(spec, job) for job in spec.jobs]
     runtime = _RUNTIME.replace("@ALL@", " ".join(str(j.index) for j in spec.jobs))
     if spec.secret_env:
@@ -196,6 +200,11 @@ def _prelude_function(spec: LauncherSpec) -> str:
 def _job_function(spec: LauncherSpec, job: Job) -> str:
     # not indented: the user's command may hold a here-document whose end marker must stay put
     lines = [f"job_{job.index}() {{  # {_comment(job.label())}", "compute_prelude"]
+    if spec.ray:  # the job runs in a process of its own: its EXIT trap stops its Ray
+        lines += [
+            f'compute_ray_local "$(basename "$compute_dir")-{job.index}" || exit',
+            "trap compute_ray_down EXIT",
+        ]
     lines += seed_loop(job, spec.cmd, spec.seed_flag)
     lines += ['exit "$compute_rc"', "}", ""]
     return "\n".join(lines)

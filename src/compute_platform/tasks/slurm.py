@@ -8,15 +8,16 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
 from compute_platform.context import Outcome
-from compute_platform.errors import ComputeError, HostError, InputError, Interrupted, TaskError
+from compute_platform.errors import ComputeError, HostError, InputError, Interrupted, Position, TaskError
 from compute_platform.hosts import secret_env
+from compute_platform.input.spec import ResolvedConfig
 from compute_platform.ledger import (
     CONFIRMED,
     NOT_SUBMITTED,
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
     from compute_platform.hosts import Host
     from compute_platform.input.inventory import Inventory
-    from compute_platform.input.spec import HostSpec, ResolvedConfig
+    from compute_platform.input.spec import HostSpec
 
 # `array: auto` submits a host's jobs as one array from this many jobs on (fewer stay plain jobs,
 # whose ids and log names are simpler to read); `max_parallel` always asks for an array.
@@ -162,7 +163,11 @@ class Slurm(Action, SweepFields):
     head on the first node, a worker on each other one, ports and temp dir of the job, `RAY_ADDRESS`
     exported; stopped when the job ends."""
     heterogeneous: bool = False
-    """The original tool's heterogeneous Ray job (CPU nodes and a GPU node): only with `ray: true`."""
+    """The original tool's heterogeneous job: the config's CPU nodes, then one node with its GPUs
+    (its `gpu`, `time` and `partition`), as one hetjob; without GPUs in the config, a plain job."""
+    components: list[str] = Field(default_factory=list)
+    """A heterogeneous job (`#SBATCH hetjob`): the configs of its components, in order (instead of
+    `config`); the command (and Ray's head) runs on the first component's first node."""
     parallel: bool | None = None
     """Accepted from the original tool's playbooks; it has no effect on Slurm jobs (a warning says so)."""
 
@@ -196,12 +201,7 @@ class Slurm(Action, SweepFields):
 
     def check(self, task: Task, host: HostSpec, inventory: Inventory) -> None:
         where = task.position
-        if self.heterogeneous:
-            raise InputError(
-                "heterogeneous: true (the original tool's hetjob of CPU nodes and a GPU node) is not "
-                "supported yet; use ray: true with one config, or start the hetjob from sbatch options",
-                where,
-            )
+        self.check_components(where)
         if self.ray and self.launcher != "none":
             raise InputError(
                 f"ray: true starts Ray on every node and runs the command once, on the first: "
@@ -216,27 +216,67 @@ class Slurm(Action, SweepFields):
                 "or use the tmux task on workstations",
                 where,
             )
-        config = inventory.config(self.config, host.alias, where)
-        problem = layout_problem(config, host)
-        if problem:
-            raise InputError(f"config '{self.config}' asks for {problem}", where)
-        if self.ray and config.tasks_per_node and config.tasks_per_node > 1:
-            raise InputError(
-                f"config '{self.config}' asks for {config.tasks_per_node} tasks per node; ray: true runs one "
-                "per node (Ray's head or worker, with every CPU of the task): give cpus_per_task instead",
-                where,
-            )
-        for name, value in config.extra.items():
-            problem = check_option(name, value)
+        for config in self.configs(inventory, host.alias, where):
+            problem = layout_problem(config, host)
             if problem:
-                raise InputError(f"config '{self.config}': {problem}", where)
+                raise InputError(f"config '{config.name}' asks for {problem}", where)
+            if self.ray and config.tasks_per_node and config.tasks_per_node > 1:
+                raise InputError(
+                    f"config '{config.name}' asks for {config.tasks_per_node} tasks per node; ray: true runs "
+                    "one per node (Ray's head or worker, with every CPU of the task): give cpus_per_task instead",
+                    where,
+                )
+            for name, value in config.extra.items():
+                problem = check_option(name, value)
+                if problem:
+                    raise InputError(f"config '{config.name}': {problem}", where)
+
+    def check_components(self, where: Position | None) -> None:
+        hetero = "components" if self.components else "heterogeneous: true" if self.heterogeneous else ""
+        if not hetero:
+            return
+        if self.components and ("config" in self.model_fields_set or self.heterogeneous):
+            raise InputError(
+                "give components (a heterogeneous job) or config and heterogeneous, not both", where
+            )
+        if self.components and len(self.components) < 2:
+            raise InputError("components: a heterogeneous job has two components or more", where)
+        if self.array is True:
+            raise InputError(
+                f"{hetero} makes one heterogeneous job per point: Slurm has no arrays of them", where
+            )
+
+    def configs(
+        self, inventory: Inventory, alias: str, where: Position | None = None
+    ) -> tuple[ResolvedConfig, ...]:
+        """The resolved config of each component of the job (one unless it is heterogeneous)."""
+        if self.components:
+            return tuple(inventory.config(name, alias, where) for name in self.components)
+        config = inventory.config(self.config, alias, where)
+        if not (self.heterogeneous and config.gpu):
+            return (config,)
+        # the original's: its CPU nodes, then one GPU node (it named the GPU partition and 6 CPUs in its code)
+        gpus = ResolvedConfig(
+            f"{config.name} (GPU node)", nodes=1, gpu=config.gpu, time=config.time, partition=config.partition
+        )
+        return (replace(config, gpu=0), gpus)
+
+    @property
+    def config_label(self) -> str:
+        """The ledger's `config`: the config, or a heterogeneous job's components (`cpu+gpu`)."""
+        return "+".join(self.components) if self.components else self.config
+
+    @property
+    def arrays(self) -> bool | str:
+        """`array`, but never for a heterogeneous job (Slurm has no arrays of them)."""
+        return False if self.components or self.heterogeneous else self.array
 
     def remote_needs(self) -> frozenset[str]:
         return frozenset({"save_path", "sbatch", *(["ray"] if self.ray else [])})
 
     def test_scripts(self, ctx: TaskContext, host: Host, cluster: slurm.Cluster) -> list[str]:
         jobs = self.dealt(ctx.host_index, len(ctx.task_hosts))
-        batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
+        batches = layout(jobs, self.arrays, self.max_parallel, cluster.max_array_size)
         return [render(self.spec(ctx, batch, host.spec, cluster)) for batch in batches]
 
     def notes(self) -> list[tuple[tuple[str | int, ...], str]]:
@@ -254,7 +294,7 @@ class Slurm(Action, SweepFields):
         if not jobs:
             return [f"# {why_none}"]
         cluster = slurm.Cluster(home="~")  # no connection in a dry run: `~` stays, Slurm's default array size
-        batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
+        batches = layout(jobs, self.arrays, self.max_parallel, cluster.max_array_size)
         dependency = self._planned_dependency()
         lines = [f"# {describe(batches)}" + (f", --dependency={dependency}" if dependency else "")]
         if host.spec.save_path.startswith("~"):
@@ -295,7 +335,7 @@ class Slurm(Action, SweepFields):
                 f"{len(jobs)} jobs do not fit ({limit.describe()}{held}), and the cluster can feed them "
                 f"only with room for {feed.MIN_ROOM} (a chunk, its feeder and the next): submitting them as they are"
             )
-        batches = layout(jobs, self.array, self.max_parallel, cluster.max_array_size)
+        batches = layout(jobs, self.arrays, self.max_parallel, cluster.max_array_size)
         ids = self.submit_all(ctx, host, batches, cluster, dependency)
         taken[0] += len(jobs)
         ctx.add_submitted(ids)
@@ -366,7 +406,7 @@ class Slurm(Action, SweepFields):
                 "it submits carry compute's token in their --comment: remove the `comment` sbatch option",
             )
         ledger = ctx.ledger
-        parts = chunks(jobs, self.array, self.max_parallel, cluster.max_array_size, room)
+        parts = chunks(jobs, self.arrays, self.max_parallel, cluster.max_array_size, room)
         feed_id = feed.new_feed_id()
         remote = feed.folder(cluster.home, feed_id)
         files: dict[str, str] = {}
@@ -556,7 +596,7 @@ class Slurm(Action, SweepFields):
         return ctx.shared(f"slurm:cluster:{ctx.alias}:{save_path}", lambda: slurm.prepare(host, save_path))
 
     def spec(self, ctx: TaskContext, batch: Batch, host: HostSpec, cluster: slurm.Cluster) -> SbatchSpec:
-        config: ResolvedConfig = ctx.inventory.config(self.config, ctx.alias)
+        config, *components = self.configs(ctx.inventory, ctx.alias)
         return SbatchSpec(
             job_name=self.name(ctx.task.name),
             cmd=self.cmd,
@@ -577,6 +617,7 @@ class Slurm(Action, SweepFields):
             wandb_dir=cluster.expand(host.wandb_dir),
             launcher=self.launcher,
             ray=self.ray,
+            components=tuple(components),
         )
 
     def records(
@@ -594,7 +635,9 @@ class Slurm(Action, SweepFields):
             element = f"{job_id}_{task_id}" if batch.array else job_id
             paths = JobPaths.slurm(spec.save_path, spec.job_name, element)
             submitted = ("slurm", element, paths, script)
-            rows.append(job_row(ctx, self, job, submitted, self.config, dependency, spec.wandb or "", at))
+            rows.append(
+                job_row(ctx, self, job, submitted, self.config_label, dependency, spec.wandb or "", at)
+            )
         return rows
 
     def _submitted(self, ctx: TaskContext, task_name: str) -> list[str]:

@@ -39,6 +39,10 @@ class Tmux(Action, SweepFields):
     gpus: tuple[Union[int, str], ...] = ()  # noqa: UP007
     """GPU ids; each running job gets one to itself as `CUDA_VISIBLE_DEVICES` (one job per GPU at a time)."""
 
+    ray: bool = False
+    """A one-node Ray cluster per job, started in the job's lane before its command (a head of its
+    own: ports and temp dir of the job, `RAY_ADDRESS` exported), stopped when the job ends."""
+
     @field_validator("gpus", mode="before")
     @classmethod
     def _gpu_list(cls, value: Any) -> Any:
@@ -68,7 +72,7 @@ class Tmux(Action, SweepFields):
         return self
 
     def remote_needs(self) -> frozenset[str]:
-        return frozenset({"save_path", "tmux"})
+        return frozenset({"save_path", "tmux", *(["ray"] if self.ray else [])})
 
     def notes(self) -> list[tuple[tuple[str | int, ...], str]]:
         found = self.sweep_notes()
@@ -121,6 +125,7 @@ class Tmux(Action, SweepFields):
             secret_env=self.secret_env,
             wandb=host.spec.wandb,
             wandb_dir=host.spec.wandb_dir,
+            ray=self.ray,
         )
         return tmux.render_launcher(spec)
 

@@ -1,13 +1,14 @@
 # The Ray cluster of one Slurm job (`ray: true`), rendered into its sbatch script.
 #
-# A head on the job's first node (where this script runs) and a worker on each other node, each one
+# A head on the job's first node (where this script runs) and a worker on each other node (of every
+# component of a heterogeneous job), each one
 # `srun --overlap` step of this job running `ray start --block`, so that the end of the job, scancel
 # and the time limit stop them with it; each on its node's own address, with a temp dir of this job
 # and node, and ports chosen here, free on the node: two Ray jobs sharing a node never meet (Ray's
 # fixed defaults, 6379 and 52365, would make them). The command starts once every node has joined,
 # within COMPUTE_RAY_WAIT seconds (300), with RAY_ADDRESS exported; its seeds run in turn on the same
 # cluster. At the end the steps are stopped: `ray stop` would stop every Ray of the user on the node,
-# another job's too.
+# another job's too. What the cluster says goes to stderr: the job's output starts with `CMD`.
 
 compute_ray_wait=${COMPUTE_RAY_WAIT:-300}
 compute_ray_steps=()
@@ -22,31 +23,36 @@ compute_ray_python() {
   esac
 }
 
+# Prints this node's own address: the first that is not loopback.
+# shellcheck disable=SC2016
+export COMPUTE_RAY_IP='
+for a in $(hostname -I 2>/dev/null) $(getent ahostsv4 "$(hostname)" 2>/dev/null | cut -d" " -f1); do
+  case $a in 127.*) ;; *) echo "$a"; exit 0 ;; esac
+done
+hostname --ip-address | cut -d" " -f1
+'
+
 # What each node runs, in its step: `ray start` on its own address, blocking until the step ends.
 # $1: head or worker; the head's address and the port come from the environment (COMPUTE_RAY_*).
 # shellcheck disable=SC2016
 compute_ray_node='
-ip=
-for a in $(hostname -I 2>/dev/null) $(getent ahostsv4 "$(hostname)" 2>/dev/null | cut -d" " -f1); do
-  case $a in 127.*) ;; *) ip=$a; break ;; esac
-done
-[ -n "$ip" ] || ip=$(hostname --ip-address | cut -d" " -f1)
+ip=$(bash -c "$COMPUTE_RAY_IP")
 probe="import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsockname()[1])"
 agent=$("$COMPUTE_RAY_PYTHON" -c "$probe") || exit 1
 dir="$COMPUTE_RAY_TMP/$(hostname)"
 mkdir -p "$dir" || exit 1
 set -- "$1" --node-ip-address="$ip" --temp-dir="$dir" --dashboard-agent-listen-port="$agent" \
-  --num-cpus="${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-1}}" --disable-usage-stats --block
+  --num-cpus="${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-$(nproc)}}" --disable-usage-stats --block
 if [ -n "${SLURM_MEM_PER_NODE:-}" ]; then
   set -- "$@" --memory=$((SLURM_MEM_PER_NODE * 1048576)) --object-store-memory=$((SLURM_MEM_PER_NODE * 314573))
 fi
 role=$1; shift
 if [ "$role" = head ]; then
-  echo "compute: Ray head on $(hostname) at $ip:$COMPUTE_RAY_PORT"
-  exec ray start --head --port="$COMPUTE_RAY_PORT" --include-dashboard=false "$@"
+  echo "compute: Ray head on $(hostname) at $ip:$COMPUTE_RAY_PORT" >&2
+  exec ray start --head --port="$COMPUTE_RAY_PORT" --include-dashboard=false "$@" >&2
 fi
-echo "compute: Ray worker on $(hostname) at $ip"
-exec ray start --address="$COMPUTE_RAY_HEAD" "$@"
+echo "compute: Ray worker on $(hostname) at $ip" >&2
+exec ray start --address="$COMPUTE_RAY_HEAD" "$@" >&2
 '
 
 # Waits until $1 nodes are alive in the cluster at RAY_ADDRESS, at most $2 seconds.
@@ -67,7 +73,7 @@ while True:
 while True:
     alive = sum(1 for node in ray.nodes() if node["Alive"])
     if alive >= want:
-        print(f"compute: Ray cluster of {alive} node(s) at {address}", flush=True)
+        print(f"compute: Ray cluster of {alive} node(s) at {address}", file=sys.stderr, flush=True)
         break
     if time.monotonic() > deadline:
         sys.exit(f"compute: {alive} of {want} Ray nodes joined within {wait:g} s")
@@ -75,24 +81,50 @@ while True:
 ray.shutdown()
 '
 
-compute_ray_up() {
-  local nodes node i
-  command -v ray >/dev/null || { echo "compute: ray: command not found (PATH=$PATH): install Ray, or activate its environment in the host's init" >&2; return 127; }
-  mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
-  COMPUTE_RAY_PYTHON=$(compute_ray_python)
-  COMPUTE_RAY_TMP="${TMPDIR:-/tmp}/compute-ray-$SLURM_JOB_ID"
-  COMPUTE_RAY_PORT=$("$COMPUTE_RAY_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])') || return 1
-  export COMPUTE_RAY_PYTHON COMPUTE_RAY_TMP COMPUTE_RAY_PORT
-  srun --overlap --nodes=1 --ntasks=1 -w "${nodes[0]}" bash -c "$compute_ray_node" compute-ray head &
-  compute_ray_steps+=($!)
-  # the head's address as the workers reach it: the first of this node's own addresses
-  for node in $(hostname -I 2>/dev/null) $(getent ahostsv4 "$(hostname)" 2>/dev/null | cut -d' ' -f1); do
-    case $node in 127.*) ;; *) COMPUTE_RAY_HEAD=$node:$COMPUTE_RAY_PORT; break ;; esac
+# The job's nodes (`nodes`) and, for a heterogeneous job, the srun option of each one's component (`steps`).
+compute_ray_nodes() {
+  local g node
+  nodes=() steps=()
+  if [ -z "${SLURM_HET_SIZE:-}" ]; then
+    mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+    steps=("${nodes[@]/*/--overlap}")
+    return
+  fi
+  for ((g = 0; g < SLURM_HET_SIZE; g++)); do
+    local list="SLURM_JOB_NODELIST_HET_GROUP_$g"
+    for node in $(scontrol show hostnames "${!list}"); do
+      nodes+=("$node") steps+=("--het-group=$g")
+    done
   done
-  export COMPUTE_RAY_HEAD="${COMPUTE_RAY_HEAD:-$(hostname --ip-address | cut -d' ' -f1):$COMPUTE_RAY_PORT}"
+}
+
+# The settings every node reads: the Python, the temp dir (of job $1), the head's port and address.
+compute_ray_settings() {
+  command -v ray >/dev/null || { echo "compute: ray: command not found (PATH=$PATH): install Ray, or activate its environment in the host's init" >&2; return 127; }
+  COMPUTE_RAY_PYTHON=$(compute_ray_python)
+  COMPUTE_RAY_TMP="${TMPDIR:-/tmp}/compute-ray-$1"
+  COMPUTE_RAY_PORT=$("$COMPUTE_RAY_PYTHON" -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])') || return 1
+  COMPUTE_RAY_HEAD=$(bash -c "$COMPUTE_RAY_IP"):$COMPUTE_RAY_PORT
+  export COMPUTE_RAY_PYTHON COMPUTE_RAY_TMP COMPUTE_RAY_PORT COMPUTE_RAY_HEAD
   export RAY_ADDRESS=$COMPUTE_RAY_HEAD RAY_USAGE_STATS_ENABLED=0
+}
+
+# A tmux job's Ray: a head alone, on this machine, in the job's own process group ($1 names the job).
+compute_ray_local() {
+  compute_ray_settings "$1" || return
+  bash -c "$compute_ray_node" compute-ray head &
+  compute_ray_steps+=($!)
+  "$COMPUTE_RAY_PYTHON" -c "$compute_ray_joined" 1 "$compute_ray_wait"
+}
+
+compute_ray_up() {
+  local nodes steps i
+  compute_ray_nodes
+  compute_ray_settings "$SLURM_JOB_ID" || return
+  srun --overlap "${steps[0]}" --nodes=1 --ntasks=1 -w "${nodes[0]}" bash -c "$compute_ray_node" compute-ray head &
+  compute_ray_steps+=($!)
   for ((i = 1; i < ${#nodes[@]}; i++)); do
-    srun --overlap --nodes=1 --ntasks=1 -w "${nodes[$i]}" bash -c "$compute_ray_node" compute-ray worker &
+    srun --overlap "${steps[$i]}" --nodes=1 --ntasks=1 -w "${nodes[$i]}" bash -c "$compute_ray_node" compute-ray worker &
     compute_ray_steps+=($!)
   done
   "$COMPUTE_RAY_PYTHON" -c "$compute_ray_joined" "${#nodes[@]}" "$compute_ray_wait"
@@ -104,5 +136,5 @@ compute_ray_down() {
   wait "${compute_ray_steps[@]}" 2>/dev/null
   compute_ray_steps=()
   rm -rf "$COMPUTE_RAY_TMP" 2>/dev/null
-  echo "compute: Ray stopped"
+  echo "compute: Ray stopped" >&2
 }
