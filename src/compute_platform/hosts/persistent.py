@@ -158,17 +158,15 @@ class PersistentShell:
         cannot have one."""
         if self.disabled or not self._lock.acquire(blocking=False):
             return None
+        abandoned: tuple[Channel, str | None] | None = None
         try:
             chan = self._channel(transport)
             if chan is None:
                 return None
             try:
                 result = self._run(chan, script, on_line, deadline)
-                if result.timed_out:
-                    pidfile = self.pidfile
-                    self._drop()
-                    if pidfile and self.kill is not None:
-                        self.kill(pidfile)
+                if result.timed_out:  # this shell is never used again
+                    abandoned, self._chan = (chan, self.pidfile), None
                 return result
             except ShellGone as gone:
                 self._drop()
@@ -178,6 +176,18 @@ class PersistentShell:
                 raise
         finally:
             self._lock.release()
+            if abandoned is not None:
+                self._abandon(*abandoned)
+
+    def _abandon(self, chan: Channel, pidfile: str | None) -> None:
+        """A shell whose command timed out: its process group killed first (while the driver still
+        has its pid file), then its channel closed. Not under the lock: the kill opens an exec
+        channel, and a server refusing it takes the lock (give_up)."""
+        try:
+            if pidfile and self.kill is not None:
+                self.kill(pidfile)
+        finally:
+            chan.close()
 
     def close(self) -> None:
         """Forget the shell (the caller closes the transport, and the channel with it). A kept

@@ -44,7 +44,8 @@ def entry_name(path: Path, text: str) -> str:
 
 def _code_stamp() -> str:
     here = Path(__file__).parent
-    marks = (os.stat(here / name) for name in ("models.py", "inventory.py", "yamlfile.py"))
+    names = ("spec.py", "models.py", "inventory.py", "yamlfile.py", "settings_cache.py")
+    marks = (os.stat(here / name) for name in names)
     return ",".join(f"{m.st_size}:{m.st_mtime_ns}" for m in marks)
 
 

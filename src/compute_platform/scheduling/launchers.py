@@ -47,7 +47,9 @@ def command(launcher: str, line: str, procs_per_node: int = 1) -> str:
     if launcher == "none":
         return line
     if launcher == "srun":
-        return f"srun --kill-on-bad-exit=1 bash -c {shell.quote(_RANKS + chr(10) + line)}"
+        # srun before 23.11 does not take the allocation's --cpus-per-task for its tasks: said again
+        cpus = '--cpus-per-task="${SLURM_CPUS_PER_TASK:-1}"'
+        return f"srun --kill-on-bad-exit=1 {cpus} bash -c {shell.quote(_RANKS + chr(10) + line)}"
     if launcher == "torchrun":
         inner = shell.quote('seed="${SEED-}"\n' + line)
         return (

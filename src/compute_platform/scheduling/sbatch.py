@@ -207,7 +207,8 @@ def status_trap(spec: SbatchSpec) -> list[str]:
         '  [ -n "$compute_pid" ] && kill -TERM "$compute_pid" 2>/dev/null',
         "  compute_record 143 signal",
         # Only the controller knows why the signal came; ask it once, briefly (KillWait is short).
-        '  case "$(timeout 5 squeue -h -j "$SLURM_JOB_ID" -o %r 2>/dev/null)" in',
+        # (a heterogeneous job's components answer one line each)
+        '  case "$(timeout 5 squeue -h -j "$SLURM_JOB_ID" -o %r 2>/dev/null | head -n 1)" in',
         "    TimeLimit) compute_record 143 timeout ;;",
         "  esac",
         "  exit 143",

@@ -202,8 +202,8 @@ def _job_function(spec: LauncherSpec, job: Job) -> str:
     lines = [f"job_{job.index}() {{  # {_comment(job.label())}", "compute_prelude"]
     if spec.ray:  # the job runs in a process of its own: its EXIT trap stops its Ray
         lines += [
+            "trap compute_ray_down EXIT",  # first: a head that started but did not answer is stopped too
             f'compute_ray_local "$(basename "$compute_dir")-{job.index}" || exit',
-            "trap compute_ray_down EXIT",
         ]
     lines += seed_loop(job, spec.cmd, spec.seed_flag)
     lines += ['exit "$compute_rc"', "}", ""]

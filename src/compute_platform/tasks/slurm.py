@@ -257,7 +257,12 @@ class Slurm(Action, SweepFields):
             return (config,)
         # the original's: its CPU nodes, then one GPU node (it named the GPU partition and 6 CPUs in its code)
         gpus = ResolvedConfig(
-            f"{config.name} (GPU node)", nodes=1, gpu=config.gpu, time=config.time, partition=config.partition
+            f"{config.name} (GPU node)",
+            nodes=1,
+            gpu=config.gpu,
+            time=config.time,
+            partition=config.partition,
+            mem=config.mem,
         )
         return (replace(config, gpu=0), gpus)
 

@@ -15,10 +15,15 @@ compute_ray_steps=()
 
 # The Python `ray` runs with (its console script's interpreter), for the port probe and the wait.
 compute_ray_python() {
-  local first
-  first=$(head -n 1 "$(command -v ray)" 2>/dev/null)
+  local ray bin p first
+  ray=$(command -v ray) bin=$(dirname "$ray")
+  for p in "$bin/python" "$bin/python3"; do  # a venv's or conda's, beside it
+    [ -x "$p" ] && { printf '%s\n' "$p"; return; }
+  done
+  first=$(head -n 1 "$ray" 2>/dev/null)
+  first=${first#\#!} first=${first%% *}
   case $first in
-    '#!'/*python*) printf '%s\n' "${first#\#!}" ;;
+    /*python*) printf '%s\n' "$first" ;;  # pip install --user: the system's
     *) printf '%s\n' python3 ;;
   esac
 }
@@ -42,9 +47,11 @@ agent=$("$COMPUTE_RAY_PYTHON" -c "$probe") || exit 1
 dir="$COMPUTE_RAY_TMP/$(hostname)"
 mkdir -p "$dir" || exit 1
 set -- "$1" --node-ip-address="$ip" --temp-dir="$dir" --dashboard-agent-listen-port="$agent" \
-  --num-cpus="${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-$(nproc)}}" --disable-usage-stats --block
-if [ -n "${SLURM_MEM_PER_NODE:-}" ]; then
-  set -- "$@" --memory=$((SLURM_MEM_PER_NODE * 1048576)) --object-store-memory=$((SLURM_MEM_PER_NODE * 314573))
+  --num-cpus="${SLURM_CPUS_ON_NODE:-${SLURM_CPUS_PER_TASK:-$(nproc)}}" --disable-usage-stats --block
+# the memory Slurm gives the node: 70% for tasks, 30% for the object store (not for a heterogeneous job:
+# SLURM_MEM_PER_NODE is that of the first component)
+if [ -n "${SLURM_MEM_PER_NODE:-}" ] && [ -z "${SLURM_HET_SIZE:-}" ]; then
+  set -- "$@" --memory=$((SLURM_MEM_PER_NODE * 734003)) --object-store-memory=$((SLURM_MEM_PER_NODE * 314572))
 fi
 role=$1; shift
 if [ "$role" = head ]; then
@@ -114,7 +121,8 @@ compute_ray_local() {
   compute_ray_settings "$1" || return
   bash -c "$compute_ray_node" compute-ray head &
   compute_ray_steps+=($!)
-  "$COMPUTE_RAY_PYTHON" -c "$compute_ray_joined" 1 "$compute_ray_wait"
+  "$COMPUTE_RAY_PYTHON" -c "$compute_ray_joined" 1 "$compute_ray_wait" &
+  wait "$!"
 }
 
 compute_ray_up() {
@@ -127,7 +135,9 @@ compute_ray_up() {
     srun --overlap "${steps[$i]}" --nodes=1 --ntasks=1 -w "${nodes[$i]}" bash -c "$compute_ray_node" compute-ray worker &
     compute_ray_steps+=($!)
   done
-  "$COMPUTE_RAY_PYTHON" -c "$compute_ray_joined" "${#nodes[@]}" "$compute_ray_wait"
+  # in the background: the job's TERM trap must not wait for the wait (`wait` is interrupted at once)
+  "$COMPUTE_RAY_PYTHON" -c "$compute_ray_joined" "${#nodes[@]}" "$compute_ray_wait" &
+  wait "$!"
 }
 
 compute_ray_down() {
