@@ -560,6 +560,55 @@ def test_a_ray_cluster_spans_every_component_of_a_heterogeneous_job(
     assert ray_processes(row.record.job_id) == ""
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_originals_heterogeneous_ray_job_runs_on_a_gpu_node_and_cpu_nodes(
+    multinode: tbm.Testbed, project: Project
+) -> None:
+    """The original's form, as its playbooks wrote it: `srun:` with `ray: true, heterogeneous: true`
+    and a config of `cpus` and `gpu` (two whole 4-CPU nodes, and a GPU node)."""
+    ray_project(multinode, project)
+    alias = multinode.slurm_alias or "cluster"
+    hosts = {**bed_hosts(multinode)[alias], "save_path": str(project.logs), "cpus_per_node": 4, "gpu": True}
+    hosts["init"] = [f"source {mlenv_ray()}/bin/activate"]
+    write_hosts(project.folder, {"cluster": hosts})
+    with (project.folder / "configs.yaml").open("a") as configs:
+        configs.write("hetero: {cpus: 8, gpu: 1, time: 5, mem: 1500M}\n")
+    driver = RAY_DRIVER.replace(
+        "@@AFTER@@", 'print("gpus", ray.cluster_resources().get("GPU", 0), flush=True)'
+    )
+    write_book(
+        project.folder,
+        [
+            {
+                "name": "hetero",
+                "hosts": "cluster",
+                "srun": {
+                    "cmd": f"python - <<'EOF'\n{driver}\nEOF",
+                    "config": "hetero",
+                    "ray": True,
+                    "heterogeneous": True,
+                    "seeds": 0,
+                },
+            }
+        ],
+    )
+    proc = compute("run", "book.yaml", cwd=project.folder)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (row,) = project.wait(timeout=240).values()
+    out = Path(row.record.log_out).read_text()
+    assert row.state.state == "COMPLETED", (row, out, Path(row.record.log_err).read_text()[-3000:])
+    (said,) = ray_lines(row)
+    assert said[3] == "3" and said[4:] == ["node1", "node2", "node3"], said
+    assert "gpus 1.0" in out, out
+
+
+def mlenv_ray() -> Path:
+    from tests.support import mlenv
+
+    return mlenv.venv(mlenv.RAY)
+
+
 def test_check_remote_finds_ray_through_the_hosts_init_or_says_it_is_missing(
     multinode: tbm.Testbed, project: Project
 ) -> None:

@@ -266,8 +266,8 @@ def test_ray_true_keeps_the_originals_layout_one_task_per_node_with_every_cpu(tm
 
 
 def test_heterogeneous_true_is_the_configs_cpu_nodes_then_one_gpu_node(tmp_path: Path) -> None:
-    """The original's hetjob: CPU nodes (the config's cpus, without its GPUs), then one node with the
-    config's GPUs, time and partition; each point one hetjob, never an array."""
+    """The original's hetjob: one node with the config's GPUs, time and partition, and the CPU nodes
+    (the config's cpus, without its GPUs), the GPU node first; each point one hetjob, never an array."""
     configs = CONFIGS + "hetero: {cpus: {pando: 48}, gpu: 2, partition: {pando: main}}\n"
     book = load(
         tmp_path,
@@ -275,7 +275,7 @@ def test_heterogeneous_true_is_the_configs_cpu_nodes_then_one_gpu_node(tmp_path:
         configs=configs,
     )
     action = book.tasks[0].action
-    cpu, gpu = action.configs(book.inventory, "pando")
+    gpu, cpu = action.configs(book.inventory, "pando")
     assert (cpu.cpus, cpu.gpu, cpu.partition) == (48, 0, "main")
     assert (gpu.nodes, gpu.gpu, gpu.partition, gpu.time) == (1, 2, "main", cpu.time)
     assert action.arrays is False and action.config_label == "hetero"

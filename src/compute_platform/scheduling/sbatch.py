@@ -249,6 +249,7 @@ def body(spec: SbatchSpec) -> list[str]:
     return [
         *lines,
         "",
+        f"compute_ray_gpus=({' '.join(str(c.gpu) for c in (spec.config, *spec.components))})  # per component",
         launchers.ray_cluster(),
         "",
         'compute_ray_up || { compute_rc=$?; compute_ray_down; exit "$compute_rc"; }',

@@ -255,7 +255,9 @@ class Slurm(Action, SweepFields):
         config = inventory.config(self.config, alias, where)
         if not (self.heterogeneous and config.gpu):
             return (config,)
-        # the original's: its CPU nodes, then one GPU node (it named the GPU partition and 6 CPUs in its code)
+        # the original's CPU nodes and one GPU node (it named its GPU partition and 6 CPUs in its code); the
+        # GPU node first: Slurm's backfill places components in order, and CPU nodes placed first may take
+        # the only nodes with GPUs when both are in one partition
         gpus = ResolvedConfig(
             f"{config.name} (GPU node)",
             nodes=1,
@@ -264,7 +266,7 @@ class Slurm(Action, SweepFields):
             partition=config.partition,
             mem=config.mem,
         )
-        return (replace(config, gpu=0), gpus)
+        return (gpus, replace(config, gpu=0))
 
     @property
     def config_label(self) -> str:

@@ -38,7 +38,7 @@ hostname --ip-address | cut -d" " -f1
 '
 
 # What each node runs, in its step: `ray start` on its own address, blocking until the step ends.
-# $1: head or worker; the head's address and the port come from the environment (COMPUTE_RAY_*).
+# $1: head or worker, $2: its GPUs; the head's address and the port come from the environment.
 # shellcheck disable=SC2016
 compute_ray_node='
 ip=$(bash -c "$COMPUTE_RAY_IP")
@@ -46,14 +46,22 @@ probe="import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsocknam
 agent=$("$COMPUTE_RAY_PYTHON" -c "$probe") || exit 1
 dir="$COMPUTE_RAY_TMP/$(hostname)"
 mkdir -p "$dir" || exit 1
-set -- "$1" --node-ip-address="$ip" --temp-dir="$dir" --dashboard-agent-listen-port="$agent" \
+role=$1 ngpus=${2:-0}
+set -- --node-ip-address="$ip" --temp-dir="$dir" --dashboard-agent-listen-port="$agent" \
   --num-cpus="${SLURM_CPUS_ON_NODE:-${SLURM_CPUS_PER_TASK:-$(nproc)}}" --disable-usage-stats --block
 # the memory Slurm gives the node: 70% for tasks, 30% for the object store (not for a heterogeneous job:
 # SLURM_MEM_PER_NODE is that of the first component)
 if [ -n "${SLURM_MEM_PER_NODE:-}" ] && [ -z "${SLURM_HET_SIZE:-}" ]; then
   set -- "$@" --memory=$((SLURM_MEM_PER_NODE * 734003)) --object-store-memory=$((SLURM_MEM_PER_NODE * 314572))
 fi
-role=$1; shift
+# the GPUs of this node ($2), said to Ray (which looks for them through the driver); without any, a
+# CUDA_VISIBLE_DEVICES here came from the batch environment, that is from another node
+if [ "$ngpus" -gt 0 ]; then
+  set -- "$@" --num-gpus="$ngpus"
+else
+  unset CUDA_VISIBLE_DEVICES
+  set -- "$@" --num-gpus=0
+fi
 if [ "$role" = head ]; then
   echo "compute: Ray head on $(hostname) at $ip:$COMPUTE_RAY_PORT" >&2
   exec ray start --head --port="$COMPUTE_RAY_PORT" --include-dashboard=false "$@" >&2
@@ -88,21 +96,32 @@ while True:
 ray.shutdown()
 '
 
-# The job's nodes (`nodes`) and, for a heterogeneous job, the srun option of each one's component (`steps`).
+# The job's nodes (`nodes`), for a heterogeneous job the srun option of each one's component (`steps`),
+# and the GPUs each one's step asks for (`gpus`: from compute_ray_gpus, one count per component, which
+# the script sets; a step gets no GPU unless it asks, and Ray counts the GPUs its step sees).
 compute_ray_nodes() {
-  local g node
-  nodes=() steps=()
+  local g node list
+  nodes=() steps=() gpus=()
   if [ -z "${SLURM_HET_SIZE:-}" ]; then
     mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
-    steps=("${nodes[@]/*/--overlap}")
+    for node in "${nodes[@]}"; do
+      steps+=(--overlap) gpus+=("${compute_ray_gpus[0]:-0}")
+    done
     return
   fi
   for ((g = 0; g < SLURM_HET_SIZE; g++)); do
-    local list="SLURM_JOB_NODELIST_HET_GROUP_$g"
+    list="SLURM_JOB_NODELIST_HET_GROUP_$g"
     for node in $(scontrol show hostnames "${!list}"); do
-      nodes+=("$node") steps+=("--het-group=$g")
+      nodes+=("$node") steps+=("--het-group=$g") gpus+=("${compute_ray_gpus[$g]:-0}")
     done
   done
+}
+
+# The srun options of node $1's step.
+compute_ray_step() {
+  printf '%s\n' --overlap "${steps[$1]}" --nodes=1 --ntasks=1 -w "${nodes[$1]}"
+  [ "${gpus[$1]}" -gt 0 ] && printf '%s\n' "--gres=gpu:${gpus[$1]}"
+  return 0
 }
 
 # The settings every node reads: the Python, the temp dir (of job $1), the head's port and address.
@@ -119,20 +138,21 @@ compute_ray_settings() {
 # A tmux job's Ray: a head alone, on this machine, in the job's own process group ($1 names the job).
 compute_ray_local() {
   compute_ray_settings "$1" || return
-  bash -c "$compute_ray_node" compute-ray head &
+  local gpus=0  # the lane's GPU (`gpus:`), if it has one
+  [ -n "${CUDA_VISIBLE_DEVICES:-}" ] && gpus=$(printf '%s\n' "$CUDA_VISIBLE_DEVICES" | tr ',' '\n' | grep -c .)
+  bash -c "$compute_ray_node" compute-ray head "$gpus" &
   compute_ray_steps+=($!)
   "$COMPUTE_RAY_PYTHON" -c "$compute_ray_joined" 1 "$compute_ray_wait" &
   wait "$!"
 }
 
 compute_ray_up() {
-  local nodes steps i
+  local nodes steps gpus options i
   compute_ray_nodes
   compute_ray_settings "$SLURM_JOB_ID" || return
-  srun --overlap "${steps[0]}" --nodes=1 --ntasks=1 -w "${nodes[0]}" bash -c "$compute_ray_node" compute-ray head &
-  compute_ray_steps+=($!)
-  for ((i = 1; i < ${#nodes[@]}; i++)); do
-    srun --overlap "${steps[$i]}" --nodes=1 --ntasks=1 -w "${nodes[$i]}" bash -c "$compute_ray_node" compute-ray worker &
+  for ((i = 0; i < ${#nodes[@]}; i++)); do
+    mapfile -t options < <(compute_ray_step "$i")
+    srun "${options[@]}" bash -c "$compute_ray_node" compute-ray "$([ "$i" = 0 ] && echo head || echo worker)" "${gpus[$i]}" &
     compute_ray_steps+=($!)
   done
   # in the background: the job's TERM trap must not wait for the wait (`wait` is interrupted at once)
