@@ -385,14 +385,7 @@ def test_torchrun_launcher_runs_a_real_all_reduce_over_two_nodes(
     first; torch.distributed's gloo all-reduce of the ranks gives 0+1+2+3 everywhere."""
     from tests.support import mlenv
 
-    env = mlenv.venv(mlenv.TORCH)
-    alias = multinode.slurm_alias or "cluster"
-    hosts = {
-        **bed_hosts(multinode)[alias],
-        "save_path": str(project.logs),
-        "init": [f"source {env}/bin/activate"],
-    }
-    write_hosts(project.folder, {"cluster": hosts})
+    activated(multinode, project, mlenv.venv(mlenv.TORCH))
     (project.folder / "configs.yaml").write_text(
         CONFIGS + "ddp: {nodes: 2, tasks_per_node: 2, time: 5, mem: 1500M}\n"
     )
@@ -425,17 +418,18 @@ print("ray", os.environ["RAY_ADDRESS"], os.environ.get("SEED"), len(nodes), " ".
 """
 
 
-def ray_project(multinode: tbm.Testbed, project: Project, nodes: int = 3) -> None:
+def activated(multinode: tbm.Testbed, project: Project, env: Path, **settings: Any) -> None:
+    """The project's login node with `env` activated by its init (and `settings`)."""
+    alias = multinode.slurm_alias or "cluster"
+    hosts = {**bed_hosts(multinode)[alias], "save_path": str(project.logs), **settings}
+    write_hosts(project.folder, {"cluster": {**hosts, "init": [f"source {env}/bin/activate"]}})
+
+
+def ray_project(multinode: tbm.Testbed, project: Project, nodes: int = 3, **settings: Any) -> None:
+    """The login node with Ray's venv, and a config `ray3` of `nodes` nodes."""
     from tests.support import mlenv
 
-    env = mlenv.venv(mlenv.RAY)
-    alias = multinode.slurm_alias or "cluster"
-    hosts = {
-        **bed_hosts(multinode)[alias],
-        "save_path": str(project.logs),
-        "init": [f"source {env}/bin/activate"],
-    }
-    write_hosts(project.folder, {"cluster": hosts})
+    activated(multinode, project, mlenv.venv(mlenv.RAY), **settings)
     config = f"ray3: {{nodes: {nodes}, cpus_per_task: 1, time: 5, mem: 1500M}}\n"
     (project.folder / "configs.yaml").write_text(CONFIGS + config)
 
@@ -567,11 +561,7 @@ def test_the_originals_heterogeneous_ray_job_runs_on_a_gpu_node_and_cpu_nodes(
 ) -> None:
     """The original's form, as its playbooks wrote it: `srun:` with `ray: true, heterogeneous: true`
     and a config of `cpus` and `gpu` (two whole 4-CPU nodes, and a GPU node)."""
-    ray_project(multinode, project)
-    alias = multinode.slurm_alias or "cluster"
-    hosts = {**bed_hosts(multinode)[alias], "save_path": str(project.logs), "cpus_per_node": 4, "gpu": True}
-    hosts["init"] = [f"source {mlenv_ray()}/bin/activate"]
-    write_hosts(project.folder, {"cluster": hosts})
+    ray_project(multinode, project, cpus_per_node=4, gpu=True)
     with (project.folder / "configs.yaml").open("a") as configs:
         configs.write("hetero: {cpus: 8, gpu: 1, time: 5, mem: 1500M}\n")
     driver = RAY_DRIVER.replace(
@@ -601,12 +591,6 @@ def test_the_originals_heterogeneous_ray_job_runs_on_a_gpu_node_and_cpu_nodes(
     (said,) = ray_lines(row)
     assert said[3] == "3" and said[4:] == ["node1", "node2", "node3"], said
     assert "gpus 1.0" in out, out
-
-
-def mlenv_ray() -> Path:
-    from tests.support import mlenv
-
-    return mlenv.venv(mlenv.RAY)
 
 
 def test_check_remote_finds_ray_through_the_hosts_init_or_says_it_is_missing(

@@ -121,7 +121,7 @@ compute_ray_nodes() {
   if [ -z "${SLURM_HET_SIZE:-}" ]; then
     mapfile -t nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
     for node in "${nodes[@]}"; do
-      steps+=(--overlap) gpus+=("${compute_ray_gpus[0]:-0}")
+      steps+=("") gpus+=("${compute_ray_gpus[0]:-0}")
     done
     return
   fi
@@ -135,7 +135,8 @@ compute_ray_nodes() {
 
 # The srun options of node $1's step.
 compute_ray_step() {
-  printf '%s\n' --overlap "${steps[$1]}" --nodes=1 --ntasks=1 -w "${nodes[$1]}"
+  printf '%s\n' --overlap --nodes=1 --ntasks=1 -w "${nodes[$1]}"
+  [ -n "${steps[$1]}" ] && printf '%s\n' "${steps[$1]}"
   [ "${gpus[$1]}" -gt 0 ] && printf '%s\n' "--gres=gpu:${gpus[$1]}"
   return 0
 }
