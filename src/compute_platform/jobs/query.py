@@ -89,6 +89,13 @@ class Row:
     def key(self) -> tuple[str, str]:
         return self.record.host, self.record.job_id
 
+    @property
+    def attempt(self) -> int:
+        """The attempt the job is in or ended in: as the job said (requeues in place counted), else
+        the one its row started as."""
+        started = int(self.record.attempt) if self.record.attempt.isdigit() else 1
+        return max(started, self.state.attempt or 0)
+
 
 class Jobs:
     """The ledger of one archive plus the connections needed to ask hosts about its jobs."""
@@ -224,6 +231,7 @@ class Jobs:
                 state.state,
                 "" if state.exit_code is None else str(state.exit_code),
                 state.reason,
+                "" if state.attempt is None else str(state.attempt),
             )
             for (host, job_id), state in found.items()
             if state.state in FINAL and state.settled and (host, job_id) not in ended
@@ -414,7 +422,8 @@ def final_state(ended: Ended) -> JobState:
     code = int(ended.exit_code) if ended.exit_code.lstrip("-").isdigit() else None
     if ended.state not in FINAL:
         return JobState(UNKNOWN, code, f"states.csv says {ended.state!r}")
-    return JobState(ended.state, code, ended.reason)
+    attempt = int(ended.attempt) if ended.attempt.isdigit() else None
+    return JobState(ended.state, code, ended.reason, attempt=attempt)
 
 
 def _of(count: TaskCount, host: str | None, task: str | None) -> bool:
@@ -547,6 +556,9 @@ def state_text(row: Row) -> str:
         text += f" ({state.reason})"
     elif state.reason in TELLING_ENDS:  # OUT_OF_MEMORY, NODE_FAIL, PREEMPTED...
         text += f" {state.reason}"
+    if row.attempt > 1:
+        why = f" after {row.record.retry_reason}" if row.record.retry_reason else ""
+        text += f" (attempt {row.attempt}{why})"
     if row.replaced_by:
         text += f" -> {row.replaced_by}"
     return text
@@ -620,6 +632,7 @@ def as_json(rows: Sequence[Row]) -> str:
                     "exit_code": row.state.exit_code,
                     "reason": row.state.reason,
                     "replaced_by": row.replaced_by,
+                    "attempts": row.attempt,
                 }
                 for row in rows
             ],

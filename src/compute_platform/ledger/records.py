@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-LEDGER_VERSION = "2"  # 2: the `wandb` column
+LEDGER_VERSION = "3"  # 2: the `wandb` column; 3: `attempt` and `retry_reason`
 # events.csv entries of a submission whose answer was lost, and of its resolution
 UNCONFIRMED = "unconfirmed"
 CONFIRMED = "confirmed"
@@ -48,6 +48,8 @@ class JobRecord:
     hosts_file: str = ""  # absolute path of the hosts.yaml the run used: how `compute jobs` reconnects
     dependency: str = ""  # the sbatch --dependency given on submission (not part of the script)
     wandb: str = ""  # the host's W&B mode when the job was submitted (online, offline, disabled)
+    attempt: str = ""  # the attempt this submission starts with ("" = 1); requeues in place add to it
+    retry_reason: str = ""  # why `compute watch` submitted it again: the class of the last attempt's end
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -128,6 +130,7 @@ class Ended:
     state: str
     exit_code: str  # "" when unknown
     reason: str = ""
+    attempt: str = ""  # the attempt it ended in, as the job counted it ("" when it did not say)
 
     @classmethod
     def columns(cls) -> list[str]:
@@ -144,8 +147,11 @@ class Script:
     rows: int
 
 
-def renewed(old: JobRecord, job_id: str, paths: JobPaths, script: str, run_id: str) -> JobRecord:
-    """The row of a resubmitted job: the same point and command, a new id and files, pointing back."""
+def renewed(
+    old: JobRecord, job_id: str, paths: JobPaths, script: str, run_id: str, attempt: str = "", reason: str = ""
+) -> JobRecord:
+    """The row of a resubmitted job: the same point and command, a new id and files, pointing back;
+    a retry also says its attempt and why."""
     return replace(
         old,
         submitted_at=now(),
@@ -157,6 +163,8 @@ def renewed(old: JobRecord, job_id: str, paths: JobPaths, script: str, run_id: s
         replaces=old.job_id,
         run_id=run_id,
         dependency="",
+        attempt=attempt,
+        retry_reason=reason,
     )
 
 

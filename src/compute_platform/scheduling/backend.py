@@ -6,7 +6,7 @@ scheduler name -> backend. Every method does ONE round trip per host for all the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -25,8 +25,11 @@ UNKNOWN = "UNKNOWN"
 # Scheduler ends that say more than the state shown (FAILED or CANCELLED): kept as the row's reason,
 # so that an out-of-memory kill or a node failure reads as such, also once the scheduler forgot the job
 TELLING_ENDS = frozenset(
-    {"OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED"}
+    {"OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED", "fail_on_log"}
 )
+
+# The reason of a job that stopped itself because its output matched a `fail_on_log` pattern
+STOPPED_ON_LOG = "fail_on_log"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,17 @@ class JobState:
     # False while the scheduler may still change an ended state (a Slurm job the controller still
     # knows can be requeued after a preemption or a node failure): only settled ends are kept
     settled: bool = field(default=True, compare=False)
+    attempt: int | None = None  # the attempt the job is in (or ended in), where the job says
+
+
+@dataclass(frozen=True)
+class Again:
+    """A retry of one ended job (compute watch): the attempt the new job starts as, why, and the
+    sbatch options its script is given (`{"mem": "8G"}`)."""
+
+    attempt: int
+    reason: str
+    overrides: Mapping[str, str] = field(default_factory=dict)
 
 
 class Backend(Protocol):
@@ -49,7 +63,10 @@ class Backend(Protocol):
         """Stop these jobs (one call for all of them)."""
         ...
 
-    def resubmit(self, host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[JobRecord]:
+    def resubmit(
+        self, host: Host, records: Sequence[JobRecord], ledger: Ledger, again: Mapping[str, Again] | None = None
+    ) -> list[JobRecord]:
         """Submit these jobs again from their archived scripts; return the new ledger rows
-        (already appended), each with `replaces` set to the job it replaces."""
+        (already appended), each with `replaces` set to the job it replaces. `again` (by job id):
+        retries, each submitted alone, in its own run, with its attempt and resources."""
         ...

@@ -20,8 +20,9 @@ from typing import Union
 from compute_platform.hosts import shell
 from compute_platform.input.spec import ResolvedConfig
 from compute_platform.ledger import JobPaths
-from compute_platform.scheduling import launchers
+from compute_platform.scheduling import launchers, script
 from compute_platform.scheduling.jobscript import seed_loop
+from compute_platform.scheduling.recovery import POLICY_MARK, Policy
 from compute_platform.scheduling.sweep import Job
 
 OptionValue = Union[str, int, float, bool, None]  # noqa: UP007
@@ -56,6 +57,7 @@ class SbatchSpec:
     launcher: str = "none"  # how the command starts over the allocation (scheduling/launchers.py)
     ray: bool = False  # a Ray cluster over the job's nodes before the command (scripts/ray-cluster.sh)
     components: tuple[ResolvedConfig, ...] = ()  # a heterogeneous job's components after `config`'s
+    policy: Policy | None = None  # retry, fail_on_log and notify (scheduling/recovery.py)
 
 
 def render(spec: SbatchSpec) -> str:
@@ -70,6 +72,8 @@ def render(spec: SbatchSpec) -> str:
         lines.append(
             f"# compute: secret_env {' '.join(spec.secret_env)} (passed on submission, never written)"
         )
+    if spec.policy:  # what `compute watch` applies once the job ended, as it was at submission
+        lines.append(f"{POLICY_MARK}{spec.policy.to_json()}")
     lines += [f"#SBATCH {d}" for d in directives(spec)]
     lines += ["", *status_trap(spec), ""]
     prelude = [
@@ -98,6 +102,11 @@ def directives(spec: SbatchSpec) -> list[str]:
     pattern = "%A_%a" if spec.array else "%j"
     paths = JobPaths.slurm(spec.save_path, spec.job_name, pattern)
     options["output"], options["error"] = paths.out, paths.err
+    policy = spec.policy
+    if policy and policy.requeue and not {"requeue", "no-requeue"} & set(options):
+        options["requeue"] = True  # preemption and node failure: Slurm starts the job again
+    if policy and policy.checkpoint and "signal" not in options:
+        options["signal"] = f"B:{policy.checkpoint.signal}@{policy.checkpoint.before}"
     found = [directive(name, value) for name, value in options.items() if value not in (None, False)]
     for component in spec.components:
         extra = {option_name(k): v for k, v in component.extra.items()}
@@ -200,7 +209,11 @@ def status_trap(spec: SbatchSpec) -> list[str]:
         "compute_pid=",
         "compute_record() {",
         "  trap - EXIT TERM INT",
-        '  printf \'%s %s\\n\' "$1" "$2" > "$compute_status.tmp" &&',
+        *(
+            ['  printf \'%s %s %s\\n\' "$1" "$2" "$COMPUTE_ATTEMPT" > "$compute_status.tmp" &&']
+            if spec.policy
+            else ['  printf \'%s %s\\n\' "$1" "$2" > "$compute_status.tmp" &&']
+        ),
         '    mv -f "$compute_status.tmp" "$compute_status"',
         "}",
         "compute_stop() {",
@@ -237,15 +250,18 @@ def body(spec: SbatchSpec) -> list[str]:
     else:
         inner = seed_loop(spec.jobs[0], spec.cmd, spec.seed_flag, launch(spec))
     # A function run with `&` is a subshell: its `exit` ends the job body, not the script.
+    quiet = _checkpoint_mask(spec)
     lines = [
+        *recovery_lines(spec),
         *launchers.prelude(spec.launcher),
         "compute_job() {",
+        *quiet,
         *inner,
         'exit "$compute_rc"',
         "}",
     ]
     if not spec.ray:
-        return [*lines, "compute_job &", "compute_pid=$!", 'wait "$compute_pid"']
+        return [*lines, *start_job(spec, "exit")]
     return [
         *lines,
         "",
@@ -253,12 +269,76 @@ def body(spec: SbatchSpec) -> list[str]:
         launchers.ray_cluster(),
         "",
         'compute_ray_up || { compute_rc=$?; compute_ray_down; exit "$compute_rc"; }',
-        "compute_job &",
-        "compute_pid=$!",
-        'wait "$compute_pid"',
-        "compute_rc=$?",
+        *start_job(spec, "keep"),
         "compute_ray_down",
         'exit "$compute_rc"',
+    ]
+
+
+def _watched(spec: SbatchSpec) -> bool:
+    """Whether the script carries recovery.sh: a checkpoint before the time limit, or fail_on_log."""
+    policy = spec.policy
+    return bool(policy and (policy.checkpoint or policy.fail_on_log))
+
+
+def _checkpoint_mask(spec: SbatchSpec) -> list[str]:
+    """In the job body: the checkpoint signal is ignored by the body's own shells (the program
+    installs its handler), so that only the script's trap and the program act on it."""
+    point = spec.policy.checkpoint if spec.policy else None
+    return [f"trap '' {point.signal}"] if point else []
+
+
+def recovery_lines(spec: SbatchSpec) -> list[str]:
+    """The attempt number, and the checkpoint and fail_on_log traps (scripts/recovery.sh)."""
+    policy = spec.policy
+    if policy is None:
+        return []
+    job_id = '"$SLURM_ARRAY_JOB_ID"_"$SLURM_ARRAY_TASK_ID"' if spec.array else '"$SLURM_JOB_ID"'
+    lines = [
+        f"compute_self={job_id}",
+        "compute_attempts_before=0  # set by compute watch when it submits this script again",
+        'export COMPUTE_ATTEMPT=$((compute_attempts_before + ${SLURM_RESTART_COUNT:-0} + 1))'
+        f" COMPUTE_MAX_ATTEMPTS={policy.max}",
+    ]
+    if policy.requeue:  # the last attempt is not requeued (preemption, node failure) again
+        lines.append(
+            '[ "$COMPUTE_ATTEMPT" -lt "$COMPUTE_MAX_ATTEMPTS" ] || '
+            'scontrol update jobid="$compute_self" requeue=0 >/dev/null 2>&1'
+        )
+    if not _watched(spec):
+        return [*lines, ""]
+    lines.append(script("recovery.sh").rstrip("\n"))
+    point = policy.checkpoint
+    if point:
+        lines.append(f"export COMPUTE_CHECKPOINT_SIGNAL={point.signal}")
+        lines.append(f"compute_checkpoint_wait={max(5, point.before - 20)}  # seconds the program has to save")
+        if point.command:
+            # not indented: the user's command may hold a here-document whose end marker must stay put
+            lines += ["compute_checkpoint_command() {", point.command, "}"]
+        lines.append(f"trap compute_checkpoint {point.signal}")
+    if policy.fail_on_log:
+        lines.append(f"compute_fail_on_log=({shell.join(policy.fail_on_log)})")
+        lines.append('compute_logs=("${compute_status%.status}.out" "${compute_status%.status}.err")')
+        lines.append("trap compute_log_stop USR2")
+    return [*lines, ""]
+
+
+def start_job(spec: SbatchSpec, then: str) -> list[str]:
+    """Start the job body in the background and wait for it (a trapped signal interrupts `wait` at
+    once); with recovery.sh, its log watcher beside it, and a wait that outlasts a checkpoint's
+    trap. `then`: `exit` with the body's code, or `keep` it in compute_rc for what follows."""
+    if not _watched(spec):
+        waited = ['wait "$compute_pid"'] if then == "exit" else ['wait "$compute_pid"', "compute_rc=$?"]
+        return ["compute_job &", "compute_pid=$!", *waited]
+    watcher = ["compute_log_watch &", "compute_watcher=$!"] if spec.policy and spec.policy.fail_on_log else []
+    stop = ['kill "$compute_watcher" 2>/dev/null'] if watcher else []
+    return [
+        "compute_job &",
+        "compute_pid=$!",
+        *watcher,
+        "compute_wait",
+        *stop,
+        *(['exit "$compute_rc"'] if then == "exit" else []),
     ]
 
 

@@ -5,6 +5,7 @@ sbatch), states (squeue + exit-status files + sacct when it works), cancel (scan
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 import threading
@@ -23,9 +24,11 @@ from compute_platform.scheduling.backend import (
     FAILED,
     PENDING,
     RUNNING,
+    STOPPED_ON_LOG,
     TELLING_ENDS,
     TIMEOUT,
     UNKNOWN,
+    Again,
     JobState,
 )
 
@@ -452,13 +455,19 @@ def states(host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
     stdin = f"{files}{SECTION}\n{chunks}"
     result = host.run(command, stdin=stdin.encode(), timeout=120, check=True)
     queue, status, sacct = [*result.stdout.split(SECTION + "\n"), "", ""][:3]
-    return merge_states(
+    found = merge_states(
         records,
         parse_squeue(queue),
         parse_status_files(status),
         parse_sacct(sacct),
         sacct_works=NO_SACCT not in sacct.splitlines(),
     )
+    attempts = parse_attempts(status)
+    for r in records:
+        attempt = attempts.get(r.status_file)
+        if attempt and found[r.job_id].state not in LIVE:  # a live job's file is its last attempt's
+            found[r.job_id] = dataclasses.replace(found[r.job_id], attempt=attempt)
+    return found
 
 
 def parse_squeue(text: str) -> dict[str, tuple[str, str]]:
@@ -481,13 +490,24 @@ def leader(job_id: str) -> str | None:
 
 
 def parse_status_files(text: str) -> dict[str, tuple[int, str]]:
-    """`<path>|<exit code> <how>` lines -> path -> (exit code, how it ended)."""
+    """`<path>|<exit code> <how> [<attempt>]` lines -> path -> (exit code, how it ended)."""
     found: dict[str, tuple[int, str]] = {}
     for line in text.splitlines():
         path, _, content = line.rpartition("|")
-        code, _, how = content.strip().partition(" ")
+        code, *how = content.split()
         if path and re.fullmatch(r"-?\d+", code):
-            found[path] = (int(code), how or "exit")
+            found[path] = (int(code), how[0] if how else "exit")
+    return found
+
+
+def parse_attempts(text: str) -> dict[str, int]:
+    """The attempt a job's status file says it ended in (its third word: jobs with a retry policy)."""
+    found: dict[str, int] = {}
+    for line in text.splitlines():
+        path, _, content = line.rpartition("|")
+        words = content.split()
+        if path and len(words) > 2 and words[2].isdigit():
+            found[path] = int(words[2])
     return found
 
 
@@ -552,6 +572,7 @@ def merge_one(
     reason = told[0] if told else reason
     if status is not None:
         code, how = status
+        reason = STOPPED_ON_LOG if how == "log" else reason
         return JobState(slurm_state or state_from_status(code, how), code, reason, settled)
     if sacct is not None and sacct[0] in STATES:
         return JobState(STATES[sacct[0]], sacct[1], reason, settled)
@@ -563,7 +584,7 @@ def merge_one(
 def state_from_status(code: int, how: str) -> str:
     if how == "timeout":
         return TIMEOUT
-    if how == "signal":
+    if how in ("signal", "requeue"):
         return CANCELLED
     return COMPLETED if code == 0 else FAILED
 
@@ -576,25 +597,41 @@ def cancel(host: Host, records: Sequence[JobRecord]) -> None:
         host.run(f"scancel {shell.join([r.job_id for r in records])}", timeout=60, check=True)
 
 
-def resubmit(host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[JobRecord]:
+def resubmit(
+    host: Host, records: Sequence[JobRecord], ledger: Ledger, again: Mapping[str, Again] | None = None
+) -> list[JobRecord]:
     """Submit each archived script again, without its dependency (the jobs it waited for are done):
-    whole jobs as they were, array elements as `sbatch --array=<their indexes>`, one call per script."""
-    by_script: dict[str, list[JobRecord]] = {}
+    whole jobs as they were, array elements as `sbatch --array=<their indexes>`, one call per script.
+    A retry (`again`) is one call per job, its script given its attempt and grown resources, its
+    rows kept in the run of the job they retry."""
+    groups: dict[str, list[JobRecord]] = {}
     for record in records:
-        by_script.setdefault(record.script, []).append(record)
+        key = record.job_id if again else record.script
+        groups.setdefault(key, []).append(record)
     ledger.ensure_writable(host.alias)
     run_id = new_run_id()
-    return [row for group in by_script.values() for row in _resubmit(host, ledger, group, run_id)]
+    found: list[JobRecord] = []
+    for group in groups.values():
+        retry = again.get(group[0].job_id) if again else None
+        found += _resubmit(host, ledger, group, group[0].run_id if retry else run_id, retry)
+    return found
 
 
-def _resubmit(host: Host, ledger: Ledger, group: list[JobRecord], run_id: str) -> list[JobRecord]:
+def _resubmit(
+    host: Host, ledger: Ledger, group: list[JobRecord], run_id: str, retry: Again | None = None
+) -> list[JobRecord]:
     """One archived script, through the ledger's submission transaction: nothing is resubmitted that
     cannot be recorded, and a lost answer is noted as unconfirmed."""
     text = ledger.script_text(group[0])
+    if retry:
+        from compute_platform.scheduling.recovery import script_again
+
+        text = script_again(text, retry.overrides, retry.attempt - 1)
     indexes = [r.job_id.partition("_")[2] for r in group]
     array = all(indexes)
     token = new_token()
     new: list[JobRecord] = []
+    attempt, reason = (str(retry.attempt), retry.reason) if retry else ("", "")
 
     def sbatch() -> str:
         secrets = secret_env.read(secret_env.names_in(text), host.alias)
@@ -606,14 +643,21 @@ def _resubmit(host: Host, ledger: Ledger, group: list[JobRecord], run_id: str) -
         ids = [f"{job_id}_{i}" if array else job_id for i in indexes]
         new.extend(
             renewed(
-                r, new_id, JobPaths.slurm(posixpath.dirname(r.log_out), r.job_name, new_id), script, run_id
+                r,
+                new_id,
+                JobPaths.slurm(posixpath.dirname(r.log_out), r.job_name, new_id),
+                script,
+                run_id,
+                attempt,
+                reason,
             )
             for r, new_id in zip(group, ids, strict=True)
         )
         return new
 
     def lost(script: str) -> dict[str, Any]:
-        return {"resubmits": [r.job_id for r in group], "token": token, "script": script}
+        info = {"resubmits": [r.job_id for r in group], "token": token, "script": script}
+        return {**info, "attempt": attempt, "reason": reason} if retry else info
 
     ledger.submit(host.alias, Script(text, "slurm", len(group)), sbatch, rows, lost)
     return new
@@ -628,8 +672,10 @@ class SlurmBackend:
     def cancel(self, host: Host, records: Sequence[JobRecord]) -> None:
         cancel(host, records)
 
-    def resubmit(self, host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[JobRecord]:
-        return resubmit(host, records, ledger)
+    def resubmit(
+        self, host: Host, records: Sequence[JobRecord], ledger: Ledger, again: Mapping[str, Again] | None = None
+    ) -> list[JobRecord]:
+        return resubmit(host, records, ledger, again)
 
 
 BACKEND = SlurmBackend()

@@ -8,12 +8,15 @@ import re
 import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from compute_platform.hosts import shell
 from compute_platform.input import yamlfile
+
+if TYPE_CHECKING:
+    from compute_platform.scheduling.recovery import Policy
 
 SeedValue = Union[int, str]  # noqa: UP007
 ArgsEntry = Union[str, list[Union[str, int, float, bool]]]  # noqa: UP007
@@ -235,6 +238,107 @@ class Job:
         return " ".join(parts) or f"job {self.index}"
 
 
+RetryOn = Union[Literal["preempted", "node_fail", "timeout", "oom", "lost", "log", "failed"], int]  # noqa: UP007
+SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "QUIT")
+
+
+def _patterns(value: tuple[str, ...]) -> tuple[str, ...]:
+    """Log patterns: extended regular expressions (grep -E), one line each."""
+    for pattern in value:
+        if not pattern or "\n" in pattern or "\0" in pattern:
+            raise ValueError("a log pattern is one non-empty line")
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"{pattern!r} is not a regular expression: {e}") from None
+    return value
+
+
+class Escalate(BaseModel):
+    """How resources grow for the next attempt."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mem: float = Field(default=1.0, ge=1, le=64)
+    """Memory times this after an `oom` (the script's `--mem`: give `mem` in the config)."""
+    time: float = Field(default=1.0, ge=1, le=64)
+    """Time limit times this after a `timeout` without a checkpoint."""
+
+
+class CheckpointSpec(BaseModel):
+    """A job near its time limit checkpoints and is requeued on the cluster, without compute."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    before: int = Field(default=120, ge=10, le=86400)
+    """Seconds before the time limit (Slurm's `--signal=B:SIG@before`; it may come up to a minute early)."""
+    signal: str = "USR1"
+    """The signal the program gets (its name: USR1, USR2, TERM, INT, HUP); `COMPUTE_CHECKPOINT_SIGNAL` names it."""
+    command: str | None = None
+    """Shell code to run instead of signalling the program (e.g. `touch STOP`), in the job's directory."""
+
+    @field_validator("signal")
+    @classmethod
+    def _signal(cls, value: str) -> str:
+        name = value.upper().removeprefix("SIG")
+        if name not in SIGNALS:
+            raise ValueError(f"expected one of {', '.join(SIGNALS)}")
+        return name
+
+
+class RetrySpec(BaseModel):
+    """Which failures earn another attempt, how many, with what resources (docs/recovery.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max: int = Field(default=3, ge=1, le=100)
+    """Attempts in all, the first included."""
+    on: tuple[RetryOn, ...] = ("preempted", "node_fail", "timeout", "oom")
+    """Which ends are retried: `preempted`, `node_fail`, `timeout`, `oom`, `lost` (tmux), `failed` (any
+    other error), or exit codes."""
+    on_log: tuple[str, ...] = ()
+    """A failed job whose output matches one of these (grep -E) is retried: `["CUDA out of memory"]`."""
+    escalate: Escalate = Field(default_factory=Escalate)
+    """`{mem: 2, time: 1.5}`: the next attempt asks for that much more (oom, timeout)."""
+    checkpoint: CheckpointSpec | None = None
+    """A signal before the time limit, then a requeue in place (the `timeout` of Slurm jobs)."""
+
+    _on_log = field_validator("on_log")(classmethod(lambda cls, v: _patterns(v)))
+
+
+class NotifySpec(BaseModel):
+    """Where `compute watch` tells of a sweep's first failure and of its end."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    webhook: str | None = None
+    """A URL that gets a JSON POST `{"text": ...}` (Slack's incoming webhooks read it)."""
+    mail: tuple[str, ...] = ()
+    """Addresses that get a mail, through `smtp`."""
+    smtp: str = "localhost:25"
+    """The SMTP server (`host:port`) the mail goes through, from where `compute watch` runs."""
+
+    @field_validator("mail", mode="before")
+    @classmethod
+    def _mail(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s]+$", value):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @field_validator("smtp")
+    @classmethod
+    def _smtp(cls, value: str) -> str:
+        host, _, port = value.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("expected host:port")
+        return value
+
+
 class SweepFields(BaseModel):
     """Fields shared, with the same meaning, by the `slurm` and `tmux` tasks."""
 
@@ -265,6 +369,48 @@ class SweepFields(BaseModel):
     secret_env: tuple[str, ...] = ()
     """Variables taken from compute's environment when it runs and handed to the jobs through stdin:
     never written in a script, the ledger or any output (see Secrets in docs/tasks.md)."""
+    retry: RetrySpec | None = None
+    """Automatic retries: `{max: 3, on: [preempted, node_fail, timeout, oom], escalate: {mem: 2}}`, or
+    a number of attempts (docs/recovery.md)."""
+    fail_on_log: tuple[str, ...] = ()
+    """Patterns (grep -E) that stop a running job when its output matches: it would hang or waste
+    its allocation. Such a job is not retried."""
+    notify: NotifySpec | None = None
+    """`{webhook: URL, mail: you@lab.org}`: `compute watch` tells of the first failure and of the end."""
+
+    @field_validator("retry", mode="before")
+    @classmethod
+    def _retry(cls, value: Any) -> Any:
+        return {"max": value} if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @field_validator("fail_on_log", mode="before")
+    @classmethod
+    def _fail_on_log_text(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    _fail_on_log = field_validator("fail_on_log")(classmethod(lambda cls, v: _patterns(v)))
+
+    def policy(self) -> Policy | None:
+        """The retry policy the jobs' scripts carry (None: the task gives none)."""
+        from compute_platform.scheduling.recovery import Checkpoint, Policy
+
+        retry, notify = self.retry, self.notify
+        if retry is None and not self.fail_on_log and notify is None:
+            return None
+        point = retry.checkpoint if retry else None
+        return Policy(
+            max=retry.max if retry else 1,
+            on=retry.on if retry else (),
+            on_log=retry.on_log if retry else (),
+            mem=retry.escalate.mem if retry else 1,
+            time=retry.escalate.time if retry else 1,
+            checkpoint=Checkpoint(point.before, point.signal, point.command or "") if point else None,
+            fail_on_log=self.fail_on_log,
+            webhook=(notify.webhook or "") if notify else "",
+            mail=notify.mail if notify else (),
+            smtp=notify.smtp if notify and notify.mail else "",
+            retries=retry is not None,
+        )
 
     @model_validator(mode="after")
     def _secret_env_names(self) -> SweepFields:

@@ -37,11 +37,13 @@ from compute_platform.scheduling.backend import (
     PENDING,
     RUNNING,
     UNKNOWN,
+    Again,
     Backend,
     JobState,
 )
 from compute_platform.scheduling.jobscript import seed_loop
 from compute_platform.scheduling.launchers import ray_cluster
+from compute_platform.scheduling.recovery import POLICY_MARK, Policy
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
@@ -130,6 +132,7 @@ class LauncherSpec:
     wandb: str | None = None  # the host's W&B mode (WANDB_MODE)
     wandb_dir: str = ""  # WANDB_DIR (a leading `~` is the home on the host)
     ray: bool = False  # a Ray head per job, in its lane (scheduling/scripts/ray-cluster.sh)
+    policy: Policy | None = None  # retry and notify, for compute watch (scheduling/recovery.py)
 
 
 def render_launcher(spec: LauncherSpec) -> str:
@@ -178,7 +181,7 @@ def _header(spec: LauncherSpec) -> str:
 # window ("lane") per job that may run at once; each lane runs, one after another, the next jobs of the
 # queue that no other lane has claimed. Job INDEX leaves its files next to this script: INDEX.log
 # (stdout+stderr), INDEX.started, INDEX.pid (its process group), INDEX.status (exit code, on exit).
-compute_dir=$(cd "$(dirname "$0")" && pwd) || exit 1
+{POLICY_MARK + spec.policy.to_json() + chr(10) if spec.policy else ""}compute_dir=$(cd "$(dirname "$0")" && pwd) || exit 1
 cd "$compute_dir" || exit 1
 compute_max_lanes={spec.lanes}  # 0: one lane per job
 compute_gpus=({gpus})  # lane K gives its jobs CUDA_VISIBLE_DEVICES=${{compute_gpus[K]}}
@@ -408,21 +411,27 @@ class TmuxBackend:
         if records:
             host.run(cancel_script(), stdin=job_stdin(records), timeout=60, check=True)
 
-    def resubmit(self, host: Host, records: Sequence[JobRecord], ledger: Ledger) -> list[JobRecord]:
-        """Start the archived launchers again, each for its failed jobs only, in a new session."""
+    def resubmit(
+        self, host: Host, records: Sequence[JobRecord], ledger: Ledger, again: Mapping[str, Again] | None = None
+    ) -> list[JobRecord]:
+        """Start the archived launchers again, each for its failed jobs only, in a new session; a
+        retry (`again`) is a session per job, its row in the run of the job it retries (tmux jobs
+        have no resources to grow)."""
         from compute_platform.ledger import new_run_id, now
 
         groups: dict[str, list[JobRecord]] = {}
         for record in records:
-            groups.setdefault(record.script, []).append(record)
+            groups.setdefault(record.job_id if again else record.script, []).append(record)
         ledger.ensure_writable(host.alias)
         run_id = new_run_id()
         new: list[JobRecord] = []
-        for script, olds in groups.items():
-            launcher = _read_archived(ledger, script)
+        for olds in groups.values():
+            retry = again.get(olds[0].job_id) if again else None
+            launcher = _read_archived(ledger, olds[0].script)
             root = posixpath.dirname(JobFiles.of(olds[0]).folder)
             indices = [int(JobFiles.of(r).index) for r in olds]
-            new += _relaunch(host, ledger, launcher, root, olds, indices, run_id, now())
+            run = olds[0].run_id if retry else run_id
+            new += _relaunch(host, ledger, launcher, root, olds, indices, run, now(), retry)
         return new
 
 
@@ -443,6 +452,7 @@ def _relaunch(
     indices: Sequence[int],
     run_id: str,
     at: str,
+    retry: Again | None = None,
 ) -> list[JobRecord]:
     """One archived launcher started again for some of its jobs, through the ledger's submission
     transaction (nothing started that cannot be recorded)."""
@@ -460,7 +470,8 @@ def _relaunch(
         for old in olds:
             index = JobFiles.of(old).index
             paths = JobPaths.tmux(launched[0].folder, index)
-            new.append(renewed(old, job_id(session, index), paths, archived, run_id))
+            attempt, reason = (str(retry.attempt), retry.reason) if retry else ("", "")
+            new.append(renewed(old, job_id(session, index), paths, archived, run_id, attempt, reason))
         return new
 
     ledger.submit(host.alias, Script(launcher, SUFFIX, len(olds)), start, rows)

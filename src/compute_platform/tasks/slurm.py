@@ -625,6 +625,7 @@ class Slurm(Action, SweepFields):
             launcher=self.launcher,
             ray=self.ray,
             components=tuple(components),
+            policy=self.policy(),
         )
 
     def records(

@@ -3,6 +3,7 @@ expansion as `slurm`, plus `parallel`, `max_parallel` and `gpus`; every job is r
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any, Union
 
@@ -13,6 +14,7 @@ from compute_platform.errors import InputError
 from compute_platform.hosts import secret_env
 from compute_platform.ledger import JobPaths, JobRecord, Script
 from compute_platform.scheduling import tmux
+from compute_platform.scheduling.recovery import LOST, Policy
 from compute_platform.scheduling.sweep import Job, SweepFields
 from compute_platform.tasks.base import Action
 from compute_platform.tasks.resume import host_share
@@ -71,6 +73,22 @@ class Tmux(Action, SweepFields):
             )
         return self
 
+    @model_validator(mode="after")
+    def _recovery(self) -> Tmux:
+        if self.retry and self.retry.checkpoint:
+            raise ValueError("retry.checkpoint acts before a Slurm time limit: tmux jobs have none")
+        if self.fail_on_log:
+            raise ValueError("fail_on_log stops Slurm jobs from inside; tmux jobs do not read it yet")
+        return self
+
+    def policy(self) -> Policy | None:
+        """A workstation's jobs are not preempted and have no limits: what is retried by default
+        is a job lost with its session or its host (`lost`)."""
+        found = super().policy()
+        if found and self.retry and "on" not in self.retry.model_fields_set:
+            found = dataclasses.replace(found, on=(LOST,))
+        return found
+
     def remote_needs(self) -> frozenset[str]:
         return frozenset({"save_path", "tmux", *(["ray"] if self.ray else [])})
 
@@ -126,6 +144,7 @@ class Tmux(Action, SweepFields):
             wandb=host.spec.wandb,
             wandb_dir=host.spec.wandb_dir,
             ray=self.ray,
+            policy=self.policy(),
         )
         return tmux.render_launcher(spec)
 
