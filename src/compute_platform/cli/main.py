@@ -501,6 +501,34 @@ def resubmit(
     return 0
 
 
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--every",
+    default=30.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds between two looks at the hosts.",
+)
+@click.option("--once", is_flag=True, help="Look once, act, and stop (for cron or a test).")
+@click.option("--until-done", is_flag=True, help="Stop once no job of the ledger is open.")
+@_ledger_options
+def watch(every: float, once: bool, until_done: bool, archive: str, inventory: str | None, verbose: bool) -> int:
+    """Follow every open job of the ledger: retry those whose end their task's retry policy names
+    (with more memory or time when it says so), tell of sweeps (notify), until stopped. One per
+    archive; restarting it repeats nothing."""
+    from compute_platform.jobs.watch import Watch, follow
+
+    view = _jobs_view(archive, inventory)
+    try:
+        with view.ledger.watching():
+            follow(Watch(view), lambda line: click.echo(line), once=once, until_done=until_done, pause=every)
+    except KeyboardInterrupt:
+        return 0  # stopping the watch is the normal way out
+    finally:
+        view.close()
+    return 0
+
+
 def _legacy_hint(archive: str) -> None:
     """One line on stderr when ./jobs.csv holds jobs of the original tool not in the ledger yet."""
     from compute_platform.ledger import legacy

@@ -17,6 +17,7 @@ CONFIRMED = "confirmed"
 NOT_SUBMITTED = "not-submitted"
 CANCELLED_EVENT = "cancelled"  # `compute cancel` stopped the job
 RESUBMITTED_EVENT = "resubmitted"  # `compute resubmit` submitted it again (the detail: the new id)
+NOTIFIED_EVENT = "notified"  # compute watch told of a sweep (detail: its run, task and what it told)
 
 
 @dataclass(frozen=True)

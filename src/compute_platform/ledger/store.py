@@ -46,6 +46,8 @@ JOBS_FILE = "job.csv"
 EVENTS_FILE = "events.csv"
 STATES_FILE = "states.csv"  # the final state of ended jobs, appended as hosts report them
 INDEX_FILE = ".index.json"  # hidden: no host's folder (safe_name) can take its name
+WATCH_FILE = ".watch.json"  # how far `compute watch` read states.csv: derived, may be deleted
+WATCH_LOCK = ".watch.lock"  # held by the one `compute watch` of the archive
 
 
 class Ledger:
@@ -330,6 +332,61 @@ class Ledger:
 
     def events(self) -> list[Event]:
         return [Event(**{c: row.get(c) or "" for c in Event.columns()}) for row in _read(self.events_file)]
+
+    # -- compute watch: the ends it has looked at, and the one watch per archive ------------------
+
+    def ended_since(self, offset: int) -> tuple[list[Ended], int]:
+        """The ends states.csv got from byte `offset` on (whole lines only), and where they stop. An
+        offset beyond the file (it was deleted, it is learnt again) starts from its beginning."""
+        try:
+            with open(self.states_file, "rb") as f:
+                header = f.readline()
+                size = os.fstat(f.fileno()).st_size
+                start = max(offset, len(header)) if offset <= size else len(header)
+                f.seek(start)
+                data = f.read()
+        except FileNotFoundError:
+            return [], 0
+        whole = data[: data.rfind(b"\n") + 1]
+        rows = csv.reader(io.StringIO((header + whole).decode("utf-8", "replace")))
+        columns = next(rows, [])
+        where = [columns.index(c) if c in columns else -1 for c in Ended.columns()]
+        found = [
+            Ended(*(row[i] if i >= 0 else "" for i in where)) for row in rows if len(row) == len(columns)
+        ]
+        return [e for e in found if e.host and e.job_id and e.state], start + len(whole)
+
+    def watch_cursor(self) -> int | None:
+        """Where the last `compute watch` stopped reading states.csv (None: no watch ran here)."""
+        try:
+            data = json.loads((self.root / WATCH_FILE).read_text(encoding="utf-8"))
+            return int(data["states_offset"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def save_watch_cursor(self, offset: int) -> None:
+        target = self.root / WATCH_FILE
+        fd, name = tempfile.mkstemp(dir=self.root, prefix=".watch-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"states_offset": offset}, f)
+        os.replace(name, target)
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        """The archive's one `compute watch`: a second one would retry the same jobs twice."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / WATCH_LOCK, "a+") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LedgerError(
+                    f"another compute watch follows {self.root} (it holds {self.root / WATCH_LOCK}): "
+                    "one per archive, or jobs would be retried twice"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
     # -- through the index: what `compute jobs` reads instead of every row ------------------------
 

@@ -75,7 +75,9 @@ class Policy:
 
     def to_json(self) -> str:
         data: dict[str, Any] = {"max": self.max, "on": list(self.on)} if self.retries else {}
-        data.update({k: list(v) for k, v in (("on_log", self.on_log), ("fail_on_log", self.fail_on_log)) if v})
+        data.update(
+            {k: list(v) for k, v in (("on_log", self.on_log), ("fail_on_log", self.fail_on_log)) if v}
+        )
         if self.mem != 1 or self.time != 1:
             data["escalate"] = {"mem": self.mem, "time": self.time}
         if self.checkpoint:
@@ -152,7 +154,11 @@ def classify(state: JobState, log_match: str = "") -> str:
         return ""  # scancel or `compute cancel`: the user's decision
     if log_match:
         return LOG
-    if state.state == FAILED and state.exit_code is None and reason.startswith("ended without an exit status"):
+    if (
+        state.state == FAILED
+        and state.exit_code is None
+        and reason.startswith("ended without an exit status")
+    ):
         return LOST
     if state.state in (FAILED, UNKNOWN):
         return FAILED_CLASS
@@ -160,7 +166,12 @@ def classify(state: JobState, log_match: str = "") -> str:
 
 
 def decide(
-    policy: Policy | None, state: JobState, attempt: int, script: str = "", log_match: str = "", base: Mapping[str, str] | None = None
+    policy: Policy | None,
+    state: JobState,
+    attempt: int,
+    script: str = "",
+    log_match: str = "",
+    base: Mapping[str, str] | None = None,
 ) -> Verdict:
     """Whether a job that ended this way, at this attempt (1 for the first), is submitted again.
     `script`: its archived script, whose `--mem` and `--time` an escalation grows; `base`: the
@@ -171,7 +182,9 @@ def decide(
     if policy is None or not policy.retries:
         return Verdict(failure, False, f"{failure}: the task has no retry policy")
     code = state.exit_code
-    wanted = failure in policy.on or (failure in (FAILED_CLASS, LOG) and code is not None and code in policy.on)
+    wanted = failure in policy.on or (
+        failure in (FAILED_CLASS, LOG) and code is not None and code in policy.on
+    )
     if failure == LOG and LOG not in policy.on:
         wanted = True  # an on_log pattern names what to retry: listing it is asking for it
     if not wanted:
@@ -185,7 +198,10 @@ def decide(
         return Verdict(failure, False, f"{failure}: no --mem in its script to grow (give mem in the config)")
     shown = " ".join(f"--{k}={v}" for k, v in grown.items())
     return Verdict(
-        failure, True, f"{failure}, attempt {attempt + 1} of {policy.max}" + (f" with {shown}" if shown else ""), grown
+        failure,
+        True,
+        f"{failure}, attempt {attempt + 1} of {policy.max}" + (f" with {shown}" if shown else ""),
+        grown,
     )
 
 
@@ -242,7 +258,7 @@ def parse_time(text: str) -> float | None:
     except ValueError:
         return None
     if "-" in text:  # D-HH[:MM[:SS]]
-        hours, minutes, seconds = (parts + [0, 0])[:3]
+        hours, minutes, seconds = [*parts, 0, 0][:3]
     elif len(parts) == 3:
         hours, minutes, seconds = parts
     elif len(parts) == 2:
@@ -282,9 +298,11 @@ def script_again(text: str, overrides: Mapping[str, str], attempts_before: int) 
         line = f"#SBATCH --{name}={value}"
         pattern = re.compile(rf"^#SBATCH\s+--{re.escape(name)}=.*$", re.MULTILINE)
         if pattern.search(head):
-            head = pattern.sub(lambda _: line, head, count=1)
+            head = pattern.sub(line.replace("\\", r"\\"), head, count=1)
         else:
-            head = re.sub(r"^(#SBATCH .*)$", lambda m: f"{m.group(1)}\n{line}", head, count=1, flags=re.MULTILINE)
+            first = re.search(r"^#SBATCH .*$", head, re.MULTILINE)
+            at = first.end() if first else len(head)
+            head = f"{head[:at]}\n{line}{head[at:]}"
     return head + mark + tail
 
 

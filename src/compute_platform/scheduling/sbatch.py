@@ -105,6 +105,8 @@ def directives(spec: SbatchSpec) -> list[str]:
     policy = spec.policy
     if policy and policy.requeue and not {"requeue", "no-requeue"} & set(options):
         options["requeue"] = True  # preemption and node failure: Slurm starts the job again
+    if policy and (policy.requeue or policy.checkpoint) and "open-mode" not in options:
+        options["open-mode"] = "append"  # a requeued job's output goes on after its earlier attempts'
     if policy and policy.checkpoint and "signal" not in options:
         options["signal"] = f"B:{policy.checkpoint.signal}@{policy.checkpoint.before}"
     found = [directive(name, value) for name, value in options.items() if value not in (None, False)]

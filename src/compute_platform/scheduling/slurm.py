@@ -640,19 +640,7 @@ def _resubmit(
         )
 
     def rows(job_id: str, script: str) -> list[JobRecord]:
-        ids = [f"{job_id}_{i}" if array else job_id for i in indexes]
-        new.extend(
-            renewed(
-                r,
-                new_id,
-                JobPaths.slurm(posixpath.dirname(r.log_out), r.job_name, new_id),
-                script,
-                run_id,
-                attempt,
-                reason,
-            )
-            for r, new_id in zip(group, ids, strict=True)
-        )
+        new.extend(renewed_rows(group, job_id, script, attempt, reason, run_id))
         return new
 
     def lost(script: str) -> dict[str, Any]:
@@ -661,6 +649,28 @@ def _resubmit(
 
     ledger.submit(host.alias, Script(text, "slurm", len(group)), sbatch, rows, lost)
     return new
+
+
+def renewed_rows(
+    group: Sequence[JobRecord], job_id: str, script: str, attempt: str, reason: str, run_id: str = ""
+) -> list[JobRecord]:
+    """The rows of one resubmission of these jobs of one script (array elements keep their index);
+    a retry's (`attempt`) stay in the run of the jobs they retry."""
+    indexes = [r.job_id.partition("_")[2] for r in group]
+    array = all(indexes)
+    ids = [f"{job_id}_{i}" if array else job_id for i in indexes]
+    return [
+        renewed(
+            r,
+            new_id,
+            JobPaths.slurm(posixpath.dirname(r.log_out), r.job_name, new_id),
+            script,
+            run_id or r.run_id,
+            attempt,
+            reason,
+        )
+        for r, new_id in zip(group, ids, strict=True)
+    ]
 
 
 class SlurmBackend:

@@ -64,7 +64,7 @@ compute_log_watch() {
       [ "$size" -gt "${seen[$file]:-0}" ] || continue
       if tail -c +"$((${seen[$file]:-0} + 1))" -- "$file" | head -c "$((size - ${seen[$file]:-0}))" |
         grep -E -q "${args[@]}"; then
-        kill -USR2 "$compute_shell"
+        kill -USR2 $$  # this script: $$ is its pid in a subshell too
         return 0
       fi
       seen[$file]=$size
