@@ -266,11 +266,9 @@ class Watch:
     def _resolve(self, event: Event, info: dict[str, object]) -> list[str]:
         from compute_platform.scheduling import slurm
 
-        olds = [
-            r
-            for r in self.ledger.records_where(host=event.host, mentioning=list(map(str, info["resubmits"])))
-        ]  # type: ignore[call-overload]
-        olds = [r for r in olds if r.job_id in info["resubmits"]]  # type: ignore[operator]
+        named = info.get("resubmits")
+        ids = [str(i) for i in named] if isinstance(named, list) else []
+        olds = [r for r in self.ledger.records_where(host=event.host, mentioning=ids) if r.job_id in ids]
         if not olds:
             return []
         token = str(info["token"])
