@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from compute_platform.input.spec import ResolvedConfig
+from compute_platform.scheduling.recovery import Checkpoint, Policy
 from compute_platform.scheduling.sbatch import SbatchSpec, check_option, cpu_options, directive, render
 from compute_platform.scheduling.sweep import expand
 from tests.support.golden import check_golden
@@ -102,6 +103,20 @@ CASES: dict[str, SbatchSpec] = {
         "/scratch/alice/logs",
         array=True,
         launcher="torchrun",
+    ),
+    "retry": SbatchSpec(
+        "train",
+        "python train.py --seed=$seed",
+        tuple(expand([], {"lr": [0.1, 0.01]}, [0])),
+        ResolvedConfig("big", cpus=4, mem="8G", time="04:00:00"),
+        "/scratch/alice/logs",
+        array=True,
+        policy=Policy(
+            max=3,
+            mem=2,
+            checkpoint=Checkpoint(before=300, command="touch STOP"),
+            fail_on_log=("NCCL timeout", "Traceback"),
+        ),
     ),
     "ray": SbatchSpec(
         "rl",

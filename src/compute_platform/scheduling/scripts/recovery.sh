@@ -49,7 +49,10 @@ compute_checkpoint() {
   compute_record "$compute_rc" requeue
   trap 'exit 0' TERM  # the requeue stops this script: its status stays `requeue`
   scontrol requeue "$compute_self" >&2 || { compute_record "$compute_rc" exit; exit "$compute_rc"; }
-  while :; do sleep 60; done
+  while :; do  # in the background: a trap waits for a command in the foreground to end
+    sleep 60 &
+    wait "$!"
+  done
 }
 
 # fail_on_log: every COMPUTE_LOG_EVERY seconds, what the job wrote since is searched for the
