@@ -362,3 +362,24 @@ def test_ray_true_gives_each_tmux_job_its_own_head_stopped_when_it_ends(project:
     assert len(addresses) == 2 and all(job[0][1] == job[1][1] for job in said), said  # one head per job
     left = subprocess.run(["pgrep", "-af", f"compute-ray-{project.name}"], capture_output=True, text=True)
     assert [line for line in left.stdout.splitlines() if "pgrep" not in line] == []
+
+
+def test_jobs_lost_with_their_session_are_retried_by_watch(project: Project) -> None:
+    # job a's first attempt waits, to be lost with its session (b never starts); the next ones complete
+    cmd = 'f() { if [ "$1" = a ] && [ ! -e lost-a ]; then touch lost-a; sleep 60; fi; echo "again $1"; }; f'
+    project.book("localhost", cmd=cmd, args=["a", "b"], cd=str(project.folder), retry=2)
+    project.run()
+    first, second = f"{project.name}.0", f"{project.name}.1"
+    project.wait(lambda s: s[first]["state"] == "RUNNING")
+    subprocess.run(["tmux", "kill-session", "-t", f"={project.name}"], check=True, timeout=10)
+    project.wait()
+    said = project.compute("watch", "--once").stdout
+    assert f"job {first} (lost) retried as" in said and f"job {second} (lost) retried as" in said, said
+    states = project.wait()
+    retried = {row["job_id"]: row for row in states.values() if row["replaces"]}
+    assert sorted((r["replaces"], r["state"], r["attempt"], r["retry_reason"]) for r in retried.values()) == [
+        (first, "COMPLETED", "2", "lost"),
+        (second, "COMPLETED", "2", "lost"),
+    ]
+    assert "again a" in project.log(next(j for j, r in retried.items() if r["replaces"] == first))
+    assert f"{first}" not in project.compute("watch", "--once").stdout  # nothing is retried twice

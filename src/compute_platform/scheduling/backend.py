@@ -25,9 +25,23 @@ UNKNOWN = "UNKNOWN"
 # Scheduler ends that say more than the state shown (FAILED or CANCELLED): kept as the row's reason,
 # so that an out-of-memory kill or a node failure reads as such, also once the scheduler forgot the job
 TELLING_ENDS = frozenset(
-    {"OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SPECIAL_EXIT", "REVOKED", "fail_on_log"}
+    {
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "SPECIAL_EXIT",
+        "REVOKED",
+        "fail_on_log",
+    }
 )
 
+# Why a tmux job failed without an error of its own: what a retry policy calls `lost`.
+SESSION_KILLED = "stopped with its tmux session"
+NO_STATUS = "ended without an exit status (tmux session killed or host rebooted)"
+NEVER_STARTED = "never started: its tmux session ended"
+LOST_REASONS = (SESSION_KILLED, NO_STATUS, NEVER_STARTED)
 # The reason of a job that stopped itself because its output matched a `fail_on_log` pattern
 STOPPED_ON_LOG = "fail_on_log"
 
@@ -64,7 +78,11 @@ class Backend(Protocol):
         ...
 
     def resubmit(
-        self, host: Host, records: Sequence[JobRecord], ledger: Ledger, again: Mapping[str, Again] | None = None
+        self,
+        host: Host,
+        records: Sequence[JobRecord],
+        ledger: Ledger,
+        again: Mapping[str, Again] | None = None,
     ) -> list[JobRecord]:
         """Submit these jobs again from their archived scripts; return the new ledger rows
         (already appended), each with `replaces` set to the job it replaces. `again` (by job id):

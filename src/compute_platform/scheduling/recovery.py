@@ -23,6 +23,7 @@ from compute_platform.scheduling.backend import (
     CANCELLED,
     COMPLETED,
     FAILED,
+    LOST_REASONS,
     STOPPED_ON_LOG,
     TIMEOUT,
     UNKNOWN,
@@ -154,11 +155,7 @@ def classify(state: JobState, log_match: str = "") -> str:
         return ""  # scancel or `compute cancel`: the user's decision
     if log_match:
         return LOG
-    if (
-        state.state == FAILED
-        and state.exit_code is None
-        and reason.startswith("ended without an exit status")
-    ):
+    if state.state == FAILED and reason in LOST_REASONS:
         return LOST
     if state.state in (FAILED, UNKNOWN):
         return FAILED_CLASS

@@ -299,7 +299,7 @@ def recovery_lines(spec: SbatchSpec) -> list[str]:
     lines = [
         f"compute_self={job_id}",
         "compute_attempts_before=0  # set by compute watch when it submits this script again",
-        'export COMPUTE_ATTEMPT=$((compute_attempts_before + ${SLURM_RESTART_COUNT:-0} + 1))'
+        "export COMPUTE_ATTEMPT=$((compute_attempts_before + ${SLURM_RESTART_COUNT:-0} + 1))"
         f" COMPUTE_MAX_ATTEMPTS={policy.max}",
     ]
     if policy.requeue:  # the last attempt is not requeued (preemption, node failure) again
@@ -313,7 +313,9 @@ def recovery_lines(spec: SbatchSpec) -> list[str]:
     point = policy.checkpoint
     if point:
         lines.append(f"export COMPUTE_CHECKPOINT_SIGNAL={point.signal}")
-        lines.append(f"compute_checkpoint_wait={max(5, point.before - 20)}  # seconds the program has to save")
+        lines.append(
+            f"compute_checkpoint_wait={max(5, point.before - 20)}  # seconds the program has to save"
+        )
         if point.command:
             # not indented: the user's command may hold a here-document whose end marker must stay put
             lines += ["compute_checkpoint_command() {", point.command, "}"]

@@ -683,7 +683,11 @@ class SlurmBackend:
         cancel(host, records)
 
     def resubmit(
-        self, host: Host, records: Sequence[JobRecord], ledger: Ledger, again: Mapping[str, Again] | None = None
+        self,
+        host: Host,
+        records: Sequence[JobRecord],
+        ledger: Ledger,
+        again: Mapping[str, Again] | None = None,
     ) -> list[JobRecord]:
         return resubmit(host, records, ledger, again)
 

@@ -34,8 +34,11 @@ from compute_platform.scheduling.backend import (
     CANCELLED,
     COMPLETED,
     FAILED,
+    NEVER_STARTED,
+    NO_STATUS,
     PENDING,
     RUNNING,
+    SESSION_KILLED,
     UNKNOWN,
     Again,
     Backend,
@@ -308,6 +311,8 @@ def decide(folder: bool, started: bool, status: str, alive: bool, cancelled: boo
         code = int(words[0])
         if cancelled:
             return JobState(CANCELLED, code)
+        if words[1:2] == ["lost"]:
+            return JobState(FAILED, code, SESSION_KILLED)
         return JobState(COMPLETED, 0) if code == 0 else JobState(FAILED, code)
     if not folder:
         return JobState(UNKNOWN, None, "its files on the host are gone")
@@ -317,12 +322,12 @@ def decide(folder: bool, started: bool, status: str, alive: bool, cancelled: boo
             return JobState(RUNNING)
         if cancelled:
             return JobState(CANCELLED)
-        return JobState(FAILED, None, "ended without an exit status (tmux session killed or host rebooted)")
+        return JobState(FAILED, None, NO_STATUS)
     if cancelled:
         return JobState(CANCELLED)
     if session:
         return JobState(PENDING, None, "waiting for a lane")
-    return JobState(FAILED, None, "never started: its tmux session ended")
+    return JobState(FAILED, None, NEVER_STARTED)
 
 
 # Marks one job cancelled (so that no lane starts it) and stops it if it runs: SIGTERM to its process
@@ -412,7 +417,11 @@ class TmuxBackend:
             host.run(cancel_script(), stdin=job_stdin(records), timeout=60, check=True)
 
     def resubmit(
-        self, host: Host, records: Sequence[JobRecord], ledger: Ledger, again: Mapping[str, Again] | None = None
+        self,
+        host: Host,
+        records: Sequence[JobRecord],
+        ledger: Ledger,
+        again: Mapping[str, Again] | None = None,
     ) -> list[JobRecord]:
         """Start the archived launchers again, each for its failed jobs only, in a new session; a
         retry (`again`) is a session per job, its row in the run of the job it retries (tmux jobs

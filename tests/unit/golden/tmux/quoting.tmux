@@ -87,7 +87,8 @@ compute_lane() {
       again=$?
       [ "$again" -eq 127 ] || rc=$again
     fi
-    echo "$rc" > "$i.status.tmp" && mv -f "$i.status.tmp" "$i.status"
+    # a job stopped with its session (killed, the host shutting down) is `lost`: compute watch may retry it
+    echo "$rc${stop:+ lost}" > "$i.status.tmp" && mv -f "$i.status.tmp" "$i.status"
     echo "compute: job $i ended with exit code $rc at $(date)"
     pid=
   done < queue
