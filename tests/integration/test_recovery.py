@@ -10,11 +10,8 @@ limits, preemption (partition `high` requeues `debug` jobs) and node failures ar
 
 from __future__ import annotations
 
-import http.server
-import json
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +22,7 @@ import pytest
 from tests.integration.test_multinode import Project, local, login, slurm
 from tests.support import testbed as tbm
 from tests.support.cli import compute, compute_argv
+from tests.support.servers import Webhook
 from tests.support.waiting import poll_until
 
 pytestmark = pytest.mark.slow
@@ -163,33 +161,6 @@ def test_fail_on_log_stops_a_running_job(project: Project) -> None:
     assert time.monotonic() - started < 45
     said = poll_until(lambda: watch_once(project), lambda text: "not retried" in text, 60, "the verdict")
     assert "fail_on_log" in said
-
-
-class Webhook:
-    """An HTTP server on loopback that keeps the JSON bodies POSTed to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", 0))
-                hook.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/secret-path"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_a_watch_killed_and_restarted_loses_and_repeats_nothing(project: Project) -> None:
