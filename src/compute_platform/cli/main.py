@@ -208,7 +208,9 @@ def check(playbook: str, remote: bool, forks: int, verbose: bool) -> int:
     help="Close the connection to HOST kept open between runs (either kind), now.",
 )
 @click.option("--logout-all", is_flag=True, help="Close every connection kept open between runs, now.")
-@click.option("--connections", is_flag=True, help="List the connections kept open between runs (paramiko hosts).")
+@click.option(
+    "--connections", is_flag=True, help="List the connections kept open between runs (paramiko hosts)."
+)
 @click.option("--verbose", "-v", is_flag=True, help="Show tracebacks.")
 def hosts(
     inventory: str,
@@ -241,9 +243,13 @@ def hosts(
             use = f"in use by {row['runs']} run(s)" if row["runs"] else f"idle {_span(row['idle_for'])}"
             left = max(0.0, row["persist"] - row["idle_for"])
             closes = "" if row["runs"] else f", closes in {_span(left)}"
-            click.echo(f"{row['alias']:<20} {row['address'] + via:<40} open {_span(row['open_for'])}, {use}{closes}")
+            click.echo(
+                f"{row['alias']:<20} {row['address'] + via:<40} open {_span(row['open_for'])}, {use}{closes}"
+            )
         if not rows:
-            click.echo("no connection is kept open (paramiko hosts keep theirs after a run, for control_persist)")
+            click.echo(
+                "no connection is kept open (paramiko hosts keep theirs after a run, for control_persist)"
+            )
         return 0
     from compute_platform.checks.ping import describe, ping_all
     from compute_platform.input.inventory import load_inventory
@@ -512,7 +518,9 @@ def resubmit(
 @click.option("--once", is_flag=True, help="Look once, act, and stop (for cron or a test).")
 @click.option("--until-done", is_flag=True, help="Stop once no job of the ledger is open.")
 @_ledger_options
-def watch(every: float, once: bool, until_done: bool, archive: str, inventory: str | None, verbose: bool) -> int:
+def watch(
+    every: float, once: bool, until_done: bool, archive: str, inventory: str | None, verbose: bool
+) -> int:
     """Follow every open job of the ledger: retry those whose end their task's retry policy names
     (with more memory or time when it says so), tell of sweeps (notify), until stopped. One per
     archive; restarting it repeats nothing."""
@@ -526,6 +534,52 @@ def watch(every: float, once: bool, until_done: bool, archive: str, inventory: s
         return 0  # stopping the watch is the normal way out
     finally:
         view.close()
+    return 0
+
+
+@cli.command("code", context_settings=CONTEXT)
+@click.argument("job", required=False)
+@click.option("--diff", "against", is_flag=True, help="The job's code against the same files now.")
+@click.option(
+    "--root", type=click.Path(file_okay=False, exists=True), help="Where those files are now (with --diff)."
+)
+@click.option("--clean", is_flag=True, help="Remove from the hosts the snapshots no open job runs.")
+@click.option("--host", help="With --clean: only this host.")
+@click.option("--dry-run", "-n", is_flag=True, help="With --clean: say what would be removed.")
+@_ledger_options
+def code_command(
+    job: str | None,
+    against: bool,
+    root: str | None,
+    clean: bool,
+    host: str | None,
+    dry_run: bool,
+    archive: str,
+    inventory: str | None,
+    verbose: bool,
+) -> int:
+    """The code JOB ran (its snapshot's commit and uncommitted changes; --diff: against the files now),
+    or --clean the snapshots no open job needs."""
+    from compute_platform.jobs import code
+    from compute_platform.jobs.query import one_record
+
+    if clean == bool(job):
+        raise click.UsageError("name a JOB, or --clean")
+    view = _jobs_view(archive, inventory)
+    try:
+        if clean:
+            lines = code.clean(view, host, dry_run)
+        else:
+            record = one_record(view.records(job_ids=[job or ""]), job or "")
+            lines = (
+                code.against_now(view, record, Path(root) if root else None)
+                if against
+                else code.describe(view, record)
+            )
+    finally:
+        view.close()
+    for line in lines:
+        click.echo(line)
     return 0
 
 

@@ -40,6 +40,8 @@ class HostSpec:
     """Whether the host has GPUs (`true`/`false`) or how many; GPU requests on a host without are refused."""
     save_path: str = "~/compute/logs"
     """Directory on the host where job logs and exit-status files go."""
+    code_dir: str = "~/.compute/code"
+    """Directory on the host holding the code snapshots of tasks with `code:`, one folder per hash."""
     init: tuple[str, ...] = ()
     """Shell code run before every command and job on the host (`module load`, env activation, exports):
     a list of lines, or one block (`init: |`) run as written. A failing command stops the command."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-LEDGER_VERSION = "3"  # 2: the `wandb` column; 3: `attempt` and `retry_reason`
+LEDGER_VERSION = "3"  # 2: the `wandb` column; 3: `attempt`, `retry_reason` and `code`
 # events.csv entries of a submission whose answer was lost, and of its resolution
 UNCONFIRMED = "unconfirmed"
 CONFIRMED = "confirmed"
@@ -51,6 +51,7 @@ class JobRecord:
     wandb: str = ""  # the host's W&B mode when the job was submitted (online, offline, disabled)
     attempt: str = ""  # the attempt this submission starts with ("" = 1); requeues in place add to it
     retry_reason: str = ""  # why `compute watch` submitted it again: the class of the last attempt's end
+    code: str = ""  # the hash of the code snapshot the job runs (archive/code/<hash>.*), "" without one
 
     @classmethod
     def columns(cls) -> list[str]:

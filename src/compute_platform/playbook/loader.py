@@ -24,7 +24,7 @@ ACTION_ORDER = ("run", "pip", "copy", "sync", "tmux", "srun", "slurm", "cmd", "c
 FIRST_RUNNER_KEYS = ("srun", "run", "sync", "clone")
 # `scatter` beside `hosts` (the original's first form) applies to the entry's sweep actions.
 SCATTER_KINDS = ("slurm", "tmux")
-TOP_KEYS = ("inventory", "variables", "tasks")
+TOP_KEYS = ("inventory", "variables", "code", "tasks")
 # A task with one of these keys runs another playbook's tasks in its place.
 INCLUDE_KEYS = ("include", "playbook")
 INCLUDE_TASK_KEYS = ("name", "hosts", "variables")
@@ -70,10 +70,36 @@ def load(path: Path) -> Playbook:
     tasks_node = _tasks_node(path, data)
     substitute(tasks_node, variables, path)
     notes: list[Note] = []
-    tasks = _tasks(path, tasks_node, inventory, (path.resolve(),), None, notes)
+    tasks = _with_code(_code(path, data), _tasks(path, tasks_node, inventory, (path.resolve(),), None, notes))
     # one index per task of the run, included ones too (reporters key their output by it)
     numbered = tuple(dataclasses.replace(task, index=i) for i, task in enumerate(tasks))
     return Playbook(path, inventory, numbered, yamlfile.plain(variables), tuple(notes))
+
+
+def _code(path: Path, data: Any) -> Any:
+    """The playbook's `code:` (the default of its slurm and tmux tasks), validated; None without."""
+    if data.get("code") is None:
+        return None
+    from pydantic import ValidationError
+
+    from compute_platform.scheduling.sweep import CodeSource
+
+    try:
+        return CodeSource.model_validate(yamlfile.plain(data["code"]))
+    except ValidationError as e:
+        problem = e.errors()[0]["msg"].removeprefix("Value error, ")
+        raise InputError(f"code: {problem}", yamlfile.position(path, data, ["code"])) from None
+
+
+def _with_code(code: Any, tasks: list[Task]) -> list[Task]:
+    if code is None:
+        return tasks
+    return [
+        dataclasses.replace(task, action=task.action.model_copy(update={"code": code}))  # type: ignore[attr-defined]
+        if "code" in type(task.action).model_fields and "code" not in task.action.model_fields_set  # type: ignore[attr-defined]
+        else task
+        for task in tasks
+    ]
 
 
 def _read(path: Path) -> Any:

@@ -39,6 +39,7 @@ class RunState:
     reporter: Reporter
     pool: HostPool
     cache: dict[str, Any] = field(default_factory=dict)
+    gates: dict[str, threading.Lock] = field(default_factory=dict)  # one per key of `cache`
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Set by Ctrl-C: no new submission starts; the ones under way finish and are recorded.
     stopping: threading.Event = field(default_factory=threading.Event)
@@ -52,10 +53,20 @@ class RunState:
         self.submitted: dict[tuple[str, str], list[str]] = {}  # (task name, alias) -> job ids
 
     def cached(self, key: str, make: Any) -> Any:
+        """`make()` once per key; each key has a lock of its own, so that hosts making their own
+        values (a cluster's answers, a code upload) do not wait for one another."""
         with self.lock:
-            if key not in self.cache:
-                self.cache[key] = make()
-            return self.cache[key]
+            if key in self.cache:
+                return self.cache[key]
+            gate = self.gates.setdefault(key, threading.Lock())
+        with gate:
+            with self.lock:
+                if key in self.cache:
+                    return self.cache[key]
+            value = make()
+            with self.lock:
+                self.cache[key] = value
+            return value
 
     @contextmanager
     def submission(self, alias: str) -> Iterator[None]:

@@ -339,6 +339,32 @@ class NotifySpec(BaseModel):
         return value
 
 
+class CodeSource(BaseModel):
+    """The code jobs run, sent once per run and content-addressed (docs/code.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    git: bool = False
+    """The git repository holding the playbook: its HEAD plus uncommitted changes, as `.gitignore` says."""
+    path: str | None = None
+    """A folder, relative to the playbook's (`.` for the playbook's own)."""
+    exclude: tuple[str, ...] = ()
+    """Patterns of paths left out (`*.ckpt`, `data/`, `wandb/`): a name or a path below the root."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):  # `code: git` or `code: src/`
+            return {"git": True} if value == "git" else {"path": value}
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CodeSource:
+        if self.git == (self.path is not None):
+            raise ValueError("expected `git` or a folder: `code: git`, or `code: {path: src, exclude: [...]}`")
+        return self
+
+
 class SweepFields(BaseModel):
     """Fields shared, with the same meaning, by the `slurm` and `tmux` tasks."""
 
@@ -377,6 +403,9 @@ class SweepFields(BaseModel):
     its allocation. Such a job is not retried."""
     notify: NotifySpec | None = None
     """`{webhook: URL, mail: you@lab.org}`: `compute watch` tells of the first failure and of the end."""
+    code: CodeSource | None = None
+    """The code the jobs run: `git` (the playbook's repository, uncommitted changes included) or a folder;
+    sent to `<code_dir>/<hash>` on each host (unchanged code never again) and the jobs start there."""
 
     @field_validator("retry", mode="before")
     @classmethod

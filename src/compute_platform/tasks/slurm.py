@@ -34,7 +34,7 @@ from compute_platform.scheduling.sbatch import SbatchSpec, check_option, option_
 from compute_platform.scheduling.sweep import Job, SweepFields
 from compute_platform.tasks.base import Action
 from compute_platform.tasks.resume import host_share
-from compute_platform.tasks.sweeptask import job_row
+from compute_platform.tasks.sweeptask import code_cd, job_row, place_code, placed_code
 
 if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
@@ -301,6 +301,7 @@ class Slurm(Action, SweepFields):
         if not jobs:
             return [f"# {why_none}"]
         cluster = slurm.Cluster(home="~")  # no connection in a dry run: `~` stays, Slurm's default array size
+        place_code(ctx, self, host, dry_run=True)
         batches = layout(jobs, self.arrays, self.max_parallel, cluster.max_array_size)
         dependency = self._planned_dependency()
         lines = [f"# {describe(batches)}" + (f", --dependency={dependency}" if dependency else "")]
@@ -325,6 +326,7 @@ class Slurm(Action, SweepFields):
             return Outcome(changed=False, message=why_none)
         ledger = ctx.ledger
         ledger.ensure_writable(ctx.alias)  # nothing is submitted that cannot be recorded
+        place_code(ctx, self, host)  # the jobs run the code as it is now, whatever changes later
         dependency = (
             resolve_dependency(self.dependency, lambda name: self._submitted(ctx, name))
             if self.dependency
@@ -604,6 +606,7 @@ class Slurm(Action, SweepFields):
 
     def spec(self, ctx: TaskContext, batch: Batch, host: HostSpec, cluster: slurm.Cluster) -> SbatchSpec:
         config, *components = self.configs(ctx.inventory, ctx.alias)
+        code, _ = placed_code(ctx)
         return SbatchSpec(
             job_name=self.name(ctx.task.name),
             cmd=self.cmd,
@@ -615,8 +618,8 @@ class Slurm(Action, SweepFields):
             seed_flag=self.seed_flag,
             cpus_per_node=host.cpus_per_node,
             init=host.init,
-            env={**host.env, **self.env},
-            cd=self.cd,
+            env={**host.env, **self.env, **({"COMPUTE_CODE": code} if code else {})},
+            cd=code_cd(self.cd, code),
             options=self.sbatch,
             comment=f"compute: playbook {ctx.playbook_path.name}, task '{ctx.task.name}', host {ctx.alias}",
             secret_env=self.secret_env,

@@ -18,7 +18,7 @@ from compute_platform.scheduling.recovery import LOST, Policy
 from compute_platform.scheduling.sweep import Job, SweepFields
 from compute_platform.tasks.base import Action
 from compute_platform.tasks.resume import host_share
-from compute_platform.tasks.sweeptask import job_row
+from compute_platform.tasks.sweeptask import code_cd, job_row, place_code, placed_code
 
 if TYPE_CHECKING:
     from compute_platform.context import Task, TaskContext
@@ -130,14 +130,15 @@ class Tmux(Action, SweepFields):
         return tmux.max_lanes(self.runs_parallel, self.max_parallel, [str(g) for g in self.gpus])
 
     def launcher(self, ctx: TaskContext, host: Host, jobs: list[Job]) -> str:
+        code, _ = placed_code(ctx)
         spec = tmux.LauncherSpec(
             task=ctx.task.name,
             cmd=self.cmd,
             jobs=tuple(jobs),
             seed_flag=self.seed_flag,
             init=host.spec.init,
-            env={**host.spec.env, **self.env},
-            cd=self.cd or default_cd(host),
+            env={**host.spec.env, **self.env, **({"COMPUTE_CODE": code} if code else {})},
+            cd=code_cd(self.cd, code) or default_cd(host),
             lanes=self.lanes(),
             gpus=tuple(str(g) for g in self.gpus),
             secret_env=self.secret_env,
@@ -158,6 +159,7 @@ class Tmux(Action, SweepFields):
         base = self.session_base(ctx)
         root = host.spec.save_path
         lanes = tmux.lane_count(self.lanes(), len(jobs))
+        place_code(ctx, self, host, dry_run=True)
         text = self.launcher(ctx, host, jobs)
         return [
             f"# tmux session {base} (or {base}-2, {base}-3... if taken): {len(jobs)} jobs, "
@@ -170,6 +172,7 @@ class Tmux(Action, SweepFields):
         jobs, why_none = host_share(ctx, self)
         if not jobs:
             return Outcome(changed=False, message=why_none)
+        place_code(ctx, self, host)  # the jobs run the code as it is now, whatever changes later
         ctx.progress(0, len(jobs))  # one round trip: the bar fills when the launch is recorded
         with ctx.submission():  # Ctrl-C waits until the launch is recorded
             outcome = self.launch(ctx, host, jobs)
