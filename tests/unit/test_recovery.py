@@ -34,6 +34,7 @@ from compute_platform.tasks.tmux import Tmux
         (JobState(FAILED, 0, "JobLaunchFailure"), "exceeded memory limit", "oom"),  # OverMemoryKill's words
         (JobState(TIMEOUT, 143), "", "timeout"),
         (JobState(CANCELLED, 143), "", ""),  # the user's scancel
+        (JobState(CANCELLED, 137), "", ""),  # compute cancel's SIGKILL after its grace: not an oom
         (JobState(FAILED, 1), "CUDA out of memory", "log"),
         (JobState(FAILED, 1, "fail_on_log"), "", "fail_on_log"),
         (
@@ -120,6 +121,11 @@ def test_a_script_again_carries_its_attempts_and_grown_resources() -> None:
     assert "compute_attempts_before=2\n" in text
 
 
+def test_a_script_again_says_its_attempts() -> None:
+    assert recovery.attempts_before(recovery.script_again(SCRIPT, {}, 4)) == 4
+    assert recovery.attempts_before("#!/bin/bash\n") == 0
+
+
 def test_a_policy_travels_in_its_script() -> None:
     policy = Policy(
         max=4, on=("oom", 75), mem=2, checkpoint=Checkpoint(60, "USR2", "touch s"), webhook="http://h/x"
@@ -153,6 +159,12 @@ def test_the_task_fields_give_the_policy() -> None:
         ({"retry": {"max": 0}}, "greater than or equal to 1"),
         ({"retry": {"escalate": {"mem": 0.5}}}, "greater than or equal to 1"),
         ({"retry": {"checkpoint": {"signal": "KILL"}}}, "expected one of USR1"),
+        ({"retry": {"checkpoint": {"signal": "TERM"}}}, "expected one of USR1"),
+        (
+            {"retry": {"checkpoint": {"signal": "USR2"}}, "fail_on_log": "x"},
+            "give the checkpoint another signal",
+        ),
+        ({"retry": {"checkpoint": {"command": "  "}}}, "checkpoint.command is empty"),
         ({"fail_on_log": ["(unclosed"]}, "is not a regular expression"),
         ({"notify": {"webhook": "ftp://x"}}, "expected an http:// or https:// URL"),
     ],

@@ -88,6 +88,8 @@ def test_squeue_sacct_and_status_lines_are_parsed() -> None:
         "12": ("RUNNING", ""),
         "13_2": ("PENDING", "Dependency"),
     }
+    assert slurm.parse_status_files("/l/blank.status| \n") == {}  # a blank line is no status
+    assert slurm.parse_attempts("/l/a.status|0 exit 3\n/l/b.status|0 exit\n") == {"/l/a.status": 3}
     assert slurm.parse_status_files("/l/a b.12.status|1 exit\n/l/x.13.status|143 timeout\n") == {
         "/l/a b.12.status": (1, "exit"),
         "/l/x.13.status": (143, "timeout"),

@@ -60,9 +60,8 @@ def against_now(view: Jobs, record: JobRecord, root: Path | None = None) -> list
 
 def clean(view: Jobs, host: str | None, dry_run: bool) -> list[str]:
     """Remove, on each host that got snapshots, those no open job runs; one line per snapshot."""
-    from compute_platform.scheduling import code
-
     from compute_platform.jobs.query import FINAL
+    from compute_platform.scheduling import code
 
     needed: dict[str, set[str]] = {}
     open_rows = [r for r in view.ledger.open_records() if r.code]

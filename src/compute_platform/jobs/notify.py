@@ -33,23 +33,23 @@ def _webhook(url: str, text: str) -> list[str]:
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:
             answer.read(1024)
-    except (urllib.error.URLError, OSError, ValueError) as e:
-        return [f"webhook {_shown(url)}: {getattr(e, 'reason', e)}"]
+    except Exception as e:
+        return [f"webhook {_shown(url)}: {getattr(e, 'reason', e) or type(e).__name__}"]
     return []
 
 
 def _mail(server: str, to: tuple[str, ...], subject: str, text: str) -> list[str]:
-    host, _, port = server.rpartition(":")
-    message = EmailMessage()
-    message["Subject"] = subject
-    message["From"] = f"{SENDER}@{socket.gethostname()}"
-    message["To"] = ", ".join(to)
-    message.set_content(text)
     try:
+        host, _, port = server.rpartition(":")
+        message = EmailMessage()
+        message["Subject"] = subject
+        message["From"] = f"{SENDER}@{socket.gethostname()}"
+        message["To"] = ", ".join(to)
+        message.set_content(text)
         with smtplib.SMTP(host, int(port), timeout=TIMEOUT) as smtp:
             smtp.send_message(message)
-    except (OSError, smtplib.SMTPException) as e:
-        return [f"mail through {server}: {e}"]
+    except Exception as e:
+        return [f"mail through {server}: {e or type(e).__name__}"]
     return []
 
 

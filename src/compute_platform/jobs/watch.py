@@ -35,14 +35,13 @@ from compute_platform.ledger import (
     now,
 )
 from compute_platform.scheduling.backend import COMPLETED, FAILED, Again, JobState
-from compute_platform.scheduling.recovery import Policy, Verdict, decide, policy_in
+from compute_platform.scheduling.recovery import Policy, Verdict, attempts_before, decide, policy_in
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
 
 LOG_BYTES = 65536  # of each output file searched for the log patterns, from its end
 FIRST_LOOK = 86400.0  # a watch's first start looks at the ends of the last day only
-BATCH = 200  # jobs per log search command (a command line holds at most 128 KiB)
 
 
 @dataclass
@@ -55,6 +54,7 @@ class Refresh:
     given_up: list[tuple[JobRecord, Verdict]] = field(default_factory=list)
     told: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    blocked: bool = False  # an end could not be acted on: the cursor stays before it
 
 
 Send = Callable[[Policy, str, str], list[str]]
@@ -72,7 +72,7 @@ class Watch:
 
     def refresh(self) -> Refresh:
         seen = Refresh()
-        seen.problems += self.resolve_lost()
+        redo = self.resolve_lost(seen)
         self.view.feed()  # the jobs the cluster's feeders submitted become rows first
         records = self.ledger.open_records()
         seen.open = len(records)
@@ -82,7 +82,17 @@ class Watch:
             since = _iso_ago(FIRST_LOOK)
             ends = [e for e in ends if e.at >= since]
         seen.ended = len(ends)
-        self.act(self.ended_rows(ends, rows), seen)
+        ended = self.ended_rows(ends, rows)
+        known = {row.key for row in ended}
+        redone = self.ledger.ended(redo)  # retries found not submitted: their jobs are decided again
+        ended += [
+            Row(r, final_state(redone[(r.host, r.job_id)]))
+            for r in redo
+            if (r.host, r.job_id) in redone and (r.host, r.job_id) not in known
+        ]
+        self.act(ended, seen)
+        if seen.blocked:  # a retry or a log search failed: those ends are looked at again next time
+            return seen
         self._cursor = cursor
         try:
             self.ledger.save_watch_cursor(cursor)
@@ -109,9 +119,9 @@ class Watch:
         matches = self.log_matches([row for row in todo if row.state.state == FAILED], seen)
         retries: dict[tuple[str, str, str], list[tuple[Row, Verdict]]] = {}
         for row in todo:
-            policy = self.policy(row.record)
+            script = self._script(row.record)
             verdict = decide(
-                policy, row.state, row.attempt, self._script(row.record), matches.get(row.key, "")
+                self.policy(row.record), row.state, self._attempt(row), script, matches.get(row.key, "")
             )
             if verdict.retry:
                 group = (row.record.scheduler, row.record.hosts_file, row.record.host)
@@ -126,7 +136,7 @@ class Watch:
         self, scheduler: str, hosts_file: str, alias: str, items: list[tuple[Row, Verdict]], seen: Refresh
     ) -> None:
         again = {
-            row.record.job_id: Again(row.attempt + 1, verdict.failure, verdict.overrides)
+            row.record.job_id: Again(self._attempt(row) + 1, verdict.failure, verdict.overrides)
             for row, verdict in items
         }
         try:
@@ -134,6 +144,7 @@ class Watch:
             new = backend(scheduler).resubmit(host, [row.record for row, _ in items], self.ledger, again)
         except ComputeError as e:
             seen.problems.append(f"{alias}: cannot retry {', '.join(again)}: {e.about(alias)}")
+            seen.blocked = True
             return
         old = {row.record.job_id: (row.record, verdict) for row, verdict in items}
         for record in new:
@@ -159,6 +170,7 @@ class Watch:
                 return search_logs(self.view.host(hosts_file, alias), group, self.policy)
             except ComputeError as e:
                 seen.problems.append(f"{alias}: cannot read the logs of failed jobs: {e.about(alias)}")
+                seen.blocked = True  # deciding without them would give up what a pattern retries
                 return {}
 
         found: dict[tuple[str, str], str] = {}
@@ -226,10 +238,12 @@ class Watch:
         replaced = self.ledger.replacements()
         latest = [r for r in records if (r.host, r.job_id) not in replaced]
         ended = self.ledger.ended(latest)
+        cancelled = self.ledger.cancelled(latest)  # cancelled before it started: no end is recorded
         counts: dict[str, int] = {"open": 0}
         for record in latest:
-            end = ended.get((record.host, record.job_id))
-            state = final_state(end).state if end else "open"
+            key = (record.host, record.job_id)
+            end = ended.get(key)
+            state = final_state(end).state if end else "CANCELLED" if key in cancelled else "open"
             counts[state] = counts.get(state, 0) + 1
         return counts
 
@@ -240,6 +254,11 @@ class Watch:
             self._policies[record.script] = policy_in(self._script(record))
         return self._policies[record.script]
 
+    def _attempt(self, row: Row) -> int:
+        """The attempt a job ended in: as the job or its row says, else as its script counts (an
+        archive started before rows had `attempt` keeps the column out of its rows)."""
+        return max(row.attempt, attempts_before(self._script(row.record)) + 1)
+
     def _script(self, record: JobRecord) -> str:
         try:
             return self.ledger.script_text(record) if record.script else ""
@@ -248,39 +267,43 @@ class Watch:
 
     # -- retries whose answer was lost ----------------------------------------------------------
 
-    def resolve_lost(self) -> list[str]:
+    def resolve_lost(self, seen: Refresh) -> list[JobRecord]:
         """A retry whose sbatch answer was lost (the watch or its connection died then): found in the
-        queue by its token, it is recorded; not found, it is forgotten and decided again."""
+        queue by its token, it is recorded; not found, it is forgotten, and the jobs it retried are
+        returned, to be decided again."""
         events = self.ledger.run_events()
         resolved = {_detail(e).get("token") for e in events if e.event in (CONFIRMED, NOT_SUBMITTED)}
-        pending = [
-            (e, _detail(e))
-            for e in events
-            if e.event == UNCONFIRMED and "attempt" in _detail(e) and _detail(e).get("token") not in resolved
-        ]
-        problems: list[str] = []
-        for event, info in pending:
-            problems += self._resolve(event, info)
-        return problems
+        redo: list[JobRecord] = []
+        for event in events:
+            info = _detail(event)
+            if event.event == UNCONFIRMED and "attempt" in info and info.get("token") not in resolved:
+                redo += self._resolve(event, info, seen)
+        return redo
 
-    def _resolve(self, event: Event, info: dict[str, object]) -> list[str]:
+    def _resolve(self, event: Event, info: dict[str, object], seen: Refresh) -> list[JobRecord]:
         from compute_platform.scheduling import slurm
 
-        named = info.get("resubmits")
+        named, token, script = info.get("resubmits"), info.get("token"), info.get("script")
         ids = [str(i) for i in named] if isinstance(named, list) else []
         olds = [r for r in self.ledger.records_where(host=event.host, mentioning=ids) if r.job_id in ids]
-        if not olds:
-            return []
-        token = str(info["token"])
+        if not olds or not isinstance(token, str) or not isinstance(script, str):
+            return []  # not one of ours, or hand-edited: nothing to look for
         try:
             host = self.view.host(olds[0].hosts_file, event.host)
             job_id = slurm.find_submissions(host, [token]).get(token, "")
         except ComputeError as e:
-            return [f"{event.host}: cannot look for a retry left unconfirmed: {e.about(event.host)}"]
-        staged = self.ledger.root / str(info["script"])
+            seen.problems.append(
+                f"{event.host}: cannot look for a retry left unconfirmed: {e.about(event.host)}"
+            )
+            return []
+        staged = self.ledger.root / script
         if job_id:
-            script = self.ledger.relative(self.ledger.commit_script(staged, job_id))
-            rows = slurm.renewed_rows(olds, job_id, script, str(info["attempt"]), str(info["reason"]))
+            try:
+                archived = self.ledger.relative(self.ledger.commit_script(staged, job_id))
+            except OSError:
+                archived = script  # its staged script is gone: the row names where it was
+            attempt, reason = str(info.get("attempt", "")), str(info.get("reason", ""))
+            rows = slurm.renewed_rows(olds, job_id, archived, attempt, reason)
             self.ledger.append(rows)
             self.ledger.append_events(
                 [Event(now(), r.host, r.replaces, RESUBMITTED_EVENT, r.job_id) for r in rows]
@@ -289,36 +312,41 @@ class Watch:
             self.ledger.discard(staged)
         outcome = CONFIRMED if job_id else NOT_SUBMITTED
         self.ledger.append_events([Event(now(), event.host, job_id, outcome, json.dumps({"token": token}))])
-        return []
+        return [] if job_id else olds
 
 
 def search_logs(
     host: Host, rows: Sequence[Row], policy_of: Callable[[JobRecord], Policy | None]
 ) -> dict[tuple[str, str], str]:
-    """One command per BATCH jobs: the end of each job's output and error files, searched on the host
-    for each of its patterns in turn; `<job id> <pattern number>` comes back for the first that
-    matches."""
+    """The end of each job's output and error files, searched on the host for its policy's patterns
+    in turn: `<job id> <pattern number>` comes back for the first that matches. One command per set
+    of patterns (a sweep's jobs share theirs), its jobs and files on stdin (any number of them)."""
+    groups: dict[tuple[str, ...], list[Row]] = {}
+    for row in rows:
+        policy = policy_of(row.record)
+        if policy and policy.log_patterns:
+            groups.setdefault(policy.log_patterns, []).append(row)
     found: dict[tuple[str, str], str] = {}
-    for start in range(0, len(rows), BATCH):
-        lines, patterns = [], {}
-        for row in rows[start : start + BATCH]:
-            policy = policy_of(row.record)
-            if policy is None:
-                continue
-            files = " ".join(shell.quote_path(p) for p in (row.record.log_out, row.record.log_err) if p)
-            tests = " || ".join(
-                f"{{ printf '%s' \"$t\" | grep -E -q -e {shell.quote(p)} && echo {shell.quote(row.record.job_id)} {k}; }}"
-                for k, p in enumerate(policy.log_patterns)
-            )
-            lines.append(f't=$(for f in {files}; do tail -c {LOG_BYTES} -- "$f"; done 2>/dev/null); {tests}')
-            patterns[row.record.job_id] = policy.log_patterns
-        if not lines:
-            continue
-        result = host.run("\n".join([*lines, "true"]), timeout=120, check=True)
+    for patterns, group in groups.items():
+        script = "\n".join(
+            [
+                f"compute_patterns=({shell.join(patterns)})",
+                "while IFS= read -r -d '' id && IFS= read -r -d '' out && IFS= read -r -d '' err; do",
+                f'  t=$({{ [ -z "$out" ] || tail -c {LOG_BYTES} -- "$out"; [ -z "$err" ] || tail -c {LOG_BYTES} -- "$err"; }} 2>/dev/null)',
+                "  k=0",
+                '  for p in "${compute_patterns[@]}"; do',
+                '    if printf \'%s\\n\' "$t" | grep -E -q -e "$p"; then printf \'%s %s\\n\' "$id" "$k"; break; fi',
+                "    k=$((k + 1))",
+                "  done",
+                "done",
+            ]
+        )
+        stdin = "".join(f"{r.record.job_id}\0{r.record.log_out}\0{r.record.log_err}\0" for r in group)
+        result = host.run(script, stdin=stdin.encode(), timeout=120, check=True)
         for line in result.stdout.splitlines():
             job_id, _, number = line.rpartition(" ")
-            if job_id in patterns and number.isdigit() and int(number) < len(patterns[job_id]):
-                found.setdefault((host.alias, job_id), patterns[job_id][int(number)])
+            if number.isdigit() and int(number) < len(patterns):
+                found.setdefault((host.alias, job_id), patterns[int(number)])
     return found
 
 

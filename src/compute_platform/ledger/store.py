@@ -357,18 +357,22 @@ class Ledger:
         return [e for e in found if e.host and e.job_id and e.state], start + len(whole)
 
     def watch_cursor(self) -> int | None:
-        """Where the last `compute watch` stopped reading states.csv (None: no watch ran here)."""
+        """Where the last `compute watch` stopped reading states.csv (None: no watch ran here; 0:
+        states.csv is not the file it read, which was deleted or rewritten since)."""
         try:
             data = json.loads((self.root / WATCH_FILE).read_text(encoding="utf-8"))
-            return int(data["states_offset"])
+            offset, inode = int(data["states_offset"]), int(data["inode"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        stat = _stat(self.states_file)
+        return offset if stat and stat[2] == inode and stat[0] >= offset else 0
 
     def save_watch_cursor(self, offset: int) -> None:
+        stat = _stat(self.states_file)
         target = self.root / WATCH_FILE
         fd, name = tempfile.mkstemp(dir=self.root, prefix=".watch-")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"states_offset": offset}, f)
+            json.dump({"states_offset": offset, "inode": stat[2] if stat else 0}, f)
         os.replace(name, target)
 
     @contextmanager
@@ -528,5 +532,3 @@ _UMASK = _read_umask()
 
 def _umask() -> int:
     return _UMASK
-
-

@@ -147,12 +147,12 @@ def classify(state: JobState, log_match: str = "") -> str:
         return PREEMPTED
     if reason in ("NODE_FAIL", "BOOT_FAIL"):
         return NODE_FAIL
+    if state.state == CANCELLED:
+        return ""  # scancel or `compute cancel` (its SIGKILL after the grace too): the user's decision
     if reason == "OUT_OF_MEMORY" or state.exit_code == EXIT_OOM or log_match in OOM_LOG:
         return OOM
     if state.state == TIMEOUT:
         return TIMEOUT_CLASS
-    if state.state == CANCELLED:
-        return ""  # scancel or `compute cancel`: the user's decision
     if log_match:
         return LOG
     if state.state == FAILED and reason in LOST_REASONS:
@@ -313,3 +313,9 @@ def policy_in(script: str) -> Policy | None:
         return None
     line = script[start + 1 + len(POLICY_MARK) :].split("\n", 1)[0]
     return Policy.from_json(line)
+
+
+def attempts_before(script: str) -> int:
+    """The attempts before the one an archived script starts (what `script_again` wrote in it)."""
+    found = _BEFORE.search(script)
+    return int(found.group(0).partition("=")[2]) if found else 0

@@ -103,8 +103,8 @@ def directives(spec: SbatchSpec) -> list[str]:
     paths = JobPaths.slurm(spec.save_path, spec.job_name, pattern)
     options["output"], options["error"] = paths.out, paths.err
     policy = spec.policy
-    if policy and policy.requeue and not {"requeue", "no-requeue"} & set(options):
-        options["requeue"] = True  # preemption and node failure: Slurm starts the job again
+    if policy and (policy.requeue or policy.checkpoint) and not {"requeue", "no-requeue"} & set(options):
+        options["requeue"] = True  # preemption, node failure, a checkpoint's own requeue: Slurm runs it again
     if policy and (policy.requeue or policy.checkpoint) and "open-mode" not in options:
         options["open-mode"] = "append"  # a requeued job's output goes on after its earlier attempts'
     if policy and policy.checkpoint and "signal" not in options:

@@ -396,7 +396,8 @@ def submit_command(args: Sequence[str], look_for: str | None, script_args: Seque
 
 def find_submissions(host: Host, tokens: Sequence[str]) -> dict[str, str]:
     """token -> job id, for the submissions (by their --comment token) still in Slurm's queue."""
-    result = host.run("squeue -h -u \"$(id -un)\" -o '%F|%k'", timeout=120, check=True)
+    # every state: a job found may have run and ended already (it stays until MinJobAge)
+    result = host.run("squeue -h -t all -u \"$(id -un)\" -o '%F|%k'", timeout=120, check=True)
     wanted = set(tokens)
     found: dict[str, str] = {}
     for line in result.stdout.splitlines():
@@ -494,7 +495,10 @@ def parse_status_files(text: str) -> dict[str, tuple[int, str]]:
     found: dict[str, tuple[int, str]] = {}
     for line in text.splitlines():
         path, _, content = line.rpartition("|")
-        code, *how = content.split()
+        words = content.split()
+        if not words:
+            continue
+        code, *how = words
         if path and re.fullmatch(r"-?\d+", code):
             found[path] = (int(code), how[0] if how else "exit")
     return found

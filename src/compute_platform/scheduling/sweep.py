@@ -239,7 +239,7 @@ class Job:
 
 
 RetryOn = Union[Literal["preempted", "node_fail", "timeout", "oom", "lost", "log", "failed"], int]  # noqa: UP007
-SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "QUIT")
+SIGNALS = ("USR1", "USR2", "HUP")  # TERM and INT stop jobs; QUIT is ignored by background commands
 
 
 def _patterns(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -273,7 +273,7 @@ class CheckpointSpec(BaseModel):
     before: int = Field(default=120, ge=10, le=86400)
     """Seconds before the time limit (Slurm's `--signal=B:SIG@before`; it may come up to a minute early)."""
     signal: str = "USR1"
-    """The signal the program gets (its name: USR1, USR2, TERM, INT, HUP); `COMPUTE_CHECKPOINT_SIGNAL` names it."""
+    """The signal the program gets (USR1, USR2 or HUP); `COMPUTE_CHECKPOINT_SIGNAL` names it."""
     command: str | None = None
     """Shell code to run instead of signalling the program (e.g. `touch STOP`), in the job's directory."""
 
@@ -418,6 +418,15 @@ class SweepFields(BaseModel):
         return (value,) if isinstance(value, str) else value
 
     _fail_on_log = field_validator("fail_on_log")(classmethod(lambda cls, v: _patterns(v)))
+
+    @model_validator(mode="after")
+    def _signals_apart(self) -> SweepFields:
+        point = self.retry.checkpoint if self.retry else None
+        if point and point.signal == "USR2" and self.fail_on_log:
+            raise ValueError("fail_on_log stops the job with USR2: give the checkpoint another signal (USR1)")
+        if point and point.command is not None and not point.command.strip():
+            raise ValueError("retry.checkpoint.command is empty: give shell code, or leave it out to signal the program")
+        return self
 
     def policy(self) -> Policy | None:
         """The retry policy the jobs' scripts carry (None: the task gives none)."""

@@ -61,6 +61,8 @@ compute_log_watch() {
   local args=() pattern file size
   declare -A seen
   for pattern in "${compute_fail_on_log[@]}"; do args+=(-e "$pattern"); done
+  # what earlier attempts wrote (a requeued job appends to its files) is theirs: from the end on
+  for file in "${compute_logs[@]}"; do seen[$file]=$(stat -c %s -- "$file" 2>/dev/null || echo 0); done
   while sleep "${COMPUTE_LOG_EVERY:-10}"; do
     for file in "${compute_logs[@]}"; do
       size=$(stat -c %s -- "$file" 2>/dev/null) || continue

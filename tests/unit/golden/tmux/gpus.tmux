@@ -93,7 +93,7 @@ compute_start() {
 }
 
 compute_lane() {
-  local i rc again pid= stop=
+  local i rc again lost pid= stop=
   if [ -r environment ]; then . ./environment; fi; : > "lane-$1.ready"
   if [ ${#compute_gpus[@]} -gt 0 ]; then compute_gpu=${compute_gpus[$1]}; fi
   # Job control gives every job its own process group, so that cancelling a job stops all it started.
@@ -118,7 +118,8 @@ compute_lane() {
       [ "$again" -eq 127 ] || rc=$again
     fi
     # a job stopped with its session (killed, the host shutting down) is `lost`: compute watch may retry it
-    echo "$rc${stop:+ lost}" > "$i.status.tmp" && mv -f "$i.status.tmp" "$i.status"
+    lost=; [ -z "$stop" ] || [ "$rc" -eq 0 ] || lost=" lost"
+    echo "$rc$lost" > "$i.status.tmp" && mv -f "$i.status.tmp" "$i.status"
     echo "compute: job $i ended with exit code $rc at $(date)"
     pid=
   done < queue

@@ -66,7 +66,7 @@ compute_start() {
 }
 
 compute_lane() {
-  local i rc again pid= stop=
+  local i rc again lost pid= stop=
   if [ -r environment ]; then . ./environment; fi
   # secret_env WANDB_API_KEY HF_TOKEN: read once, by the lane
   if [ -r secrets.env ]; then . ./secrets.env; fi; : > "lane-$1.ready"
@@ -93,7 +93,8 @@ compute_lane() {
       [ "$again" -eq 127 ] || rc=$again
     fi
     # a job stopped with its session (killed, the host shutting down) is `lost`: compute watch may retry it
-    echo "$rc${stop:+ lost}" > "$i.status.tmp" && mv -f "$i.status.tmp" "$i.status"
+    lost=; [ -z "$stop" ] || [ "$rc" -eq 0 ] || lost=" lost"
+    echo "$rc$lost" > "$i.status.tmp" && mv -f "$i.status.tmp" "$i.status"
     echo "compute: job $i ended with exit code $rc at $(date)"
     pid=
   done < queue
