@@ -51,6 +51,7 @@ TRAIN = {
 }
 
 
+@pytest.mark.slow
 def test_jobs_run_the_code_they_were_submitted_with(project: Project) -> None:
     waiting = {**TRAIN, "slurm": {**TRAIN["slurm"], "sbatch": {"begin": "now+3"}}}
     book = project.folder / "book.yaml"
