@@ -235,6 +235,19 @@ def test_the_checkpoint_signal_reaches_the_program_then_the_job_requeues_itself(
     assert (tmp_path / "job.7.status").read_text() == "1 requeue 1\n"  # not overwritten by the stop
 
 
+def test_a_shell_script_program_gets_the_signal_too(tmp_path: Path) -> None:
+    program = tmp_path / "train.sh"
+    program.write_text("trap 'echo saved; exit 1' USR1\necho ready\nwhile :; do sleep 0.1; done\n")
+    script = _script(tmp_path, f"bash {program}", Policy(checkpoint=Checkpoint(30)))
+    proc = _start(tmp_path, script)
+    _wait_for(tmp_path / "job.7.out", "ready")
+    proc.send_signal(signal.SIGUSR1)
+    _wait_for(tmp_path / "scontrol.calls", "requeue 7")
+    assert "saved" in (tmp_path / "job.7.out").read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
+
+
 def test_the_last_attempt_is_not_requeued(tmp_path: Path) -> None:
     script = _script(tmp_path, CHECKPOINTING, Policy(max=2, checkpoint=Checkpoint(30)))
     proc = _start(tmp_path, script, restarts=1)  # attempt 2 of 2

@@ -252,12 +252,10 @@ def body(spec: SbatchSpec) -> list[str]:
     else:
         inner = seed_loop(spec.jobs[0], spec.cmd, spec.seed_flag, launch(spec))
     # A function run with `&` is a subshell: its `exit` ends the job body, not the script.
-    quiet = _checkpoint_mask(spec)
     lines = [
         *recovery_lines(spec),
         *launchers.prelude(spec.launcher),
         "compute_job() {",
-        *quiet,
         *inner,
         'exit "$compute_rc"',
         "}",
@@ -281,13 +279,6 @@ def _watched(spec: SbatchSpec) -> bool:
     """Whether the script carries recovery.sh: a checkpoint before the time limit, or fail_on_log."""
     policy = spec.policy
     return bool(policy and (policy.checkpoint or policy.fail_on_log))
-
-
-def _checkpoint_mask(spec: SbatchSpec) -> list[str]:
-    """In the job body: the checkpoint signal is ignored by the body's own shells (the program
-    installs its handler), so that only the script's trap and the program act on it."""
-    point = spec.policy.checkpoint if spec.policy else None
-    return [f"trap '' {point.signal}"] if point else []
 
 
 def recovery_lines(spec: SbatchSpec) -> list[str]:

@@ -12,6 +12,16 @@ compute_tree() {
   done
 }
 
+# The processes of the job body that are not this script's own subshells (those have its command
+# line): the program and what it started, which get the checkpoint signal.
+compute_programs() {
+  local me pid
+  me=$(tr '\0' ' ' < /proc/$$/cmdline)
+  for pid in $(compute_tree "$1"); do
+    [ "$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null)" = "$me" ] || printf '%s\n' "$pid"
+  done
+}
+
 # Wait for the job body to end; a trap that returns (a checkpoint on the last attempt) interrupts
 # `wait`, which is then waited again. Leaves the body's exit code in compute_rc.
 compute_wait() {
@@ -29,7 +39,7 @@ compute_checkpoint() {
   if declare -F compute_checkpoint_command >/dev/null; then
     (compute_checkpoint_command) >&2
   elif [ -n "$compute_pid" ]; then
-    kill -s "$COMPUTE_CHECKPOINT_SIGNAL" $(compute_tree "$compute_pid") 2>/dev/null
+    kill -s "$COMPUTE_CHECKPOINT_SIGNAL" $(compute_programs "$compute_pid") 2>/dev/null
   fi
   [ "$COMPUTE_ATTEMPT" -lt "$COMPUTE_MAX_ATTEMPTS" ] || return 0
   # the program saves and exits; one that goes on is stopped shortly before the limit
