@@ -165,6 +165,7 @@ def test_the_task_fields_give_the_policy() -> None:
             "give the checkpoint another signal",
         ),
         ({"retry": {"checkpoint": {"command": "  "}}}, "checkpoint.command is empty"),
+        ({"retry": {"checkpoint": {"before": 600}}, "config": "short"}, "the signal would come at once"),
         ({"fail_on_log": ["(unclosed"]}, "is not a regular expression"),
         ({"notify": {"webhook": "ftp://x"}}, "expected an http:// or https:// URL"),
     ],
@@ -173,7 +174,7 @@ def test_bad_policies_are_refused_at_load_time(tmp_path: Path, fields: dict[str,
     from tests.support.project import write_book, write_hosts
 
     write_hosts(tmp_path, {"c": {"host": "127.0.0.1", "platform": "slurm"}})
-    (tmp_path / "configs.yaml").write_text("default: {cpus: 1}\n")
+    (tmp_path / "configs.yaml").write_text("default: {cpus: 1}\nshort: {cpus: 1, time: '00:05:00'}\n")
     book = write_book(tmp_path, [{"name": "t", "hosts": "c", "slurm": {"cmd": "x", **fields}}])
     from compute_platform import playbook
 

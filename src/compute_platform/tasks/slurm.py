@@ -30,6 +30,7 @@ from compute_platform.ledger import (
     now,
 )
 from compute_platform.scheduling import feed, slurm
+from compute_platform.scheduling.recovery import parse_time
 from compute_platform.scheduling.sbatch import SbatchSpec, check_option, option_name, render
 from compute_platform.scheduling.sweep import Job, SweepFields
 from compute_platform.tasks.base import Action
@@ -230,6 +231,14 @@ class Slurm(Action, SweepFields):
                 problem = check_option(name, value)
                 if problem:
                     raise InputError(f"config '{config.name}': {problem}", where)
+            point = self.retry.checkpoint if self.retry else None
+            minutes = parse_time(config.time) if point and config.time else None
+            if point and minutes is not None and point.before >= minutes * 60:
+                raise InputError(
+                    f"retry.checkpoint.before is {point.before} s, and config '{config.name}' gives the jobs "
+                    f"{config.time} in all: the signal would come at once; give a smaller `before`",
+                    where,
+                )
 
     def check_components(self, where: Position | None) -> None:
         hetero = "components" if self.components else "heterogeneous: true" if self.heterogeneous else ""
