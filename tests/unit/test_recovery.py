@@ -226,7 +226,7 @@ CHECKPOINTING = (
 def test_the_checkpoint_signal_reaches_the_program_then_the_job_requeues_itself(tmp_path: Path) -> None:
     script = _script(tmp_path, CHECKPOINTING, Policy(checkpoint=Checkpoint(30)))
     proc = _start(tmp_path, script)
-    _wait_for(tmp_path / "job.7.out", "ready")
+    _wait_for(tmp_path / "job.7.out", "\nready\n")  # the line, not the CMD line quoting it
     proc.send_signal(signal.SIGUSR1)  # what Slurm's --signal=B:USR1@30 sends the batch shell
     _wait_for(tmp_path / "scontrol.calls", "requeue 7")
     assert "saved" in (tmp_path / "job.7.out").read_text()
@@ -241,7 +241,7 @@ def test_a_shell_script_program_gets_the_signal_too(tmp_path: Path) -> None:
     program.write_text("trap 'echo saved; exit 1' USR1\necho ready\nwhile :; do sleep 0.1; done\n")
     script = _script(tmp_path, f"bash {program}", Policy(checkpoint=Checkpoint(30)))
     proc = _start(tmp_path, script)
-    _wait_for(tmp_path / "job.7.out", "ready")
+    _wait_for(tmp_path / "job.7.out", "\nready\n")  # the line, not the CMD line quoting it
     proc.send_signal(signal.SIGUSR1)
     _wait_for(tmp_path / "scontrol.calls", "requeue 7")
     assert "saved" in (tmp_path / "job.7.out").read_text()
@@ -252,7 +252,7 @@ def test_a_shell_script_program_gets_the_signal_too(tmp_path: Path) -> None:
 def test_the_last_attempt_is_not_requeued(tmp_path: Path) -> None:
     script = _script(tmp_path, CHECKPOINTING, Policy(max=2, checkpoint=Checkpoint(30)))
     proc = _start(tmp_path, script, restarts=1)  # attempt 2 of 2
-    _wait_for(tmp_path / "job.7.out", "ready")
+    _wait_for(tmp_path / "job.7.out", "\nready\n")  # the line, not the CMD line quoting it
     proc.send_signal(signal.SIGUSR1)
     assert proc.wait(10) == 1  # the program saved and exited: its code is the job's
     assert (tmp_path / "job.7.status").read_text() == "1 exit 2\n"

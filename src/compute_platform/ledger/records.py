@@ -101,6 +101,13 @@ class JobPaths:
         base = f"{session_folder}/{index}"
         return cls(f"{base}.log", "", f"{base}.status")
 
+    @staticmethod
+    def metrics(status: str, seed: int | None = None) -> str:
+        """Where a job writes its metrics (COMPUTE_METRICS), beside its status file: one file per seed
+        (`.metrics.<its position>.jsonl`: a seed is any word, a position is a safe name)."""
+        base = status.removesuffix(".status") + ".metrics"
+        return f"{base}.{seed}.jsonl" if seed is not None else f"{base}.jsonl"
+
     @classmethod
     def original(cls, save_path: str, job_id: str) -> JobPaths:
         """Where the original tool had Slurm write its jobs' output: `<save_path>/slurm.<id>.out|err`."""

@@ -18,13 +18,17 @@ def seed_loop(
     """Shell lines for one job. The job's output starts with `CMD <command line>`, as the original
     tool's jobs did (its users grep logs for it). Each seed runs in a subshell, so a `cd` or an
     `export` in the user's command cannot leak into the next seed; each sets `seed` (what the
-    original's `for seed in ...` loop set: commands read `$seed`) and exports SEED. `launch` starts
+    original's `for seed in ...` loop set: commands read `$seed`) and exports SEED, and
+    COMPUTE_METRICS (from `$compute_metrics`, which the scheduler's script sets). `launch` starts
     each seed's command line (scheduling/launchers.py)."""
     runs = job.commands(cmd, seed_flag)
     lines = [f"printf '%s\\n' {shell.quote('CMD ' + runs[0][1])}", "compute_rc=0"]
-    for seed, line in runs:
+    for position, (seed, line) in enumerate(runs):
         if seed is not None:
             lines.append(f'seed={shell.quote(seed)}; export SEED="$seed"')
+        # where the program may append JSON lines of metrics (JobPaths.metrics: by the seed's position)
+        suffix = f".{position}.jsonl" if seed is not None else ".jsonl"
+        lines.append(f'export COMPUTE_METRICS="$compute_metrics"{suffix}')
         lines.append(f"(\n{launch(line) if launch else line}\n)")
         lines.append('rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc')
     return lines

@@ -208,6 +208,7 @@ def status_trap(spec: SbatchSpec) -> list[str]:
     # the name JobPaths.slurm gives the status file, with the id as the job sees it
     return [
         f"compute_status={folder}/{shell.quote(spec.job_name)}.{job_id}.status",
+        'compute_metrics="${compute_status%.status}.metrics"  # COMPUTE_METRICS: .metrics.<seed position>.jsonl',
         "compute_pid=",
         "compute_record() {",
         "  trap - EXIT TERM INT",

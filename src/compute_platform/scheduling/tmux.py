@@ -205,7 +205,11 @@ def _prelude_function(spec: LauncherSpec) -> str:
 
 def _job_function(spec: LauncherSpec, job: Job) -> str:
     # not indented: the user's command may hold a here-document whose end marker must stay put
-    lines = [f"job_{job.index}() {{  # {_comment(job.label())}", "compute_prelude"]
+    lines = [
+        f"job_{job.index}() {{  # {_comment(job.label())}",
+        f'compute_metrics="$compute_dir/{job.index}.metrics"  # COMPUTE_METRICS (JobPaths.metrics)',
+        "compute_prelude",
+    ]
     if spec.ray:  # the job runs in a process of its own: its EXIT trap stops its Ray
         lines += [
             "trap compute_ray_down EXIT",  # first: a head that started but did not answer is stopped too

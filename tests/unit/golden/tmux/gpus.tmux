@@ -16,10 +16,12 @@ export CUDA_VISIBLE_DEVICES="$compute_gpu"
 }
 
 job_0() {  # --model small lr=0.1
+compute_metrics="$compute_dir/0.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --model small --lr=0.1'
 compute_rc=0
 seed=7; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".0.jsonl
 (
 python train.py --model small --lr=0.1
 )
@@ -28,10 +30,12 @@ exit "$compute_rc"
 }
 
 job_1() {  # --model large lr=0.1
+compute_metrics="$compute_dir/1.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --model large --lr=0.1'
 compute_rc=0
 seed=7; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".0.jsonl
 (
 python train.py --model large --lr=0.1
 )
@@ -40,10 +44,12 @@ exit "$compute_rc"
 }
 
 job_2() {  # --model small lr=0.01
+compute_metrics="$compute_dir/2.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --model small --lr=0.01'
 compute_rc=0
 seed=7; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".0.jsonl
 (
 python train.py --model small --lr=0.01
 )
@@ -52,10 +58,12 @@ exit "$compute_rc"
 }
 
 job_3() {  # --model large lr=0.01
+compute_metrics="$compute_dir/3.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --model large --lr=0.01'
 compute_rc=0
 seed=7; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".0.jsonl
 (
 python train.py --model large --lr=0.01
 )

@@ -15,9 +15,11 @@ compute_prelude() {
 }
 
 job_0() {  # lr=0.1 fast=true
+compute_metrics="$compute_dir/0.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.1 --fast'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 python train.py --lr=0.1 --fast
 )
@@ -26,9 +28,11 @@ exit "$compute_rc"
 }
 
 job_1() {  # lr=0.01 fast=true
+compute_metrics="$compute_dir/1.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.01 --fast'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 python train.py --lr=0.01 --fast
 )
@@ -37,9 +41,11 @@ exit "$compute_rc"
 }
 
 job_2() {  # lr=0.001 fast=true
+compute_metrics="$compute_dir/2.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.001 --fast'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 python train.py --lr=0.001 --fast
 )
@@ -48,9 +54,11 @@ exit "$compute_rc"
 }
 
 job_3() {  # lr=0.1 fast=false
+compute_metrics="$compute_dir/3.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.1'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 python train.py --lr=0.1
 )
@@ -59,9 +67,11 @@ exit "$compute_rc"
 }
 
 job_4() {  # lr=0.01 fast=false
+compute_metrics="$compute_dir/4.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.01'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 python train.py --lr=0.01
 )
@@ -70,9 +80,11 @@ exit "$compute_rc"
 }
 
 job_5() {  # lr=0.001 fast=false
+compute_metrics="$compute_dir/5.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --lr=0.001'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 python train.py --lr=0.001
 )

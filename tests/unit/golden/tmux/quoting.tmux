@@ -17,15 +17,18 @@ cd '/data/with space' || { echo 'compute: cannot cd to /data/with space' >&2; ex
 }
 
 job_0() {  # it's a b $HOME x;y "q" msg=hello world
+compute_metrics="$compute_dir/0.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD printf '"'"'%s\n'"'"' '"'"'it'"'"'"'"'"'"'"'"'s'"'"' '"'"'a b'"'"' '"'"'$HOME'"'"' '"'"'x;y'"'"' '"'"'"q"'"'"' --msg hello world'
 compute_rc=0
 seed=0; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".0.jsonl
 (
 printf '%s\n' 'it'"'"'s' 'a b' '$HOME' 'x;y' '"q"' --msg hello world
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 seed='a b'; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".1.jsonl
 (
 printf '%s\n' 'it'"'"'s' 'a b' '$HOME' 'x;y' '"q"' --msg hello world
 )

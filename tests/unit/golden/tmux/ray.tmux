@@ -187,17 +187,20 @@ compute_ray_down() {
 }
 
 job_0() {  # lr=0.1
+compute_metrics="$compute_dir/0.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 trap compute_ray_down EXIT
 compute_ray_local "$(basename "$compute_dir")-0" || exit
 printf '%s\n' 'CMD python3 tune.py --lr=0.1'
 compute_rc=0
 seed=0; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".0.jsonl
 (
 python3 tune.py --lr=0.1
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 seed=1; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".1.jsonl
 (
 python3 tune.py --lr=0.1
 )
@@ -206,17 +209,20 @@ exit "$compute_rc"
 }
 
 job_1() {  # lr=0.01
+compute_metrics="$compute_dir/1.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 trap compute_ray_down EXIT
 compute_ray_local "$(basename "$compute_dir")-1" || exit
 printf '%s\n' 'CMD python3 tune.py --lr=0.01'
 compute_rc=0
 seed=0; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".0.jsonl
 (
 python3 tune.py --lr=0.01
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 seed=1; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".1.jsonl
 (
 python3 tune.py --lr=0.01
 )

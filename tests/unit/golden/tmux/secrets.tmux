@@ -15,9 +15,11 @@ compute_prelude() {
 }
 
 job_0() {  # a
+compute_metrics="$compute_dir/0.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python upload.py a'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 python upload.py a
 )
@@ -26,9 +28,11 @@ exit "$compute_rc"
 }
 
 job_1() {  # b
+compute_metrics="$compute_dir/1.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python upload.py b'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 python upload.py b
 )

@@ -21,20 +21,24 @@ cd "$HOME"/project || { echo 'compute: cannot cd to ~/project' >&2; exit 97; }
 }
 
 job_0() {  # --epochs 3
+compute_metrics="$compute_dir/0.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --epochs 3'
 compute_rc=0
 seed=0; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".0.jsonl
 (
 python train.py --epochs 3
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 seed=1; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".1.jsonl
 (
 python train.py --epochs 3
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 seed=2; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".2.jsonl
 (
 python train.py --epochs 3
 )
@@ -43,20 +47,24 @@ exit "$compute_rc"
 }
 
 job_1() {  # --epochs 5
+compute_metrics="$compute_dir/1.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD python train.py --epochs 5'
 compute_rc=0
 seed=0; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".0.jsonl
 (
 python train.py --epochs 5
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 seed=1; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".1.jsonl
 (
 python train.py --epochs 5
 )
 rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 seed=2; export SEED="$seed"
+export COMPUTE_METRICS="$compute_metrics".2.jsonl
 (
 python train.py --epochs 5
 )

@@ -15,9 +15,11 @@ compute_prelude() {
 }
 
 job_0() {  # a
+compute_metrics="$compute_dir/0.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD ./run.sh a'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 ./run.sh a
 )
@@ -26,9 +28,11 @@ exit "$compute_rc"
 }
 
 job_1() {  # b
+compute_metrics="$compute_dir/1.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD ./run.sh b'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 ./run.sh b
 )
@@ -37,9 +41,11 @@ exit "$compute_rc"
 }
 
 job_2() {  # c
+compute_metrics="$compute_dir/2.metrics"  # COMPUTE_METRICS (JobPaths.metrics)
 compute_prelude
 printf '%s\n' 'CMD ./run.sh c'
 compute_rc=0
+export COMPUTE_METRICS="$compute_metrics".jsonl
 (
 ./run.sh c
 )
