@@ -537,6 +537,62 @@ def watch(
     return 0
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("task", required=False)
+@click.option("--host", help="Only the jobs of this host alias.")
+@click.option("--sort", "metric", metavar="METRIC", help="Rank the points by this metric's final mean.")
+@click.option(
+    "--max",
+    "higher",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[METRICS]",
+    help="Higher is better: for the --sort metric (alone), or these comma-separated metrics.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/json.md).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one row per point (for pandas).")
+@_ledger_options
+def results(
+    task: str | None,
+    host: str | None,
+    metric: str | None,
+    higher: str | None,
+    as_json: bool,
+    as_csv: bool,
+    archive: str,
+    inventory: str | None,
+    verbose: bool,
+) -> int:
+    """The metrics a task's jobs wrote (COMPUTE_METRICS), one row per sweep point, final and best
+    values over its seeds (default: the ledger's latest task)."""
+    from compute_platform.jobs import results as found
+    from compute_platform.jobs import views
+
+    if as_json and as_csv:
+        raise click.UsageError("--json or --csv, not both")
+    wanted = {m.strip() for m in (higher or "").split(",") if m.strip()} or (
+        {metric} if higher is not None and metric else set()
+    )
+    view = _jobs_view(archive, inventory)
+    try:
+        name = task or views.latest_task(view.records(host, last=1))
+        rows = view.rows(view.records(host, name))
+        for problem in found.fetch(view, rows):
+            _warning(problem)
+        points = found.ranked(found.points(view, rows, wanted), metric, wanted)
+    finally:
+        view.close()
+    if as_json:
+        click.echo(found.as_json(points, metric, wanted))
+    elif as_csv:
+        click.echo(found.as_csv(points, metric), nl=False)
+    else:
+        click.echo(f"task '{name}': {len(points)} point(s)")
+        click.echo(found.table(points, metric, wanted))
+    return 0
+
+
 @cli.command("code", context_settings=CONTEXT)
 @click.argument("job", required=False)
 @click.option("--diff", "against", is_flag=True, help="The job's code against the same files now.")

@@ -1,0 +1,320 @@
+"""`compute results`: the metrics the jobs wrote (COMPUTE_METRICS, JSON lines), fetched from their hosts and
+aggregated per sweep point over its seeds.
+
+Fetching is one round trip per host for every file not fetched whole yet: each one's new bytes (from
+what `archive/metrics/` holds, at most FILE_BYTES per call) come back length-prefixed. A job that has
+ended and whose files are all here is marked done and never asked again, so a second call on an ended
+sweep touches no host. The aggregation is pure.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from compute_platform.errors import ComputeError
+from compute_platform.jobs.query import FINAL, Jobs, Row, point_text
+from compute_platform.ledger import JobPaths, JobRecord
+from compute_platform.ledger import metrics as store
+
+if TYPE_CHECKING:
+    from compute_platform.hosts import Host
+
+FILE_BYTES = 4 << 20  # of one file per call: a larger one comes over several calls
+HEADER = b"@@compute-metrics "
+JSON_VERSION = 1
+
+Series = dict[str, list[tuple[float | None, float]]]  # metric -> [(step, value)], in the file's order
+
+
+# -- pure: reading and aggregating ------------------------------------------------------------------
+
+
+def parse(data: bytes) -> Series:
+    """JSON lines -> each numeric value by metric name, with its `step` (None without). A line being
+    written (no newline yet), a line that is not a JSON object, and values that are not numbers are
+    left out."""
+    found: Series = {}
+    whole = data[: data.rfind(b"\n") + 1]
+    for line in whole.splitlines():
+        try:
+            item = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(item, dict):
+            continue
+        step = item.get("step")
+        step = float(step) if isinstance(step, (int, float)) and not isinstance(step, bool) else None
+        for name, value in item.items():
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if name != "step" and number and math.isfinite(value):
+                found.setdefault(str(name), []).append((step, float(value)))
+    return found
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A value over seeds: the mean, the sample standard deviation (0 for one seed) and n."""
+
+    mean: float
+    std: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stat | None:
+        if not values:
+            return None
+        mean = sum(values) / len(values)
+        if len(values) < 2:
+            return cls(mean, 0.0, len(values))
+        variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+        return cls(mean, math.sqrt(variance), len(values))
+
+    def text(self) -> str:
+        return f"{_num(self.mean)} ± {_num(self.std)}" if self.n > 1 else _num(self.mean)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One sweep point (a job): its metrics' final and best values over its seeds."""
+
+    record: JobRecord
+    state: str
+    seeds: tuple[str, ...]  # every seed of the point ("" once for a job without seeds)
+    missing: tuple[str, ...]  # the seeds that wrote no value
+    final: dict[str, Stat] = field(default_factory=dict)
+    best: dict[str, Stat] = field(default_factory=dict)
+
+
+def aggregate(record: JobRecord, state: str, per_seed: Sequence[Series], higher: set[str]) -> Point:
+    """`per_seed`: the series of each seed, in the row's order. A metric's final value is its last;
+    its best the least (the most for the metrics in `higher`); each over the seeds that have it."""
+    seeds = tuple(record.seeds.split(",")) if record.seeds else ("",)
+    finals: dict[str, list[float]] = {}
+    bests: dict[str, list[float]] = {}
+    for series in per_seed:
+        for name, points in series.items():
+            values = [v for _, v in points]
+            finals.setdefault(name, []).append(values[-1])
+            bests.setdefault(name, []).append(max(values) if name in higher else min(values))
+    missing = tuple(seed for seed, series in zip(seeds, per_seed, strict=False) if not series)
+    missing += seeds[len(per_seed) :]
+    return Point(
+        record,
+        state,
+        seeds,
+        missing,
+        {k: s for k, v in finals.items() if (s := Stat.of(v))},
+        {k: s for k, v in bests.items() if (s := Stat.of(v))},
+    )
+
+
+def ranked(points: Sequence[Point], metric: str | None, higher: set[str]) -> list[Point]:
+    """Best first by the metric's final mean (the points without it last), else in ledger order."""
+    if not metric:
+        return list(points)
+    sign = -1.0 if metric in higher else 1.0
+    return sorted(
+        points, key=lambda p: (metric not in p.final, sign * p.final[metric].mean if metric in p.final else 0)
+    )
+
+
+def names(points: Sequence[Point], metric: str | None) -> list[str]:
+    found = sorted({name for p in points for name in p.final})
+    return ([metric] if metric in found else []) + [n for n in found if n != metric]
+
+
+def table(points: Sequence[Point], metric: str | None, higher: set[str]) -> str:
+    """Aligned columns: the point, its state and seeds, each metric's final (mean ± std) and best; the
+    best point (by `metric`) marked with `*`."""
+    shown = names(points, metric)
+    head = ["", "POINT", "HOST", "STATE", "SEEDS", *[c for n in shown for c in (n, f"best {n}")]]
+    best = points[0] if metric and points and metric in points[0].final else None
+    lines = [head]
+    for p in points:
+        seeds = f"{len(p.seeds) - len(p.missing)}/{len(p.seeds)}"
+        if p.missing and p.seeds != ("",):
+            seeds += f" (no {','.join(p.missing)})"
+        cells = [
+            "*" if p is best else "",
+            point_text(dataclasses.replace(p.record, seeds="")) or p.record.job_id,
+            p.record.host,
+            p.state,
+            seeds,
+        ]
+        for n in shown:
+            cells += [
+                p.final[n].text() if n in p.final else "-",
+                _num(p.best[n].mean) if n in p.best else "-",
+            ]
+        lines.append(cells)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
+    )
+
+
+def as_json(points: Sequence[Point], metric: str | None, higher: set[str]) -> str:
+    """`compute results --json` (docs/json.md)."""
+
+    def stat(s: Stat) -> dict[str, float | int]:
+        return {"mean": s.mean, "std": s.std, "n": s.n}
+
+    return json.dumps(
+        {
+            "version": JSON_VERSION,
+            "sort": metric,
+            "higher_is_better": sorted(higher),
+            "points": [
+                {
+                    "task": p.record.task,
+                    "host": p.record.host,
+                    "job_id": p.record.job_id,
+                    "args": p.record.args,
+                    "sweep": json.loads(p.record.sweep) if p.record.sweep else {},
+                    "state": p.state,
+                    "seeds": list(p.seeds) if p.seeds != ("",) else [],
+                    "missing_seeds": list(p.missing) if p.seeds != ("",) else [],
+                    "final": {k: stat(v) for k, v in p.final.items()},
+                    "best": {k: stat(v) for k, v in p.best.items()},
+                }
+                for p in points
+            ],
+        },
+        indent=2,
+    )
+
+
+def as_csv(points: Sequence[Point], metric: str | None) -> str:
+    """One row per point: its identity, then `<metric>_mean`, `_std`, `_n`, `_best` per metric."""
+    shown = names(points, metric)
+    params = sorted({k for p in points for k in (json.loads(p.record.sweep) if p.record.sweep else {})})
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["task", "host", "job_id", "state", "args", *params, "seeds", "missing_seeds"]
+        + [f"{n}_{what}" for n in shown for what in ("mean", "std", "n", "best")]
+    )
+    for p in points:
+        point = json.loads(p.record.sweep) if p.record.sweep else {}
+        row: list[object] = [p.record.task, p.record.host, p.record.job_id, p.state, p.record.args]
+        row += [point.get(k, "") for k in params]
+        row += [" ".join(s for s in p.seeds if s), " ".join(p.missing if p.seeds != ("",) else ())]
+        for n in shown:
+            f, b = p.final.get(n), p.best.get(n)
+            row += [f.mean, f.std, f.n, b.mean if b else ""] if f else ["", "", "", ""]
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}"
+
+
+# -- I/O: fetching --------------------------------------------------------------------------------
+
+
+def seed_positions(record: JobRecord) -> list[int | None]:
+    return list(range(len(record.seeds.split(",")))) if record.seeds else [None]
+
+
+def fetch(view: Jobs, rows: Sequence[Row]) -> list[str]:
+    """Bring what is new of the rows' metrics files here (one round trip per host); the problems met."""
+    ledger = view.ledger
+    todo = [row for row in rows if row.record.status_file and not store.is_done(ledger, row.record)]
+    groups: dict[tuple[str, str], list[Row]] = {}
+    for row in todo:
+        groups.setdefault((row.record.hosts_file, row.record.host), []).append(row)
+
+    def one(item: tuple[tuple[str, str], list[Row]]) -> list[str]:
+        (hosts_file, alias), group = item
+        try:
+            _fetch(view.host(hosts_file, alias), view, group)
+        except ComputeError as e:
+            return [f"{alias}: cannot fetch metrics: {e.about(alias)}"]
+        return []
+
+    return [p for part in view.parallel(one, list(groups.items())) for p in part]
+
+
+_SCRIPT = f"""\
+k=0
+while IFS= read -r -d '' f && IFS= read -r -d '' o; do
+  if [ -f "$f" ]; then
+    s=$(stat -c %s -- "$f" 2>/dev/null || echo 0); n=$((s - o))
+    [ "$n" -le {FILE_BYTES} ] || n={FILE_BYTES}
+    [ "$n" -ge 0 ] || n=0
+    printf '{HEADER.decode()}%s %s %s\\n' "$k" "$s" "$n"
+    [ "$n" -eq 0 ] || tail -c +$((o + 1)) -- "$f" | head -c "$n"
+  else
+    printf '{HEADER.decode()}%s -1 0\\n' "$k"
+  fi
+  k=$((k + 1))
+done"""
+
+
+def _fetch(host: Host, view: Jobs, rows: Sequence[Row]) -> None:
+    ledger = view.ledger
+    files = [(row, seed) for row in rows for seed in seed_positions(row.record)]
+    stdin = b"".join(
+        f"{JobPaths.metrics(row.record.status_file, seed)}\0{store.fetched(ledger, row.record, seed)}\0".encode()
+        for row, seed in files
+    )
+    buffer = io.BytesIO()
+    host.run(_SCRIPT, stdin=stdin, timeout=300, check=True, stdout_to=buffer)
+    sizes: dict[int, int] = {}
+    for index, size, data in _chunks(buffer.getvalue()):
+        if 0 <= index < len(files):
+            row, seed = files[index]
+            if data:
+                store.append(ledger, row.record, seed, data)
+            sizes[index] = size
+    complete: dict[tuple[str, str], bool] = {}
+    for index, (row, seed) in enumerate(files):
+        size = sizes.get(index, 0)
+        whole = size < 0 or store.fetched(ledger, row.record, seed) >= size
+        complete[row.key] = complete.get(row.key, True) and whole and index in sizes
+    for row in rows:
+        if row.state.state in FINAL and complete.get(row.key):
+            store.mark_done(ledger, row.record)  # ended, everything here: never asked again
+
+
+def _chunks(data: bytes) -> list[tuple[int, int, bytes]]:
+    """The length-prefixed answer -> (file number, its size on the host (-1: none), the new bytes)."""
+    found: list[tuple[int, int, bytes]] = []
+    at = 0
+    while True:
+        start = data.find(HEADER, at)
+        if start < 0:
+            return found
+        end = data.find(b"\n", start)
+        if end < 0:
+            return found
+        words = data[start + len(HEADER) : end].split()
+        if len(words) != 3 or not all(w.lstrip(b"-").isdigit() for w in words):
+            at = end + 1
+            continue
+        index, size, length = (int(w) for w in words)
+        found.append((index, size, data[end + 1 : end + 1 + length]))
+        at = end + 1 + length
+
+
+def points(view: Jobs, rows: Sequence[Row], higher: set[str]) -> list[Point]:
+    """Each row's point from what is here (after `fetch`); replaced rows (retried jobs) left out."""
+    replaced = view.replaced()
+    return [
+        aggregate(
+            row.record,
+            row.state.state,
+            [parse(store.read(view.ledger, row.record, seed)) for seed in seed_positions(row.record)],
+            higher,
+        )
+        for row in rows
+        if row.key not in replaced
+    ]

@@ -1,0 +1,62 @@
+"""The jobs' metrics as fetched from their hosts (`archive/metrics/`), owned here like every file of the
+archive:
+
+  metrics/<host>/<job id>.<seed position>.jsonl   the bytes of the job's COMPUTE_METRICS file fetched so far,
+                                                  a prefix of it (appended as more is fetched)
+  metrics/<host>/<job id>.done                    the job had ended and everything was fetched: it is never
+                                                  asked again
+
+Derived: deleted, it is fetched again from the hosts (while their files are there).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from compute_platform.ledger.records import JobRecord, safe_name
+from compute_platform.ledger.store import Ledger
+
+FOLDER = "metrics"
+
+
+def local(ledger: Ledger, record: JobRecord, seed: int | None) -> Path:
+    name = f"{safe_name(record.job_id)}.{seed if seed is not None else 'all'}.jsonl"
+    return ledger.root / FOLDER / safe_name(record.host) / name
+
+
+def fetched(ledger: Ledger, record: JobRecord, seed: int | None) -> int:
+    """How many bytes of the job's file are here."""
+    try:
+        return local(ledger, record, seed).stat().st_size
+    except OSError:
+        return 0
+
+
+def append(ledger: Ledger, record: JobRecord, seed: int | None, data: bytes) -> None:
+    path = local(ledger, record, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        f.write(data)
+
+
+def read(ledger: Ledger, record: JobRecord, seed: int | None) -> bytes:
+    try:
+        return local(ledger, record, seed).read_bytes()
+    except OSError:
+        return b""
+
+
+def _done_path(ledger: Ledger, record: JobRecord) -> Path:
+    return ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.done"
+
+
+def is_done(ledger: Ledger, record: JobRecord) -> bool:
+    return _done_path(ledger, record).exists()
+
+
+def mark_done(ledger: Ledger, record: JobRecord) -> None:
+    path = _done_path(ledger, record)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    os.close(fd)

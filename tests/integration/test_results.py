@@ -1,0 +1,101 @@
+"""`compute results` on real jobs: tmux jobs on a test-bed workstation over SSH and Slurm jobs of the
+bed's cluster writing COMPUTE_METRICS, seeds missing and jobs still running; a second call on an ended
+sweep touches no host."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_slurm import Project as SlurmProject
+from tests.integration.test_tmux import Project as TmuxProject
+from tests.support import testbed as tbm
+from tests.support.cli import compute
+from tests.support.project import write_hosts
+
+# writes loss = lr * 10 / step + seed / 100 at steps 1..3; seed 2 of lr=0.1 writes nothing
+WRITER = (
+    'f() { lr=${1#--lr=}; [ "$SEED" = 2 ] && [ "$lr" = 0.1 ] && exit 0; for s in 1 2 3; do '
+    'printf \'{"step": %s, "loss": %s}\\n\' "$s" "$(python3 -c "print($lr * 10 / $s + $SEED / 100)")" '
+    '>> "$COMPUTE_METRICS"; done; }; f'
+)
+
+
+def points(folder: Path, *extra: str) -> dict[str, dict[str, Any]]:
+    proc = compute("results", "--json", "--sort", "loss", *extra, cwd=folder, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {str(p["sweep"]["lr"]): p for p in json.loads(proc.stdout)["points"]}
+
+
+@pytest.fixture
+def tmux_project(testbed: Any, tmp_path: Path, local_tmux: str) -> Iterator[TmuxProject]:
+    made = TmuxProject(testbed, tmp_path)
+    yield made
+    made.clean()
+
+
+@pytest.fixture
+def local_tmux(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    folder = tmp_path / "tmux"
+    folder.mkdir()
+    monkeypatch.setenv("TMUX_TMPDIR", str(folder))
+    yield str(folder)
+
+
+def test_tmux_metrics_over_seeds_then_no_host_is_asked_again(testbed: Any, tmux_project: TmuxProject) -> None:
+    tmux_project.book("h1", cmd=WRITER, sweep={"lr": [0.1, 0.01]}, seeds="0 1 2")
+    tmux_project.run()
+    tmux_project.wait(timeout=60)
+    found = points(tmux_project.folder)
+    assert list(found) == ["0.01", "0.1"]  # ranked by the final loss
+    assert found["0.1"]["missing_seeds"] == ["2"] and found["0.01"]["missing_seeds"] == []
+    assert found["0.01"]["final"]["loss"]["mean"] == pytest.approx(10 * 0.01 / 3 + 0.01)  # seeds 0, 1, 2
+    assert found["0.1"]["best"]["loss"]["n"] == 2
+    # the sweep has ended and everything is here: the same answer through a host that is not there
+    dead = tmux_project.folder / "dead"
+    dead.mkdir()
+    hosts = dict(tmux_project.hosts)
+    hosts["h1"] = {**hosts["h1"], "port": 1, "connect_timeout": 2}
+    write_hosts(dead, hosts)
+    again = compute(
+        "results", "--json", "--sort", "loss", "-i", str(dead / "hosts.yaml"), cwd=tmux_project.folder
+    )
+    assert again.returncode == 0 and "cannot" not in again.stderr, again.stderr
+    assert {str(p["sweep"]["lr"]): p for p in json.loads(again.stdout)["points"]} == found
+
+
+@pytest.fixture
+def slurm_project(testbed: tbm.Testbed, tmp_path: Path) -> Iterator[SlurmProject]:
+    made = SlurmProject(testbed, tmp_path)
+    yield made
+    shutil.rmtree(made.logs, ignore_errors=True)
+
+
+def test_slurm_metrics_while_a_job_still_runs(slurm_project: SlurmProject) -> None:
+    slow = 'f() { echo "{\\"loss\\": 1.5}" >> "$COMPUTE_METRICS"; [ "$1" = --lr=0.1 ] && sleep 30; true; }; f'
+    task = {
+        "name": "train",
+        "hosts": "cluster",
+        "slurm": {"cmd": slow, "sweep": {"lr": [0.1, 0.01]}, "array": False},
+    }
+    proc = slurm_project.run([task])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    slurm_project.wait(timeout=60, until=("RUNNING", "COMPLETED"))
+    import time
+
+    deadline = time.monotonic() + 30
+    while True:  # the running job's line is read as soon as it is written
+        found = points(slurm_project.folder)
+        if "loss" in found["0.1"]["final"] or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert found["0.1"]["state"] == "RUNNING" and found["0.1"]["final"]["loss"]["mean"] == 1.5
+    assert found["0.01"]["state"] == "COMPLETED" and found["0.01"]["final"]["loss"]["n"] == 1
+    shown = compute("results", cwd=slurm_project.folder).stdout
+    assert "lr=0.1" in shown and "RUNNING" in shown
+    compute("cancel", "--task", "train", cwd=slurm_project.folder)

@@ -1,0 +1,88 @@
+"""`compute results`' pure part: reading JSON lines, the statistics over seeds, the ranking, the
+table, the CSV and JSON shapes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from compute_platform.jobs import results
+from compute_platform.jobs.results import Stat
+from compute_platform.ledger import JobRecord
+
+
+def record(job_id: str, lr: float, seeds: str = "0,1,2") -> JobRecord:
+    return JobRecord(
+        "t", "p", "train", "h", "tmux", job_id, "train", sweep=json.dumps({"lr": lr}), seeds=seeds
+    )
+
+
+def lines(*items: dict[str, object]) -> bytes:
+    return b"".join(json.dumps(item).encode() + b"\n" for item in items)
+
+
+def test_json_lines_give_each_numeric_value_with_its_step() -> None:
+    data = (
+        lines({"step": 1, "loss": 0.5, "note": "x"}, {"loss": 0.25, "acc": True})
+        + b'not json\n[1]\n{"loss": 9'
+    )
+    assert results.parse(data) == {"loss": [(1.0, 0.5), (None, 0.25)]}  # the torn last line is left out
+    assert results.parse(lines({"loss": float("nan")})) == {}
+
+
+def test_statistics_over_seeds() -> None:
+    assert Stat.of([1.0, 2.0, 3.0]) == Stat(2.0, 1.0, 3)
+    assert Stat.of([4.0]) == Stat(4.0, 0.0, 1)
+    assert Stat.of([]) is None
+    assert Stat(2.0, 1.0, 3).text() == "2 ± 1" and Stat(4.0, 0.0, 1).text() == "4"
+
+
+def test_a_point_has_final_and_best_values_and_its_missing_seeds() -> None:
+    series = [
+        {"loss": [(1, 0.9), (2, 0.3), (3, 0.4)], "acc": [(3, 0.7)]},
+        {"loss": [(1, 0.8), (2, 0.6)], "acc": [(2, 0.9)]},
+        {},  # seed 2 wrote nothing
+    ]
+    point = results.aggregate(record("j0", 0.1), "COMPLETED", series, higher={"acc"})
+    assert point.missing == ("2",)
+    assert point.final["loss"] == Stat(0.5, pytest.approx(0.1414, abs=1e-4), 2)  # type: ignore[arg-type]
+    assert point.best["loss"].mean == pytest.approx(0.45)  # min of each seed, then the mean
+    assert point.best["acc"].mean == pytest.approx(0.8)  # higher is better
+    running = results.aggregate(record("j1", 0.1, "0,1"), "RUNNING", [{"loss": [(None, 1.0)]}], set())
+    assert running.missing == ("1",)  # a seed still to run has no file yet
+
+
+def test_ranking_and_the_best_point_marked() -> None:
+    a = results.aggregate(record("a", 0.1), "COMPLETED", [{"loss": [(None, 0.5)]}], set())
+    b = results.aggregate(record("b", 0.01), "COMPLETED", [{"loss": [(None, 0.2)]}], set())
+    c = results.aggregate(record("c", 1.0), "FAILED", [{}], set())
+    assert [p.record.job_id for p in results.ranked([a, b, c], "loss", set())] == ["b", "a", "c"]
+    assert [p.record.job_id for p in results.ranked([a, b, c], "loss", {"loss"})] == ["a", "b", "c"]
+    text = results.table(results.ranked([a, b, c], "loss", set()), "loss", set())
+    first = text.splitlines()[1]
+    assert first.startswith("*") and "lr=0.01" in first and "seeds=" not in first
+    assert text.splitlines()[3].split()[0] == "lr=1.0"  # no metric: last, no mark
+
+
+def test_the_csv_and_json_shapes() -> None:
+    a = results.aggregate(
+        record("a", 0.1), "COMPLETED", [{"loss": [(None, 0.5)]}, {"loss": [(None, 0.7)]}], set()
+    )
+    rows = list(csv.DictReader(io.StringIO(results.as_csv([a], "loss"))))
+    assert (
+        rows[0]["lr"] == "0.1"
+        and float(rows[0]["loss_mean"]) == pytest.approx(0.6)
+        and rows[0]["loss_n"] == "2"
+    )
+    assert rows[0]["missing_seeds"] == "2"
+    data = json.loads(results.as_json([a], "loss", set()))
+    assert data["version"] == 1 and data["points"][0]["final"]["loss"]["n"] == 2
+    assert data["points"][0]["sweep"] == {"lr": 0.1} and data["points"][0]["missing_seeds"] == ["2"]
+
+
+def test_the_hosts_answer_is_read_by_its_lengths() -> None:
+    answer = b"@@compute-metrics 0 12 5\nabc\n\n@@compute-metrics 1 -1 0\n@@compute-metrics 2 3 3\n@@c"
+    assert results._chunks(answer) == [(0, 12, b"abc\n\n"), (1, -1, b""), (2, 3, b"@@c")]
