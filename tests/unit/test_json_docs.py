@@ -53,3 +53,16 @@ def test_jobs_json_is_documented() -> None:
 def test_jobs_summary_json_is_documented() -> None:
     printed = json.loads(views.summary_json(views.counts([ROW])))
     assert shape(printed) == shape(documented("`compute jobs --summary --json`"))
+
+
+def test_results_json_is_documented() -> None:
+    import dataclasses
+
+    from compute_platform.jobs import results
+
+    record = dataclasses.replace(ROW.record, args="--model small", sweep='{"lr": 0.01}', seeds="0,1,2")
+    point = results.aggregate(
+        record, "COMPLETED", [{"loss": [(None, 0.31)]}, {"loss": [(None, 0.29)]}, {}], set()
+    )
+    printed = json.loads(results.as_json([point], "loss", set()))
+    assert shape(printed) == shape(documented("`compute results --json`"))
