@@ -99,3 +99,26 @@ def test_slurm_metrics_while_a_job_still_runs(slurm_project: SlurmProject) -> No
     shown = compute("results", cwd=slurm_project.folder).stdout
     assert "lr=0.1" in shown and "RUNNING" in shown
     compute("cancel", "--task", "train", cwd=slurm_project.folder)
+
+
+def test_metrics_from_the_output_and_from_a_file_the_program_writes(tmux_project: TmuxProject) -> None:
+    cmd = (
+        'echo "epoch 1 val_loss=0.5$SEED"; echo "epoch 2 val_loss=0.4$SEED"; mkdir -p "out/$SEED"; '
+        'printf "step,acc\\n1,0.7\\n2,0.8$SEED\\n" > "out/$SEED/m.csv"'
+    )
+    metrics = {"from_log": {"val_loss": "val_loss=([0-9.]+)"}, "file": "out/{seed}/m.csv"}
+    tmux_project.book("h1", cmd=cmd, seeds="0 1", metrics=metrics, cd=tmux_project.remote)
+    tmux_project.run()
+    tmux_project.wait(timeout=60)
+    proc = compute("results", "--json", "--sort", "acc", "--max", cwd=tmux_project.folder, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    [point] = json.loads(proc.stdout)["points"]
+    assert point["final"]["val_loss"] == {
+        "mean": pytest.approx(0.405),
+        "std": pytest.approx(0.00707, abs=1e-4),
+        "n": 2,
+    }
+    assert point["best"]["val_loss"]["mean"] == pytest.approx(0.405)  # the least of each seed's
+    assert point["final"]["acc"]["mean"] == pytest.approx(0.805) and point["best"]["acc"][
+        "mean"
+    ] == pytest.approx(0.805)

@@ -86,3 +86,17 @@ def test_the_csv_and_json_shapes() -> None:
 def test_the_hosts_answer_is_read_by_its_lengths() -> None:
     answer = b"@@compute-metrics 0 12 5\nabc\n\n@@compute-metrics 1 -1 0\n@@compute-metrics 2 3 3\n@@c"
     assert results._chunks(answer) == [(0, 12, b"abc\n\n"), (1, -1, b""), (2, 3, b"@@c")]
+
+
+def test_a_file_the_program_writes_is_csv_or_json_lines() -> None:
+    assert results.parse_any(b"step,acc,name\n1,0.5,x\n2,0.75,y\n3,") == {"acc": [(1.0, 0.5), (2.0, 0.75)]}
+    assert results.parse_any(lines({"acc": 0.5})) == {"acc": [(None, 0.5)]}
+    assert results.parse_any(b"") == {}
+
+
+def test_the_output_s_matches_become_values() -> None:
+    found = results._log_lines(
+        b"val_loss=0.5\nacc: 0.9\nval_loss=oops\n",
+        [("val_loss", r"val_loss=([0-9.]+)"), ("acc", r"acc: ([0-9.]+)")],
+    )
+    assert results.parse(found) == {"val_loss": [(None, 0.5)], "acc": [(None, 0.9)]}

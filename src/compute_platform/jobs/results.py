@@ -14,14 +14,17 @@ import dataclasses
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from compute_platform.errors import ComputeError
+from compute_platform.errors import ComputeError, LedgerError
+from compute_platform.hosts import shell
 from compute_platform.jobs.query import FINAL, Jobs, Row, point_text
 from compute_platform.ledger import JobPaths, JobRecord
 from compute_platform.ledger import metrics as store
+from compute_platform.scheduling.sources import MetricSources
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
@@ -243,46 +246,150 @@ def fetch(view: Jobs, rows: Sequence[Row]) -> list[str]:
     return [p for part in view.parallel(one, list(groups.items())) for p in part]
 
 
-_SCRIPT = f"""\
-k=0
-while IFS= read -r -d '' f && IFS= read -r -d '' o; do
+KINDS = ("jsonl", "file")  # what is fetched by its new bytes: COMPUTE_METRICS and the program's own file
+LOG_LINES = 100_000  # matches of from_log patterns kept per seed (the last ones)
+
+# Each item on stdin is (number, kind, path, offset); for `log` items the path is the seed's COMPUTE_METRICS
+# (its .from and .to say where its output starts and ends), the offset the pattern group, and the output
+# file follows. The answer: per item a header `@@compute-metrics <number> <size> <length>`, then its bytes.
+_APPEND = f"""\
   if [ -f "$f" ]; then
-    s=$(stat -c %s -- "$f" 2>/dev/null || echo 0); n=$((s - o))
+    s=$(stat -L -c %s -- "$f" 2>/dev/null || echo 0); n=$((s - o))
     [ "$n" -le {FILE_BYTES} ] || n={FILE_BYTES}
     [ "$n" -ge 0 ] || n=0
     printf '{HEADER.decode()}%s %s %s\\n' "$k" "$s" "$n"
     [ "$n" -eq 0 ] || tail -c +$((o + 1)) -- "$f" | head -c "$n"
   else
     printf '{HEADER.decode()}%s -1 0\\n' "$k"
-  fi
-  k=$((k + 1))
-done"""
+  fi"""
+_LOG = f"""\
+  IFS= read -r -d '' out
+  if [ -r "$f.from" ]; then
+    a=$(cat -- "$f.from"); b=$(cat -- "$f.to" 2>/dev/null || stat -c %s -- "$out" 2>/dev/null || echo 0)
+    m=$(tail -c +$((a + 1)) -- "$out" 2>/dev/null | head -c $((b - a)) | "compute_grep_$o" | tail -n {LOG_LINES})
+    printf '{HEADER.decode()}%s %s %s\\n' "$k" 0 "$(printf '%s' "$m" | wc -c)"
+    printf '%s' "$m"
+  else
+    printf '{HEADER.decode()}%s -1 0\\n' "$k"
+  fi"""
+
+
+def fetch_script(groups: Sequence[tuple[str, ...]]) -> str:
+    """The host's side: a grep per group of from_log patterns, then each item of stdin."""
+    greps = [
+        f"compute_grep_{i}() {{ grep -E -o {' '.join('-e ' + shell.quote(p) for p in patterns)}; }}"
+        for i, patterns in enumerate(groups)
+    ]
+    return "\n".join(
+        [
+            *greps,
+            "while IFS= read -r -d '' k && IFS= read -r -d '' kind && IFS= read -r -d '' f && IFS= read -r -d '' o; do",
+            '  if [ "$kind" = log ]; then',
+            _LOG,
+            "  else",
+            _APPEND,
+            "  fi",
+            "done",
+        ]
+    )
 
 
 def _fetch(host: Host, view: Jobs, rows: Sequence[Row]) -> None:
     ledger = view.ledger
-    files = [(row, seed) for row in rows for seed in seed_positions(row.record)]
-    stdin = b"".join(
-        f"{JobPaths.metrics(row.record.status_file, seed)}\0{store.fetched(ledger, row.record, seed)}\0".encode()
-        for row, seed in files
-    )
+    items: list[tuple[Row, int | None, str]] = []
+    groups: list[tuple[str, ...]] = []
+    patterns: dict[str, tuple[tuple[str, str], ...]] = {}
+    for row in rows:
+        sources = sources_of(view, row.record)
+        for seed in seed_positions(row.record):
+            items.append((row, seed, "jsonl"))
+            if sources and sources.file:
+                items.append((row, seed, "file"))
+            if sources and sources.from_log:
+                items.append((row, seed, "log"))
+                patterns[row.record.job_id] = sources.from_log
+                if tuple(p for _, p in sources.from_log) not in groups:
+                    groups.append(tuple(p for _, p in sources.from_log))
+    stdin = b""
+    for number, (row, seed, kind) in enumerate(items):
+        path = JobPaths.metrics(row.record.status_file, seed)
+        if kind == "log":
+            group = groups.index(tuple(p for _, p in patterns[row.record.job_id]))
+            stdin += f"{number}\0log\0{path}\0{group}\0{row.record.log_out}\0".encode()
+        else:
+            remote = path if kind == "jsonl" else f"{path}.file"
+            stdin += f"{number}\0{kind}\0{remote}\0{store.fetched(ledger, row.record, seed, kind)}\0".encode()
     buffer = io.BytesIO()
-    host.run(_SCRIPT, stdin=stdin, timeout=300, check=True, stdout_to=buffer)
+    host.run(fetch_script(groups), stdin=stdin, timeout=300, check=True, stdout_to=buffer)
     sizes: dict[int, int] = {}
     for index, size, data in _chunks(buffer.getvalue()):
-        if 0 <= index < len(files):
-            row, seed = files[index]
-            if data:
-                store.append(ledger, row.record, seed, data)
-            sizes[index] = size
+        if not 0 <= index < len(items):
+            continue
+        row, seed, kind = items[index]
+        if kind == "log":
+            if size >= 0:
+                store.replace(ledger, row.record, seed, _log_lines(data, patterns[row.record.job_id]), "log")
+        elif data:
+            store.append(ledger, row.record, seed, data, kind)
+        sizes[index] = size
     complete: dict[tuple[str, str], bool] = {}
-    for index, (row, seed) in enumerate(files):
+    for index, (row, seed, kind) in enumerate(items):
         size = sizes.get(index, 0)
-        whole = size < 0 or store.fetched(ledger, row.record, seed) >= size
+        whole = kind == "log" or size < 0 or store.fetched(ledger, row.record, seed, kind) >= size
         complete[row.key] = complete.get(row.key, True) and whole and index in sizes
     for row in rows:
         if row.state.state in FINAL and complete.get(row.key):
             store.mark_done(ledger, row.record)  # ended, everything here: never asked again
+
+
+def _log_lines(data: bytes, metrics: Sequence[tuple[str, str]]) -> bytes:
+    """The matches grep printed -> JSON lines, each a metric and the value its pattern's group caught."""
+    compiled = [(name, re.compile(pattern)) for name, pattern in metrics]
+    out = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        for name, pattern in compiled:
+            found = pattern.search(line)
+            value = _float(found.group(1)) if found else None
+            if value is not None:
+                out.append(json.dumps({name: value}))
+            if found:
+                break
+    return "".join(f"{line}\n" for line in out).encode()
+
+
+def sources_of(view: Jobs, record: JobRecord) -> MetricSources | None:
+    try:
+        return MetricSources.in_script(view.ledger.script_text(record)) if record.script else None
+    except LedgerError:
+        return None
+
+
+def parse_any(data: bytes) -> Series:
+    """A file the program writes: JSON lines, or a CSV of numbers under a header (`step` one of them)."""
+    whole = data[: data.rfind(b"\n") + 1]
+    if whole.lstrip().startswith(b"{"):
+        return parse(data)
+    rows = list(csv.reader(io.StringIO(whole.decode("utf-8", "replace"))))
+    if not rows:
+        return {}
+    header = rows[0]
+    found: Series = {}
+    for row in rows[1:]:
+        values = dict(zip(header, row, strict=False))
+        step = _float(values.get("step", ""))
+        for name, text in values.items():
+            value = _float(text)
+            if name != "step" and value is not None:
+                found.setdefault(name.strip(), []).append((step, value))
+    return found
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _chunks(data: bytes) -> list[tuple[int, int, bytes]]:
@@ -305,6 +412,15 @@ def _chunks(data: bytes) -> list[tuple[int, int, bytes]]:
         at = end + 1 + length
 
 
+def _series(view: Jobs, record: JobRecord, seed: int | None) -> Series:
+    """A seed's metrics from every source that is here: COMPUTE_METRICS, the program's file, its output."""
+    found: Series = {}
+    for kind, read in (("jsonl", parse), ("file", parse_any), ("log", parse)):
+        for name, values in read(store.read(view.ledger, record, seed, kind)).items():
+            found.setdefault(name, []).extend(values)
+    return found
+
+
 def points(view: Jobs, rows: Sequence[Row], higher: set[str]) -> list[Point]:
     """Each row's point from what is here (after `fetch`); replaced rows (retried jobs) left out."""
     replaced = view.replaced()
@@ -312,7 +428,7 @@ def points(view: Jobs, rows: Sequence[Row], higher: set[str]) -> list[Point]:
         aggregate(
             row.record,
             row.state.state,
-            [parse(store.read(view.ledger, row.record, seed)) for seed in seed_positions(row.record)],
+            [_series(view, row.record, seed) for seed in seed_positions(row.record)],
             higher,
         )
         for row in rows

@@ -3,6 +3,8 @@ archive:
 
   metrics/<host>/<job id>.<seed position>.jsonl   the bytes of the job's COMPUTE_METRICS file fetched so far,
                                                   a prefix of it (appended as more is fetched)
+  metrics/<host>/<job id>.<seed position>.file    the same of the file the program writes anyway (`metrics.file`)
+  metrics/<host>/<job id>.<seed position>.log     the matches of `metrics.from_log` in the seed's output
   metrics/<host>/<job id>.done                    the job had ended and everything was fetched: it is never
                                                   asked again
 
@@ -20,29 +22,38 @@ from compute_platform.ledger.store import Ledger
 FOLDER = "metrics"
 
 
-def local(ledger: Ledger, record: JobRecord, seed: int | None) -> Path:
-    name = f"{safe_name(record.job_id)}.{seed if seed is not None else 'all'}.jsonl"
+def local(ledger: Ledger, record: JobRecord, seed: int | None, kind: str = "jsonl") -> Path:
+    name = f"{safe_name(record.job_id)}.{seed if seed is not None else 'all'}.{kind}"
     return ledger.root / FOLDER / safe_name(record.host) / name
 
 
-def fetched(ledger: Ledger, record: JobRecord, seed: int | None) -> int:
+def fetched(ledger: Ledger, record: JobRecord, seed: int | None, kind: str = "jsonl") -> int:
     """How many bytes of the job's file are here."""
     try:
-        return local(ledger, record, seed).stat().st_size
+        return local(ledger, record, seed, kind).stat().st_size
     except OSError:
         return 0
 
 
-def append(ledger: Ledger, record: JobRecord, seed: int | None, data: bytes) -> None:
-    path = local(ledger, record, seed)
+def append(ledger: Ledger, record: JobRecord, seed: int | None, data: bytes, kind: str = "jsonl") -> None:
+    path = local(ledger, record, seed, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "ab") as f:
         f.write(data)
 
 
-def read(ledger: Ledger, record: JobRecord, seed: int | None) -> bytes:
+def replace(ledger: Ledger, record: JobRecord, seed: int | None, data: bytes, kind: str) -> None:
+    """Write what was found again, whole (the matches of a seed's output, looked for again each time)."""
+    path = local(ledger, record, seed, kind)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(path.name + ".new")
+    staged.write_bytes(data)
+    os.replace(staged, path)
+
+
+def read(ledger: Ledger, record: JobRecord, seed: int | None, kind: str = "jsonl") -> bytes:
     try:
-        return local(ledger, record, seed).read_bytes()
+        return local(ledger, record, seed, kind).read_bytes()
     except OSError:
         return b""
 

@@ -7,13 +7,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from compute_platform.hosts import shell
+from compute_platform.scheduling.sources import MetricSources
 
 if TYPE_CHECKING:  # sweep.py holds pydantic models: `compute jobs` reaches here without them
     from compute_platform.scheduling.sweep import Job
 
 
 def seed_loop(
-    job: Job, cmd: str, seed_flag: str | None = None, launch: Callable[[str], str] | None = None
+    job: Job,
+    cmd: str,
+    seed_flag: str | None = None,
+    launch: Callable[[str], str] | None = None,
+    sources: MetricSources | None = None,
 ) -> list[str]:
     """Shell lines for one job. The job's output starts with `CMD <command line>`, as the original
     tool's jobs did (its users grep logs for it). Each seed runs in a subshell, so a `cd` or an
@@ -29,6 +34,27 @@ def seed_loop(
         # where the program may append JSON lines of metrics (JobPaths.metrics: by the seed's position)
         suffix = f".{position}.jsonl" if seed is not None else ".jsonl"
         lines.append(f'export COMPUTE_METRICS="$compute_metrics"{suffix}')
+        lines += _sources_before(sources)
         lines.append(f"(\n{launch(line) if launch else line}\n)")
         lines.append('rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc')
+        if sources and sources.from_log:  # where this seed's output ends (the next one's starts)
+            lines.append('stat -c %s -- "$compute_output" > "$COMPUTE_METRICS.to" 2>/dev/null')
+    return lines
+
+
+def _sources_before(sources: MetricSources | None) -> list[str]:
+    """Before a seed runs: where its output starts (from_log), a link to the file it will write."""
+    if sources is None:
+        return []
+    lines = []
+    if sources.from_log:
+        lines.append(
+            'stat -c %s -- "$compute_output" > "$COMPUTE_METRICS.from" 2>/dev/null || echo 0 > "$COMPUTE_METRICS.from"'
+        )
+    if sources.file:
+        lines += [
+            f"compute_file={shell.quote(sources.file)}; compute_file=${{compute_file//\\{{seed\\}}/$SEED}}",
+            'case "$compute_file" in /*) ;; *) compute_file="$PWD/$compute_file" ;; esac',
+            'ln -sfn -- "$compute_file" "$COMPUTE_METRICS.file"',
+        ]
     return lines

@@ -23,6 +23,7 @@ from compute_platform.ledger import JobPaths
 from compute_platform.scheduling import launchers, script
 from compute_platform.scheduling.jobscript import seed_loop
 from compute_platform.scheduling.recovery import POLICY_MARK, Policy
+from compute_platform.scheduling.sources import METRICS_MARK, MetricSources
 from compute_platform.scheduling.sweep import Job
 
 OptionValue = Union[str, int, float, bool, None]  # noqa: UP007
@@ -58,6 +59,7 @@ class SbatchSpec:
     ray: bool = False  # a Ray cluster over the job's nodes before the command (scripts/ray-cluster.sh)
     components: tuple[ResolvedConfig, ...] = ()  # a heterogeneous job's components after `config`'s
     policy: Policy | None = None  # retry, fail_on_log and notify (scheduling/recovery.py)
+    metrics: MetricSources | None = None  # from_log patterns, a file the program writes (compute results)
 
 
 def render(spec: SbatchSpec) -> str:
@@ -72,6 +74,8 @@ def render(spec: SbatchSpec) -> str:
         lines.append(
             f"# compute: secret_env {' '.join(spec.secret_env)} (passed on submission, never written)"
         )
+    if spec.metrics:  # what `compute results` reads besides COMPUTE_METRICS
+        lines.append(f"{METRICS_MARK}{spec.metrics.to_json()}")
     if spec.policy:  # what `compute watch` applies once the job ended, as it was at submission
         lines.append(f"{POLICY_MARK}{spec.policy.to_json()}")
     lines += [f"#SBATCH {d}" for d in directives(spec)]
@@ -209,6 +213,11 @@ def status_trap(spec: SbatchSpec) -> list[str]:
     return [
         f"compute_status={folder}/{shell.quote(spec.job_name)}.{job_id}.status",
         'compute_metrics="${compute_status%.status}.metrics"  # COMPUTE_METRICS: .metrics.<seed position>.jsonl',
+        *(
+            ['compute_output="${compute_status%.status}.out"']
+            if spec.metrics and spec.metrics.from_log
+            else []
+        ),
         "compute_pid=",
         "compute_record() {",
         "  trap - EXIT TERM INT",
@@ -243,7 +252,7 @@ def body(spec: SbatchSpec) -> list[str]:
         for task_id, job in enumerate(spec.jobs):
             # not indented: the user's command may hold a here-document whose end marker must stay put
             inner += [f"{task_id})  # job {job.index}: {one_line(job.label())}"]
-            inner += [*seed_loop(job, spec.cmd, spec.seed_flag, launch(spec)), ";;"]
+            inner += [*seed_loop(job, spec.cmd, spec.seed_flag, launch(spec), spec.metrics), ";;"]
         inner += [
             "*)",
             f'echo "compute: no job for array task $SLURM_ARRAY_TASK_ID" >&2; exit {JOB_EXIT_UNKNOWN_TASK}',
@@ -251,7 +260,7 @@ def body(spec: SbatchSpec) -> list[str]:
             "esac",
         ]
     else:
-        inner = seed_loop(spec.jobs[0], spec.cmd, spec.seed_flag, launch(spec))
+        inner = seed_loop(spec.jobs[0], spec.cmd, spec.seed_flag, launch(spec), spec.metrics)
     # A function run with `&` is a subshell: its `exit` ends the job body, not the script.
     lines = [
         *recovery_lines(spec),

@@ -17,6 +17,7 @@ from compute_platform.input import yamlfile
 
 if TYPE_CHECKING:
     from compute_platform.scheduling.recovery import Policy
+    from compute_platform.scheduling.sources import MetricSources
 
 SeedValue = Union[int, str]  # noqa: UP007
 ArgsEntry = Union[str, list[Union[str, int, float, bool]]]  # noqa: UP007
@@ -361,8 +362,43 @@ class CodeSource(BaseModel):
     @model_validator(mode="after")
     def _one_source(self) -> CodeSource:
         if self.git == (self.path is not None):
-            raise ValueError("expected `git` or a folder: `code: git`, or `code: {path: src, exclude: [...]}`")
+            raise ValueError(
+                "expected `git` or a folder: `code: git`, or `code: {path: src, exclude: [...]}`"
+            )
         return self
+
+
+class MetricsSpec(BaseModel):
+    """Where `compute results` finds the jobs' metrics besides COMPUTE_METRICS (docs/results.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    from_log: dict[str, str] = Field(default_factory=dict)
+    """`{val_loss: "val_loss=([0-9.eE+-]+)"}`: each match in the job's output, its first group the value."""
+    file: str | None = None
+    """A CSV (a header, then numbers) or JSON lines file the program writes anyway, relative to the job's
+    directory; `{seed}` in it is the seed."""
+
+    @field_validator("from_log")
+    @classmethod
+    def _patterns(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, pattern in value.items():
+            _patterns((pattern,))
+            if re.compile(pattern).groups < 1:
+                raise ValueError(f"the pattern of {name!r} has no group: write the value's part in ( )")
+        return value
+
+    @field_validator("file")
+    @classmethod
+    def _file(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "\n" in value or "\0" in value):
+            raise ValueError("expected a path")
+        return value
+
+    def sources(self) -> MetricSources:
+        from compute_platform.scheduling.sources import MetricSources
+
+        return MetricSources(tuple(self.from_log.items()), self.file or "")
 
 
 class SweepFields(BaseModel):
@@ -403,6 +439,8 @@ class SweepFields(BaseModel):
     its allocation. Such a job is not retried."""
     notify: NotifySpec | None = None
     """`{webhook: URL, mail: you@lab.org}`: `compute watch` tells of the first failure and of the end."""
+    metrics: MetricsSpec | None = None
+    """Metrics besides COMPUTE_METRICS: patterns of the output (`from_log`) or a file the program writes."""
     code: CodeSource | None = None
     """The code the jobs run: `git` (the playbook's repository, uncommitted changes included) or a folder;
     sent to `<code_dir>/<hash>` on each host (unchanged code never again) and the jobs start there."""
@@ -425,7 +463,9 @@ class SweepFields(BaseModel):
         if point and point.signal == "USR2" and self.fail_on_log:
             raise ValueError("fail_on_log stops the job with USR2: give the checkpoint another signal (USR1)")
         if point and point.command is not None and not point.command.strip():
-            raise ValueError("retry.checkpoint.command is empty: give shell code, or leave it out to signal the program")
+            raise ValueError(
+                "retry.checkpoint.command is empty: give shell code, or leave it out to signal the program"
+            )
         return self
 
     def policy(self) -> Policy | None:

@@ -47,6 +47,7 @@ from compute_platform.scheduling.backend import (
 from compute_platform.scheduling.jobscript import seed_loop
 from compute_platform.scheduling.launchers import ray_cluster
 from compute_platform.scheduling.recovery import POLICY_MARK, Policy
+from compute_platform.scheduling.sources import METRICS_MARK, MetricSources
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
@@ -136,6 +137,7 @@ class LauncherSpec:
     wandb_dir: str = ""  # WANDB_DIR (a leading `~` is the home on the host)
     ray: bool = False  # a Ray head per job, in its lane (scheduling/scripts/ray-cluster.sh)
     policy: Policy | None = None  # retry and notify, for compute watch (scheduling/recovery.py)
+    metrics: MetricSources | None = None  # from_log patterns, a file the program writes (compute results)
 
 
 def render_launcher(spec: LauncherSpec) -> str:
@@ -184,7 +186,7 @@ def _header(spec: LauncherSpec) -> str:
 # window ("lane") per job that may run at once; each lane runs, one after another, the next jobs of the
 # queue that no other lane has claimed. Job INDEX leaves its files next to this script: INDEX.log
 # (stdout+stderr), INDEX.started, INDEX.pid (its process group), INDEX.status (exit code, on exit).
-{POLICY_MARK + spec.policy.to_json() + chr(10) if spec.policy else ""}compute_dir=$(cd "$(dirname "$0")" && pwd) || exit 1
+{POLICY_MARK + spec.policy.to_json() + chr(10) if spec.policy else ""}{METRICS_MARK + spec.metrics.to_json() + chr(10) if spec.metrics else ""}compute_dir=$(cd "$(dirname "$0")" && pwd) || exit 1
 cd "$compute_dir" || exit 1
 compute_max_lanes={spec.lanes}  # 0: one lane per job
 compute_gpus=({gpus})  # lane K gives its jobs CUDA_VISIBLE_DEVICES=${{compute_gpus[K]}}
@@ -208,6 +210,11 @@ def _job_function(spec: LauncherSpec, job: Job) -> str:
     lines = [
         f"job_{job.index}() {{  # {_comment(job.label())}",
         f'compute_metrics="$compute_dir/{job.index}.metrics"  # COMPUTE_METRICS (JobPaths.metrics)',
+        *(
+            [f'compute_output="$compute_dir/{job.index}.log"']
+            if spec.metrics and spec.metrics.from_log
+            else []
+        ),
         "compute_prelude",
     ]
     if spec.ray:  # the job runs in a process of its own: its EXIT trap stops its Ray
@@ -215,7 +222,7 @@ def _job_function(spec: LauncherSpec, job: Job) -> str:
             "trap compute_ray_down EXIT",  # first: a head that started but did not answer is stopped too
             f'compute_ray_local "$(basename "$compute_dir")-{job.index}" || exit',
         ]
-    lines += seed_loop(job, spec.cmd, spec.seed_flag)
+    lines += seed_loop(job, spec.cmd, spec.seed_flag, sources=spec.metrics)
     lines += ['exit "$compute_rc"', "}", ""]
     return "\n".join(lines)
 

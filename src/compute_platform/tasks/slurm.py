@@ -638,6 +638,7 @@ class Slurm(Action, SweepFields):
             ray=self.ray,
             components=tuple(components),
             policy=self.policy(),
+            metrics=self.metrics.sources() if self.metrics else None,
         )
 
     def records(

@@ -146,6 +146,7 @@ class Tmux(Action, SweepFields):
             wandb_dir=host.spec.wandb_dir,
             ray=self.ray,
             policy=self.policy(),
+            metrics=self.metrics.sources() if self.metrics else None,
         )
         return tmux.render_launcher(spec)
 
