@@ -61,8 +61,7 @@ def test_results_json_is_documented() -> None:
     from compute_platform.jobs import results
 
     record = dataclasses.replace(ROW.record, args="--model small", sweep='{"lr": 0.01}', seeds="0,1,2")
-    point = results.aggregate(
-        record, "COMPLETED", [{"loss": [(None, 0.31)]}, {"loss": [(None, 0.29)]}, {}], set()
-    )
+    series: list[results.Series] = [{"loss": [(None, 0.31)]}, {"loss": [(None, 0.29)]}, {}]
+    point = results.aggregate(record, "COMPLETED", [results.summarize(s) for s in series], set())
     printed = json.loads(results.as_json([point], "loss", set()))
     assert shape(printed) == shape(documented("`compute results --json`"))

@@ -14,6 +14,10 @@ from compute_platform.jobs.results import Stat
 from compute_platform.ledger import JobRecord
 
 
+def aggregate(record: JobRecord, state: str, series: list[results.Series], higher: set[str]) -> results.Point:
+    return results.aggregate(record, state, [results.summarize(s) for s in series], higher)
+
+
 def record(job_id: str, lr: float, seeds: str = "0,1,2") -> JobRecord:
     return JobRecord(
         "t", "p", "train", "h", "tmux", job_id, "train", sweep=json.dumps({"lr": lr}), seeds=seeds
@@ -46,19 +50,19 @@ def test_a_point_has_final_and_best_values_and_its_missing_seeds() -> None:
         {"loss": [(1, 0.8), (2, 0.6)], "acc": [(2, 0.9)]},
         {},  # seed 2 wrote nothing
     ]
-    point = results.aggregate(record("j0", 0.1), "COMPLETED", series, higher={"acc"})
+    point = aggregate(record("j0", 0.1), "COMPLETED", series, higher={"acc"})
     assert point.missing == ("2",)
     assert point.final["loss"] == Stat(0.5, pytest.approx(0.1414, abs=1e-4), 2)  # type: ignore[arg-type]
     assert point.best["loss"].mean == pytest.approx(0.45)  # min of each seed, then the mean
     assert point.best["acc"].mean == pytest.approx(0.8)  # higher is better
-    running = results.aggregate(record("j1", 0.1, "0,1"), "RUNNING", [{"loss": [(None, 1.0)]}], set())
+    running = aggregate(record("j1", 0.1, "0,1"), "RUNNING", [{"loss": [(None, 1.0)]}], set())
     assert running.missing == ("1",)  # a seed still to run has no file yet
 
 
 def test_ranking_and_the_best_point_marked() -> None:
-    a = results.aggregate(record("a", 0.1), "COMPLETED", [{"loss": [(None, 0.5)]}], set())
-    b = results.aggregate(record("b", 0.01), "COMPLETED", [{"loss": [(None, 0.2)]}], set())
-    c = results.aggregate(record("c", 1.0), "FAILED", [{}], set())
+    a = aggregate(record("a", 0.1), "COMPLETED", [{"loss": [(None, 0.5)]}], set())
+    b = aggregate(record("b", 0.01), "COMPLETED", [{"loss": [(None, 0.2)]}], set())
+    c = aggregate(record("c", 1.0), "FAILED", [{}], set())
     assert [p.record.job_id for p in results.ranked([a, b, c], "loss", set())] == ["b", "a", "c"]
     assert [p.record.job_id for p in results.ranked([a, b, c], "loss", {"loss"})] == ["a", "b", "c"]
     text = results.table(results.ranked([a, b, c], "loss", set()), "loss", set())
@@ -68,9 +72,7 @@ def test_ranking_and_the_best_point_marked() -> None:
 
 
 def test_the_csv_and_json_shapes() -> None:
-    a = results.aggregate(
-        record("a", 0.1), "COMPLETED", [{"loss": [(None, 0.5)]}, {"loss": [(None, 0.7)]}], set()
-    )
+    a = aggregate(record("a", 0.1), "COMPLETED", [{"loss": [(None, 0.5)]}, {"loss": [(None, 0.7)]}], set())
     rows = list(csv.DictReader(io.StringIO(results.as_csv([a], "loss"))))
     assert (
         rows[0]["lr"] == "0.1"

@@ -7,14 +7,18 @@ archive:
   metrics/<host>/<job id>.<seed position>.log     the matches of `metrics.from_log` in the seed's output
   metrics/<host>/<job id>.done                    the job had ended and everything was fetched: it is never
                                                   asked again
+  metrics/<host>/<job id>.summary.json            a done job's last, least and greatest value of each metric
+                                                  per seed (what `compute results` shows, read at once)
 
 Derived: deleted, it is fetched again from the hosts (while their files are there).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from compute_platform.ledger.records import JobRecord, safe_name
 from compute_platform.ledger.store import Ledger
@@ -71,3 +75,23 @@ def mark_done(ledger: Ledger, record: JobRecord) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     os.close(fd)
+
+
+def summary(ledger: Ledger, record: JobRecord) -> list[dict[str, list[float]]] | None:
+    path = ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.summary.json"
+    try:
+        found: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, list) else None
+
+
+def keep_summary(ledger: Ledger, record: JobRecord, seeds: list[Any]) -> None:
+    path = ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.summary.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = path.with_name(path.name + ".new")
+        staged.write_text(json.dumps(seeds), encoding="utf-8")
+        os.replace(staged, path)
+    except OSError:
+        pass  # a read-only archive: computed again next time
