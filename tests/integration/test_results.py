@@ -77,12 +77,10 @@ def slurm_project(testbed: tbm.Testbed, tmp_path: Path) -> Iterator[SlurmProject
 
 
 def test_slurm_metrics_while_a_job_still_runs(slurm_project: SlurmProject) -> None:
-    slow = 'f() { echo "{\\"loss\\": 1.5}" >> "$COMPUTE_METRICS"; [ "$1" = --lr=0.1 ] && sleep 30; true; }; f'
-    task = {
-        "name": "train",
-        "hosts": "cluster",
-        "slurm": {"cmd": slow, "sweep": {"lr": [0.1, 0.01]}, "array": False},
-    }
+    slow = 'f() { echo "{\\"loss\\": 1.5}" >> "$COMPUTE_METRICS"; echo val=2.5; [ "$1" = --lr=0.1 ] && sleep 30; true; }; f'
+    metrics = {"from_log": {"val": "val=([0-9.]+)"}}
+    fields = {"cmd": slow, "sweep": {"lr": [0.1, 0.01]}, "array": False, "metrics": metrics}
+    task = {"name": "train", "hosts": "cluster", "slurm": fields}
     proc = slurm_project.run([task])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     slurm_project.wait(timeout=60, until=("RUNNING", "COMPLETED"))
@@ -95,6 +93,7 @@ def test_slurm_metrics_while_a_job_still_runs(slurm_project: SlurmProject) -> No
             break
         time.sleep(0.5)
     assert found["0.1"]["state"] == "RUNNING" and found["0.1"]["final"]["loss"]["mean"] == 1.5
+    assert found["0.1"]["final"]["val"]["mean"] == 2.5  # from the running job's output
     assert found["0.01"]["state"] == "COMPLETED" and found["0.01"]["final"]["loss"]["n"] == 1
     shown = compute("results", cwd=slurm_project.folder).stdout
     assert "lr=0.1" in shown and "RUNNING" in shown
