@@ -671,3 +671,22 @@ def test_a_job_over_its_memory_ends_failed_out_of_memory(cgroup_bed: tbm.Testbed
         assert queue.split() == ["OUT_OF_MEMORY"]
     finally:
         shutil.rmtree(project.logs, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_results_say_what_accounting_says_a_job_used(project: Project) -> None:
+    hog = "python3 -c 'import time; x = bytearray(40 * 2**20); time.sleep(3)'; echo '{\"loss\": 1}' >> \"$COMPUTE_METRICS\""
+    proc = project.run([slurm("use", cmd=hog, config="small")])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    project.wait(timeout=60)
+
+    def usage() -> Any:
+        out = compute("results", "--json", cwd=project.folder, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return json.loads(out.stdout)["points"][0]["usage"]
+
+    found = poll_until(usage, lambda u: u is not None, 60, "sacct's record of the job", interval=1)
+    assert found["req_mem_mb"] == 100.0 and found["elapsed"] >= 3
+    assert 30 < found["max_rss_mb"] < 100  # the 40 MiB it held, with Python
+    shown = compute("results", cwd=project.folder).stdout
+    assert "MEMORY (used/asked)" in shown and "/100M" in shown

@@ -273,3 +273,18 @@ def test_a_heterogeneous_job_is_its_first_component() -> None:
     assert queue == {"7": ("RUNNING", ""), "8": ("PENDING", "Priority")}
     ended = slurm.parse_sacct("7+0|FAILED|3:0\n7+1|CANCELLED by 0|0:15\n")
     assert ended == {"7": ("FAILED", 3)}
+
+
+def test_what_accounting_says_a_job_used() -> None:
+    text = (
+        "12|00:02:05||100M|01:00.500|1\n12.batch|00:02:05|420456K||01:00.400|1\n12.extern|00:02:05|0||00:00:00|1\n"
+        "13_0|1-00:00:10||4Gc|01:00:00|2\n13_0.batch|1-00:00:10|2G||01:00:00|2\nbad line\n"
+    )
+    found = slurm.parse_usage(text)
+    assert found["12"] == slurm.Usage(125.0, pytest.approx(410.6, abs=0.1), 100.0, 60.5, 1)  # type: ignore[arg-type]
+    assert found["12"].cpu_efficiency == pytest.approx(60.5 / 125)
+    assert (found["13_0"].elapsed, found["13_0"].req_mem_mb, found["13_0"].max_rss_mb) == (
+        86410.0,
+        8192.0,
+        2048.0,
+    )

@@ -9,6 +9,7 @@ sweep touches no host. The aggregation is pure.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import io
@@ -24,6 +25,7 @@ from compute_platform.hosts import shell
 from compute_platform.jobs.query import FINAL, Jobs, Row, point_text
 from compute_platform.ledger import JobPaths, JobRecord
 from compute_platform.ledger import metrics as store
+from compute_platform.scheduling import slurm
 from compute_platform.scheduling.sources import MetricSources
 
 if TYPE_CHECKING:
@@ -100,6 +102,7 @@ class Point:
     missing: tuple[str, ...]  # the seeds that wrote no value
     final: dict[str, Stat] = field(default_factory=dict)
     best: dict[str, Stat] = field(default_factory=dict)
+    usage: slurm.Usage | None = None  # what accounting said it used (ended Slurm jobs)
 
 
 Summary = dict[str, tuple[float, float, float]]  # metric -> (last, least, greatest) value of one seed
@@ -156,7 +159,9 @@ def table(points: Sequence[Point], metric: str | None, higher: set[str]) -> str:
     """Aligned columns: the point, its state and seeds, each metric's final (mean ± std) and best; the
     best point (by `metric`) marked with `*`."""
     shown = names(points, metric)
+    used = any(p.usage for p in points)
     head = ["", "POINT", "HOST", "STATE", "SEEDS", *[c for n in shown for c in (n, f"best {n}")]]
+    head += ["ELAPSED", "MEMORY (used/asked)", "CPU"] if used else []
     best = points[0] if metric and points and metric in points[0].final else None
     lines = [head]
     for p in points:
@@ -175,11 +180,31 @@ def table(points: Sequence[Point], metric: str | None, higher: set[str]) -> str:
                 p.final[n].text() if n in p.final else "-",
                 _num(p.best[n].mean) if n in p.best else "-",
             ]
+        if used:
+            cells += usage_cells(p.usage)
         lines.append(cells)
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join(
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     )
+
+
+def usage_cells(usage: slurm.Usage | None) -> list[str]:
+    """`12m05s`, `3.1G/64G`, `85%`: a job's resource use, or dashes."""
+    if usage is None:
+        return ["-", "-", "-"]
+    seconds = int(usage.elapsed)
+    hours = f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    elapsed = hours if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+    memory = f"{_mb(usage.max_rss_mb)}/{_mb(usage.req_mem_mb)}"
+    efficiency = usage.cpu_efficiency
+    return [elapsed, memory, f"{efficiency:.0%}" if efficiency is not None else "-"]
+
+
+def _mb(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{value / 1024:.1f}G" if value >= 1024 else f"{value:.0f}M"
 
 
 def as_json(points: Sequence[Point], metric: str | None, higher: set[str]) -> str:
@@ -205,6 +230,7 @@ def as_json(points: Sequence[Point], metric: str | None, higher: set[str]) -> st
                     "missing_seeds": list(p.missing) if p.seeds != ("",) else [],
                     "final": {k: stat(v) for k, v in p.final.items()},
                     "best": {k: stat(v) for k, v in p.best.items()},
+                    "usage": dataclasses.asdict(p.usage) if p.usage else None,
                 }
                 for p in points
             ],
@@ -338,10 +364,29 @@ def _fetch(host: Host, view: Jobs, rows: Sequence[Row]) -> None:
         else:
             remote = path if kind == "jsonl" else f"{path}.file"
             stdin += f"{number}\0{kind}\0{remote}\0{store.fetched(ledger, row.record, seed, kind)}\0".encode()
+    ended = [
+        r for r in rows if r.state.state in FINAL and r.record.scheduler == "slurm" and r.record.status_file
+    ]
+    ask = [r.record.job_id for r in ended if store.usage(ledger, r.record) is None]
+    script = fetch_script(groups)
+    if ask:
+        script = f"{slurm.usage_command(ask)}\n{script}"
     buffer = io.BytesIO()
-    host.run(fetch_script(groups), stdin=stdin, timeout=300, check=True, stdout_to=buffer)
+    host.run(script, stdin=stdin, timeout=300, check=True, stdout_to=buffer)
+    answer = buffer.getvalue()
+    held: set[tuple[str, str]] = set()  # ended, but accounting has not said yet what they used
+    if ask:
+        mark = slurm.USAGE_MARK.encode() + b"\n"
+        _, _, rest = answer.partition(mark)
+        said, _, answer = rest.partition(mark)
+        used = slurm.parse_usage(said.decode("utf-8", "replace"))
+        for row in ended:
+            if row.record.job_id in used:
+                store.keep_usage(ledger, row.record, dataclasses.asdict(used[row.record.job_id]))
+            elif slurm.NO_SACCT not in said.decode("utf-8", "replace"):
+                held.add(row.key)  # accounting works: this job's record is still to come
     sizes: dict[int, int] = {}
-    for index, size, data in _chunks(buffer.getvalue()):
+    for index, size, data in _chunks(answer):
         if not 0 <= index < len(items):
             continue
         row, seed, kind = items[index]
@@ -357,7 +402,7 @@ def _fetch(host: Host, view: Jobs, rows: Sequence[Row]) -> None:
         whole = kind == "log" or size < 0 or store.fetched(ledger, row.record, seed, kind) >= size
         complete[row.key] = complete.get(row.key, True) and whole and index in sizes
     for row in rows:
-        if row.state.state in FINAL and complete.get(row.key):
+        if row.state.state in FINAL and complete.get(row.key) and row.key not in held:
             store.mark_done(ledger, row.record)  # ended, everything here: never asked again
 
 
@@ -457,8 +502,14 @@ def summaries(view: Jobs, record: JobRecord) -> list[Summary]:
 def points(view: Jobs, rows: Sequence[Row], higher: set[str]) -> list[Point]:
     """Each row's point from what is here (after `fetch`); replaced rows (retried jobs) left out."""
     replaced = view.replaced()
-    return [
-        aggregate(row.record, row.state.state, summaries(view, row.record), higher)
-        for row in rows
-        if row.key not in replaced
-    ]
+    found = []
+    for row in rows:
+        if row.key in replaced:
+            continue
+        point = aggregate(row.record, row.state.state, summaries(view, row.record), higher)
+        used = store.usage(view.ledger, row.record)
+        if used is not None:
+            with contextlib.suppress(TypeError):  # a hand-edited file: shown without
+                point = dataclasses.replace(point, usage=slurm.Usage(**used))
+        found.append(point)
+    return found

@@ -7,6 +7,7 @@ archive:
   metrics/<host>/<job id>.<seed position>.log     the matches of `metrics.from_log` in the seed's output
   metrics/<host>/<job id>.done                    the job had ended and everything was fetched: it is never
                                                   asked again
+  metrics/<host>/<job id>.usage.json              what sacct said an ended Slurm job used
   metrics/<host>/<job id>.summary.json            a done job's last, least and greatest value of each metric
                                                   per seed (what `compute results` shows, read at once)
 
@@ -95,3 +96,21 @@ def keep_summary(ledger: Ledger, record: JobRecord, seeds: list[Any]) -> None:
         os.replace(staged, path)
     except OSError:
         pass  # a read-only archive: computed again next time
+
+
+def usage(ledger: Ledger, record: JobRecord) -> dict[str, Any] | None:
+    """What accounting said the ended job used (compute results), None when it was not asked or did not say."""
+    path = ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.usage.json"
+    try:
+        found: Any = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def keep_usage(ledger: Ledger, record: JobRecord, found: dict[str, Any]) -> None:
+    path = ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.usage.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(path.name + ".new")
+    staged.write_text(json.dumps(found), encoding="utf-8")
+    os.replace(staged, path)

@@ -697,3 +697,96 @@ class SlurmBackend:
 
 
 BACKEND = SlurmBackend()
+
+
+# -- resource use (compute results) -----------------------------------------------------------------
+
+USAGE_FIELDS = "JobID,Elapsed,MaxRSS,ReqMem,TotalCPU,AllocCPUS"
+USAGE_MARK = "@@compute-usage"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What accounting says an ended job used: its time, its peak memory against what it asked, its CPU."""
+
+    elapsed: float  # seconds
+    max_rss_mb: float | None  # the largest of its steps'
+    req_mem_mb: float | None
+    cpu_seconds: float
+    cpus: int
+
+    @property
+    def cpu_efficiency(self) -> float | None:
+        """CPU time used over CPU time held (elapsed x CPUs)."""
+        held = self.elapsed * self.cpus
+        return self.cpu_seconds / held if held > 0 else None
+
+
+def usage_command(ids: Sequence[str]) -> str:
+    """sacct for these jobs (their steps too: the peak memory is a step's), between marks; nothing when
+    sacct does not work (no accounting)."""
+    lines = [f"echo {USAGE_MARK}"]
+    for i in range(0, len(ids), ID_CHUNK):
+        chunk = ",".join(ids[i : i + ID_CHUNK])
+        lines.append(
+            f"sacct -n -P -j {shell.quote(chunk)} -o {USAGE_FIELDS} </dev/null 2>/dev/null || echo {NO_SACCT}"
+        )
+    return "\n".join([*lines, f"echo {USAGE_MARK}"])
+
+
+def parse_usage(text: str) -> dict[str, Usage]:
+    """`JobID|Elapsed|MaxRSS|ReqMem|TotalCPU|AllocCPUS` lines of jobs and their steps -> job id -> Usage."""
+    main: dict[str, list[str]] = {}
+    peak: dict[str, float] = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 6:
+            continue
+        job, _, step = parts[0].partition(".")
+        job = leader(job) or ""
+        if not job:
+            continue
+        if step:
+            rss = _mem_mb(parts[2])
+            if rss is not None:
+                peak[job] = max(peak.get(job, 0.0), rss)
+        else:
+            main[job] = parts
+    found = {}
+    for job, parts in main.items():
+        cpus = int(parts[5]) if parts[5].isdigit() else 1
+        req = parts[3]
+        per_cpu = req.endswith("c")
+        asked = _mem_mb(req.rstrip("nc"))
+        found[job] = Usage(
+            _seconds(parts[1]) or 0.0,
+            peak.get(job, _mem_mb(parts[2])),
+            asked * cpus if asked is not None and per_cpu else asked,
+            _seconds(parts[4]) or 0.0,
+            cpus,
+        )
+    return found
+
+
+def _mem_mb(text: str) -> float | None:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([KMGT]?)", text.strip())
+    if not match:
+        return None
+    return (
+        float(match.group(1))
+        * {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0**2, "": 1 / 1024**2}[match.group(2)]
+    )
+
+
+def _seconds(text: str) -> float | None:
+    """`[D-]HH:MM:SS[.mmm]`, `MM:SS[.mmm]` -> seconds."""
+    days, _, rest = text.strip().rpartition("-")
+    try:
+        parts = [float(p) for p in rest.split(":")]
+        day = int(days) if days else 0
+    except ValueError:
+        return None
+    total = 0.0
+    for part in parts:
+        total = total * 60 + part
+    return day * 86400 + total
