@@ -56,6 +56,9 @@ def test_tmux_metrics_over_seeds_then_no_host_is_asked_again(testbed: Any, tmux_
     assert found["0.1"]["missing_seeds"] == ["2"] and found["0.01"]["missing_seeds"] == []
     assert found["0.01"]["final"]["loss"]["mean"] == pytest.approx(10 * 0.01 / 3 + 0.01)  # seeds 0, 1, 2
     assert found["0.1"]["best"]["loss"]["n"] == 2
+    grid = compute("results", "--grid", "--sort", "loss", cwd=tmux_project.folder, timeout=60).stdout
+    assert "on h1: loss" in grid  # the grid's title names the metric
+    assert "*0.04333" in grid and "0.3383 ± 0.007071" in grid  # the best point marked
     # the sweep has ended and everything is here: the same answer through a host that is not there
     dead = tmux_project.folder / "dead"
     dead.mkdir()

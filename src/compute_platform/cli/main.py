@@ -552,6 +552,9 @@ def watch(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/json.md).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one row per point (for pandas).")
+@click.option(
+    "--grid", is_flag=True, help="The sweep's grid (as `compute jobs --grid`), each cell the metric."
+)
 @_ledger_options
 def results(
     task: str | None,
@@ -560,6 +563,7 @@ def results(
     higher: str | None,
     as_json: bool,
     as_csv: bool,
+    grid: bool,
     archive: str,
     inventory: str | None,
     verbose: bool,
@@ -569,8 +573,8 @@ def results(
     from compute_platform.jobs import results as found
     from compute_platform.jobs import views
 
-    if as_json and as_csv:
-        raise click.UsageError("--json or --csv, not both")
+    if sum((as_json, as_csv, grid)) > 1:
+        raise click.UsageError("--json, --csv or --grid: one of them")
     wanted = {m.strip() for m in (higher or "").split(",") if m.strip()} or (
         {metric} if higher is not None and metric else set()
     )
@@ -583,7 +587,15 @@ def results(
         points = found.ranked(found.points(view, rows, wanted), metric, wanted)
     finally:
         view.close()
-    if as_json:
+    if grid:
+        from rich.console import Console
+
+        shown = metric or next(iter(found.names(points, None)), "")
+        values = {p.record.job_id: p.final[shown].text() for p in points if shown in p.final}
+        ranked = found.ranked(points, shown, wanted) if shown else []
+        best = ranked[0].record.job_id if ranked and shown in ranked[0].final else ""
+        Console().print(views.render_grids(views.grids(rows), values, best, shown), soft_wrap=True)
+    elif as_json:
         click.echo(found.as_json(points, metric, wanted))
     elif as_csv:
         click.echo(found.as_csv(points, metric), nl=False)

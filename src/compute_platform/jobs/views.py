@@ -200,7 +200,9 @@ def latest_task(records: Sequence[JobRecord]) -> str:
 # -- rendering the grid -----------------------------------------------------------------------
 
 
-def render_grid(grid: SweepGrid) -> Table:
+def render_grid(grid: SweepGrid, values: dict[str, str] | None = None, best: str = "") -> Table:
+    """The grid, each cell its seeds and state; with `values` (job id -> text, `compute results --grid`)
+    each cell that value instead, in its state's colour, the `best` job's in bold with a `*`."""
     from rich.table import Table
     from rich.text import Text
 
@@ -209,7 +211,9 @@ def render_grid(grid: SweepGrid) -> Table:
         table.add_column(axis, style="bold", no_wrap=True)
     seeds = any(cell.seeds for cell in grid.cells.values())
     for column in grid.columns:
-        table.add_column(column or ("seeds" if seeds else "state"), justify="center")
+        table.add_column(
+            column or ("value" if values is not None else "seeds" if seeds else "state"), justify="center"
+        )
     # with a parameter after args, each args entry spans several rows: write it once, close with a line
     with_args = grid.row_axes[:1] == ("args",) and len(grid.row_axes) > 1
     for r, label in enumerate(grid.rows):
@@ -218,6 +222,10 @@ def render_grid(grid: SweepGrid) -> Table:
             cell = grid.cells.get((r, c))
             if cell is None:
                 cells.append(Text(NO_JOB, style="dim"))
+            elif values is not None:
+                mark = "*" if cell.job_id == best else ""
+                style = STATE_STYLES[cell.state] + (" bold" if mark else "")
+                cells.append(Text(mark + values.get(cell.job_id, "-"), style=style))
             else:
                 cells.append(Text(cell.text, style=STATE_STYLES[cell.state]))
         # an args entry is written once for its group of rows, and a line closes the group
@@ -243,14 +251,16 @@ def legend(counts: dict[str, int], missing: int = 0) -> Text:
     return text
 
 
-def render_grids(found: Sequence[SweepGrid]) -> RenderableType:
+def render_grids(
+    found: Sequence[SweepGrid], values: dict[str, str] | None = None, best: str = "", what: str = ""
+) -> RenderableType:
     from rich.console import Group
     from rich.text import Text
 
     parts: list[RenderableType] = []
     for grid in found:
-        title = Text(f"{grid.task} on {', '.join(grid.hosts)}", style="bold")
-        parts += [title, render_grid(grid), legend(grid.counts(), grid.missing), ""]
+        title = Text(f"{grid.task} on {', '.join(grid.hosts)}" + (f": {what}" if what else ""), style="bold")
+        parts += [title, render_grid(grid, values, best), legend(grid.counts(), grid.missing), ""]
     return Group(*parts[:-1])
 
 
