@@ -685,7 +685,7 @@ def test_results_say_what_accounting_says_a_job_used(project: Project) -> None:
         assert out.returncode == 0, out.stdout + out.stderr
         return json.loads(out.stdout)["points"][0]["usage"]
 
-    found = poll_until(usage, lambda u: u is not None, 60, "sacct's record of the job", interval=1)
+    found = poll_until(usage, lambda u: u is not None, 90, "sacct's record of the job", interval=1)
     assert found["req_mem_mb"] == 100.0 and found["elapsed"] >= 3
     assert 30 < found["max_rss_mb"] < 100  # the 40 MiB it held, with Python
     shown = compute("results", cwd=project.folder).stdout

@@ -735,9 +735,12 @@ def usage_command(ids: Sequence[str]) -> str:
 
 
 def parse_usage(text: str) -> dict[str, Usage]:
-    """`JobID|Elapsed|MaxRSS|ReqMem|TotalCPU|AllocCPUS` lines of jobs and their steps -> job id -> Usage."""
+    """`JobID|Elapsed|MaxRSS|ReqMem|TotalCPU|AllocCPUS` lines of jobs and their steps -> job id -> Usage.
+    A job whose record does not say yet what it asked, or has no step yet, is left out (sacct is a little
+    behind the job's end: it is asked again)."""
     main: dict[str, list[str]] = {}
     peak: dict[str, float] = {}
+    steps: set[str] = set()
     for line in text.splitlines():
         parts = line.strip().split("|")
         if len(parts) != 6:
@@ -747,13 +750,16 @@ def parse_usage(text: str) -> dict[str, Usage]:
         if not job:
             continue
         if step:
+            steps.add(job)
             rss = _mem_mb(parts[2])
             if rss is not None:
                 peak[job] = max(peak.get(job, 0.0), rss)
-        else:
+        elif parts[1] and parts[3]:  # right after the end, the record may not say it all yet: asked again
             main[job] = parts
     found = {}
     for job, parts in main.items():
+        if job not in steps:  # its steps' records (their memory) are still to come: asked again
+            continue
         cpus = int(parts[5]) if parts[5].isdigit() else 1
         req = parts[3]
         per_cpu = req.endswith("c")
