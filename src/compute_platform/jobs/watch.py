@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from compute_platform.errors import ComputeError, LedgerError
 from compute_platform.hosts import shell
-from compute_platform.jobs.query import FINAL, Jobs, Row, backend, final_state
+from compute_platform.jobs.query import FINAL, Jobs, Row, backend, final_state, since_time
 from compute_platform.ledger import (
     CONFIRMED,
     NOT_SUBMITTED,
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from compute_platform.hosts import Host
 
 LOG_BYTES = 65536  # of each output file searched for the log patterns, from its end
-FIRST_LOOK = 86400.0  # a watch's first start looks at the ends of the last day only
+FIRST_LOOK = "1d"  # a watch's first start looks at the ends of the last day only
 
 
 @dataclass
@@ -79,7 +79,7 @@ class Watch:
         rows = {row.key: row for row in self.view.rows(records)}
         ends, cursor = self.ledger.ended_since(self._cursor or 0)
         if self._cursor is None:  # a first watch: what ended long before it is history
-            since = _iso_ago(FIRST_LOOK)
+            since = since_time(FIRST_LOOK)
             ends = [e for e in ends if e.at >= since]
         seen.ended = len(ends)
         ended = self.ended_rows(ends, rows)
@@ -272,10 +272,10 @@ class Watch:
         queue by its token, it is recorded; not found, it is forgotten, and the jobs it retried are
         returned, to be decided again."""
         events = self.ledger.run_events()
-        resolved = {_detail(e).get("token") for e in events if e.event in (CONFIRMED, NOT_SUBMITTED)}
+        resolved = {e.info().get("token") for e in events if e.event in (CONFIRMED, NOT_SUBMITTED)}
         redo: list[JobRecord] = []
         for event in events:
-            info = _detail(event)
+            info = event.info()
             if event.event == UNCONFIRMED and "attempt" in info and info.get("token") not in resolved:
                 redo += self._resolve(event, info, seen)
         return redo
@@ -380,20 +380,6 @@ def follow(
             say(f"{now()} {seen.open} open job(s)")
             return
         sleep(pause)
-
-
-def _detail(event: Event) -> dict[str, object]:
-    try:
-        info = json.loads(event.detail)
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
-
-
-def _iso_ago(seconds: float) -> str:
-    from datetime import datetime, timedelta, timezone
-
-    return (datetime.now(timezone.utc) - timedelta(seconds=seconds)).isoformat(timespec="seconds")
 
 
 __all__ = ["FINAL", "JobState", "Refresh", "Watch", "describe", "follow", "search_logs"]

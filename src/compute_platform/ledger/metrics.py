@@ -16,6 +16,7 @@ Derived: deleted, it is fetched again from the hosts (while their files are ther
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -49,11 +50,7 @@ def append(ledger: Ledger, record: JobRecord, seed: int | None, data: bytes, kin
 
 def replace(ledger: Ledger, record: JobRecord, seed: int | None, data: bytes, kind: str) -> None:
     """Write what was found again, whole (the matches of a seed's output, looked for again each time)."""
-    path = local(ledger, record, seed, kind)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(path.name + ".new")
-    staged.write_bytes(data)
-    os.replace(staged, path)
+    _write(local(ledger, record, seed, kind), data)
 
 
 def read(ledger: Ledger, record: JobRecord, seed: int | None, kind: str = "jsonl") -> bytes:
@@ -64,7 +61,7 @@ def read(ledger: Ledger, record: JobRecord, seed: int | None, kind: str = "jsonl
 
 
 def _done_path(ledger: Ledger, record: JobRecord) -> Path:
-    return ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.done"
+    return _job_file(ledger, record, "done")
 
 
 def is_done(ledger: Ledger, record: JobRecord) -> bool:
@@ -79,38 +76,39 @@ def mark_done(ledger: Ledger, record: JobRecord) -> None:
 
 
 def summary(ledger: Ledger, record: JobRecord) -> list[dict[str, list[float]]] | None:
-    path = ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.summary.json"
-    try:
-        found: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    found = _load(_job_file(ledger, record, "summary.json"))
     return found if isinstance(found, list) else None
 
 
 def keep_summary(ledger: Ledger, record: JobRecord, seeds: list[Any]) -> None:
-    path = ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.summary.json"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staged = path.with_name(path.name + ".new")
-        staged.write_text(json.dumps(seeds), encoding="utf-8")
-        os.replace(staged, path)
-    except OSError:
-        pass  # a read-only archive: computed again next time
+    with contextlib.suppress(OSError):  # a read-only archive: computed again next time
+        _write(_job_file(ledger, record, "summary.json"), json.dumps(seeds).encode())
 
 
 def usage(ledger: Ledger, record: JobRecord) -> dict[str, Any] | None:
     """What accounting said the ended job used (compute results), None when it was not asked or did not say."""
-    path = ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.usage.json"
-    try:
-        found: Any = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
+    found = _load(_job_file(ledger, record, "usage.json"))
     return found if isinstance(found, dict) else None
 
 
 def keep_usage(ledger: Ledger, record: JobRecord, found: dict[str, Any]) -> None:
-    path = ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.usage.json"
+    _write(_job_file(ledger, record, "usage.json"), json.dumps(found).encode())
+
+
+def _job_file(ledger: Ledger, record: JobRecord, suffix: str) -> Path:
+    return ledger.root / FOLDER / safe_name(record.host) / f"{safe_name(record.job_id)}.{suffix}"
+
+
+def _load(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Whole, under a temporary name renamed over the old file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staged = path.with_name(path.name + ".new")
-    staged.write_text(json.dumps(found), encoding="utf-8")
+    staged.write_bytes(data)
     os.replace(staged, path)

@@ -3,12 +3,14 @@ events, the archived script, and the values a row carries (times, run ids, the c
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 LEDGER_VERSION = "3"  # 2: the `wandb` column; 3: `attempt`, `retry_reason` and `code`
 # events.csv entries of a submission whose answer was lost, and of its resolution
@@ -123,6 +125,14 @@ class Event:
     event: str  # cancelled | resubmitted | unconfirmed | confirmed | not-submitted
     detail: str = ""
 
+    def info(self) -> dict[str, Any]:
+        """The detail as the JSON object it holds ({} when it holds none: an id, a hand edit)."""
+        try:
+            found = json.loads(self.detail)
+        except ValueError:
+            return {}
+        return found if isinstance(found, dict) else {}
+
     @classmethod
     def columns(cls) -> list[str]:
         return [f.name for f in fields(cls)]
@@ -157,7 +167,13 @@ class Script:
 
 
 def renewed(
-    old: JobRecord, job_id: str, paths: JobPaths, script: str, run_id: str, attempt: str = "", reason: str = ""
+    old: JobRecord,
+    job_id: str,
+    paths: JobPaths,
+    script: str,
+    run_id: str,
+    attempt: str = "",
+    reason: str = "",
 ) -> JobRecord:
     """The row of a resubmitted job: the same point and command, a new id and files, pointing back;
     a retry also says its attempt and why."""

@@ -307,10 +307,10 @@ class Ledger:
         """The submissions of this playbook's task on this host whose outcome is unknown (the
         connection died while sbatch ran) and not yet resolved, each with its details."""
         events = self.run_events()
-        resolved = {_detail(e).get("token") for e in events if e.event in (CONFIRMED, NOT_SUBMITTED)}
+        resolved = {e.info().get("token") for e in events if e.event in (CONFIRMED, NOT_SUBMITTED)}
         found = []
         for event in events:
-            info = _detail(event)
+            info = event.info()
             if (
                 event.event == UNCONFIRMED
                 and event.host == host
@@ -464,14 +464,6 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return stat.st_size, stat.st_mtime_ns, stat.st_ino
-
-
-def _detail(event: Event) -> dict[str, Any]:
-    try:
-        info = json.loads(event.detail)
-    except ValueError:
-        return {}
-    return info if isinstance(info, dict) else {}
 
 
 def _read(path: Path) -> list[dict[str, str]]:
