@@ -690,3 +690,9 @@ def test_results_say_what_accounting_says_a_job_used(project: Project) -> None:
     assert 30 < found["max_rss_mb"] < 100  # the 40 MiB it held, with Python
     shown = compute("results", cwd=project.folder).stdout
     assert "MEMORY (used/asked)" in shown and "/100M" in shown
+    job = json.loads(compute("jobs", "--json", cwd=project.folder).stdout)["jobs"][0]["job_id"]
+    detail = compute("jobs", job, cwd=project.folder)
+    assert detail.returncode == 0, detail.stdout + detail.stderr
+    used = next(line for line in detail.stdout.splitlines() if line.startswith("used"))
+    assert re.search(r"asked 100M, used \d+M \(\d+%\); 0m0\ds elapsed; CPU \d+% of 1", used), used
+    assert "loss: 1" in detail.stdout and "COMPLETED" in detail.stdout

@@ -70,6 +70,11 @@ def test_tmux_metrics_over_seeds_then_no_host_is_asked_again(testbed: Any, tmux_
     )
     assert again.returncode == 0 and "cannot" not in again.stderr, again.stderr
     assert {str(p["sweep"]["lr"]): p for p in json.loads(again.stdout)["points"]} == found
+    # one job in full, from what is here
+    one = compute("jobs", found["0.1"]["job_id"], "-i", str(dead / "hosts.yaml"), cwd=tmux_project.folder)
+    assert one.returncode == 0 and "cannot" not in one.stderr, one.stdout + one.stderr
+    assert "no value from seed(s) 2" in one.stdout and "loss: 0.3383 ± 0.007071" in one.stdout
+    assert "(tmux), task" in one.stdout and "\nused" not in one.stdout  # no accounting for tmux jobs
 
 
 @pytest.fixture

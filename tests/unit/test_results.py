@@ -4,6 +4,7 @@ table, the CSV and JSON shapes."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 
@@ -102,3 +103,31 @@ def test_the_output_s_matches_become_values() -> None:
         [("val_loss", r"val_loss=([0-9.]+)"), ("acc", r"acc: ([0-9.]+)")],
     )
     assert results.parse(found) == {"val_loss": [(None, 0.5)], "acc": [(None, 0.9)]}
+
+
+def test_one_job_in_full_says_what_it_asked_and_used() -> None:
+    from compute_platform.jobs import detail
+    from compute_platform.jobs.query import Row
+    from compute_platform.scheduling.backend import JobState
+    from compute_platform.scheduling.slurm import Usage
+
+    used = Usage(elapsed=725, max_rss_mb=3.1 * 1024, req_mem_mb=64 * 1024, cpu_seconds=2465, cpus=4)
+    assert results.usage_line(used) == "asked 64G, used 3.1G (5%); 12m05s elapsed; CPU 85% of 4"
+    job = JobRecord(
+        "2026-12-01T10:00:00+00:00",
+        "p",
+        "train",
+        "h",
+        "slurm",
+        "42",
+        "train",
+        sweep='{"lr": 0.1}',
+        seeds="0,1",
+    )
+    point = aggregate(job, "COMPLETED", [{"loss": [(1, 0.5), (2, 0.25)]}, {}], set())
+    shown = detail.lines(Row(job, JobState("COMPLETED", 0)), dataclasses.replace(point, usage=used))
+    assert shown[0] == "job        42 on h (slurm), task 'train', name train"
+    assert "used       asked 64G, used 3.1G (5%); 12m05s elapsed; CPU 85% of 4" in shown
+    assert shown[-2:] == ["metrics    loss: 0.25 (best 0.25)", "           no value from seed(s) 1"]
+    running = detail.lines(Row(job, JobState("RUNNING")), point)
+    assert "used       known once it has ended (sacct)" in running

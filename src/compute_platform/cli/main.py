@@ -333,6 +333,7 @@ def _jobs_view(archive: str, inventory: str | None) -> Any:
 
 
 @cli.command(context_settings=CONTEXT)
+@click.argument("job", required=False)
 @click.option("--host", help="Only the jobs of this host alias.")
 @click.option("--task", help="Only the jobs of this task.")
 @click.option("--state", help="Only these states, comma-separated (e.g. FAILED,TIMEOUT).")
@@ -358,6 +359,7 @@ def _jobs_view(archive: str, inventory: str | None) -> Any:
 @click.option("--last", type=click.IntRange(min=1), help="The N latest jobs.")
 @_ledger_options
 def jobs(
+    job: str | None,
     host: str | None,
     task: str | None,
     state: str | None,
@@ -373,8 +375,16 @@ def jobs(
     inventory: str | None,
     verbose: bool,
 ) -> int:
-    """The jobs of the ledger (archive/job.csv) with their live state: one query per host."""
+    """The jobs of the ledger (archive/job.csv) with their live state: one query per host. With JOB
+    (an id, or HOST:ID): that job in full, with what it used (sacct) and its metrics."""
     from compute_platform.jobs import query, views
+
+    if job is not None:
+        if grid is not None or summary or as_json or watch or state:
+            raise click.UsageError(
+                "JOB is shown alone: without --grid, --summary, --json, --watch and --state"
+            )
+        return _one_job(job, archive, inventory)
 
     if grid is not None and (summary or as_json or state or (task and grid and task != grid)):
         raise click.UsageError("--grid draws one task's sweep: it goes without --summary, --json and --state")
@@ -412,6 +422,22 @@ def jobs(
             )
     finally:
         view.close()
+    return 0
+
+
+def _one_job(job: str, archive: str, inventory: str | None) -> int:
+    from compute_platform.jobs import detail
+    from compute_platform.jobs.query import one_record
+
+    view = _jobs_view(archive, inventory)
+    try:
+        lines, problems = detail.describe(view, one_record(view.records(job_ids=[job]), job))
+    finally:
+        view.close()
+    for problem in problems:
+        _warning(problem)
+    for line in lines:
+        click.echo(line)
     return 0
 
 

@@ -89,7 +89,7 @@ class Stat:
         return cls(mean, math.sqrt(variance), len(values))
 
     def text(self) -> str:
-        return f"{_num(self.mean)} ± {_num(self.std)}" if self.n > 1 else _num(self.mean)
+        return f"{number(self.mean)} ± {number(self.std)}" if self.n > 1 else number(self.mean)
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ def table(points: Sequence[Point], metric: str | None, higher: set[str]) -> str:
         for n in shown:
             cells += [
                 p.final[n].text() if n in p.final else "-",
-                _num(p.best[n].mean) if n in p.best else "-",
+                number(p.best[n].mean) if n in p.best else "-",
             ]
         if used:
             cells += usage_cells(p.usage)
@@ -201,10 +201,26 @@ def usage_cells(usage: slurm.Usage | None) -> list[str]:
     return [elapsed, memory, f"{efficiency:.0%}" if efficiency is not None else "-"]
 
 
+def usage_line(usage: slurm.Usage) -> str:
+    """`asked 64G, used 3.1G (5%); 12m05s; CPU 85% of 4`: `compute jobs JOB`'s line."""
+    elapsed, _, cpu = usage_cells(usage)
+    asked, used = _mb(usage.req_mem_mb), _mb(usage.max_rss_mb)
+    share = (
+        f" ({usage.max_rss_mb / usage.req_mem_mb:.0%})"
+        if usage.max_rss_mb is not None and usage.req_mem_mb
+        else ""
+    )
+    return f"asked {asked}, used {used}{share}; {elapsed} elapsed; CPU {cpu} of {usage.cpus}"
+
+
 def _mb(value: float | None) -> str:
+    """`3.1G`, `64G`, `400M`."""
     if value is None:
         return "?"
-    return f"{value / 1024:.1f}G" if value >= 1024 else f"{value:.0f}M"
+    if value < 1024:
+        return f"{value:.0f}M"
+    gib = value / 1024
+    return f"{gib:.0f}G" if gib >= 10 or gib == int(gib) else f"{gib:.1f}G"
 
 
 def as_json(points: Sequence[Point], metric: str | None, higher: set[str]) -> str:
@@ -261,7 +277,7 @@ def as_csv(points: Sequence[Point], metric: str | None) -> str:
     return out.getvalue()
 
 
-def _num(value: float) -> str:
+def number(value: float) -> str:
     return f"{value:.4g}"
 
 
