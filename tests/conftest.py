@@ -32,6 +32,7 @@ import pytest
 
 pytest.register_assert_rewrite("tests.support")
 
+from tests.support import browser as browsing  # noqa: E402
 from tests.support import testbed as tbm  # noqa: E402  (after the rewrite hook, which must see it first)
 
 
@@ -43,7 +44,9 @@ def _isolated_ssh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     mp.setenv("COMPUTE_SSH_CONFIG", str(base / "no-ssh-config"))  # does not exist
     mp.setenv("COMPUTE_KNOWN_HOSTS", str(base / "known_hosts"))
     mp.setenv("COMPUTE_KEEPER", "0")
-    mp.setenv("XDG_CACHE_HOME", str(base / "cache"))  # the settings of hosts files read (input/settings_cache.py)
+    mp.setenv(
+        "XDG_CACHE_HOME", str(base / "cache")
+    )  # the settings of hosts files read (input/settings_cache.py)
     yield
     mp.undo()
 
@@ -123,3 +126,17 @@ def tb_hosts_yaml(testbed: tbm.Testbed) -> Path:
     """hosts.yaml of the bed: h1..hN (linux) and `cluster` (platform: slurm, 32 CPUs, 2 GPUs).
     Shared by the session: copy it before changing it."""
     return Path(testbed.hosts_yaml)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[browsing.Browser]:
+    """Headless Chromium, one per test module (a fresh profile: no cookies or storage from another
+    module). It fails, not skips, without Chromium: tests against real programs always run."""
+    try:
+        started: browsing.Browser | str = browsing.Browser.start()
+    except browsing.BrowserError as err:
+        started = str(err)
+    if isinstance(started, str):  # failed outside the `except`: the message alone, no chained traceback
+        pytest.fail(f"no headless browser: {started}", pytrace=False)
+    with started:
+        yield started

@@ -10,6 +10,7 @@ tests/conftest.py).
 * `cluster`: the test bed's multi-node mode (`scripts/testbed up --nodes 3`): slurmd in network
   namespaces, slurmdbd + MariaDB.
 * `latency`: TCP relays that hold every chunk a fixed delay each way (a far network in user space).
+* `browser`: headless Chromium driven over the DevTools protocol (open, click, wait, screenshot).
 * `wan`: far hosts for the benchmark: sshd in network namespaces behind those relays, some of
   them behind a jump host.
 """

@@ -99,6 +99,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("playbook",),  # a playbook file -> Tasks (looks action keys up in the task registry)
     ("run",),  # the runner, the reporters
     ("checks", "jobs"),  # check --remote and --ping; following jobs from the ledger
+    ("report",),  # the plots, the pages and compute ui's server: pictures of what jobs/ finds
     ("cli",),
     ("entry",),  # the `compute` program and compute.py
     ("__main__",),  # python -m compute_platform

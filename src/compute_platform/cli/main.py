@@ -563,19 +563,30 @@ def watch(
     return 0
 
 
+def _higher(higher: str | None, metric: str | None) -> set[str]:
+    """--max METRICS, or --max alone: the --sort metric."""
+    named = {m.strip() for m in (higher or "").split(",") if m.strip()}
+    return named or ({metric} if higher is not None and metric else set())
+
+
+def _higher_option(command: F) -> F:
+    option: Callable[[F], F] = click.option(
+        "--max",
+        "higher",
+        is_flag=False,
+        flag_value="",
+        default=None,
+        metavar="[METRICS]",
+        help="Higher is better: for the --sort metric (alone), or these comma-separated metrics.",
+    )
+    return option(command)
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("task", required=False)
 @click.option("--host", help="Only the jobs of this host alias.")
 @click.option("--sort", "metric", metavar="METRIC", help="Rank the points by this metric's final mean.")
-@click.option(
-    "--max",
-    "higher",
-    is_flag=False,
-    flag_value="",
-    default=None,
-    metavar="[METRICS]",
-    help="Higher is better: for the --sort metric (alone), or these comma-separated metrics.",
-)
+@_higher_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/json.md).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one row per point (for pandas).")
 @click.option(
@@ -601,18 +612,16 @@ def results(
 
     if sum((as_json, as_csv, grid)) > 1:
         raise click.UsageError("--json, --csv or --grid: one of them")
-    wanted = {m.strip() for m in (higher or "").split(",") if m.strip()} or (
-        {metric} if higher is not None and metric else set()
-    )
+    wanted = _higher(higher, metric)
     view = _jobs_view(archive, inventory)
     try:
         name = task or views.latest_task(view.records(host, last=1))
-        rows = view.rows(view.records(host, name))
-        for problem in found.fetch(view, rows):
-            _warning(problem)
-        points = found.ranked(found.points(view, rows, wanted), metric, wanted)
+        got = found.collect(view, name, host, metric, wanted)
     finally:
         view.close()
+    for problem in got.problems:
+        _warning(problem)
+    points, rows = got.points, got.rows
     if grid:
         from rich.console import Console
 
@@ -628,6 +637,155 @@ def results(
     else:
         click.echo(f"task '{name}': {len(points)} point(s)")
         click.echo(found.table(points, metric, wanted))
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("task", required=False)
+@click.option("--host", help="Only the jobs of this host alias.")
+@click.option(
+    "--metric", "-m", "metrics", multiple=True, help="Only this metric (again for more; default: every one)."
+)
+@click.option("--sort", "metric", metavar="METRIC", help="The metric that picks the best point and curves.")
+@_higher_option
+@click.option(
+    "--output",
+    "-o",
+    default="plots",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="The folder; the PNGs go to OUTPUT/TASK/.",
+)
+@_ledger_options
+def plot(
+    task: str | None,
+    host: str | None,
+    metrics: tuple[str, ...],
+    metric: str | None,
+    higher: str | None,
+    output: str,
+    archive: str,
+    inventory: str | None,
+    verbose: bool,
+) -> int:
+    """PNGs of a task's metrics (needs matplotlib: pip install 'compute[plot]'): each metric against
+    each swept parameter with its spread over seeds, and learning curves (metric by step, a band over
+    seeds) of the best points (default task: the ledger's latest)."""
+    from compute_platform.jobs import results as found
+    from compute_platform.jobs import views
+    from compute_platform.report import png
+    from compute_platform.report.pages import figures_of
+
+    png.check()  # before any host is asked
+    wanted = _higher(higher, metric)
+    view = _jobs_view(archive, inventory)
+    try:
+        name = task or views.latest_task(view.records(host, last=1))
+        got = found.collect(view, name, host, metric, wanted)
+        drawn = figures_of(view, got, list(metrics))
+    finally:
+        view.close()
+    for problem in got.problems:
+        _warning(problem)
+    if not drawn:
+        raise ComputeError(f"task '{name}': no metric to plot yet (its jobs wrote none, see docs/results.md)")
+    for path in png.write(drawn, Path(output) / png.file_name(name).removesuffix(".png")):
+        click.echo(f"wrote {path}")
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("task", required=False)
+@click.option("--host", help="Only the jobs of this host alias.")
+@click.option(
+    "--sort", "metric", metavar="METRIC", help="Rank the points by this metric (default: the first)."
+)
+@_higher_option
+@click.option(
+    "--output",
+    "-o",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="The page to write.",
+)
+@_ledger_options
+def report(
+    task: str | None,
+    host: str | None,
+    metric: str | None,
+    higher: str | None,
+    output: str,
+    archive: str,
+    inventory: str | None,
+    verbose: bool,
+) -> int:
+    """One self-contained page of a task (it loads nothing: open it offline, send it): the results
+    table (sortable), the sweep's grid coloured by the metric, the plots, the sweep's config, commit
+    and commands, its jobs and their states (default task: the ledger's latest)."""
+    from compute_platform.jobs import results as found
+    from compute_platform.jobs import views
+    from compute_platform.ledger.records import write_whole
+    from compute_platform.report import html, pages
+
+    wanted = _higher(higher, metric)
+    view = _jobs_view(archive, inventory)
+    try:
+        name = task or views.latest_task(view.records(host, last=1))
+        page = pages.task_page(view, found.collect(view, name, host, metric, wanted))
+    finally:
+        view.close()
+    for problem in page.found.problems:
+        _warning(problem)
+    write_whole(Path(output), html.task_page(page).encode())
+    click.echo(
+        f"wrote {output}: task '{name}', {len(page.found.points)} point(s), {len(page.found.rows)} job(s)"
+    )
+    return 0
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option(
+    "--port", "-p", default=0, type=click.IntRange(0, 65535), help="The port (default: a free one)."
+)
+@click.option(
+    "--every",
+    default=5.0,
+    show_default=True,
+    type=click.FloatRange(min=5.0),
+    help="Seconds between two looks at the hosts (at least 5, as `compute jobs --watch`).",
+)
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in this machine's browser.")
+@_ledger_options
+def ui(
+    port: int, every: float, open_browser: bool, archive: str, inventory: str | None, verbose: bool
+) -> int:
+    """Serve the pages of `compute report` live for the whole ledger, every task and host, on
+    127.0.0.1 only, behind a random token in the URL; Ctrl-C stops it."""
+    from compute_platform.report import serve
+
+    view = _jobs_view(archive, inventory)
+    view.records()  # a missing ledger is an error now, not on the first page
+    try:
+        httpd, url = serve.server(view, port, every)
+    except OSError as e:
+        view.close()
+        raise ComputeError(f"cannot serve on {serve.ADDRESS}:{port}: {e.strerror or e}") from None
+    click.echo(
+        f"compute ui: {url}",
+    )
+    click.echo("(only this machine can open it, with the token; Ctrl-C stops)")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
+    try:
+        httpd.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        return 0  # stopping the server is the normal way out
+    finally:
+        httpd.server_close()
+        view.close()
     return 0
 
 

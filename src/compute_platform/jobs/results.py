@@ -492,13 +492,18 @@ def _chunks(data: bytes) -> list[tuple[int, int, bytes]]:
         at = end + 1 + length
 
 
-def _series(view: Jobs, record: JobRecord, seed: int | None) -> Series:
+def seed_series(view: Jobs, record: JobRecord, seed: int | None) -> Series:
     """A seed's metrics from every source that is here: COMPUTE_METRICS, the program's file, its output."""
     found: Series = {}
     for kind, read in (("jsonl", parse), ("file", parse_any), ("log", parse)):
         for name, values in read(store.read(view.ledger, record, seed, kind)).items():
             found.setdefault(name, []).extend(values)
     return found
+
+
+def series(view: Jobs, record: JobRecord) -> list[Series]:
+    """Each seed's whole series (for curves), from what is here."""
+    return [seed_series(view, record, seed) for seed in seed_positions(record)]
 
 
 def summaries(view: Jobs, record: JobRecord) -> list[Summary]:
@@ -509,10 +514,30 @@ def summaries(view: Jobs, record: JobRecord) -> list[Summary]:
         kept = store.summary(view.ledger, record)
         if kept is not None:
             return [{k: (v[0], v[1], v[2]) for k, v in seed.items()} for seed in kept]
-    found = [summarize(_series(view, record, seed)) for seed in seed_positions(record)]
+    found = [summarize(seed_series(view, record, seed)) for seed in seed_positions(record)]
     if done:
         store.keep_summary(view.ledger, record, found)
     return found
+
+
+@dataclass(frozen=True)
+class Found:
+    """A task's results: its rows (their states now), its points ranked, the problems met fetching."""
+
+    task: str
+    rows: list[Row]
+    points: list[Point]
+    metric: str | None
+    higher: set[str]
+    problems: list[str]
+
+
+def collect(view: Jobs, task: str, host: str | None, metric: str | None, higher: set[str]) -> Found:
+    """The task's rows with their states, what is new of their metrics fetched (one round trip per host),
+    the points ranked by `metric`."""
+    rows = view.rows(view.records(host, task))
+    problems = fetch(view, rows)
+    return Found(task, rows, ranked(points(view, rows, higher), metric, higher), metric, higher, problems)
 
 
 def points(view: Jobs, rows: Sequence[Row], higher: set[str]) -> list[Point]:

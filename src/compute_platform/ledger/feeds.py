@@ -21,7 +21,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from compute_platform.errors import LedgerError
-from compute_platform.ledger.records import Event, JobPaths, JobRecord, now, safe_name
+from compute_platform.ledger.records import Event, JobPaths, JobRecord, now, safe_name, write_whole
 from compute_platform.ledger.store import Ledger
 
 FEED = "feed"
@@ -90,7 +89,7 @@ def stage_batch(
     where = folder(ledger, feed)
     try:
         where.mkdir(parents=True, exist_ok=True)
-        _write(where / f"{safe_name(token)}.csv", _csv(rows))
+        write_whole(where / f"{safe_name(token)}.csv", _csv(rows).encode())
     except OSError as e:
         raise LedgerError(f"cannot stage the feed's rows in {where}: {e.strerror or e}") from e
     return ledger.relative(ledger.stage_script(host, text, "slurm"))
@@ -101,7 +100,7 @@ def start(ledger: Ledger, feed: Feed) -> None:
     for a resumed run until the feed has ended."""
     where = folder(ledger, feed.feed)
     try:
-        _write(where / "plan.json", json.dumps(feed.to_json(), indent=1) + "\n")
+        write_whole(where / "plan.json", (json.dumps(feed.to_json(), indent=1) + "\n").encode())
     except OSError as e:
         raise LedgerError(f"cannot write the feed's plan in {where}: {e.strerror or e}") from e
     ledger.append_events([Event(now(), feed.host, "", FEED, json.dumps({"feed": feed.feed}))])
@@ -163,7 +162,9 @@ def record(ledger: Ledger, feed: Feed, submitted: Mapping[str, tuple[str, str]])
             with open(folder(ledger, feed.feed) / "recorded", "a", encoding="utf-8") as f:
                 f.write("".join(f"{t}\n" for t in tokens))
         except OSError as e:  # the rows are in job.csv: a later look finds them there (append_new)
-            raise LedgerError(f"cannot note the recorded batches of feed {feed.feed}: {e.strerror or e}") from e
+            raise LedgerError(
+                f"cannot note the recorded batches of feed {feed.feed}: {e.strerror or e}"
+            ) from e
     return new
 
 
@@ -216,9 +217,7 @@ def end(ledger: Ledger, feed: Feed, why: str) -> None:
             (folder(ledger, feed.feed) / f"{safe_name(batch.token)}.csv").unlink()
 
 
-def planned_points(
-    ledger: Ledger, playbook: str, task: str, host: str | None
-) -> set[tuple[str, str]]:
+def planned_points(ledger: Ledger, playbook: str, task: str, host: str | None) -> set[tuple[str, str]]:
     """(job_index, command) of the points the open feeds of this playbook's task on this host (any
     host: None) are still to submit: a resumed run leaves them out, as it leaves out the ledger's."""
     points: set[tuple[str, str]] = set()
@@ -258,7 +257,9 @@ def _planned(ledger: Ledger, feed: Feed, batch: Batch) -> list[JobRecord]:
             read = JobRecord.reader(next(rows, []))
             return [read(row) for row in rows if row]
     except OSError as e:
-        raise LedgerError(f"cannot read the planned rows of feed {feed.feed}: {path}: {e.strerror or e}") from e
+        raise LedgerError(
+            f"cannot read the planned rows of feed {feed.feed}: {path}: {e.strerror or e}"
+        ) from e
 
 
 def _commit(ledger: Ledger, script: str, job_id: str) -> str:
@@ -277,13 +278,3 @@ def _csv(rows: Sequence[JobRecord]) -> str:
     writer.writeheader()
     writer.writerows(asdict(r) for r in rows)
     return buffer.getvalue()
-
-
-def _write(path: Path, text: str) -> None:
-    """A whole file, fsynced, under a temporary name first (a reader never sees half of it)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

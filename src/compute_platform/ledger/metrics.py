@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from compute_platform.ledger.records import JobRecord, safe_name
+from compute_platform.ledger.records import JobRecord, safe_name, write_whole
 from compute_platform.ledger.store import Ledger
 
 FOLDER = "metrics"
@@ -50,7 +50,7 @@ def append(ledger: Ledger, record: JobRecord, seed: int | None, data: bytes, kin
 
 def replace(ledger: Ledger, record: JobRecord, seed: int | None, data: bytes, kind: str) -> None:
     """Write what was found again, whole (the matches of a seed's output, looked for again each time)."""
-    _write(local(ledger, record, seed, kind), data)
+    write_whole(local(ledger, record, seed, kind), data)
 
 
 def read(ledger: Ledger, record: JobRecord, seed: int | None, kind: str = "jsonl") -> bytes:
@@ -82,7 +82,7 @@ def summary(ledger: Ledger, record: JobRecord) -> list[dict[str, list[float]]] |
 
 def keep_summary(ledger: Ledger, record: JobRecord, seeds: list[Any]) -> None:
     with contextlib.suppress(OSError):  # a read-only archive: computed again next time
-        _write(_job_file(ledger, record, "summary.json"), json.dumps(seeds).encode())
+        write_whole(_job_file(ledger, record, "summary.json"), json.dumps(seeds).encode())
 
 
 def usage(ledger: Ledger, record: JobRecord) -> dict[str, Any] | None:
@@ -92,7 +92,7 @@ def usage(ledger: Ledger, record: JobRecord) -> dict[str, Any] | None:
 
 
 def keep_usage(ledger: Ledger, record: JobRecord, found: dict[str, Any]) -> None:
-    _write(_job_file(ledger, record, "usage.json"), json.dumps(found).encode())
+    write_whole(_job_file(ledger, record, "usage.json"), json.dumps(found).encode())
 
 
 def _job_file(ledger: Ledger, record: JobRecord, suffix: str) -> Path:
@@ -104,11 +104,3 @@ def _load(path: Path) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Whole, under a temporary name renamed over the old file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(path.name + ".new")
-    staged.write_bytes(data)
-    os.replace(staged, path)

@@ -4,7 +4,9 @@ events, the archived script, and the values a row carries (times, run ids, the c
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -225,3 +227,19 @@ def git_state(path: Path) -> tuple[str, str]:
         return commit.stdout.strip(), "true" if status.stdout.strip() else "false"
     except (OSError, subprocess.TimeoutExpired):
         return "", ""
+
+
+def write_whole(path: Path, data: bytes) -> None:
+    """A whole file, fsynced under a temporary name in its folder, then renamed over the old one: a reader
+    sees the old file or the new one, never half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(staged, path)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise

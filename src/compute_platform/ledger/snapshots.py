@@ -13,13 +13,12 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from compute_platform.errors import LedgerError
-from compute_platform.ledger.records import now
+from compute_platform.ledger.records import now, write_whole
 from compute_platform.ledger.store import Ledger
 
 FOLDER = "code"
@@ -50,9 +49,9 @@ def store(ledger: Ledger, digest: str, manifest: dict[str, Any], tarball: bytes,
         return
     try:
         where.mkdir(parents=True, exist_ok=True)
-        _write(where / f"{digest}.tar.gz", tarball)
-        _write(where / f"{digest}.diff", diff.encode())
-        _write(where / f"{digest}.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
+        write_whole(where / f"{digest}.tar.gz", tarball)
+        write_whole(where / f"{digest}.diff", diff.encode())
+        write_whole(where / f"{digest}.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
     except OSError as e:
         raise LedgerError(f"cannot keep the code snapshot in {where}: {e.strerror or e}") from e
 
@@ -99,15 +98,6 @@ def sent_to(ledger: Ledger, host: str, code_dir: str) -> list[str]:
     except FileNotFoundError:
         return []
     return list(dict.fromkeys(r["hash"] for r in reversed(rows) if r.get("hash")))
-
-
-def _write(path: Path, data: bytes) -> None:
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=".staged-")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(name, path)
 
 
 def places(ledger: Ledger) -> list[tuple[str, str]]:

@@ -53,7 +53,9 @@ def _left(ctx: TaskContext, fields: SweepFields, jobs: list[Job], done: set[tupl
 def _submitted(ctx: TaskContext, host: str | None) -> set[tuple[str, str]]:
     """The points in the ledger, and those an open feed is still to submit (ledger/feeds.py)."""
     playbook, task = str(ctx.playbook_path), ctx.task.name
-    return ctx.ledger.submitted_points(playbook, task, host) | feeds.planned_points(ctx.ledger, playbook, task, host)
+    return ctx.ledger.submitted_points(playbook, task, host) | feeds.planned_points(
+        ctx.ledger, playbook, task, host
+    )
 
 
 ALL_SUBMITTED = "every point was already submitted"
