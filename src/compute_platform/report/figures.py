@@ -149,15 +149,17 @@ def _x(point: Point, name: str) -> float | str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round values for an axis from low to high: 1, 2 or 5 times a power of ten apart."""
+def ticks(low: float, high: float, count: int = 5, whole: bool = False) -> list[float]:
+    """Round values for an axis from low to high: 1, 2 or 5 times a power of ten apart (at least 1 for
+    an axis of `whole` numbers, as steps are)."""
     if not math.isfinite(low) or not math.isfinite(high):
         return []
     if high <= low:
         return [low]
-    raw = (high - low) / max(count - 1, 1)
+    raw = (high - low) / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    step = max(step, 1.0) if whole else step
     first = math.ceil(low / step) * step
     found = []
     value = first

@@ -28,6 +28,7 @@ class Scale:
     start: float  # pixel of low
     end: float  # pixel of high
     log: bool = False
+    whole: bool = False  # ticks on whole numbers only (steps)
 
     def __call__(self, value: float) -> float:
         if self.log:
@@ -38,7 +39,7 @@ class Scale:
         return round(self.start + share * (self.end - self.start), 1)
 
     def ticks(self) -> list[float]:
-        return log_ticks(self.low, self.high) if self.log else ticks(self.low, self.high)
+        return log_ticks(self.low, self.high) if self.log else ticks(self.low, self.high, whole=self.whole)
 
 
 def _padded(values: Sequence[float], log: bool = False) -> tuple[float, float]:
@@ -119,7 +120,7 @@ def learning_curves(figure: CurveFigure) -> str:
     """Each curve's mean over seeds against step, with a band of one standard deviation."""
     steps = [s for c in figure.curves for s in c.steps]
     values = [v for c in figure.curves for m, s in zip(c.mean, c.std, strict=True) for v in (m - s, m + s)]
-    x = Scale(min(steps), max(steps), LEFT, WIDTH - RIGHT)
+    x = Scale(min(steps), max(steps), LEFT, WIDTH - RIGHT, whole=all(s == int(s) for s in steps))
     y = Scale(*_padded(values), HEIGHT - BOTTOM, TOP)
     shown = (
         f" (best {len(figure.curves)} of {figure.shown_of})" if figure.shown_of > len(figure.curves) else ""
