@@ -2,9 +2,10 @@
 """Benchmark: `compute results` of a sweep once its metrics are fetched. For sweeps of 100, 1,000 and
 10,000 points (3 seeds each, 50 lines of 2 metrics per seed, every job ended, its metrics in
 archive/metrics/ and marked done, as after a first call), it measures the wall time and peak memory of
-`compute results --sort loss` (the table), `--json` and `--csv`: the median of 3 runs, and the growth
-from the smallest to the largest sweep. Target: a 1,000-point sweep under a second. Beside it, the
-floor: `compute --version` (Python's start and the command line).
+`compute results --sort loss` (the table), `--json` and `--csv`, and of `compute report` (the page, with
+its plots, and its size): the median of 3 runs, and the growth from the smallest to the largest sweep.
+Target: a 1,000-point sweep's results under a second. Beside it, the floor: `compute --version`
+(Python's start and the command line).
 
     python3 bench/results.py [--points 100,1000,10000] [--out bench/results/results.json]
 
@@ -85,10 +86,18 @@ def main() -> None:
             build(folder, n)
             subprocess.run([sys.executable, "-m", "compute_platform", "jobs", "--summary"], cwd=folder, capture_output=True, check=True)
             found = {}
-            for name, args in (("table", ["results", "--sort", "loss"]), ("json", ["results", "--json"]), ("csv", ["results", "--csv"])):
+            for name, args in (
+                ("table", ["results", "--sort", "loss"]),
+                ("json", ["results", "--json"]),
+                ("csv", ["results", "--csv"]),
+                ("report", ["report", "--sort", "loss", "-o", "report.html"]),
+            ):
                 seconds, peak = measure(folder, *args)
                 found[name] = {"seconds": round(seconds, 3), "peak_mb": round(peak, 1)}
-                print(f"{n:>6} points  {name:<5} {seconds:.3f} s  {peak:.0f} MB")
+                size = f"  {(folder / 'report.html').stat().st_size / 1e6:.2f} MB page" if name == "report" else ""
+                print(f"{n:>6} points  {name:<6} {seconds:.3f} s  {peak:.0f} MB{size}")
+                if name == "report":
+                    found[name]["page_mb"] = round((folder / "report.html").stat().st_size / 1e6, 2)
             report[str(n)] = found
     Path(options.out).parent.mkdir(parents=True, exist_ok=True)
     Path(options.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -59,13 +59,15 @@ POINTS = [
 
 
 def test_a_metric_by_each_swept_parameter_numeric_or_not() -> None:
-    by_lr, by_opt = figures.against_params(POINTS, "loss", set())
+    by_lr, by_opt = figures.against_params(POINTS, "loss", "loss", set())
     assert (by_lr.param, by_lr.numeric, by_lr.log_x) == ("lr", True, True)  # two decades: a log axis
     assert [m.x for m in by_lr.marks] == [0.1, 0.01, 0.001]
     assert [m.best for m in by_lr.marks] == [False, False, True]  # the least final loss
     assert by_lr.marks[0].y.mean == pytest.approx(10 / 3 * 0.1 + 0.005)
-    assert (by_opt.numeric, by_opt.categories) == (False, ("sgd", "adam"))
-    assert figures.against_params(POINTS, "acc", set()) == []  # no point has it
+    assert (by_opt.numeric, by_opt.categories) == (False, {"sgd": 0, "adam": 1})
+    assert figures.against_params(POINTS, "acc", "loss", set()) == []  # no point has it
+    # which way is better is the user's to say: no --sort, no best
+    assert not any(m.best for f in figures.against_params(POINTS, "loss", None, set()) for m in f.marks)
 
 
 def test_learning_curves_of_the_best_points_only() -> None:
@@ -75,16 +77,33 @@ def test_learning_curves_of_the_best_points_only() -> None:
         asked.append(p.record.job_id)
         return SEEDED[p.record.job_id]
 
-    found = figures.curves(POINTS, series, "loss", set(), top=2)
+    found = figures.curves(POINTS, series, "loss", "loss", set(), top=2)
     assert found is not None and found.shown_of == 3
     assert asked == ["j2", "j1"]  # the third point's files are never read
     best = found.curves[0]
     assert best.best and best.steps == (1.0, 2.0, 3.0)
     assert best.mean[0] == pytest.approx(0.01 + 0.005) and best.std[0] == pytest.approx(math.sqrt(0.00005))
     # values without steps are drawn against their order; a point with one value has no curve
-    flat = figures.curves(POINTS[:1], lambda p: [{"loss": [(None, 3.0), (None, 2.0)]}], "loss", set())
+    flat = figures.curves(POINTS[:1], lambda p: [{"loss": [(None, 3.0), (None, 2.0)]}], "loss", None, set())
     assert flat is not None and flat.curves[0].steps == (1.0, 2.0)
-    assert figures.curves(POINTS[:1], lambda p: [{"loss": [(None, 1.0)]}], "loss", set()) is None
+    assert figures.curves(POINTS[:1], lambda p: [{"loss": [(None, 1.0)]}], "loss", None, set()) is None
+
+
+def test_a_curve_is_drawn_where_every_seed_has_a_value() -> None:
+    long = {"loss": [(float(s), 10.0 - s) for s in range(1, 11)]}
+    short = {"loss": [(float(s), 10.0 - s) for s in range(1, 6)] + [(3.0, 0.0)]}  # step 3 again: a requeue
+    mixed = {"loss": [(None, 99.0), (1.0, 9.0), (2.0, 8.0)]}  # the values without a step are left out
+    found = figures.curves(POINTS[:1], lambda p: [long, short, mixed, {}], "loss", None, set())
+    assert found is not None
+    [drawn] = found.curves
+    assert drawn.steps == (1.0, 2.0)  # the steps the three seeds with values have, no cliff at 6
+    assert drawn.mean == (9.0, 8.0)
+    final_only = [point(f"f{i}", {"lr": i}, [{"test": [(None, 1.0)]}]) for i in range(100)]
+    asked: list[str] = []
+    figures.curves(
+        final_only, lambda p: asked.append(p.record.job_id) or [{"test": [(None, 1.0)]}], "test", None, set()
+    )
+    assert len(asked) == 3 * figures.CURVES  # not every file of the sweep for a metric that has no curve
 
 
 def test_axis_ticks_are_round_numbers() -> None:
@@ -94,11 +113,19 @@ def test_axis_ticks_are_round_numbers() -> None:
     assert figures.ticks(2.0, 2.0) == [2.0]
     assert figures.ticks(1.0, 3.0, whole=True) == [1.0, 2.0, 3.0]  # steps: no 1.5
     assert figures.log_ticks(0.0007, 0.15) == [0.001, 0.01, 0.1]
+    assert figures.ticks(0.3, 0.30000000000000004) == [0.3]  # equal but for the last bit: no endless axis
+    assert figures.ticks(1e-15, 5e-15) == [1e-15, 2e-15, 3e-15, 4e-15, 5e-15]
+    # seeds that all wrote 0.7 (a mean of 0.6999999999999998, a std of 1e-16) still draw
+    same = results.aggregate(
+        record("j", {"lr": 1}, seeds="0,1,2"), "COMPLETED", [{"acc": (0.7, 0.7, 0.7)}] * 3, set()
+    )
+    [figure] = figures.against_params([same], "acc", None, set())
+    assert "<circle" in svg.against_param(figure)
 
 
 def test_the_plots_as_svg() -> None:
-    by_lr, by_opt = figures.against_params(POINTS, "loss", set())
-    found = figures.curves(POINTS, lambda p: SEEDED[p.record.job_id], "loss", set())
+    by_lr, by_opt = figures.against_params(POINTS, "loss", "loss", set())
+    found = figures.curves(POINTS, lambda p: SEEDED[p.record.job_id], "loss", "loss", set())
     assert found is not None
     for name, text in [
         ("loss-by-lr.svg", svg.against_param(by_lr)),
@@ -111,7 +138,7 @@ def test_the_plots_as_svg() -> None:
 
 def test_one_point_or_equal_values_still_draw() -> None:
     alone = [point("j0", {"lr": 0.1}, [{"loss": [(1.0, 2.0)]}])]
-    [figure] = figures.against_params(alone, "loss", set())
+    [figure] = figures.against_params(alone, "loss", "loss", set())
     text = svg.against_param(figure)
     assert "<circle" in text and "nan" not in text
 
@@ -140,7 +167,7 @@ def page_of(points: list[Point], rows: list[Row], task: str = "train") -> TaskPa
         points[0] if points else None,
         (),
         "loss",
-        {p.record.job_id: p.final["loss"].mean for p in points if "loss" in p.final},
+        {(p.record.host, p.record.job_id): p.final["loss"].mean for p in points if "loss" in p.final},
         (),
         Facts(
             (("playbook", "book.yaml"),), ("python train.py --lr 0.1",), "#!/bin/bash\n", "archive/h/j0.sh"
@@ -175,3 +202,38 @@ def test_a_page_says_when_no_metric_was_written() -> None:
     text = html.task_page(page, refresh=5, home="/?token=t")
     assert "No job has written a metric yet" in text and 'data-refresh="5"' in text
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "")  # a page loads nothing
+
+
+def test_a_grid_too_large_or_too_sparse_is_left_out() -> None:
+    from compute_platform.jobs.views import grids
+
+    sparse = [point(f"j{i}", {"a": i, "b": i}, [{"loss": [(None, float(i))]}]) for i in range(200)]
+    rows = [Row(p.record, JobState("COMPLETED", 0)) for p in sparse]
+    page = page_of(sparse, rows)
+    page = TaskPage(
+        *[tuple(grids(rows)) if f == "grids" else getattr(page, f) for f in TaskPage.__dataclass_fields__]
+    )
+    text = html.task_page(page)
+    assert "Left out: 40,000 cells for 200 point(s)" in text and text.count('class="cell') == 0
+
+
+def test_plot_files_of_names_that_had_to_change_do_not_collide() -> None:
+    from compute_platform.report import png
+
+    assert png.file_name("loss", "by", "lr") == "loss-by-lr.png"
+    assert png.file_name("val/loss", "by", "lr") != png.file_name("val loss", "by", "lr")
+    assert ".." not in png.file_name("..")
+
+
+def test_files_written_whole_follow_the_umask(tmp_path: Path) -> None:
+    import os
+
+    from compute_platform.ledger.records import write_whole
+
+    old = os.umask(0o022)
+    try:
+        write_whole(tmp_path / "report.html", b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # nothing staged left

@@ -131,3 +131,13 @@ def test_one_job_in_full_says_what_it_asked_and_used() -> None:
     assert shown[-2:] == ["metrics    loss: 0.25 (best 0.25)", "           no value from seed(s) 1"]
     running = detail.lines(Row(job, JobState("RUNNING")), point)
     assert "used       known once it has ended (sacct)" in running
+
+
+def test_a_replaced_job_in_full_says_what_replaced_it() -> None:
+    from compute_platform.jobs import detail
+    from compute_platform.jobs.query import Row
+    from compute_platform.scheduling.backend import JobState
+
+    job = JobRecord("2026-12-01T10:00:00+00:00", "p", "train", "h", "slurm", "100", "train")
+    shown = detail.lines(Row(job, JobState("FAILED", 137), "101"), aggregate(job, "FAILED", [], set()))
+    assert "replaced by  101 (compute jobs 101)" in shown

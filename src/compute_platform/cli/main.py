@@ -626,9 +626,11 @@ def results(
         from rich.console import Console
 
         shown = metric or next(iter(found.names(points, None)), "")
-        values = {p.record.job_id: p.final[shown].text() for p in points if shown in p.final}
+        values = {(p.record.host, p.record.job_id): p.final[shown].text() for p in points if shown in p.final}
         ranked = found.ranked(points, shown, wanted) if shown else []
-        best = ranked[0].record.job_id if ranked and shown in ranked[0].final else ""
+        best = (
+            (ranked[0].record.host, ranked[0].record.job_id) if ranked and shown in ranked[0].final else None
+        )
         Console().print(views.render_grids(views.grids(rows), values, best, shown), soft_wrap=True)
     elif as_json:
         click.echo(found.as_json(points, metric, wanted))
@@ -756,24 +758,36 @@ def report(
     help="Seconds between two looks at the hosts (at least 5, as `compute jobs --watch`).",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the page in this machine's browser.")
+@click.option(
+    "--sort",
+    "metric",
+    metavar="METRIC",
+    help="The metric that picks each task's best point (where it has it).",
+)
+@_higher_option
 @_ledger_options
 def ui(
-    port: int, every: float, open_browser: bool, archive: str, inventory: str | None, verbose: bool
+    port: int,
+    every: float,
+    open_browser: bool,
+    metric: str | None,
+    higher: str | None,
+    archive: str,
+    inventory: str | None,
+    verbose: bool,
 ) -> int:
     """Serve the pages of `compute report` live for the whole ledger, every task and host, on
     127.0.0.1 only, behind a random token in the URL; Ctrl-C stops it."""
     from compute_platform.report import serve
 
     view = _jobs_view(archive, inventory)
-    view.records()  # a missing ledger is an error now, not on the first page
+    view.records(last=1)  # a missing ledger is an error now, not on the first page
     try:
-        httpd, url = serve.server(view, port, every)
+        httpd, url = serve.server(view, port, every, metric=metric, higher=_higher(higher, metric))
     except OSError as e:
         view.close()
         raise ComputeError(f"cannot serve on {serve.ADDRESS}:{port}: {e.strerror or e}") from None
-    click.echo(
-        f"compute ui: {url}",
-    )
+    click.echo(f"compute ui: {url}")
     click.echo("(only this machine can open it, with the token; Ctrl-C stops)")
     if open_browser:
         import webbrowser

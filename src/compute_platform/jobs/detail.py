@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 from compute_platform.jobs import results
-from compute_platform.jobs.query import FINAL, Jobs, Row, point_text, state_text
+from compute_platform.jobs.query import FINAL, Jobs, Row, point_text, state_text, time_text
 from compute_platform.ledger import JobRecord
 from compute_platform.scheduling import slurm
 
@@ -16,9 +16,7 @@ def describe(view: Jobs, record: JobRecord) -> tuple[list[str], list[str]]:
     """The lines that tell of one job, and the problems met while asking its host."""
     rows = view.rows([record])
     problems = results.fetch(view, rows)
-    found = results.points(view, rows, set())
-    point = found[0] if found else results.aggregate(record, rows[0].state.state, [], set())
-    return lines(rows[0], point), problems
+    return lines(rows[0], results.point_of(view, rows[0], set())), problems
 
 
 def lines(row: Row, point: results.Point) -> list[str]:
@@ -27,7 +25,7 @@ def lines(row: Row, point: results.Point) -> list[str]:
     fields: list[tuple[str, str]] = [
         ("job", f"{r.job_id} on {r.host} ({r.scheduler}), task '{r.task}', name {r.job_name}"),
         ("state", state_text(row)),
-        ("submitted", r.submitted_at.replace("T", " ").removesuffix("+00:00") + f", run {r.run_id}"),
+        ("submitted", time_text(r.submitted_at) + f", run {r.run_id}"),
         ("point", point_text(dataclasses.replace(r, seeds="")) or "-"),
         ("seeds", r.seeds.replace(",", " ") or "-"),
         ("config", r.config or "-"),
@@ -39,6 +37,8 @@ def lines(row: Row, point: results.Point) -> list[str]:
     ]
     if r.replaces:
         fields.append(("replaces", r.replaces))
+    if row.replaced_by:
+        fields.append(("replaced by", f"{row.replaced_by} (compute jobs {row.replaced_by})"))
     if r.scheduler == "slurm":
         fields.append(("used", _used(row, point.usage)))
     fields.append(("metrics", _metrics(point)))

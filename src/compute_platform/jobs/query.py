@@ -564,6 +564,11 @@ def state_text(row: Row) -> str:
     return text
 
 
+def time_text(stamp: str) -> str:
+    """`2026-12-01T10:02:11+00:00` -> `2026-12-01 10:02:11`: a row's time as the views show it."""
+    return stamp.replace("T", " ").removesuffix("+00:00")
+
+
 def point_text(record: JobRecord) -> str:
     parts = [record.args] if record.args else []
     if record.sweep:
@@ -592,7 +597,7 @@ def table(rows: Sequence[Row]) -> Text:
             r.record.task,
             r.record.job_name,
             state_text(r),
-            r.record.submitted_at.replace("T", " ").removesuffix("+00:00"),
+            time_text(r.record.submitted_at),
             point_text(r.record),
         )
         for r in rows

@@ -240,7 +240,7 @@ def as_json(points: Sequence[Point], metric: str | None, higher: set[str]) -> st
                     "host": p.record.host,
                     "job_id": p.record.job_id,
                     "args": p.record.args,
-                    "sweep": json.loads(p.record.sweep) if p.record.sweep else {},
+                    "sweep": p.record.point,
                     "state": p.state,
                     "seeds": list(p.seeds) if p.seeds != ("",) else [],
                     "missing_seeds": list(p.missing) if p.seeds != ("",) else [],
@@ -258,7 +258,7 @@ def as_json(points: Sequence[Point], metric: str | None, higher: set[str]) -> st
 def as_csv(points: Sequence[Point], metric: str | None) -> str:
     """One row per point: its identity, then `<metric>_mean`, `_std`, `_n`, `_best` per metric."""
     shown = names(points, metric)
-    params = sorted({k for p in points for k in (json.loads(p.record.sweep) if p.record.sweep else {})})
+    params = sorted({k for p in points for k in p.record.point})
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(
@@ -266,7 +266,7 @@ def as_csv(points: Sequence[Point], metric: str | None) -> str:
         + [f"{n}_{what}" for n in shown for what in ("mean", "std", "n", "best")]
     )
     for p in points:
-        point = json.loads(p.record.sweep) if p.record.sweep else {}
+        point = p.record.point
         row: list[object] = [p.record.task, p.record.host, p.record.job_id, p.state, p.record.args]
         row += [point.get(k, "") for k in params]
         row += [" ".join(s for s in p.seeds if s), " ".join(p.missing if p.seeds != ("",) else ())]
@@ -543,14 +543,14 @@ def collect(view: Jobs, task: str, host: str | None, metric: str | None, higher:
 def points(view: Jobs, rows: Sequence[Row], higher: set[str]) -> list[Point]:
     """Each row's point from what is here (after `fetch`); replaced rows (retried jobs) left out."""
     replaced = view.replaced()
-    found = []
-    for row in rows:
-        if row.key in replaced:
-            continue
-        point = aggregate(row.record, row.state.state, summaries(view, row.record), higher)
-        used = store.usage(view.ledger, row.record)
-        if used is not None:
-            with contextlib.suppress(TypeError):  # a hand-edited file: shown without
-                point = dataclasses.replace(point, usage=slurm.Usage(**used))
-        found.append(point)
-    return found
+    return [point_of(view, row, higher) for row in rows if row.key not in replaced]
+
+
+def point_of(view: Jobs, row: Row, higher: set[str]) -> Point:
+    """One row's point from what is here, with what accounting said it used."""
+    point = aggregate(row.record, row.state.state, summaries(view, row.record), higher)
+    used = store.usage(view.ledger, row.record)
+    if used is not None:
+        with contextlib.suppress(TypeError):  # a hand-edited file: shown without
+            point = dataclasses.replace(point, usage=slurm.Usage(**used))
+    return point

@@ -58,6 +58,12 @@ class Cell:
     seeds: str  # compressed: "0-4", "1,7", "" without seeds
     state: str
     job_id: str
+    host: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """(host, job id), as Row.key: two clusters may give the same id."""
+        return self.host, self.job_id
 
     @property
     def text(self) -> str:
@@ -102,14 +108,8 @@ class _Point:
 
 def _point(row: Row, order: int) -> _Point:
     record = row.record
-    try:
-        params = json.loads(record.sweep) if record.sweep else {}
-    except ValueError:
-        params = {}
-    if not isinstance(params, dict):
-        params = {}
     index = int(record.job_index) if record.job_index.isdigit() else 1_000_000 + order
-    return _Point(row, record.args, params, index)
+    return _Point(row, record.args, record.point, index)
 
 
 def grids(rows: Sequence[Row]) -> list[SweepGrid]:
@@ -156,11 +156,13 @@ def _grid(task: str, hosts: tuple[str, ...], points: list[_Point]) -> SweepGrid:
 
     row_labels = sorted(dict.fromkeys(row_label(p) for p in points), key=row_rank)
     column_labels = list(dict.fromkeys(column_label(p) for p in points))
+    row_at = {label: i for i, label in enumerate(row_labels)}  # a dict: 10^4 points x 10^3 rows otherwise
+    column_at = {label: i for i, label in enumerate(column_labels)}
     cells: dict[tuple[int, int], Cell] = {}
     for p in points:
-        where = (row_labels.index(row_label(p)), column_labels.index(column_label(p)))
+        where = (row_at[row_label(p)], column_at[column_label(p)])
         record = p.row.record
-        cells[where] = Cell(compress_seeds(record.seeds), p.row.state.state, record.job_id)
+        cells[where] = Cell(compress_seeds(record.seeds), p.row.state.state, record.job_id, record.host)
     return SweepGrid(task, hosts, row_axes, tuple(row_labels), tuple(column_labels), cells)
 
 
@@ -200,8 +202,10 @@ def latest_task(records: Sequence[JobRecord]) -> str:
 # -- rendering the grid -----------------------------------------------------------------------
 
 
-def render_grid(grid: SweepGrid, values: dict[str, str] | None = None, best: str = "") -> Table:
-    """The grid, each cell its seeds and state; with `values` (job id -> text, `compute results --grid`)
+def render_grid(
+    grid: SweepGrid, values: dict[tuple[str, str], str] | None = None, best: tuple[str, str] | None = None
+) -> Table:
+    """The grid, each cell its seeds and state; with `values` ((host, job id) -> text, `compute results --grid`)
     each cell that value instead, in its state's colour, the `best` job's in bold with a `*`."""
     from rich.table import Table
     from rich.text import Text
@@ -223,9 +227,9 @@ def render_grid(grid: SweepGrid, values: dict[str, str] | None = None, best: str
             if cell is None:
                 cells.append(Text(NO_JOB, style="dim"))
             elif values is not None:
-                mark = "*" if cell.job_id == best else ""
+                mark = "*" if cell.key == best else ""
                 style = STATE_STYLES[cell.state] + (" bold" if mark else "")
-                cells.append(Text(mark + values.get(cell.job_id, "-"), style=style))
+                cells.append(Text(mark + values.get(cell.key, "-"), style=style))
             else:
                 cells.append(Text(cell.text, style=STATE_STYLES[cell.state]))
         # an args entry is written once for its group of rows, and a line closes the group
@@ -252,7 +256,10 @@ def legend(counts: dict[str, int], missing: int = 0) -> Text:
 
 
 def render_grids(
-    found: Sequence[SweepGrid], values: dict[str, str] | None = None, best: str = "", what: str = ""
+    found: Sequence[SweepGrid],
+    values: dict[tuple[str, str], str] | None = None,
+    best: tuple[str, str] | None = None,
+    what: str = "",
 ) -> RenderableType:
     from rich.console import Group
     from rich.text import Text

@@ -3,10 +3,10 @@ events, the archived script, and the values a row carries (times, run ids, the c
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
@@ -57,6 +57,11 @@ class JobRecord:
     retry_reason: str = ""  # why `compute watch` submitted it again: the class of the last attempt's end
     code: str = ""  # the hash of the code snapshot the job runs (archive/code/<hash>.*), "" without one
 
+    @property
+    def point(self) -> dict[str, Any]:
+        """The sweep point (`sweep`'s JSON) as a dict: {} without one, or for a row whose JSON was mangled."""
+        return dict(_point(self.sweep))
+
     @classmethod
     def columns(cls) -> list[str]:
         return list(_JOB_COLUMNS)
@@ -81,6 +86,16 @@ class JobRecord:
 
 
 _JOB_COLUMNS = tuple(f.name for f in fields(JobRecord))
+
+
+@functools.lru_cache(maxsize=4096)
+def _point(sweep: str) -> tuple[tuple[str, Any], ...]:
+    """Parsed once per distinct text: the views ask a sweep's rows for their points many times over."""
+    try:
+        found = json.loads(sweep) if sweep else {}
+    except ValueError:
+        return ()
+    return tuple(found.items()) if isinstance(found, dict) else ()
 
 
 @dataclass(frozen=True)
@@ -233,7 +248,9 @@ def write_whole(path: Path, data: bytes) -> None:
     """A whole file, fsynced under a temporary name in its folder, then renamed over the old one: a reader
     sees the old file or the new one, never half of it."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staged = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    staged = str(path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}"))
+    # 0o666 and the user's umask, as any file they write (mkstemp's 0600 would hide a shared archive)
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

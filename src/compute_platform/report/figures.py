@@ -9,11 +9,13 @@ report/svg.py for the pages): pure, from the points of `compute results` and eac
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from compute_platform.jobs.query import point_text
 from compute_platform.jobs.results import Point, Series, Stat, ranked
 
 CURVES = 8  # learning curves drawn per metric: the best points by it
@@ -38,8 +40,9 @@ class ParamFigure:
     log_x: bool  # positive numbers spanning two decades or more (learning rates, weight decays)
 
     @property
-    def categories(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(str(m.x) for m in self.marks))
+    def categories(self) -> dict[str, int]:
+        """Each value that is not a number -> its slot, in the sweep's order."""
+        return {c: i for i, c in enumerate(dict.fromkeys(str(m.x) for m in self.marks))}
 
 
 @dataclass(frozen=True)
@@ -71,18 +74,19 @@ class MetricFigures:
 
 def label(point: Point) -> str:
     """`lr=0.01 wd=0`, or the `args` entry, or the job id."""
-    params = _params(point)
-    words = ([point.record.args] if point.record.args else []) + [f"{k}={v}" for k, v in params.items()]
-    return " ".join(words) or point.record.job_id
+    return point_text(dataclasses.replace(point.record, seeds="")) or point.record.job_id
 
 
-def against_params(points: Sequence[Point], metric: str, higher: set[str]) -> list[ParamFigure]:
-    """One figure per swept parameter (and `args`, when the sweep has several entries)."""
+def against_params(
+    points: Sequence[Point], metric: str, rank_by: str | None, higher: set[str]
+) -> list[ParamFigure]:
+    """One figure per swept parameter (and `args`, when the sweep has several entries); the best point
+    by `rank_by` marked (none without it: which way is better is the user's to say)."""
     with_metric = [p for p in points if metric in p.final]
     if not with_metric:
         return []
-    best = ranked(with_metric, metric, higher)[0]
-    names = list(dict.fromkeys(k for p in with_metric for k in _params(p)))
+    best = _best(points, rank_by, higher)
+    names = list(dict.fromkeys(k for p in with_metric for k in p.record.point))
     if len({p.record.args for p in with_metric}) > 1:
         names.append("args")
     figures = []
@@ -90,7 +94,7 @@ def against_params(points: Sequence[Point], metric: str, higher: set[str]) -> li
         marks = tuple(
             Mark(_x(p, name), p.final[metric], label(p), p is best)
             for p in with_metric
-            if name == "args" or name in _params(p)
+            if name == "args" or name in p.record.point
         )
         numeric = all(isinstance(m.x, float) for m in marks)
         xs = [float(m.x) for m in marks] if numeric else []
@@ -99,51 +103,63 @@ def against_params(points: Sequence[Point], metric: str, higher: set[str]) -> li
     return figures
 
 
+def _best(points: Sequence[Point], rank_by: str | None, higher: set[str]) -> Point | None:
+    if not rank_by:
+        return None
+    first = next(iter(ranked(points, rank_by, higher)), None)
+    return first if first is not None and rank_by in first.final else None
+
+
 def curves(
     points: Sequence[Point],
     series: Callable[[Point], Sequence[Series]],
     metric: str,
+    rank_by: str | None,
     higher: set[str],
     top: int = CURVES,
 ) -> CurveFigure | None:
-    """`series`: a point's seeds' series, asked for the best points only (reading every file of a large
-    sweep for 8 curves would be most of the cost). Values without a `step` are drawn against their order
-    (1, 2, ...). None when no point has two values of the metric."""
-    with_metric = ranked([p for p in points if metric in p.final], metric, higher)
+    """The curves of the best `top` points by `rank_by` (without it: the first ones). `series`: a point's
+    seeds' series, asked for those points only, and for at most 3 x `top` (a metric written once per seed,
+    a final test score, has no curve: looking through every point of a large sweep for one would read
+    every file). None when no point has a curve."""
+    with_metric = [p for p in points if metric in p.final]
+    order = ranked(with_metric, rank_by, higher) if rank_by else with_metric
+    best = _best(points, rank_by, higher)
     drawn: list[Curve] = []
-    for point in with_metric:
-        if len(drawn) == top:
-            break
-        curve = _curve(point, series(point), metric, point is with_metric[0])
+    for point in order[: 3 * top]:
+        curve = _curve(point, series(point), metric, point is best)
         if curve is not None:
             drawn.append(curve)
+        if len(drawn) == top:
+            break
     if not drawn:
         return None
     return CurveFigure(metric, tuple(drawn), len(with_metric))
 
 
 def _curve(point: Point, seeds: Sequence[Series], metric: str, best: bool) -> Curve | None:
-    by_step: dict[float, list[float]] = {}
+    """The mean and spread at each step every seed (that wrote the metric) has reached: a step only some
+    seeds reached would average fewer seeds and draw a false cliff. A seed's values with a step count
+    by their step, the last one of a step kept (an attempt after a requeue writes it again); a seed that
+    gives no step is counted by order."""
+    per_seed: list[dict[float, float]] = []
     for seed in seeds:
-        for order, (step, value) in enumerate(seed.get(metric, ()), start=1):
-            by_step.setdefault(step if step is not None else float(order), []).append(value)
-    if len(by_step) < 2:
+        values = seed.get(metric, [])
+        stepped = [(step, value) for step, value in values if step is not None]
+        found = dict(stepped) if stepped else {float(i): v for i, (_, v) in enumerate(values, start=1)}
+        if found:
+            per_seed.append(found)
+    if not per_seed:
         return None
-    steps = sorted(by_step)
-    stats = [stat for s in steps if (stat := Stat.of(by_step[s]))]
+    steps = sorted(set.intersection(*(set(found) for found in per_seed)))
+    if len(steps) < 2:
+        return None
+    stats = [stat for s in steps if (stat := Stat.of([found[s] for found in per_seed]))]
     return Curve(label(point), tuple(steps), tuple(s.mean for s in stats), tuple(s.std for s in stats), best)
 
 
-def _params(point: Point) -> dict[str, object]:
-    try:
-        found = json.loads(point.record.sweep) if point.record.sweep else {}
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
 def _x(point: Point, name: str) -> float | str:
-    value = point.record.args if name == "args" else _params(point).get(name)
+    value = point.record.args if name == "args" else point.record.point.get(name)
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     return value if isinstance(value, str) else json.dumps(value)
@@ -151,26 +167,26 @@ def _x(point: Point, name: str) -> float | str:
 
 def ticks(low: float, high: float, count: int = 5, whole: bool = False) -> list[float]:
     """Round values for an axis from low to high: 1, 2 or 5 times a power of ten apart (at least 1 for
-    an axis of `whole` numbers, as steps are)."""
+    an axis of `whole` numbers, as steps are). A range too small to tell from its ends (seeds that all
+    wrote 0.7, give or take the last bit) is one value."""
     if not math.isfinite(low) or not math.isfinite(high):
         return []
-    if high <= low:
+    if high - low <= 1e-9 * max(abs(low), abs(high), 1e-300):
         return [low]
     raw = (high - low) / max(count, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
     step = max(step, 1.0) if whole else step
-    first = math.ceil(low / step) * step
-    found = []
-    value = first
-    while value <= high + step * 1e-9:
-        found.append(round(value, 12))
-        value += step
-    return found
+    first = math.ceil(low / step)
+    # by count, not by adding steps: a sum that stops growing would never reach `high`
+    found = [(first + k) * step for k in range(int((high - low) / step) + 2)]
+    return [float(f"{v:.12g}") for v in found if v <= high + step * 1e-9]
 
 
 def log_ticks(low: float, high: float) -> list[float]:
     """The powers of ten from low to high (a log axis)."""
+    if not (0 < low <= high and math.isfinite(high)):
+        return []
     first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
     return [
         10.0**e

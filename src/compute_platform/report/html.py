@@ -7,13 +7,16 @@ Every value from the ledger goes through `escape`: a job's command or a task's n
 
 from __future__ import annotations
 
-import json
+import base64
+import hashlib
+import math
 from collections.abc import Sequence
 from html import escape
+from urllib.parse import quote
 
-from compute_platform.jobs.query import point_text, state_text
+from compute_platform.jobs.query import point_text, state_text, time_text
 from compute_platform.jobs.results import Point, number, usage_cells
-from compute_platform.jobs.views import NO_JOB, TAGS, SweepGrid
+from compute_platform.jobs.views import NO_JOB, TAGS, Cell, SweepGrid
 from compute_platform.report import svg
 from compute_platform.report.pages import IndexPage, TaskPage
 
@@ -66,44 +69,64 @@ function sorts(){var s={};Array.prototype.forEach.call(document.querySelectorAll
 function resort(s){Object.keys(s).forEach(function(id){var t=document.getElementById(id);if(t){var p=s[id].split(':');sortBy(t,parseInt(p[0],10),p[1]);}});}
 wire(document);
 var live=document.body.getAttribute('data-refresh');
-if(live){var every=parseFloat(live)*1000;var tick=function(){
+function opened(){return Array.prototype.map.call(document.querySelectorAll('main details'),function(d){return d.open;});}
+function scrolls(){return Array.prototype.map.call(document.querySelectorAll('main .scroll'),function(d){return d.scrollTop;});}
+function restore(o,sc){Array.prototype.forEach.call(document.querySelectorAll('main details'),function(d,i){if(o[i])d.open=true;});
+Array.prototype.forEach.call(document.querySelectorAll('main .scroll'),function(d,i){if(sc[i])d.scrollTop=sc[i];});}
+if(live){var every=parseFloat(live)*1000;var note=document.getElementById('live');var said=note?note.textContent:'';var tick=function(){
 var url=new URL(location.href);url.searchParams.set('part','main');
-fetch(url.toString(),{cache:'no-store'}).then(function(r){if(!r.ok)throw new Error(r.status);return r.text();}).then(function(t){
-var s=sorts();document.querySelector('main').innerHTML=t;wire(document.querySelector('main'));resort(s);
+fetch(url.toString(),{cache:'no-store'}).then(function(r){if(!r.ok)throw new Error('HTTP '+r.status);return r.text();}).then(function(t){
+var s=sorts(),o=opened(),sc=scrolls();var main=document.querySelector('main');main.innerHTML=t;wire(main);resort(s);restore(o,sc);
+if(note)note.textContent=said;
 document.body.setAttribute('data-updates',String(parseInt(document.body.getAttribute('data-updates')||'0',10)+1));
-}).catch(function(e){var n=document.getElementById('live');if(n)n.textContent='cannot refresh: '+e.message;}).finally(function(){setTimeout(tick,every);});};
+}).catch(function(e){if(note)note.textContent='cannot refresh ('+e.message+'), trying again';}).finally(function(){setTimeout(tick,every);});};
 setTimeout(tick,every);}
 })();
 """
 
 
-def document(title: str, heading: str, sub: str, main: str, refresh: float | None = None) -> str:
+# The page's one script, allowed by its hash: were a value ever to slip through unescaped, no script of
+# its making would run.
+SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
+# Nothing is loaded from anywhere; the live pages fetch their own address only.
+POLICY = (
+    f"default-src 'none'; style-src 'unsafe-inline'; script-src 'sha256-{SCRIPT_HASH}'; img-src data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'"
+)
+
+
+def document(
+    title: str, heading_html: str, sub_html: str, main_html: str, refresh: float | None = None
+) -> str:
+    """`title` is text; the others are HTML, their values escaped by the caller."""
     live = f' data-refresh="{refresh:g}"' if refresh else ""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        # nothing is loaded from anywhere: the page says so to the browser too
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-        "script-src 'unsafe-inline'; img-src data:; connect-src 'self'\">"
+        f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">'
         f"<title>{escape(title)}</title><style>{STYLE}</style></head>\n"
-        f"<body{live}><header><h1>{heading}</h1><p>{sub}</p></header>\n"
-        f"<main>{main}</main>\n<script>{SCRIPT}</script></body></html>\n"
+        f"<body{live}><header><h1>{heading_html}</h1><p>{sub_html}</p></header>\n"
+        f"<main>{main_html}</main>\n<script>{SCRIPT}</script></body></html>\n"
     )
 
 
 def task_page(page: TaskPage, refresh: float | None = None, home: str = "") -> str:
     back = f' · <a href="{escape(home)}">every task</a>' if home else ""
-    live = f' · <span id="live">live, every {refresh:g} s</span>' if refresh else ""
-    sub = f"{escape(page.summary)} · as of {escape(page.generated)}{live}{back}"
-    return document(
-        f"{page.found.task}: compute report", f"Task {escape(page.found.task)}", sub, task_main(page), refresh
-    )
+    live = f'<span id="live">live, every {refresh:g} s</span>' if refresh else "compute report"
+    heading = f"Task {escape(page.found.task)}"
+    return document(f"{page.found.task}: compute report", heading, live + back, task_main(page), refresh)
+
+
+def _as_of(summary: str, generated: str) -> str:
+    """In <main>, so that a live page's refresh brings it too."""
+    return f'<p class="note" id="as-of">{escape(summary)} · as of {escape(generated)}</p>'
 
 
 def task_main(page: TaskPage) -> str:
     """The part a live page fetches again."""
     parts = [
+        _as_of(page.summary, page.generated),
         _problems(page.found.problems),
         _results(page),
         _grid(page),
@@ -148,9 +171,9 @@ def _results(page: TaskPage) -> str:
         if used:
             elapsed, memory, cpu = usage_cells(p.usage)
             cells += [
-                f'<td class="num" data-v="{p.usage.elapsed if p.usage else ""}">{escape(elapsed)}</td>',
-                f'<td class="num" data-v="{(p.usage.max_rss_mb or "") if p.usage else ""}">{escape(memory)}</td>',
-                f'<td class="num">{escape(cpu)}</td>',
+                _num_cell(p.usage.elapsed if p.usage else None, elapsed),
+                _num_cell(p.usage.max_rss_mb if p.usage else None, memory),
+                _num_cell(p.usage.cpu_efficiency if p.usage else None, cpu),
             ]
         rows.append(
             f'<tr{" class=best" if p is best else ""} data-job="{escape(p.record.job_id)}">{"".join(cells)}</tr>'
@@ -176,21 +199,37 @@ def _results(page: TaskPage) -> str:
     )
 
 
+GRID_CELLS = 5_000  # past this, or mostly empty, a grid is no picture (a random search has no grid)
+
+
 def _grid(page: TaskPage) -> str:
     if not page.grids:
         return ""
     metric = page.grid_metric
-    values = page.grid_values
-    scale = _colours(values, metric in page.found.higher)
-    blocks = []
-    for grid in page.grids:
-        blocks.append(_one_grid(grid, metric, values, scale, page.best.record.job_id if page.best else ""))
-    what = f" coloured by {escape(metric)} (yellow: best)" if metric else " (no metric yet: by state)"
+    size = sum(len(g.rows) * len(g.columns) for g in page.grids)
+    filled = sum(len(g.cells) for g in page.grids)
+    if size > GRID_CELLS or (size > 100 and filled < 0.3 * size):
+        return (
+            f'<section id="grid"><h2>Sweep grid</h2><p class="note">Left out: {size:,} cells for {filled:,} '
+            "point(s), too many or too sparse to read (the table and the plots have every point).</p></section>"
+        )
+    scale = _colours(page.grid_values, metric in page.found.higher)
+    best = (page.best.record.host, page.best.record.job_id) if page.best else None
+    blocks = [_one_grid(grid, metric, page.grid_values, scale, best) for grid in page.grids]
+    if not metric:
+        what = " (no metric yet: by state)"
+    elif page.best:
+        what = f" coloured by {escape(metric)} (yellow: best)"
+    else:
+        what = f" coloured by {escape(metric)} (yellow: {'greatest' if metric in page.found.higher else 'least'})"
     return f'<section id="grid"><h2>Sweep grid{what}</h2>{"".join(blocks)}</section>'
 
 
+Key = tuple[str, str]  # (host, job id)
+
+
 def _one_grid(
-    grid: SweepGrid, metric: str, values: dict[str, float], scale: dict[str, str], best: str
+    grid: SweepGrid, metric: str, values: dict[Key, float], scale: dict[Key, str], best: Key | None
 ) -> str:
     head = "".join(f"<th>{escape(a)}</th>" for a in grid.row_axes)
     head += "".join(
@@ -201,34 +240,41 @@ def _one_grid(
         cells = "".join(f"<th>{escape(v)}</th>" for v in label)
         for c in range(len(grid.columns)):
             cell = grid.cells.get((r, c))
-            if cell is None:
-                cells += f'<td class="cell note">{NO_JOB}</td>'
-                continue
-            value = values.get(cell.job_id)
-            colour = scale.get(cell.job_id)
-            text = number(value) if value is not None else TAGS[cell.state]
-            style = (
-                f"background:{colour};color:{_ink(colour)}"
-                if colour
-                else f"color:{STATE_COLOURS[cell.state]}"
+            cells += (
+                f'<td class="cell note">{NO_JOB}</td>'
+                if cell is None
+                else _grid_cell(cell, values, scale, best)
             )
-            mark = " best" if cell.job_id == best and value is not None else ""
-            tip = f"{cell.state} · job {cell.job_id}" + (f" · seeds {cell.seeds}" if cell.seeds else "")
-            cells += f'<td class="cell{mark}" style="{style}" title="{escape(tip)}" data-job="{escape(cell.job_id)}">{escape(text)}</td>'
         body.append(f"<tr>{cells}</tr>")
     hosts = ", ".join(grid.hosts)
-    return f'<p class="note">on {escape(hosts)}</p><table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    return (
+        f'<p class="note">on {escape(hosts)}</p><table class="grid"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
 
 
-def _colours(values: dict[str, float], higher: bool) -> dict[str, str]:
-    """Job id -> its colour on SCALE, the best value first."""
+def _grid_cell(cell: Cell, values: dict[Key, float], scale: dict[Key, str], best: Key | None) -> str:
+    value = values.get(cell.key)
+    colour = scale.get(cell.key)
+    text = number(value) if value is not None else TAGS[cell.state]
+    style = f"background:{colour};color:{_ink(colour)}" if colour else f"color:{STATE_COLOURS[cell.state]}"
+    mark = " best" if cell.key == best and value is not None else ""
+    tip = f"{cell.state} · job {cell.job_id}" + (f" · seeds {cell.seeds}" if cell.seeds else "")
+    return (
+        f'<td class="cell{mark}" style="{style}" title="{escape(tip)}" data-job="{escape(cell.job_id)}">'
+        f"{escape(text)}</td>"
+    )
+
+
+def _colours(values: dict[Key, float], higher: bool) -> dict[Key, str]:
+    """(host, job id) -> its colour on SCALE, the best value first."""
     if not values:
         return {}
     low, high = min(values.values()), max(values.values())
     found = {}
-    for job, value in values.items():
+    for key, value in values.items():
         share = (value - low) / (high - low) if high > low else 0.0
-        found[job] = _blend(1 - share if higher else share)
+        found[key] = _blend(1 - share if higher else share)
     return found
 
 
@@ -281,7 +327,7 @@ def _jobs(page: TaskPage) -> str:
         rows.append(
             f'<tr data-job="{escape(r.job_id)}"><td>{escape(r.job_id)}</td><td>{escape(r.host)}</td>'
             f"{_state(row.state.state, state_text(row))}"
-            f"<td>{escape(r.submitted_at.replace('T', ' ').removesuffix('+00:00'))}</td>"
+            f"<td>{escape(time_text(r.submitted_at))}</td>"
             f"<td>{escape(point_text(r))}</td><td>{escape(r.run_id)}</td></tr>"
         )
     head = "".join(f"<th>{h}</th>" for h in ("job", "host", "state", "submitted", "point", "run"))
@@ -292,9 +338,15 @@ def _jobs(page: TaskPage) -> str:
 
 
 def index_page(page: IndexPage, token: str, refresh: float) -> str:
+    sub = f'{escape(page.archive)} · <span id="live">live, every {refresh:g} s</span>'
+    return document("compute ui", "compute: every task of the ledger", sub, index_main(page, token), refresh)
+
+
+def index_main(page: IndexPage, token: str) -> str:
+    """The part a live index fetches again."""
     rows = []
     for task in page.tasks:
-        link = f"task?name={_url(task.task)}&amp;token={escape(token)}"
+        link = f"task?name={_url(task.task)}&amp;token={_url(token)}"
         counts = ", ".join(f"{n} {s.lower()}" for s, n in task.states.items() if n)
         rows.append(
             f'<tr data-task="{escape(task.task)}"><td><a href="{link}">{escape(task.task)}</a></td>'
@@ -302,41 +354,34 @@ def index_page(page: IndexPage, token: str, refresh: float) -> str:
             f"<td>{escape(counts)}</td><td>{escape(task.latest)}</td></tr>"
         )
     head = "".join(f"<th>{h}</th>" for h in ("task", "hosts", "jobs", "states", "latest submission"))
-    main = (
-        f'<section id="tasks"><h2>{len(page.tasks)} task(s)</h2><table class="sortable" id="tasks-table">'
+    return (
+        _as_of(f"{sum(t.jobs for t in page.tasks)} job(s)", page.generated)
+        + _problems(page.problems)
+        + f'<section id="tasks"><h2>{len(page.tasks)} task(s)</h2><table class="sortable" id="tasks-table">'
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
-    if page.problems:
-        main = _problems(page.problems) + main
-    sub = f'{escape(page.archive)} · as of {escape(page.generated)} · <span id="live">live, every {refresh:g} s</span>'
-    return document("compute ui", "compute: every task of the ledger", sub, main, refresh)
 
 
 def _url(text: str) -> str:
-    from urllib.parse import quote
-
     return escape(quote(text, safe=""))
 
 
 def _sweep_values(point: Point) -> dict[str, object]:
-    try:
-        found = json.loads(point.record.sweep) if point.record.sweep else {}
-    except ValueError:
-        found = {}
-    values = found if isinstance(found, dict) else {}
+    values = point.record.point
     return {"args": point.record.args, **values} if point.record.args else values
 
 
 def _cell(value: object) -> str:
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return f'<td class="num" data-v="{value}">{escape(str(value))}</td>'
+    """A swept value: numbers sort by value (finite ones: NaN would break the sort), others as text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return f'<td class="num" data-v="{value!r}">{escape(str(value))}</td>'
     return f"<td>{escape('' if value is None else str(value))}</td>"
 
 
-def _num_cell(value: float | None) -> str:
-    if value is None:
-        return '<td class="num">-</td>'
-    return f'<td class="num" data-v="{value!r}">{escape(number(value))}</td>'
+def _num_cell(value: float | None, text: str | None = None) -> str:
+    if value is None or not math.isfinite(value):
+        return f'<td class="num">{escape(text or "-")}</td>'
+    return f'<td class="num" data-v="{value!r}">{escape(text or number(value))}</td>'
 
 
 def _state(state: str, text: str = "") -> str:

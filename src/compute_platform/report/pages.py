@@ -6,7 +6,6 @@ report/html.py renders these models."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,7 +13,7 @@ from datetime import datetime, timezone
 from compute_platform.errors import LedgerError
 from compute_platform.jobs import query, views
 from compute_platform.jobs import results as found_results
-from compute_platform.jobs.query import Jobs
+from compute_platform.jobs.query import Jobs, time_text
 from compute_platform.jobs.results import Found, Point
 from compute_platform.report import figures as fig
 from compute_platform.report.figures import MetricFigures
@@ -38,7 +37,7 @@ class TaskPage:
     best: Point | None
     grids: tuple[views.SweepGrid, ...]
     grid_metric: str
-    grid_values: dict[str, float]  # job id -> the metric's final mean
+    grid_values: dict[tuple[str, str], float]  # (host, job id) -> the metric's final mean
     figures: tuple[MetricFigures, ...]
     facts: Facts
     summary: str  # "12 completed, 3 running"
@@ -67,43 +66,44 @@ def now_text() -> str:
 
 
 def figures_of(view: Jobs, found: Found, metrics: Sequence[str] = ()) -> list[MetricFigures]:
-    """Every figure of the chosen metrics (default: every metric the points have)."""
+    """Every figure of the chosen metrics (default: every metric the points have), the best points by
+    `found.metric`."""
     names = list(metrics) or found_results.names(found.points, found.metric)
-    cache: dict[tuple[str, str], list[found_results.Series]] = {}
+
+    read: dict[tuple[str, str], list[found_results.Series]] = {}  # the same best points, for each metric
 
     def series(point: Point) -> list[found_results.Series]:
         key = (point.record.host, point.record.job_id)
-        if key not in cache:
-            cache[key] = found_results.series(view, point.record)
-        return cache[key]
+        if key not in read:
+            read[key] = found_results.series(view, point.record)
+        return read[key]
 
     drawn = []
     for name in names:
-        params = tuple(fig.against_params(found.points, name, found.higher))
-        curves = fig.curves(found.points, series, name, found.higher)
+        params = tuple(fig.against_params(found.points, name, found.metric, found.higher))
+        curves = fig.curves(found.points, series, name, found.metric, found.higher)
         if params or curves:
             drawn.append(MetricFigures(name, params, curves))
     return drawn
 
 
 def task_page(view: Jobs, found: Found) -> TaskPage:
-    """`found` (results.collect) as a page; ranked by its metric, else by the first one it has."""
+    """`found` (results.collect) as a page. The best point is the best by `found.metric` (none without
+    one: which way is better is the user's to say); the grid is coloured by it, else by the first metric."""
     names = found_results.names(found.points, found.metric)
-    metric = found.metric if found.metric in names else (names[0] if names else None)
-    if metric != found.metric:
-        ranked = found_results.ranked(found.points, metric, found.higher)
-        found = Found(found.task, found.rows, ranked, metric, found.higher, found.problems)
+    metric = found.metric if found.metric in names else None
     best = found.points[0] if metric and found.points and metric in found.points[0].final else None
+    shown = metric or (names[0] if names else "")
     grid_values = {
-        p.record.job_id: p.final[metric].mean for p in found.points if metric and metric in p.final
+        (p.record.host, p.record.job_id): p.final[shown].mean for p in found.points if shown in p.final
     }
     return TaskPage(
         found,
-        tuple(found_results.names(found.points, metric)),
+        tuple(names),
         _params(found.points),
         best,
         tuple(views.grids(found.rows)),
-        metric or "",
+        shown,
         grid_values,
         tuple(figures_of(view, found)),
         _facts(view, found),
@@ -114,14 +114,10 @@ def task_page(view: Jobs, found: Found) -> TaskPage:
 
 def _params(points: Sequence[Point]) -> tuple[str, ...]:
     names: dict[str, None] = {}
-    if len({p.record.args for p in points}) > 1 or any(p.record.args for p in points):
+    if any(p.record.args for p in points):
         names["args"] = None
     for p in points:
-        try:
-            sweep = json.loads(p.record.sweep) if p.record.sweep else {}
-        except ValueError:
-            continue
-        names.update(dict.fromkeys(sweep if isinstance(sweep, dict) else {}))
+        names.update(dict.fromkeys(p.record.point))
     return tuple(names)
 
 
@@ -147,8 +143,7 @@ def _facts(view: Jobs, found: Found) -> Facts:
         ("git commit", distinct(commits)),
         ("code snapshot", distinct([r.code for r in records])),
         ("runs", distinct([r.run_id for r in records])),
-        ("submitted", f"{_time(first)} to {_time(last)}" if first != last else _time(first)),
-        ("jobs", f"{len(records)} ({query.summary(found.rows)})"),
+        ("submitted", f"{time_text(first)} to {time_text(last)}" if first != last else time_text(first)),
     )
     commands = tuple(line for r in records for line in r.command.splitlines() if line)
     latest = records[-1]
@@ -157,10 +152,6 @@ def _facts(view: Jobs, found: Found) -> Facts:
     except LedgerError:
         script = ""
     return Facts(items, commands, script, f"archive/{latest.script}" if script else "")
-
-
-def _time(text: str) -> str:
-    return text.replace("T", " ").removesuffix("+00:00")
 
 
 def index_page(view: Jobs) -> IndexPage:
@@ -184,6 +175,6 @@ def index_page(view: Jobs) -> IndexPage:
         )
         hosts = (count.host,) if line is None else (*line.hosts, count.host)
         by_task[count.task] = TaskLine(
-            count.task, hosts, sum(states.values()), states, _time(latest.get(count.task, ""))
+            count.task, hosts, sum(states.values()), states, time_text(latest.get(count.task, ""))
         )
     return IndexPage(str(view.ledger.root), tuple(by_task.values()), problems[:5], now_text())

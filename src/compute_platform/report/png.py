@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -33,8 +34,15 @@ def check() -> None:
 
 
 def file_name(*words: str) -> str:
-    """`val_loss-by-lr.png`: the words made safe for a file name."""
-    return "-".join(re.sub(r"[^A-Za-z0-9_.=+]+", "_", w).strip("_") or "_" for w in words) + ".png"
+    """`val_loss-by-lr.png`: the words made safe for a file name. A word that had to change gets a short
+    hash of itself, so that `val/loss` and `val loss` do not write the same file."""
+    safe = []
+    for word in words:
+        kept = re.sub(r"[^A-Za-z0-9_.=+]+", "_", word).strip("_.") or "_"
+        if kept != word:
+            kept += "~" + hashlib.sha256(word.encode()).hexdigest()[:6]
+        safe.append(kept)
+    return "-".join(safe) + ".png"
 
 
 def write(drawn: Sequence[MetricFigures], folder: Path) -> list[Path]:
@@ -64,7 +72,7 @@ def _against_param(plt: Any, figure: ParamFigure) -> Any:
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     categories = figure.categories
     for mark in sorted(figure.marks, key=lambda m: m.best):
-        x = float(mark.x) if figure.numeric else categories.index(str(mark.x))
+        x = float(mark.x) if figure.numeric else categories[str(mark.x)]
         ax.errorbar(
             [x],
             [mark.y.mean],
@@ -78,7 +86,7 @@ def _against_param(plt: Any, figure: ParamFigure) -> Any:
     if figure.log_x:
         ax.set_xscale("log")
     if not figure.numeric:
-        ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 4 else 0)
+        ax.set_xticks(range(len(categories)), list(categories), rotation=30 if len(categories) > 4 else 0)
     ax.set_xlabel(figure.param)
     ax.set_ylabel(figure.metric)
     ax.set_title(f"{figure.metric} by {figure.param} (mean ± std over seeds)", fontsize=10)

@@ -4,9 +4,10 @@
 - Every request carries the random token printed at start (`?token=`); one without it, or with another
   Host than this address (a page elsewhere reaching loopback through a DNS name), is refused with 403.
 - The hosts are asked at most once per `every` seconds per page, however many tabs are open: a page is
-  made again only when a request comes and the one made last is older than that. Pages are made one at a
-  time (one set of connections, one ledger), each with one round trip per host for the open jobs'
-  states and one for what is new of their metrics; ended jobs are never asked again.
+  made again only when a request comes and the one made last is older than that, by one request while
+  the others get that copy. Pages are made one at a time (one set of connections, one ledger), each with
+  one round trip per host for the open jobs' states and one for what is new of their metrics; ended
+  jobs are never asked again.
 - Requests are not logged: their URLs hold the token.
 """
 
@@ -14,13 +15,13 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from compute_platform.errors import ComputeError
 from compute_platform.jobs import results
@@ -28,8 +29,6 @@ from compute_platform.jobs.query import Jobs
 from compute_platform.report import html, pages
 
 ADDRESS = "127.0.0.1"
-
-Maker = Callable[[], tuple[str, str]]  # -> (the whole page, its <main>)
 
 
 @dataclass
@@ -40,45 +39,62 @@ class _Made:
 
 
 class Pages:
-    """The pages, each made again at most every `every` seconds."""
+    """The pages, each made again at most every `every` seconds. A page is made by one request at a time;
+    others get the copy made last meanwhile, so that a page whose hosts are slow holds up no other."""
 
-    def __init__(self, view: Jobs, token: str, every: float) -> None:
+    def __init__(self, view: Jobs, token: str, every: float, metric: str | None, higher: set[str]) -> None:
         self.view = view
         self.token = token
         self.every = every
+        self.metric = metric
+        self.higher = higher
         self._made: dict[tuple[str, str], _Made] = {}
-        self._lock = threading.Lock()  # one page made at a time: the view and its connections are shared
+        self._making: dict[tuple[str, str], threading.Lock] = {}
+        self._view = threading.Lock()  # the view (its ledger and connections) serves one page at a time
 
     def get(self, kind: str, name: str, part: bool) -> str:
-        with self._lock:
-            made = self._made.get((kind, name))
-            if made is None or time.monotonic() - made.at >= self.every:
-                whole, main = self._make(kind, name)
-                made = self._made[(kind, name)] = _Made(time.monotonic(), whole, main)
+        key = (kind, name)
+        made = self._made.get(key)
+        if made is None or time.monotonic() - made.at >= self.every:
+            made = self._make_again(key, made)
         return made.main if part else made.whole
+
+    def _make_again(self, key: tuple[str, str], stale: _Made | None) -> _Made:
+        lock = self._making.setdefault(key, threading.Lock())
+        if not lock.acquire(blocking=stale is None):
+            assert stale is not None
+            return stale  # another request is making it
+        try:
+            made = self._made.get(key)
+            if made is None or time.monotonic() - made.at >= self.every:
+                with self._view:
+                    whole, main = self._make(*key)
+                made = self._made[key] = _Made(time.monotonic(), whole, main)
+            return made
+        finally:
+            lock.release()
 
     def _make(self, kind: str, name: str) -> tuple[str, str]:
         if kind == "index":
-            page = pages.index_page(self.view)
-            whole = html.index_page(page, self.token, self.every)
-            return whole, _main_of(whole)
-        found = results.collect(self.view, name, None, None, set())
+            index = pages.index_page(self.view)
+            return html.index_page(index, self.token, self.every), html.index_main(index, self.token)
+        found = results.collect(self.view, name, None, self.metric, self.higher)
         task = pages.task_page(self.view, found)
-        home = f"/?token={self.token}"
+        home = f"/?token={quote(self.token, safe='')}"
         return html.task_page(task, self.every, home), html.task_main(task)
 
 
-def _main_of(whole: str) -> str:
-    start, end = whole.index("<main>") + len("<main>"), whole.rindex("</main>")
-    return whole[start:end]
-
-
 def server(
-    view: Jobs, port: int = 0, every: float = 5.0, token: str | None = None
+    view: Jobs,
+    port: int = 0,
+    every: float = 5.0,
+    token: str | None = None,
+    metric: str | None = None,
+    higher: set[str] | None = None,
 ) -> tuple[ThreadingHTTPServer, str]:
     """The server (not started: `serve_forever`) and the URL that opens it, token included."""
     token = token or secrets.token_urlsafe(24)
-    made = Pages(view, token, every)
+    made = Pages(view, token, every, metric, higher or set())
     httpd = ThreadingHTTPServer((ADDRESS, port), _handler(made))
     httpd.daemon_threads = True
     return httpd, f"http://{ADDRESS}:{httpd.server_port}/?token={token}"
@@ -89,37 +105,49 @@ def _handler(made: Pages) -> type[BaseHTTPRequestHandler]:
         server_version = "compute-ui"
         sys_version = ""
 
+        timeout = 60  # a client that opens a connection and sends nothing does not keep a thread
+
         def do_GET(self) -> None:
             url = urlsplit(self.path)
             query = parse_qs(url.query)
             given = (query.get("token") or [""])[0]
             if not self._our_host() or not hmac.compare_digest(given.encode(), made.token.encode()):
                 self._send(
-                    HTTPStatus.FORBIDDEN,
-                    "forbidden: open the URL compute ui printed (it holds the token)\n",
-                    "text/plain",
+                    HTTPStatus.FORBIDDEN, "forbidden: open the URL compute ui printed (it holds the token)\n"
                 )
                 return
             part = (query.get("part") or [""])[0] == "main"
+            name = (query.get("name") or [""])[0]
             try:
                 if url.path == "/":
-                    body = made.get("index", "", part)
-                elif url.path == "/task" and (name := (query.get("name") or [""])[0]):
-                    body = made.get("task", name, part)
+                    self._send(HTTPStatus.OK, made.get("index", "", part), "text/html")
+                elif url.path == "/task" and name:
+                    self._send(HTTPStatus.OK, made.get("task", name, part), "text/html")
                 else:
-                    self._send(HTTPStatus.NOT_FOUND, "not found\n", "text/plain")
-                    return
-            except ComputeError as e:
-                self._send(HTTPStatus.NOT_FOUND, f"{e}\n", "text/plain")
-                return
-            self._send(HTTPStatus.OK, body, "text/html")
+                    self._send(HTTPStatus.NOT_FOUND, "not found\n")
+            except ComputeError as e:  # a task the ledger does not have, a ledger gone
+                self._send(HTTPStatus.NOT_FOUND, f"{e}\n")
+            except Exception as e:  # a page that cannot be made: said, and the server goes on
+                sys.stderr.write(f"compute ui: cannot make {url.path}: {type(e).__name__}: {e}\n")
+                self._send(
+                    HTTPStatus.INTERNAL_SERVER_ERROR, f"cannot make this page: {type(e).__name__}: {e}\n"
+                )
+
+        def do_HEAD(self) -> None:
+            self._send(HTTPStatus.METHOD_NOT_ALLOWED, "")
+
+        do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD
+
+        def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+            """http.server's own errors (a malformed request) with this server's headers too."""
+            self._send(HTTPStatus(code), f"{message or HTTPStatus(code).phrase}\n")
 
         def _our_host(self) -> bool:
             host = self.headers.get("Host", "")
             port: int = getattr(self.server, "server_port", 0)
             return host in (f"{ADDRESS}:{port}", f"localhost:{port}")
 
-        def _send(self, status: HTTPStatus, body: str, kind: str) -> None:
+        def _send(self, status: HTTPStatus, body: str, kind: str = "text/plain") -> None:
             data = body.encode()
             self.send_response(status)
             self.send_header("Content-Type", f"{kind}; charset=utf-8")
@@ -128,6 +156,7 @@ def _handler(made: Pages) -> type[BaseHTTPRequestHandler]:
             self.send_header("Referrer-Policy", "no-referrer")  # the token never leaves in a Referer
             self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("X-Frame-Options", "DENY")
+            self.send_header("Content-Security-Policy", html.POLICY)
             self.end_headers()
             self.wfile.write(data)
 

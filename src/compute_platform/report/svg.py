@@ -46,7 +46,8 @@ def _padded(values: Sequence[float], log: bool = False) -> tuple[float, float]:
     low, high = min(values), max(values)
     if log:
         return low / 1.5, high * 1.5
-    pad = (high - low) * 0.08 or abs(high) * 0.1 or 1.0
+    same = high - low <= 1e-9 * max(abs(low), abs(high))  # equal but for the last bits: a range around them
+    pad = (abs(high) * 0.1 or 1.0) if same else (high - low) * 0.08
     return low - pad, high + pad
 
 
@@ -92,19 +93,21 @@ def against_param(figure: ParamFigure) -> str:
         )
     title = f"{figure.metric} by {figure.param}"
     parts = _frame(title, figure.param + (" (log)" if figure.log_x else ""), figure.metric, x, y)
+    slot = (plot_right - plot_left) / max(len(categories), 1)
     if x is None:
-        slot = (plot_right - plot_left) / max(len(categories), 1)
-        for i, name in enumerate(categories):
-            px = round(plot_left + slot * (i + 0.5), 1)
-            parts.append(
-                f'<text x="{px}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{escape(_short(name))}</text>'
-            )
+        every = math.ceil(len(categories) / 16)  # past 16 labels, every n-th: the others would overlap
+        for name, i in categories.items():
+            if i % every == 0:
+                px = round(plot_left + slot * (i + 0.5), 1)
+                parts.append(
+                    f'<text x="{px}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle">{escape(_short(name))}</text>'
+                )
     for mark in sorted(figure.marks, key=lambda m: m.best):  # the best drawn last, on top
-        if x is not None:
-            px = x(float(mark.x))
-        else:
-            slot = (plot_right - plot_left) / max(len(categories), 1)
-            px = round(plot_left + slot * (categories.index(str(mark.x)) + 0.5), 1)
+        px = (
+            x(float(mark.x))
+            if x is not None
+            else round(plot_left + slot * (categories[str(mark.x)] + 0.5), 1)
+        )
         colour = BEST if mark.best else MARK
         top, bottom, mid = y(mark.y.mean + mark.y.std), y(mark.y.mean - mark.y.std), y(mark.y.mean)
         tip = f"{mark.label}: {mark.y.text()} (n={mark.y.n})" + (" (best)" if mark.best else "")
