@@ -88,7 +88,7 @@ def test_first_parameter_on_rows_the_others_combined_on_columns_args_as_an_extra
     )
     assert grid.columns == ("wd=0\nfast=true", "wd=1\nfast=true")
     # job 5 is --model b, lr 0.1, wd 1: row 2, column 1
-    assert grid.cells[(2, 1)] == views.Cell("0", CYCLE[5], "100_5")
+    assert grid.cells[(2, 1)] == views.Cell("0", CYCLE[5], "100_5", "cluster")
     assert grid.missing == 0 and sum(grid.counts().values()) == 8
 
 
@@ -96,7 +96,7 @@ def test_a_point_run_again_shows_its_latest_job() -> None:
     first = rows_of("t", [], {"x": [1, 2]}, states=[FAILED])
     again = rows_of("t", [], {"x": [1]}, states=[RUNNING], first_id=200)  # resubmitted / re-run
     [grid] = views.grids([*first, *again])
-    assert grid.cells[(0, 0)] == views.Cell("", RUNNING, "200_0")
+    assert grid.cells[(0, 0)] == views.Cell("", RUNNING, "200_0", "cluster")
     assert grid.cells[(1, 0)].state == FAILED
     assert grid.counts()[FAILED] == 1 and grid.counts()[RUNNING] == 1
 
