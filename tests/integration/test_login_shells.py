@@ -69,11 +69,15 @@ def test_a_run_gives_the_same_results_whatever_the_login(testbed: Any, tmp_path:
         assert f"login={LOGINS[user]}" in logs.stdout, (row.record.scheduler, logs.stdout + logs.stderr)
     table = json.loads(compute("jobs", "--json", cwd=tmp_path).stdout)
     assert sorted(job["state"] for job in table["jobs"]) == ["COMPLETED", "COMPLETED", "FAILED", "FAILED"]
-    done = next(job_id for job_id, row in rows.items() if row.record.scheduler == "tmux" and row.state.exit_code == 0)
+    done = next(
+        job_id for job_id, row in rows.items() if row.record.scheduler == "tmux" and row.state.exit_code == 0
+    )
     cancel = compute("cancel", done, cwd=tmp_path)
     assert "1 job(s) had already ended" in cancel.stdout and "cancelled 1" not in cancel.stdout, cancel.stdout
     again = compute("resubmit", "--failed", "--task", "tmux", cwd=tmp_path)
-    assert again.returncode == 0 and "resubmitted 1 failed job(s)" in again.stdout, again.stdout + again.stderr
+    assert again.returncode == 0 and "resubmitted 1 failed job(s)" in again.stdout, (
+        again.stdout + again.stderr
+    )
     wait_jobs(tmp_path / "archive", timeout=60)
 
 
@@ -82,7 +86,9 @@ def test_tmux_jobs_get_the_login_environment_not_an_old_servers(testbed: Any, tm
     """A tmux server the user started earlier, with another environment, is where a new session
     lives: its jobs must still see what the login exports (SLURM_CONF, modules, COMPUTE_LOGIN)."""
     user = tbm.login_user(testbed, "czsh")
-    old_server = f"env -i PATH=/usr/bin:/bin TMUX_TMPDIR={testbed.tmux_dir} tmux new-session -d -s old sleep 600"
+    old_server = (
+        f"env -i PATH=/usr/bin:/bin TMUX_TMPDIR={testbed.tmux_dir} tmux new-session -d -s old sleep 600"
+    )
     subprocess.run(["runuser", "-u", user, "--", "sh", "-c", old_server], check=True, timeout=30)
     try:
         name = f"l{uuid.uuid4().hex[:6]}"

@@ -141,3 +141,21 @@ def test_a_replaced_job_in_full_says_what_replaced_it() -> None:
     job = JobRecord("2026-12-01T10:00:00+00:00", "p", "train", "h", "slurm", "100", "train")
     shown = detail.lines(Row(job, JobState("FAILED", 137), "101"), aggregate(job, "FAILED", [], set()))
     assert "replaced by  101 (compute jobs 101)" in shown
+
+
+def test_the_task_says_how_its_points_rank_and_its_scripts_carry_it() -> None:
+    from pydantic import ValidationError
+
+    from compute_platform.scheduling.sources import METRICS_MARK, MetricSources
+    from compute_platform.scheduling.sweep import MetricsSpec
+
+    spec = MetricsSpec(from_log={"val": "val=([0-9.]+)"}, sort="val", max=("acc",))
+    sources = spec.sources()
+    assert MetricSources.in_script(f"#!/bin/bash\n{METRICS_MARK}{sources.to_json()}\n") == sources
+    assert (sources.sort, sources.higher) == ("val", ("acc",))
+    # a task without them writes what it wrote before (the reference scripts stay as they are)
+    assert "sort" not in MetricsSpec(file="m.csv").sources().to_json()
+    with pytest.raises(ValidationError, match="metric's name"):
+        MetricsSpec(sort=" ")
+    with pytest.raises(ValidationError):
+        MetricsSpec(max="acc")  # type: ignore[arg-type]  # a list of names

@@ -577,7 +577,8 @@ def _higher_option(command: F) -> F:
         flag_value="",
         default=None,
         metavar="[METRICS]",
-        help="Higher is better: for the --sort metric (alone), or these comma-separated metrics.",
+        help="Higher is better: for the --sort metric (alone), or these comma-separated metrics (with the task's "
+        "`metrics: {max: [...]}`).",
     )
     return option(command)
 
@@ -585,7 +586,12 @@ def _higher_option(command: F) -> F:
 @cli.command(context_settings=CONTEXT)
 @click.argument("task", required=False)
 @click.option("--host", help="Only the jobs of this host alias.")
-@click.option("--sort", "metric", metavar="METRIC", help="Rank the points by this metric's final mean.")
+@click.option(
+    "--sort",
+    "metric",
+    metavar="METRIC",
+    help="Rank the points by this metric's final mean (default: the task's `metrics: {sort: ...}`).",
+)
 @_higher_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (docs/json.md).")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV, one row per point (for pandas).")
@@ -621,7 +627,7 @@ def results(
         view.close()
     for problem in got.problems:
         _warning(problem)
-    points, rows = got.points, got.rows
+    points, rows, metric, wanted = got.points, got.rows, got.metric, got.higher
     if grid:
         from rich.console import Console
 
@@ -700,7 +706,10 @@ def plot(
 @click.argument("task", required=False)
 @click.option("--host", help="Only the jobs of this host alias.")
 @click.option(
-    "--sort", "metric", metavar="METRIC", help="Rank the points by this metric (default: the first)."
+    "--sort",
+    "metric",
+    metavar="METRIC",
+    help="Rank the points by this metric (default: the task's `metrics: {sort: ...}`).",
 )
 @_higher_option
 @click.option(

@@ -534,9 +534,14 @@ class Found:
 
 def collect(view: Jobs, task: str, host: str | None, metric: str | None, higher: set[str]) -> Found:
     """The task's rows with their states, what is new of their metrics fetched (one round trip per host),
-    the points ranked by `metric`."""
+    the points ranked by `metric`, else by the task's `metrics: {sort}` (its latest job's script says);
+    `higher` and the task's `metrics: {max}` are the metrics better higher."""
     rows = view.rows(view.records(host, task))
     problems = fetch(view, rows)
+    said = sources_of(view, rows[-1].record) if rows else None
+    if said is not None:
+        metric = metric or said.sort or None
+        higher = higher | set(said.higher)
     return Found(task, rows, ranked(points(view, rows, higher), metric, higher), metric, higher, problems)
 
 

@@ -12,15 +12,21 @@ METRICS_MARK = "# compute: metrics "
 @dataclass(frozen=True)
 class MetricSources:
     """Where a task's metrics come from besides COMPUTE_METRICS (its `metrics:`): patterns of its
-    output (name -> a regular expression whose first group is the value) and a file it writes anyway."""
+    output (name -> a regular expression whose first group is the value) and a file it writes anyway;
+    and how its points are ranked, so that every view of the results ranks them alike without flags."""
 
     from_log: tuple[tuple[str, str], ...] = ()
     file: str = ""  # `{seed}` is the seed; relative to the job's directory
+    sort: str = ""  # the metric that picks the best point, unless the command line says
+    higher: tuple[str, ...] = ()  # the metrics for which higher is better
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"from_log": dict(self.from_log), "file": self.file}, separators=(",", ":"), sort_keys=True
-        )
+        data: dict[str, object] = {"from_log": dict(self.from_log), "file": self.file}
+        if self.sort:
+            data["sort"] = self.sort
+        if self.higher:
+            data["max"] = list(self.higher)
+        return json.dumps(data, separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def in_script(cls, script: str) -> MetricSources | None:
@@ -33,6 +39,8 @@ class MetricSources:
             return cls(
                 tuple((str(k), str(v)) for k, v in data.get("from_log", {}).items()),
                 str(data.get("file", "")),
+                str(data.get("sort", "")),
+                tuple(str(name) for name in data.get("max", [])),
             )
         except (ValueError, AttributeError):
             return None

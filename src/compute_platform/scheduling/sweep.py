@@ -378,6 +378,10 @@ class MetricsSpec(BaseModel):
     file: str | None = None
     """A CSV (a header, then numbers) or JSON lines file the program writes anyway, relative to the job's
     directory; `{seed}` in it is the seed."""
+    sort: str | None = None
+    """The metric that picks the best point (`compute results`, `plot`, `report`, `ui`), unless `--sort` says."""
+    max: tuple[str, ...] = ()
+    """The metrics for which higher is better (accuracy, reward); the others: lower is better."""
 
     @field_validator("from_log")
     @classmethod
@@ -386,6 +390,14 @@ class MetricsSpec(BaseModel):
             _patterns((pattern,))
             if re.compile(pattern).groups < 1:
                 raise ValueError(f"the pattern of {name!r} has no group: write the value's part in ( )")
+        return value
+
+    @field_validator("sort", "max")
+    @classmethod
+    def _names(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        for name in (value,) if isinstance(value, str) else value or ():
+            if not name.strip() or "\n" in name:
+                raise ValueError("expected a metric's name")
         return value
 
     @field_validator("file")
@@ -398,7 +410,7 @@ class MetricsSpec(BaseModel):
     def sources(self) -> MetricSources:
         from compute_platform.scheduling.sources import MetricSources
 
-        return MetricSources(tuple(self.from_log.items()), self.file or "")
+        return MetricSources(tuple(self.from_log.items()), self.file or "", self.sort or "", self.max)
 
 
 class SweepFields(BaseModel):
@@ -440,7 +452,8 @@ class SweepFields(BaseModel):
     notify: NotifySpec | None = None
     """`{webhook: URL, mail: you@lab.org}`: `compute watch` tells of the first failure and of the end."""
     metrics: MetricsSpec | None = None
-    """Metrics besides COMPUTE_METRICS: patterns of the output (`from_log`) or a file the program writes."""
+    """Metrics besides COMPUTE_METRICS (patterns of the output, `from_log`, or a file the program writes), and
+    which one picks the best point (`sort`), which are better higher (`max`)."""
     code: CodeSource | None = None
     """The code the jobs run: `git` (the playbook's repository, uncommitted changes included) or a folder;
     sent to `<code_dir>/<hash>` on each host (unchanged code never again) and the jobs start there."""
