@@ -141,6 +141,9 @@ def test_plot_writes_pngs_of_each_metric(swept: TmuxProject, tmp_path: Path) -> 
         data = (folder / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
     assert proc.stdout.count("wrote ") == 6
+    refused = compute("plot", "-o", "/proc/no-plots-here", cwd=swept.folder, timeout=120)
+    assert refused.returncode == 1 and "error: cannot write the plots: /proc/no-plots-here" in refused.stderr
+    assert "Traceback" not in refused.stderr
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(tmp_path: Path) -> None:

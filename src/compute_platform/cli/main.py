@@ -697,7 +697,11 @@ def plot(
         _warning(problem)
     if not drawn:
         raise ComputeError(f"task '{name}': no metric to plot yet (its jobs wrote none, see docs/results.md)")
-    for path in png.write(drawn, Path(output) / png.file_name(name).removesuffix(".png")):
+    try:
+        written = png.write(drawn, Path(output) / png.file_name(name).removesuffix(".png"))
+    except OSError as e:
+        raise ComputeError(f"cannot write the plots: {e.filename or output}: {e.strerror or e}") from None
+    for path in written:
         click.echo(f"wrote {path}")
     return 0
 
@@ -748,7 +752,10 @@ def report(
         view.close()
     for problem in page.found.problems:
         _warning(problem)
-    write_whole(Path(output), html.task_page(page).encode())
+    try:
+        write_whole(Path(output), html.task_page(page).encode())
+    except OSError as e:
+        raise ComputeError(f"cannot write {output}: {e.strerror or e}") from None
     click.echo(
         f"wrote {output}: task '{name}', {len(page.found.points)} point(s), {len(page.found.rows)} job(s)"
     )
