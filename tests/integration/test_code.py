@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_slurm import Project
 from tests.support import testbed as tbm
 from tests.support.cli import compute, job_output
+from tests.support.projects import SlurmProject as Project
 
 
 @pytest.fixture

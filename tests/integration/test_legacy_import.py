@@ -14,9 +14,9 @@ import pytest
 
 from compute_platform.hosts import HostPool
 from compute_platform.input.inventory import load_inventory
-from tests.integration.test_slurm import Project
 from tests.support import testbed as tbm
 from tests.support.project import write_hosts
+from tests.support.projects import SlurmProject as Project
 from tests.support.waiting import poll_until
 
 # What the original rendered (src/slurm.py's make_slurm, in short): the job name, then the command

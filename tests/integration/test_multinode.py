@@ -25,70 +25,13 @@ from tests.support import cluster as mn
 from tests.support import testbed as tbm
 from tests.support.cli import compute, job_output
 from tests.support.project import bed_hosts, write_book, write_hosts
+from tests.support.projects import CLUSTER_CONFIGS as CONFIGS
+from tests.support.projects import ClusterProject as Project
+from tests.support.projects import local, login, slurm
 from tests.support.waiting import poll_until, wait_jobs
 
-CONFIGS = """\
-default: {cpus: 1, time: '00:05:00'}
-gpu: {cpus: 1, gpu: 1, partition: gpu}
-one-minute: {cpus: 1, time: '00:01:00'}
-small: {cpus: 1, mem: 100M}
-"""
 # exits with the number of its flag (`--code=3`: 3) after saying where it ran
 EXITS = 'f() { echo "on $(hostname)"; exit "${1#--code=}"; }; f'
-
-
-def login(bed: tbm.Testbed, command: str, timeout: float = 30) -> str:
-    """`command` on the login node as the test user (ssh through the bed's ssh_config)."""
-    proc = subprocess.run(
-        ["ssh", "-F", str(bed.ssh_config), bed.slurm_alias or "cluster", command],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.returncode == 0, f"{command!r}: exit {proc.returncode}: {proc.stderr}"
-    return proc.stdout
-
-
-def local(bed: tbm.Testbed, *cmd: str) -> str:
-    """A Slurm client command here, as root (sacct, squeue)."""
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=30, env={**os.environ, **tbm.slurm_env(bed)}
-    )
-    assert proc.returncode == 0, f"{cmd}: {proc.stderr}"
-    return proc.stdout
-
-
-class Project:
-    """A folder with hosts.yaml (the cluster's login node, with a private log folder), configs.yaml
-    and book.yaml."""
-
-    def __init__(self, bed: tbm.Testbed, folder: Path) -> None:
-        self.bed = bed
-        self.folder = folder
-        self.logs = bed.home / f"compute/test-{uuid.uuid4().hex[:10]}"
-        alias = bed.slurm_alias or "cluster"
-        write_hosts(folder, {"cluster": {**bed_hosts(bed)[alias], "save_path": str(self.logs)}})
-        (folder / "configs.yaml").write_text(CONFIGS)
-
-    def run(self, tasks: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
-        write_book(self.folder, tasks)
-        return compute("run", "book.yaml", cwd=self.folder)
-
-    def jobs(self) -> dict[str, dict[str, Any]]:
-        """`compute jobs --all --json`, by job id."""
-        proc = compute("jobs", "--all", "--json", cwd=self.folder, timeout=60)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return {job["job_id"]: job for job in json.loads(proc.stdout)["jobs"]}
-
-    def wait(self, timeout: float = 60, until: tuple[str, ...] | None = None) -> dict[str, Row]:
-        if until is None:
-            return wait_jobs(self.folder / "archive", timeout=timeout)
-        return wait_jobs(self.folder / "archive", until, timeout=timeout)
-
-
-def slurm(name: str, **fields: Any) -> dict[str, Any]:
-    return {"name": name, "hosts": "cluster", "slurm": fields}
 
 
 @pytest.fixture

@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_multinode import Project, local, login, slurm
 from tests.support import testbed as tbm
 from tests.support.cli import compute, compute_argv
+from tests.support.projects import ClusterProject as Project
+from tests.support.projects import local, login, slurm
 from tests.support.servers import Webhook
 from tests.support.waiting import poll_until
 

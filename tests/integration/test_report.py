@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_tmux import Project as TmuxProject
 from tests.support.browser import Browser
 from tests.support.cli import compute
+from tests.support.projects import TmuxProject
 from tests.support.waiting import poll_until
 
 # loss = lr * 10 / step + wd * 2 + seed / 100 at steps 1..4, acc = 1 - loss; seed 2 of lr=0.1 wd=0 writes

@@ -12,11 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_slurm import Project as SlurmProject
-from tests.integration.test_tmux import Project as TmuxProject
 from tests.support import testbed as tbm
 from tests.support.cli import compute
 from tests.support.project import write_hosts
+from tests.support.projects import SlurmProject, TmuxProject
 
 # writes loss = lr * 10 / step + seed / 100 at steps 1..3; seed 2 of lr=0.1 writes nothing
 WRITER = (

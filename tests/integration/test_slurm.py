@@ -6,64 +6,18 @@ every test bed, and several beds may share that home."""
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
-import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from compute_platform.jobs.query import FINAL, Row
 from tests.support import testbed as tbm
-from tests.support.cli import compute, job_output
-from tests.support.project import bed_hosts, write_book, write_hosts
-from tests.support.waiting import wait_for, wait_jobs
-
-CONFIGS = """\
-default: {cpus: 1, time: '00:05:00'}
-gpu: {cpus: 1, gpu: 1, partition: gpu}
-nopart: {partition: no-such-partition}
-"""
-
-
-class Project:
-    """A folder with hosts.yaml (the bed's, with a private log folder), configs.yaml and book.yaml."""
-
-    def __init__(self, bed: tbm.Testbed, folder: Path, **cluster: Any) -> None:
-        self.bed = bed
-        self.folder = folder
-        self.logs_name = f"compute/test-{uuid.uuid4().hex[:10]}"
-        self.logs = bed.home / self.logs_name
-        entry = {**bed_hosts(bed)[bed.slurm_alias], "save_path": f"~/{self.logs_name}", **cluster}
-        self.hosts = {"cluster": entry, "cluster2": dict(entry)}  # two aliases of the same cluster
-        write_hosts(folder, self.hosts)
-        (folder / "configs.yaml").write_text(CONFIGS)
-
-    def run(self, tasks: list[dict[str, Any]], *extra: str) -> subprocess.CompletedProcess[str]:
-        write_book(self.folder, tasks)
-        return compute("run", "book.yaml", *extra, cwd=self.folder)
-
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return compute(*args, cwd=self.folder, timeout=timeout)
-
-    def rows(self) -> list[dict[str, str]]:
-        with open(self.folder / "archive" / "job.csv", newline="") as f:
-            return list(csv.DictReader(f))
-
-    def wait(self, timeout: float = 45, until: tuple[str, ...] = FINAL) -> dict[str, Row]:
-        """Poll the jobs' states (one squeue round trip per poll, 0.2 s apart) until all are in `until`."""
-        return wait_jobs(self.folder / "archive", until, timeout=timeout)
-
-    def output(self, row: dict[str, str]) -> str:
-        return job_output(Path(row["log_out"]).read_text())
-
-
-def slurm(name: str, hosts: Any = "cluster", **fields: Any) -> dict[str, Any]:
-    return {"name": name, "hosts": hosts, "slurm": fields}
+from tests.support.cli import job_output
+from tests.support.projects import SlurmProject as Project
+from tests.support.projects import slurm
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

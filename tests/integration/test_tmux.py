@@ -9,8 +9,6 @@ Local runs get a private tmux server (TMUX_TMPDIR below), killed at the end of t
 
 from __future__ import annotations
 
-import contextlib
-import json
 import shutil
 import subprocess
 import tempfile
@@ -21,13 +19,10 @@ from typing import Any
 
 import pytest
 
-from compute_platform.hosts import HostPool, shell
-from compute_platform.input.inventory import load_inventory
-from compute_platform.ledger import JobRecord, Ledger
+from compute_platform.hosts import shell
 from tests.support import testbed as tbm
-from tests.support.cli import compute, job_output
-from tests.support.project import host_entry, write_project
-from tests.support.waiting import wait_for, wait_jobs
+from tests.support.projects import TmuxProject as Project
+from tests.support.waiting import wait_for
 
 WHERE = ["localhost", "h1"]
 FINAL = ("COMPLETED", "FAILED", "CANCELLED")
@@ -50,83 +45,6 @@ def project(testbed: Any, tmp_path: Path, local_tmux: str) -> Iterator[Project]:
     made = Project(testbed, tmp_path)
     yield made
     made.clean()
-
-
-class Project:
-    """A folder with hosts.yaml (the bed's hosts + localhost), a playbook and its archive."""
-
-    def __init__(self, testbed: Any, folder: Path) -> None:
-        self.testbed = testbed
-        self.folder = folder
-        self.name = f"t{uuid.uuid4().hex[:6]}"
-        self.hosts: dict[str, Any] = {"localhost": {"save_path": str(folder / "logs")}}
-        # on the bed's hosts: a folder of the test user's home that this test removes at its end
-        self.remote = f"~/compute/tmux-tests/{self.name}"
-
-    def host(self, alias: str, **settings: Any) -> None:
-        """Give a host extra settings (init, env...)."""
-        base = self.hosts.get(alias) or host_entry(self.testbed, alias, save_path=self.remote)
-        self.hosts[alias] = {**base, **settings}
-
-    def book(self, where: str, **fields: Any) -> None:
-        if where not in self.hosts:
-            self.host(where)
-        task = {"name": "sweep", "hosts": where, "tmux": {"job_name": self.name, **fields}}
-        text = json.dumps({"inventory": {"hosts": "hosts.yaml"}, "tasks": [task]})
-        write_project(self.folder, self.testbed, text, extra_hosts=self.hosts)
-
-    def compute(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return compute(*args, cwd=self.folder, timeout=timeout)
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        proc = self.compute("run", "book.yaml", *args)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return proc
-
-    def records(self) -> list[JobRecord]:
-        return Ledger(self.folder / "archive").records()
-
-    def states(self) -> dict[str, dict[str, Any]]:
-        proc = self.compute("jobs", "--json")
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return {row["job_id"]: row for row in json.loads(proc.stdout)["jobs"]}
-
-    def wait(self, done: Any = None, timeout: float = 30) -> dict[str, dict[str, Any]]:
-        """Poll the jobs' states until `done(states)` (default: every job has ended), then return
-        what `compute jobs --json` says. The polling runs the same code in-process, on one
-        connection, so that the test does not pay a new process and SSH login every 0.2 s."""
-        done = done or (lambda states: all(s["state"] in FINAL for s in states.values()))
-        wait_jobs(
-            self.folder / "archive",
-            done=lambda rows: done({job_id: {"state": row.state.state} for job_id, row in rows.items()}),
-            timeout=timeout,
-        )
-        return self.states()
-
-    def log(self, job_id: str) -> str:
-        proc = self.compute("logs", job_id)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return job_output(proc.stdout)
-
-    def logs(self, where: str) -> list[str]:
-        """Every job's log in index order, read in one call (`compute logs` is tested on its own)."""
-        records = sorted(self.records(), key=lambda r: int(r.job_index))
-        paths = " ".join(shell.quote(r.log_out) for r in records)
-        text = self.shell(where, f"for f in {paths}; do cat \"$f\"; echo '<end of log>'; done")
-        return [job_output(log) for log in text.split("<end of log>\n")[:-1]]
-
-    def clean(self) -> None:
-        for alias in self.hosts:
-            if alias != "localhost" and alias in self.testbed.hosts and (self.folder / "hosts.yaml").exists():
-                with contextlib.suppress(Exception):  # a stopped host (no tmux test) has nothing to clean
-                    self.shell(alias, f"rm -rf {shell.quote_path(self.remote)}")
-
-    def shell(self, alias: str, command: str) -> str:
-        pool = HostPool(load_inventory(self.folder / "hosts.yaml", None))
-        try:
-            return pool.get(alias).run(command, timeout=30, check=True).stdout
-        finally:
-            pool.close()
 
 
 def intervals(logs: list[str]) -> list[tuple[float, float]]:
