@@ -13,19 +13,8 @@ import paramiko
 import pytest
 
 from tests.support import testbed as tbm
+from tests.support.projects import ssh
 from tests.support.waiting import poll_until
-
-
-def ssh(bed: tbm.Testbed, host: str, command: str, timeout: float = 30) -> str:
-    proc = subprocess.run(
-        ["ssh", "-F", str(bed.ssh_config), host, command],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    assert proc.returncode == 0, f"ssh {host} {command!r}: {proc.returncode} {proc.stderr}"
-    return proc.stdout
 
 
 def port_open(port: int) -> bool:

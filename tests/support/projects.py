@@ -4,8 +4,8 @@
 * `ClusterProject`: the multi-node cluster's login node (`scripts/testbed up --nodes N`);
 * `TmuxProject`: the bed's workstations and localhost, for tmux tasks;
 
-and the helpers their tests share: `slurm()` (a slurm task), `login()` (a command on the cluster's login
-node), `local()` (a Slurm client command here).
+and the helpers their tests share: `slurm()` (a slurm task), `ssh()` (a command on a host of the bed),
+`login()` (on the cluster's login node), `local()` (a Slurm client command here).
 """
 
 from __future__ import annotations
@@ -79,17 +79,22 @@ small: {cpus: 1, mem: 100M}
 """
 
 
-def login(bed: tbm.Testbed, command: str, timeout: float = 30) -> str:
-    """`command` on the login node as the test user (ssh through the bed's ssh_config)."""
+def ssh(bed: tbm.Testbed, host: str, command: str, timeout: float = 30) -> str:
+    """`command` on a host of the bed as the test user, through the system ssh and the bed's ssh_config."""
     proc = subprocess.run(
-        ["ssh", "-F", str(bed.ssh_config), bed.slurm_alias or "cluster", command],
+        ["ssh", "-F", str(bed.ssh_config), host, command],
         capture_output=True,
         text=True,
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
-    assert proc.returncode == 0, f"{command!r}: exit {proc.returncode}: {proc.stderr}"
+    assert proc.returncode == 0, f"ssh {host} {command!r}: exit {proc.returncode}: {proc.stderr}"
     return proc.stdout
+
+
+def login(bed: tbm.Testbed, command: str, timeout: float = 30) -> str:
+    """`command` on the cluster's login node."""
+    return ssh(bed, bed.slurm_alias or "cluster", command, timeout)
 
 
 def local(bed: tbm.Testbed, *cmd: str) -> str:

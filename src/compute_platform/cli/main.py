@@ -583,6 +583,18 @@ def _higher_option(command: F) -> F:
     return option(command)
 
 
+def _collected(view: Any, task: str | None, host: str | None, metric: str | None, higher: str | None) -> Any:
+    """`results.collect` of TASK (default: the ledger's latest) with --sort and --max, the one way
+    `results`, `plot` and `report` gather a task's points; what fetching met is warned of."""
+    from compute_platform.jobs import results, views
+
+    name = task or views.latest_task(view.records(host, last=1))
+    got = results.collect(view, name, host, metric, _higher(higher, metric))
+    for problem in got.problems:
+        _warning(problem)
+    return got
+
+
 @cli.command(context_settings=CONTEXT)
 @click.argument("task", required=False)
 @click.option("--host", help="Only the jobs of this host alias.")
@@ -618,16 +630,12 @@ def results(
 
     if sum((as_json, as_csv, grid)) > 1:
         raise click.UsageError("--json, --csv or --grid: one of them")
-    wanted = _higher(higher, metric)
     view = _jobs_view(archive, inventory)
     try:
-        name = task or views.latest_task(view.records(host, last=1))
-        got = found.collect(view, name, host, metric, wanted)
+        got = _collected(view, task, host, metric, higher)
     finally:
         view.close()
-    for problem in got.problems:
-        _warning(problem)
-    points, rows, metric, wanted = got.points, got.rows, got.metric, got.higher
+    name, points, rows, metric, wanted = got.task, got.points, got.rows, got.metric, got.higher
     if grid:
         from rich.console import Console
 
@@ -679,22 +687,17 @@ def plot(
     """PNGs of a task's metrics (needs matplotlib: pip install 'compute[plot]'): each metric against
     each swept parameter with its spread over seeds, and learning curves (metric by step, a band over
     seeds) of the best points (default task: the ledger's latest)."""
-    from compute_platform.jobs import results as found
-    from compute_platform.jobs import views
     from compute_platform.report import png
     from compute_platform.report.pages import figures_of
 
     png.check()  # before any host is asked
-    wanted = _higher(higher, metric)
     view = _jobs_view(archive, inventory)
     try:
-        name = task or views.latest_task(view.records(host, last=1))
-        got = found.collect(view, name, host, metric, wanted)
+        got = _collected(view, task, host, metric, higher)
         drawn = figures_of(view, got, list(metrics))
     finally:
         view.close()
-    for problem in got.problems:
-        _warning(problem)
+    name = got.task
     if not drawn:
         raise ComputeError(f"task '{name}': no metric to plot yet (its jobs wrote none, see docs/results.md)")
     try:
@@ -738,20 +741,15 @@ def report(
     """One self-contained page of a task (it loads nothing: open it offline, send it): the results
     table (sortable), the sweep's grid coloured by the metric, the plots, the sweep's config, commit
     and commands, its jobs and their states (default task: the ledger's latest)."""
-    from compute_platform.jobs import results as found
-    from compute_platform.jobs import views
     from compute_platform.ledger.records import write_whole
     from compute_platform.report import html, pages
 
-    wanted = _higher(higher, metric)
     view = _jobs_view(archive, inventory)
     try:
-        name = task or views.latest_task(view.records(host, last=1))
-        page = pages.task_page(view, found.collect(view, name, host, metric, wanted))
+        page = pages.task_page(view, _collected(view, task, host, metric, higher))
     finally:
         view.close()
-    for problem in page.found.problems:
-        _warning(problem)
+    name = page.found.task
     try:
         write_whole(Path(output), html.task_page(page).encode())
     except OSError as e:
