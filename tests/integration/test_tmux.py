@@ -9,6 +9,7 @@ Local runs get a private tmux server (TMUX_TMPDIR below), killed at the end of t
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -301,3 +302,25 @@ def test_jobs_lost_with_their_session_are_retried_by_watch(project: Project) -> 
     ]
     assert "again a" in project.log(next(j for j, r in retried.items() if r["replaces"] == first))
     assert f"{first}" not in project.compute("watch", "--once").stdout  # nothing is retried twice
+
+
+def test_a_session_lost_with_a_tmux_server_another_launch_started_is_asked_again(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two launches at once on a host with no tmux server both start one; the one whose server loses
+    the socket is told "server exited unexpectedly". Here a tmux that answers so once, then is tmux."""
+    real = shutil.which("tmux")
+    assert real
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    told = tmp_path / "told"
+    (folder / "tmux").write_text(
+        f'#!/bin/sh\nif [ "$1" = new-session ] && [ ! -e {told} ]; then\n'
+        f"  : > {told}; echo 'server exited unexpectedly' >&2; exit 1\nfi\nexec {real} \"$@\"\n"
+    )
+    (folder / "tmux").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+    project.book("localhost", cmd="echo hi")
+    project.run()
+    assert told.exists()  # it was told, once
+    assert project.wait()[f"{project.name}.0"]["state"] == "COMPLETED"

@@ -61,7 +61,17 @@ compute_start() {
   for ((k = 1; k < lanes; k++)); do
     args+=(';' new-window -d -t "=$session:" -n "lane-$k" -c "$compute_dir" "bash $me lane $k")
   done
-  tmux "${args[@]}" || { rm -f environment; return 1; }
+  # Two launches at once on a host with no tmux server both start one: the server that loses the socket
+  # exits ("server exited unexpectedly") and its session is never made. It is asked again, of the server
+  # the other launch started.
+  for ((k = 1; ; k++)); do
+    tmux "${args[@]}" 2> tmux.err && break
+    if [ "$k" -ge 5 ] || tmux has-session -t "=$session" 2>/dev/null; then
+      cat tmux.err >&2; rm -f environment tmux.err; return 1
+    fi
+    sleep 0.2
+  done
+  rm -f tmux.err
   for ((k = 0; k < 300; k++)); do
     [ "$(ls lane-*.ready 2>/dev/null | wc -l)" -ge "$lanes" ] && break
     sleep 0.1
