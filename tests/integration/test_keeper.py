@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from compute_platform.hosts import kept, make_host
+from compute_platform.hosts.persistent import FED_MAX
 from compute_platform.hosts.ssh import SSHHost
 from compute_platform.input.spec import HostSpec
 from tests.support import keepers
@@ -423,6 +424,34 @@ def test_max_sessions_1_through_the_keeper(keeper: Path, testbed: tbm.Testbed) -
             assert host.run("echo after").stdout == "after\n"
             assert host.run("echo timed", timeout=10).stdout == "timed\n"
             assert host.kept  # type: ignore[attr-defined]
+        finally:
+            host.close()
+    finally:
+        keepers.stop(keeper)
+        tbm.remove_sshd(testbed, limited.name)
+
+
+def test_max_sessions_1_a_command_gets_the_session_the_keepers_parked_shell_held(
+    keeper: Path, testbed: tbm.Testbed
+) -> None:
+    """The one session a server allows is the keeper's parked shell: a command that needs an exec
+    channel of its own (a large stdin) gets it, the keeper closing its shell (was: refused for
+    connect_timeout, then an error)."""
+    limited = Sshd(testbed, f"k{uuid.uuid4().hex[:6]}", MaxSessions="1")
+    try:
+        spec = HostSpec(alias="target", **limited.entry())
+        first = make_host(spec)
+        first.connect()
+        first.close()
+        keepers.wait_kept("target")
+        wait_for(lambda: any(c["shell"] for c in kept.connections()), 20, "the keeper to park a shell")
+        host = make_host(spec)
+        try:
+            started = time.monotonic()
+            fed = host.run("wc -c", stdin=b"x" * (FED_MAX + 1), timeout=30)
+            assert (fed.exit_code, fed.stdout.strip()) == (0, str(FED_MAX + 1))
+            assert time.monotonic() - started < 5
+            assert host.run("echo after").stdout == "after\n"
         finally:
             host.close()
     finally:

@@ -232,17 +232,19 @@ class Entry:
         import paramiko
 
         chan: paramiko.Channel | None = None
-        try:
-            transport = self.host.live_transport()
-            if isinstance(transport, paramiko.Transport):
-                with self.opening_session:
+        transport = self.host.live_transport()
+        # kept as the spare before the lock goes: a request waiting for it takes it, rather than
+        # asking a server that allows one session (MaxSessions) for a second
+        with self.opening_session:
+            try:
+                if isinstance(transport, paramiko.Transport):
                     chan = transport.open_session(timeout=self.spec.connect_timeout)
-        except Exception:  # sshd's MaxSessions, or the connection is going: no spare, commands open their own
-            chan = None
-        with self.keeper.lock:
-            self._refilling = False
-            if chan is not None and self.spare is None and not self.closed:
-                self.spare, chan = chan, None
+            except Exception:  # sshd's MaxSessions, or the connection is going: commands open their own
+                chan = None
+            with self.keeper.lock:
+                self._refilling = False
+                if chan is not None and self.spare is None and not self.closed:
+                    self.spare, chan = chan, None
         if chan is not None:
             chan.close()
 
@@ -581,6 +583,10 @@ class Keeper:
                     return spare
                 return transport.open_session(timeout=hello.get("timeout"))
         except paramiko.ChannelException as e:  # sshd's MaxSessions: the client waits and asks again
+            # a command matters more than the shell parked for the next run: its session goes
+            parked = entry.take_shell()
+            if parked is not None:
+                parked[0].close()
             send_json(conn, REPLY, {"ok": False, "refused": str(e.text)})
         except Exception as e:
             send_json(conn, REPLY, {"ok": False, "reason": str(e) or type(e).__name__})
