@@ -137,3 +137,51 @@ def test_a_folder_snapshot_leaves_out_what_exclude_names(tmp_path: Path, local_t
     wait_jobs(tmp_path / "archive", timeout=30)
     out = job_output(compute("logs", "t.0", cwd=tmp_path).stdout)
     assert out.splitlines()[-2:] == ["./.compute-complete", "./run.sh"] and "run" in out
+
+
+def test_cleaning_keeps_what_open_jobs_run_and_a_resubmission_gets_its_snapshot_back(
+    tmp_path: Path, local_tmux: None
+) -> None:
+    """`compute code --clean` removes the snapshot of a failed job, not the one a running job runs;
+    `compute resubmit --failed` then sends the failed job's snapshot again from the archive."""
+    import json
+
+    for name, text in (
+        ("old", "echo old-code; exit 3\n"),
+        ("new", f"until [ -e {tmp_path}/go ]; do sleep 0.1; done\n"),
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "run.sh").write_text(text)
+    code_dir = tmp_path / "code"
+    (tmp_path / "hosts.yaml").write_text(f"localhost: {{save_path: {tmp_path}/logs, code_dir: {code_dir}}}\n")
+    tasks = [
+        {"name": name, "hosts": "localhost", "tmux": {"cmd": "bash run.sh", "code": {"path": name}}}
+        for name in ("old", "new")
+    ]
+    book = {"inventory": {"hosts": "hosts.yaml"}, "tasks": tasks}
+    (tmp_path / "book.yaml").write_text(json.dumps(book))
+    from tests.support.waiting import wait_jobs
+
+    try:
+        assert compute("run", "book.yaml", cwd=tmp_path).returncode == 0
+        rows = wait_jobs(tmp_path / "archive", done=lambda rows: rows["old.0"].state.state == "FAILED")
+        assert rows["new.0"].state.state == "RUNNING"
+        old, new = rows["old.0"].record.code, rows["new.0"].record.code
+        assert old and new and old != new
+
+        said = compute("code", "--clean", "-n", cwd=tmp_path)
+        assert said.stdout == f"localhost: would remove the snapshots of {code_dir} but {new}\n", said.stdout
+        assert (code_dir / old).is_dir()
+        said = compute("code", "--clean", cwd=tmp_path)
+        assert said.stdout == f"localhost: removed 1 snapshot(s) from {code_dir}: {old}\n", said.stdout
+        assert not (code_dir / old).exists() and (code_dir / new / "run.sh").is_file()
+
+        again = compute("resubmit", "--failed", cwd=tmp_path)
+        assert again.returncode == 0 and "old.0 resubmitted as" in again.stdout, again.stdout + again.stderr
+        assert (code_dir / old / "run.sh").read_text() == "echo old-code; exit 3\n"
+        resubmitted = again.stdout.split("resubmitted as ")[1].split()[0]
+        rows = wait_jobs(tmp_path / "archive", done=lambda rows: rows[resubmitted].state.state == "FAILED")
+        assert "old-code" in job_output(compute("logs", resubmitted, cwd=tmp_path).stdout)
+    finally:
+        (tmp_path / "go").write_text("")
+    wait_jobs(tmp_path / "archive", timeout=30)

@@ -18,6 +18,8 @@ import pytest
 from compute_platform.ledger import JobRecord
 from tests.integration.faultbed import Project, ledger_rows, scancel_name, slurm, slurm_jobs
 from tests.support import testbed as tbm
+from tests.support.cli import compute, compute_popen
+from tests.support.waiting import wait_for
 
 RUNS = 4
 JOBS = 250
@@ -101,5 +103,40 @@ def test_two_tmux_launches_at_once_on_one_host_never_share_a_session(
         assert len(rows) == 4 and len(sessions) == 2
         assert {r["script"] for r in rows} == {f"h1/{s}.tmux" for s in sessions}
         assert all((project.archive / r["script"]).is_file() for r in rows)
+    finally:
+        shutil.rmtree(testbed.home / project.logs_name, ignore_errors=True)
+
+
+def test_resubmitters_at_once_resubmit_a_failed_job_once(testbed: tbm.Testbed, tmp_path: Path) -> None:
+    """Two `compute resubmit --failed` and a `compute watch --once` whose policy retries the job, all
+    started together on one archive: one new job, not three."""
+    project = Project(testbed, tmp_path)
+    name = project.job_name("r")
+    task = {
+        "name": "flaky",
+        "hosts": "h1",
+        "tmux": {"cmd": "exit", "job_name": name, "args": ["3"], "retry": {"max": 5, "on": [3]}},
+    }
+    project.book([task])
+    try:
+        done = project.run()
+        assert done.returncode == 0, done.stdout + done.stderr
+
+        def failed() -> bool:
+            listed = compute("jobs", "--json", cwd=tmp_path).stdout
+            return '"state": "FAILED"' in listed
+
+        wait_for(failed, 30, "the job to fail")
+        procs = [
+            compute_popen(*argv, cwd=tmp_path)
+            for argv in [["resubmit", "--failed"]] * 2 + [["watch", "--once"]]
+        ]
+        for proc in procs:
+            out, err = proc.communicate(timeout=60)
+            assert proc.returncode == 0, out + err
+        rows = ledger_rows(project.archive)
+        first = rows[0]["job_id"]
+        # (the watch may retry the new job too, once it has failed: that one is not `first`)
+        assert [r["replaces"] for r in rows].count(first) == 1, rows
     finally:
         shutil.rmtree(testbed.home / project.logs_name, ignore_errors=True)

@@ -304,6 +304,34 @@ def test_jobs_lost_with_their_session_are_retried_by_watch(project: Project) -> 
     assert f"{first}" not in project.compute("watch", "--once").stdout  # nothing is retried twice
 
 
+@pytest.mark.parametrize("where", WHERE)
+def test_fail_on_log_stops_a_job_and_watch_does_not_retry_it(project: Project, where: str) -> None:
+    project.book(
+        where,
+        cmd="echo 'NCCL watchdog timeout: rank 3'; sleep 59.41; echo",
+        args=["a"],
+        env={"COMPUTE_LOG_EVERY": "1"},
+        fail_on_log=["NCCL watchdog"],
+        retry={"max": 3, "on": ["failed"]},
+    )
+    project.run()
+    job = f"{project.name}.0"
+    states = project.wait(timeout=20)  # stopped within about a second, not after a minute
+    assert (states[job]["state"], states[job]["exit_code"], states[job]["reason"]) == (
+        "FAILED",
+        143,
+        "fail_on_log",
+    )
+    assert "FAILED (143) fail_on_log" in project.compute("jobs").stdout
+    assert "matches a fail_on_log pattern" in project.log(job)
+    assert "sleep 59.41" not in project.shell(where, "ps -eo args")
+    said = project.compute("watch", "--once")
+    assert said.returncode == 0 and f"job {job} not retried: fail_on_log is not retried" in said.stdout, (
+        said.stdout + said.stderr
+    )
+    assert [r.job_id for r in project.records()] == [job]
+
+
 def test_a_session_lost_with_a_tmux_server_another_launch_started_is_asked_again(
     project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from compute_platform.errors import InputError
 from compute_platform.ledger import JobRecord, Ledger
 from compute_platform.scheduling import tmux
 from compute_platform.scheduling.backend import CANCELLED, COMPLETED, FAILED, PENDING, RUNNING, UNKNOWN
+from compute_platform.scheduling.recovery import Policy
 from compute_platform.scheduling.sweep import expand
 from compute_platform.tasks import REGISTRY
 from compute_platform.tasks.tmux import Tmux
@@ -73,6 +75,13 @@ LAUNCHERS: dict[str, tmux.LauncherSpec] = {
         lanes=0,
         secret_env=("WANDB_API_KEY", "HF_TOKEN"),
     ),
+    "fail-on-log": tmux.LauncherSpec(
+        task="watched",
+        cmd="python train.py",
+        jobs=tuple(expand(["a", "b"], {})),
+        env={"COMPUTE_LOG_EVERY": "1"},
+        policy=Policy(retries=False, fail_on_log=("NCCL watchdog", "it's (stuck|hung)")),
+    ),
 }
 
 
@@ -124,6 +133,75 @@ def test_the_launcher_refuses_a_job_it_does_not_have(tmp_path: Path) -> None:
     proc = subprocess.run(["bash", str(launcher), "start", "99"], capture_output=True, text=True, timeout=10)
     assert proc.returncode == 2
     assert "no job 99" in proc.stderr
+
+
+def test_a_lane_stops_a_job_whose_output_matches_fail_on_log(tmp_path: Path) -> None:
+    """The lane's watcher, run by bash here (a lane needs no tmux): the job is stopped within its
+    period, its status says `log`, nothing of it is left, and the next job of the queue runs."""
+    cmd = 'echo starting; sleep 0.5; echo "NCCL watchdog timeout: rank 3"; sleep 59.37; echo'
+    spec = tmux.LauncherSpec(
+        task="watched",
+        cmd=cmd,
+        jobs=tuple(expand(["first", "second"], {})),
+        seed_flag=None,
+        env={"COMPUTE_LOG_EVERY": "1"},
+        policy=Policy(retries=False, fail_on_log=("NCCL watchdog",)),
+    )
+    launcher = tmp_path / tmux.LAUNCHER
+    launcher.write_text(tmux.render_launcher(spec))
+    (tmp_path / "queue").write_text("0\n1\n")
+    started = time.monotonic()
+    subprocess.run(["bash", str(launcher), "lane", "0"], capture_output=True, timeout=60, check=True)
+    assert time.monotonic() - started < 10  # two jobs, each stopped within about a second
+    for i in ("0", "1"):
+        assert (tmp_path / f"{i}.status").read_text() == "143 log\n"
+        assert "matches a fail_on_log pattern" in (tmp_path / f"{i}.log").read_text()
+        state = tmux.decide(True, True, "143 log", False, False, False)
+        assert (state.state, state.exit_code, state.reason) == (FAILED, 143, "fail_on_log")
+    assert subprocess.run(["pgrep", "-f", "sleep 59.37"], capture_output=True).returncode == 1
+
+
+@pytest.mark.slow
+def test_a_job_that_ignores_sigterm_is_killed_10_s_after(tmp_path: Path) -> None:
+    """A hung program may not end on SIGTERM: its lane kills its process group 10 s later, before
+    the next job (on the same GPU) starts."""
+    cmd = "bash -c \"trap '' TERM; echo 'NCCL watchdog timeout'; sleep 59.43\""
+    spec = tmux.LauncherSpec(
+        task="watched",
+        cmd=cmd,
+        jobs=tuple(expand([], {})),
+        seed_flag=None,
+        env={"COMPUTE_LOG_EVERY": "1"},
+        policy=Policy(retries=False, fail_on_log=("NCCL watchdog",)),
+    )
+    launcher = tmp_path / tmux.LAUNCHER
+    launcher.write_text(tmux.render_launcher(spec))
+    (tmp_path / "queue").write_text("0\n")
+    started = time.monotonic()
+    subprocess.run(["bash", str(launcher), "lane", "0"], capture_output=True, timeout=60, check=True)
+    assert 9 < time.monotonic() - started < 20
+    assert (tmp_path / "0.status").read_text() == "143 log\n"
+    assert subprocess.run(["pgrep", "-f", "sleep 59.43"], capture_output=True).returncode == 1
+
+
+def test_a_job_that_does_not_match_ends_as_it_would_and_its_watcher_goes(tmp_path: Path) -> None:
+    spec = tmux.LauncherSpec(
+        task="watched",
+        cmd="echo fine; sleep 1.5; exit 4",
+        jobs=tuple(expand([], {})),
+        seed_flag=None,
+        env={"COMPUTE_LOG_EVERY": "1"},
+        policy=Policy(retries=False, fail_on_log=("NCCL watchdog",)),
+    )
+    launcher = tmp_path / tmux.LAUNCHER
+    launcher.write_text(tmux.render_launcher(spec))
+    (tmp_path / "queue").write_text("0\n")
+    subprocess.run(["bash", str(launcher), "lane", "0"], capture_output=True, timeout=30, check=True)
+    assert (tmp_path / "0.status").read_text() == "4\n"
+    assert not (tmp_path / "0.matched").exists()
+    assert (
+        subprocess.run(["pgrep", "-f", str(launcher)], capture_output=True).returncode == 1
+    )  # lane, watcher
 
 
 def test_lanes_one_without_parallel_else_the_smallest_limit() -> None:

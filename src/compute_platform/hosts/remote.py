@@ -75,7 +75,8 @@ def launch(script: str, login: Login, fed: bool = False) -> Launch:
         f"printf '%s\\n' {token}; printf '%s\\n' {token} >&2\n"
         "set +e +u\n"
         'cd "$HOME" 2>/dev/null\n'  # where sshd started the shell, whatever `cd` a start-up file did
-        f"echo $$ > {pidfile}\n(\n{script}\n){stdin}\ncompute_rc=$?\nrm -f {pidfile}\nexit $compute_rc"
+        # bash runs the EXIT trap when a signal ends it too (a dropped connection: HUP, PIPE)
+        f"echo $$ > {pidfile}\ntrap 'rm -f {pidfile}' EXIT\n(\n{script}\n){stdin}"
     )
     if login.is_bash:
         return Launch(body, pidfile, token.encode())

@@ -59,7 +59,13 @@ def against_now(view: Jobs, record: JobRecord, root: Path | None = None) -> list
 
 
 def clean(view: Jobs, host: str | None, dry_run: bool) -> list[str]:
-    """Remove, on each host that got snapshots, those no open job runs; one line per snapshot."""
+    """Remove, on each host that got snapshots, those no open job runs; one line per snapshot. Not
+    while jobs are resubmitted: one whose snapshot is put back has no row yet that says it is open."""
+    with view.ledger.resubmitting():
+        return _clean(view, host, dry_run)
+
+
+def _clean(view: Jobs, host: str | None, dry_run: bool) -> list[str]:
     from compute_platform.jobs.query import FINAL
     from compute_platform.scheduling import code
 

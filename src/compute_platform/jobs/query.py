@@ -282,19 +282,25 @@ class Jobs:
         # named on sbatch's command line): its playbook, run again, resubmits it
         candidates = [r for r in records if (r.host, r.job_id) not in replaced and r.status_file]
         failed = [row.record for row in self.rows(candidates) if row.state.state == FAILED]
-        if failed:
-            self.ledger.ensure_writable()
+        if not failed:
+            return []
+        self.ledger.ensure_writable()
 
         def one(item: tuple[tuple[str, str, str], list[JobRecord]]) -> list[JobRecord]:
             (scheduler, hosts_file, alias), group = item
             return backend(scheduler).resubmit(self.host(hosts_file, alias), group, self.ledger)
 
-        new = [row for part in self.parallel(one, list(self.by_host(failed).items())) for row in part]
-        old = {(r.host, r.job_id): r for r in failed}
-        pairs = [(old[(n.host, n.replaces)], n) for n in new]
-        self.ledger.append_events(
-            [Event(now(), o.host, o.job_id, RESUBMITTED_EVENT, n.job_id) for o, n in pairs]
-        )
+        # a `compute watch` (or another resubmit) may have resubmitted some while the hosts answered
+        with self.ledger.resubmitting():
+            # a retry whose sbatch answer was lost may be in the queue: `compute watch` looks for it
+            gone = set(self.replaced()) | self.ledger.resubmitted_in_doubt()
+            failed = [r for r in failed if (r.host, r.job_id) not in gone]
+            new = [row for part in self.parallel(one, list(self.by_host(failed).items())) for row in part]
+            old = {(r.host, r.job_id): r for r in failed}
+            pairs = [(old[(n.host, n.replaces)], n) for n in new]
+            self.ledger.append_events(
+                [Event(now(), o.host, o.job_id, RESUBMITTED_EVENT, n.job_id) for o, n in pairs]
+            )
         return pairs
 
     def logs(

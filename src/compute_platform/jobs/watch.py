@@ -28,7 +28,6 @@ from compute_platform.ledger import (
     NOT_SUBMITTED,
     NOTIFIED_EVENT,
     RESUBMITTED_EVENT,
-    UNCONFIRMED,
     Ended,
     Event,
     JobRecord,
@@ -128,8 +127,14 @@ class Watch:
                 retries.setdefault(group, []).append((row, verdict))
             elif verdict.failure:
                 seen.given_up.append((row.record, verdict))
-        for (scheduler, hosts_file, alias), items in retries.items():
-            self.retry(scheduler, hosts_file, alias, items, seen)
+        if retries:
+            # a `compute resubmit` may have resubmitted some of them since `replaced` was read
+            with self.ledger.resubmitting():
+                gone = set(self.ledger.replacements()) | self.ledger.resubmitted_in_doubt()
+                for (scheduler, hosts_file, alias), items in retries.items():
+                    items = [(row, verdict) for row, verdict in items if row.key not in gone]
+                    if items:
+                        self.retry(scheduler, hosts_file, alias, items, seen)
         self.tell(ended, seen)
 
     def retry(
@@ -271,13 +276,12 @@ class Watch:
         """A retry whose sbatch answer was lost (the watch or its connection died then): found in the
         queue by its token, it is recorded; not found, it is forgotten, and the jobs it retried are
         returned, to be decided again."""
-        events = self.ledger.run_events()
-        resolved = {e.info().get("token") for e in events if e.event in (CONFIRMED, NOT_SUBMITTED)}
         redo: list[JobRecord] = []
-        for event in events:
-            info = event.info()
-            if event.event == UNCONFIRMED and "attempt" in info and info.get("token") not in resolved:
-                redo += self._resolve(event, info, seen)
+        doubts = [(event, info) for event, info in self.ledger.in_doubt() if "attempt" in info]
+        if doubts:
+            with self.ledger.resubmitting():  # what it records, a `compute resubmit` must see
+                for event, info in doubts:
+                    redo += self._resolve(event, info, seen)
         return redo
 
     def _resolve(self, event: Event, info: dict[str, object], seen: Refresh) -> list[JobRecord]:

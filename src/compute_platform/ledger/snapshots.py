@@ -100,6 +100,16 @@ def sent_to(ledger: Ledger, host: str, code_dir: str) -> list[str]:
     return list(dict.fromkeys(r["hash"] for r in reversed(rows) if r.get("hash")))
 
 
+def sent_dirs(ledger: Ledger, host: str, digest: str) -> list[str]:
+    """The code folders of this host that the snapshot was sent to, latest first."""
+    try:
+        with open(folder(ledger) / SENT, newline="", encoding="utf-8") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("host") == host and r.get("hash") == digest]
+    except FileNotFoundError:
+        return []
+    return list(dict.fromkeys(r["code_dir"] for r in reversed(rows) if r.get("code_dir")))
+
+
 def places(ledger: Ledger) -> list[tuple[str, str]]:
     """(host, code_dir) of every place a snapshot was sent to."""
     try:

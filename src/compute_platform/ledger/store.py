@@ -6,6 +6,7 @@ archive/
   states.csv           the final state of each ended job, as its host first reported it: never asked again
   <host>/<job_id>.<ext> the exact script submitted, written under a temporary name then renamed
   .lock                the file lock every writer takes
+  .resubmit.lock       held by whoever resubmits jobs, from reading what was resubmitted to recording it
   .index.json          derived from the three files (ledger/index.py): the open rows, the latest run's,
                        the counts of the ended ones; rebuilt when missing or outdated, never the source
 """
@@ -48,6 +49,7 @@ STATES_FILE = "states.csv"  # the final state of ended jobs, appended as hosts r
 INDEX_FILE = ".index.json"  # hidden: no host's folder (safe_name) can take its name
 WATCH_FILE = ".watch.json"  # how far `compute watch` read states.csv: derived, may be deleted
 WATCH_LOCK = ".watch.lock"  # held by the one `compute watch` of the archive
+RESUBMIT_LOCK = ".resubmit.lock"  # held while jobs are resubmitted (`compute resubmit`, `compute watch`)
 
 
 class Ledger:
@@ -303,21 +305,33 @@ class Ledger:
         """(host, job_id) of every row, without building the records (cheap enough for a hint)."""
         return {(row.get("host") or "", row.get("job_id") or "") for row in _read(self.jobs_file)}
 
-    def unconfirmed(self, playbook: str, task: str, host: str) -> list[tuple[Event, dict[str, Any]]]:
-        """The submissions of this playbook's task on this host whose outcome is unknown (the
-        connection died while sbatch ran) and not yet resolved, each with its details."""
+    def in_doubt(self) -> list[tuple[Event, dict[str, Any]]]:
+        """The submissions whose outcome is unknown (the connection died while sbatch ran) and not
+        yet resolved, each with its details."""
         events = self.run_events()
         resolved = {e.info().get("token") for e in events if e.event in (CONFIRMED, NOT_SUBMITTED)}
-        found = []
-        for event in events:
-            info = event.info()
-            if (
-                event.event == UNCONFIRMED
-                and event.host == host
-                and (info.get("playbook"), info.get("task")) == (playbook, task)
-                and info.get("token") not in resolved
-            ):
-                found.append((event, info))
+        return [
+            (event, info)
+            for event in events
+            if event.event == UNCONFIRMED and (info := event.info()).get("token") not in resolved
+        ]
+
+    def unconfirmed(self, playbook: str, task: str, host: str) -> list[tuple[Event, dict[str, Any]]]:
+        """The submissions of this playbook's task on this host in doubt (`in_doubt`)."""
+        return [
+            (event, info)
+            for event, info in self.in_doubt()
+            if event.host == host and (info.get("playbook"), info.get("task")) == (playbook, task)
+        ]
+
+    def resubmitted_in_doubt(self) -> set[tuple[str, str]]:
+        """(host, job id) of the jobs whose resubmission is in doubt: `compute watch` looks for it in
+        the queue; meanwhile nobody resubmits them."""
+        found: set[tuple[str, str]] = set()
+        for event, info in self.in_doubt():
+            named = info.get("resubmits")
+            if isinstance(named, list):
+                found.update((event.host, str(job_id)) for job_id in named)
         return found
 
     def submitted_points(self, playbook: str, task: str, host: str | None) -> set[tuple[str, str]]:
@@ -387,6 +401,19 @@ class Ledger:
                     f"another compute watch follows {self.root} (it holds {self.root / WATCH_LOCK}): "
                     "one per archive, or jobs would be retried twice"
                 ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    @contextmanager
+    def resubmitting(self) -> Iterator[None]:
+        """One resubmitter of the archive at a time (`compute resubmit`, `compute watch`, each
+        process): whoever reads `replacements()` under it and submits before leaving it never
+        resubmits a job another one has just resubmitted."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / RESUBMIT_LOCK, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
             finally:

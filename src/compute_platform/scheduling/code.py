@@ -5,7 +5,8 @@ requeues and retries too (their archived script names the snapshot).
 
 Per host and run: one round trip says whether the host has the snapshot (then nothing is sent) and
 which earlier ones it has; a second one sends what it lacks: only the files that changed since an
-earlier snapshot it holds (the others are hard links into that one), else everything.
+earlier snapshot it holds (the others are hard links into that one), else everything. A job submitted
+again finds its snapshot there even after `compute code --clean`: `restore` sends the archive's copy back.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import tarfile
 import tempfile
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from compute_platform.ledger import Ledger
     from compute_platform.scheduling.sweep import CodeSource
 
+DIGEST = re.compile(r"[0-9a-f]{8,64}")  # a snapshot's name (its content's hash)
 COMPLETE = ".compute-complete"  # written last: a snapshot folder without it is not one
 REMOVE = ".compute-remove"  # in a delta: the files of the earlier snapshot that are not this one's
 ALWAYS_LEFT_OUT = (".git",)
@@ -196,11 +199,52 @@ def ensure(host: Host, ledger: Ledger, snapshot: Snapshot, code_dir: str) -> Pla
     from compute_platform.ledger import snapshots
 
     known = [d for d in snapshots.sent_to(ledger, host.alias, code_dir) if d != snapshot.digest][:BASES]
+    where, have, bases = _probe(host, code_dir, snapshot.digest, known)
+    path = f"{where.rstrip('/')}/{snapshot.digest}"
+    if have:
+        return Placed(path, 0, 0)
+    base = next((snapshots.load(ledger, b) for b in bases if snapshots.load(ledger, b)), None)
+    if base is None:
+        paths, remove = list(snapshot.files), []
+    else:
+        old = base.files
+        paths = [p for p, entry in snapshot.files.items() if old.get(p) != entry]
+        remove = [p for p in old if p not in snapshot.files or old[p] != snapshot.files[p]]
+    data = tarball(snapshot, paths, remove)
+    _send(host, code_dir, where, snapshot.digest, data, base.digest if base else "")
+    return Placed(path, len(data), len(paths), base.digest if base else "")
+
+
+def restore(host: Host, ledger: Ledger, digests: Sequence[str]) -> list[Placed]:
+    """Before jobs are submitted again (`compute resubmit`, a retry): put back on the host each of
+    their snapshots it no longer has (`compute code --clean` removed it), from the archive's copy,
+    in every code folder it was sent to (their scripts name the folder). One round trip per
+    snapshot and folder when the host has it. A snapshot the archive lost is left as it is."""
+    from compute_platform.ledger import snapshots
+
+    placed = []
+    for digest in dict.fromkeys(d for d in digests if DIGEST.fullmatch(d)):  # job.csv may be hand-edited
+        archived = snapshots.tarball(ledger, digest)
+        for code_dir in snapshots.sent_dirs(ledger, host.alias, digest) or [host.spec.code_dir]:
+            where, have, _ = _probe(host, code_dir, digest, [])
+            if have or not archived.is_file():
+                continue
+            data = archived.read_bytes()
+            _send(host, code_dir, where, digest, data, "")
+            snapshots.sent(ledger, host.alias, code_dir, digest)
+            stored = snapshots.load(ledger, digest)
+            files = len(stored.files) if stored else 0
+            placed.append(Placed(f"{where.rstrip('/')}/{digest}", len(data), files))
+    return placed
+
+
+def _probe(host: Host, code_dir: str, digest: str, known: Sequence[str]) -> tuple[str, bool, list[str]]:
+    """(the code folder's absolute path, whether it holds the snapshot, which of `known` it holds)."""
     folder = shell.quote_path(code_dir)
     lines = [
         f'd={folder}; mkdir -p "$d" && cd "$d" || exit 1',
         f'printf "{WHERE}%s\\n" "$PWD"',
-        f"if [ -e {snapshot.digest}/{COMPLETE} ]; then echo {HAVE}; exit 0; fi",
+        f"if [ -e {digest}/{COMPLETE} ]; then echo {HAVE}; exit 0; fi",
         f"echo {MISSING}",
         *(f'[ -e {b}/{COMPLETE} ] && echo "{BASE}{b}"' for b in known),
         "true",
@@ -210,22 +254,13 @@ def ensure(host: Host, ledger: Ledger, snapshot: Snapshot, code_dir: str) -> Pla
         raise CommandFailed(host.alias, result, f"cannot use the code folder {code_dir}")
     answer = result.stdout.splitlines()
     where = next((line[len(WHERE) :] for line in answer if line.startswith(WHERE)), "")
-    path = f"{where.rstrip('/')}/{snapshot.digest}"
-    if HAVE in answer:
-        return Placed(path, 0, 0)
-    bases = [line[len(BASE) :] for line in answer if line.startswith(BASE)]
-    base = next((snapshots.load(ledger, b) for b in bases if snapshots.load(ledger, b)), None)
-    if base is None:
-        paths, remove = list(snapshot.files), []
-    else:
-        old = base.files
-        paths = [p for p, entry in snapshot.files.items() if old.get(p) != entry]
-        remove = [p for p in old if p not in snapshot.files or old[p] != snapshot.files[p]]
-    data = tarball(snapshot, paths, remove)
-    result = host.run(_unpack(where, snapshot.digest, base.digest if base else ""), stdin=data, timeout=600)
+    return where, HAVE in answer, [line[len(BASE) :] for line in answer if line.startswith(BASE)]
+
+
+def _send(host: Host, code_dir: str, where: str, digest: str, data: bytes, base: str) -> None:
+    result = host.run(_unpack(where, digest, base), stdin=data, timeout=600)
     if not result.ok:
         raise CommandFailed(host.alias, result, f"cannot unpack the code snapshot in {code_dir}")
-    return Placed(path, len(data), len(paths), base.digest if base else "")
 
 
 def _unpack(where: str, digest: str, base: str) -> str:

@@ -612,7 +612,10 @@ def resubmit(
     for record in records:
         key = record.job_id if again else record.script
         groups.setdefault(key, []).append(record)
+    from compute_platform.scheduling import code
+
     ledger.ensure_writable(host.alias)
+    code.restore(host, ledger, [r.code for r in records])  # `compute code --clean` may have removed it
     run_id = new_run_id()
     found: list[JobRecord] = []
     for group in groups.values():
@@ -754,8 +757,8 @@ def parse_usage(text: str) -> dict[str, Usage]:
             rss = _mem_mb(parts[2])
             if rss is not None:
                 peak[job] = max(peak.get(job, 0.0), rss)
-        elif parts[1] and parts[3]:  # right after the end, the record may not say it all yet: asked again
-            main[job] = parts
+        elif _seconds(parts[1]) is not None and _mem_mb(parts[3].rstrip("nc")) is not None:
+            main[job] = parts  # right after the end, the record may not say it all yet: asked again
     found = {}
     for job, parts in main.items():
         if job not in steps:  # its steps' records (their memory) are still to come: asked again
@@ -764,10 +767,11 @@ def parse_usage(text: str) -> dict[str, Usage]:
         req = parts[3]
         per_cpu = req.endswith("c")
         asked = _mem_mb(req.rstrip("nc"))
+        assert asked is not None  # (checked above)
         found[job] = Usage(
             _seconds(parts[1]) or 0.0,
             peak.get(job, _mem_mb(parts[2])),
-            asked * cpus if asked is not None and per_cpu else asked,
+            asked * cpus if per_cpu else asked,
             _seconds(parts[4]) or 0.0,
             cpus,
         )

@@ -39,6 +39,7 @@ from compute_platform.scheduling.backend import (
     PENDING,
     RUNNING,
     SESSION_KILLED,
+    STOPPED_ON_LOG,
     UNKNOWN,
     Again,
     Backend,
@@ -191,7 +192,19 @@ cd "$compute_dir" || exit 1
 compute_max_lanes={spec.lanes}  # 0: one lane per job
 compute_gpus=({gpus})  # lane K gives its jobs CUDA_VISIBLE_DEVICES=${{compute_gpus[K]}}
 compute_gpu=
-"""
+{_log_watch(spec)}"""
+
+
+def _log_watch(spec: LauncherSpec) -> str:
+    """fail_on_log: the patterns each lane's watcher looks for in its job's output (and how often,
+    when the task's env says: the watcher runs in the lane, outside the job's env)."""
+    patterns = spec.policy.fail_on_log if spec.policy else ()
+    if not patterns:
+        return ""
+    every = spec.env.get("COMPUTE_LOG_EVERY")
+    return f"compute_fail_on_log=({shell.join(patterns)})\n" + (
+        f"COMPUTE_LOG_EVERY={shell.quote(every)}\n" if every is not None else ""
+    )
 
 
 def _prelude_function(spec: LauncherSpec) -> str:
@@ -324,6 +337,8 @@ def decide(folder: bool, started: bool, status: str, alive: bool, cancelled: boo
             return JobState(CANCELLED, code)
         if words[1:2] == ["lost"]:
             return JobState(FAILED, code, SESSION_KILLED)
+        if words[1:2] == ["log"]:
+            return JobState(FAILED, code, STOPPED_ON_LOG)
         return JobState(COMPLETED, 0) if code == 0 else JobState(FAILED, code)
     if not folder:
         return JobState(UNKNOWN, None, "its files on the host are gone")
@@ -438,11 +453,13 @@ class TmuxBackend:
         retry (`again`) is a session per job, its row in the run of the job it retries (tmux jobs
         have no resources to grow)."""
         from compute_platform.ledger import new_run_id, now
+        from compute_platform.scheduling import code
 
         groups: dict[str, list[JobRecord]] = {}
         for record in records:
             groups.setdefault(record.job_id if again else record.script, []).append(record)
         ledger.ensure_writable(host.alias)
+        code.restore(host, ledger, [r.code for r in records])  # `compute code --clean` may have removed it
         run_id = new_run_id()
         new: list[JobRecord] = []
         for olds in groups.values():

@@ -77,8 +77,6 @@ class Tmux(Action, SweepFields):
     def _recovery(self) -> Tmux:
         if self.retry and self.retry.checkpoint:
             raise ValueError("retry.checkpoint acts before a Slurm time limit: tmux jobs have none")
-        if self.fail_on_log:
-            raise ValueError("fail_on_log stops Slurm jobs from inside; tmux jobs do not read it yet")
         return self
 
     def policy(self) -> Policy | None:

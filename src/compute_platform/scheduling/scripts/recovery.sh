@@ -77,8 +77,9 @@ compute_log_watch() {
     for file in "${compute_logs[@]}"; do
       size=$(stat -c %s -- "$file" 2>/dev/null) || continue
       [ "$size" -gt "${seen[$file]:-0}" ] || continue
+      # not the CMD line the job prints first: the command's own words may match
       if tail -c +"$((${seen[$file]:-0} + 1))" -- "$file" | head -c "$((size - ${seen[$file]:-0}))" |
-        grep -E -q "${args[@]}"; then
+        grep -v '^CMD ' | grep -E -q "${args[@]}"; then
         kill -USR2 $$  # this script: $$ is its pid in a subshell too
         return 0
       fi

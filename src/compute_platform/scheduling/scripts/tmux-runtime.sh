@@ -37,8 +37,28 @@ compute_start() {
   rm -f environment lane-*.ready
 }
 
+# fail_on_log: every COMPUTE_LOG_EVERY seconds (10), what job $1 wrote since is searched for the patterns;
+# the first match stops the job (process group $2, SIGKILL 10 s later) and is noted in $1.matched.
+compute_log_watch() {
+  local args=() pattern seen=0 size k
+  for pattern in "${compute_fail_on_log[@]}"; do args+=(-e "$pattern"); done
+  while sleep "${COMPUTE_LOG_EVERY:-10}" && kill -0 -- "-$2" 2>/dev/null; do
+    size=$(stat -c %s -- "$1.log" 2>/dev/null) || continue
+    [ "$size" -gt "$seen" ] || continue
+    # not the CMD line the job prints first: the command's own words may match
+    if tail -c +"$((seen + 1))" -- "$1.log" | head -c "$((size - seen))" | grep -v '^CMD ' | grep -E -q "${args[@]}"; then
+      : > "$1.matched"
+      kill -TERM -- "-$2" 2>/dev/null
+      for ((k = 0; k < 10; k++)); do kill -0 -- "-$2" 2>/dev/null || return 0; sleep 1; done
+      kill -KILL -- "-$2" 2>/dev/null
+      return 0
+    fi
+    seen=$size
+  done
+}
+
 compute_lane() {
-  local i rc again lost pid= stop=
+  local i rc again lost pid= stop= watcher=
   if [ -r environment ]; then . ./environment; fi; : > "lane-$1.ready"
   if [ ${#compute_gpus[@]} -gt 0 ]; then compute_gpu=${compute_gpus[$1]}; fi
   # Job control gives every job its own process group, so that cancelling a job stops all it started.
@@ -53,6 +73,7 @@ compute_lane() {
     "job_$i" < /dev/null > "$i.log" 2>&1 &
     pid=$!
     echo "$pid" > "$i.pid"
+    if [ ${#compute_fail_on_log[@]} -gt 0 ]; then compute_log_watch "$i" "$pid" < /dev/null & watcher=$!; fi
     # `compute cancel` writes INDEX.cancelled, then kills INDEX.pid if it exists: one of us sees the other.
     [ ! -e "$i.cancelled" ] || kill -TERM -- "-$pid" 2>/dev/null
     wait "$pid"
@@ -62,11 +83,17 @@ compute_lane() {
       again=$?
       [ "$again" -eq 127 ] || rc=$again
     fi
+    # a watcher that stopped the job sees its whole process group gone (or kills it): waited for
+    if [ -e "$i.matched" ]; then wait "$watcher"; elif [ -n "$watcher" ]; then kill -TERM -- "-$watcher" 2>/dev/null; fi
     # a job stopped with its session (killed, the host shutting down) is `lost`: compute watch may retry it
     lost=; [ -z "$stop" ] || [ "$rc" -eq 0 ] || lost=" lost"
+    if [ -e "$i.matched" ]; then  # stopped by its watcher: not lost, not retried
+      lost=" log"
+      echo "compute: the output matches a fail_on_log pattern: the job was stopped" >> "$i.log"
+    fi
     echo "$rc$lost" > "$i.status.tmp" && mv -f "$i.status.tmp" "$i.status"
     echo "compute: job $i ended with exit code $rc at $(date)"
-    pid=
+    pid= watcher=
   done < queue
 }
 
