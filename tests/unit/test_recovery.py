@@ -260,6 +260,16 @@ def test_the_last_attempt_is_not_requeued(tmp_path: Path) -> None:
     assert "update jobid=7 requeue=0" in (tmp_path / "scontrol.calls").read_text()
 
 
+def test_a_fail_on_log_line_cut_by_a_look_is_looked_at_whole(tmp_path: Path) -> None:
+    cmd = "printf 'NCCL watch'; sleep 1.6; printf 'dog timeout\\n'; sleep 59.53"
+    script = _script(
+        tmp_path, cmd, Policy(retries=False, fail_on_log=("NCCL watchdog",)), {"COMPUTE_LOG_EVERY": "1"}
+    )
+    proc = _start(tmp_path, script)
+    assert proc.wait(15) == 1
+    assert (tmp_path / "job.7.status").read_text() == "1 log 1\n"
+
+
 def test_a_fail_on_log_pattern_stops_the_job_within_its_period(tmp_path: Path) -> None:
     cmd = 'echo starting; sleep 0.5; echo "NCCL watchdog timeout: rank 3"; sleep 59.25'
     script = _script(

@@ -184,6 +184,27 @@ def test_a_job_that_ignores_sigterm_is_killed_10_s_after(tmp_path: Path) -> None
     assert subprocess.run(["pgrep", "-f", "sleep 59.43"], capture_output=True).returncode == 1
 
 
+def test_a_line_cut_by_a_look_is_looked_at_whole_and_the_cmd_line_is_not(tmp_path: Path) -> None:
+    """A block-buffered program's line may end after a look: the next look reads all of it. The
+    command, printed first as `CMD ...`, holds the pattern's words and stops nothing."""
+    cmd = "echo NCCL watchdog >/dev/null; printf 'NCCL watch'; sleep 1.6; printf 'dog timeout\\n'; sleep 59.47"
+    spec = tmux.LauncherSpec(
+        task="watched",
+        cmd=cmd,
+        jobs=tuple(expand([], {})),
+        seed_flag=None,
+        env={"COMPUTE_LOG_EVERY": "1"},
+        policy=Policy(retries=False, fail_on_log=("NCCL watchdog",)),
+    )
+    launcher = tmp_path / tmux.LAUNCHER
+    launcher.write_text(tmux.render_launcher(spec))
+    (tmp_path / "queue").write_text("0\n")
+    subprocess.run(["bash", str(launcher), "lane", "0"], capture_output=True, timeout=30, check=True)
+    assert (tmp_path / "0.status").read_text() == "143 log\n"
+    log = (tmp_path / "0.log").read_text()
+    assert log.startswith("CMD echo NCCL watchdog") and "NCCL watchdog timeout\n" in log
+
+
 def test_a_job_that_does_not_match_ends_as_it_would_and_its_watcher_goes(tmp_path: Path) -> None:
     spec = tmux.LauncherSpec(
         task="watched",
@@ -387,7 +408,9 @@ def test_names_archived_for_a_host_are_taken(tmp_path: Path) -> None:
     assert tmux.archived_sessions(Ledger(tmp_path), "h2", "lr") == []
 
 
-@pytest.mark.parametrize("name", ["tmux-runtime.sh", "tmux-state.sh", "tmux-cancel.sh"])
+@pytest.mark.parametrize(
+    "name", ["tmux-runtime.sh", "tmux-state.sh", "tmux-cancel.sh", "log-look.sh", "recovery.sh"]
+)
 def test_the_shell_files_of_the_launcher_are_valid_bash(name: str) -> None:
     path = Path(tmux.__file__).parent / "scripts" / name
     proc = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)

@@ -311,6 +311,8 @@ def recovery_lines(spec: SbatchSpec) -> list[str]:
     if not _watched(spec):
         return [*lines, ""]
     lines.append(script("recovery.sh").rstrip("\n"))
+    if policy.fail_on_log:
+        lines.append(script("log-look.sh").rstrip("\n"))
     point = policy.checkpoint
     if point:
         lines.append(f"export COMPUTE_CHECKPOINT_SIGNAL={point.signal}")
@@ -338,6 +340,7 @@ def start_job(spec: SbatchSpec, then: str) -> list[str]:
     watcher = ["compute_log_watch &", "compute_watcher=$!"] if spec.policy and spec.policy.fail_on_log else []
     stop = ['kill "$compute_watcher" 2>/dev/null'] if watcher else []
     return [
+        *(["compute_log_mark"] if watcher else []),
         "compute_job &",
         "compute_pid=$!",
         *watcher,

@@ -246,7 +246,7 @@ def _comment(text: str) -> str:
 
 # The part of the launcher that is the same for every task. Bash, because of arrays, `set -m` and
 # `wait PID`; the jobs themselves are plain POSIX shell written by the user.
-_RUNTIME = shell_file("tmux-runtime.sh") + "\n"
+_RUNTIME = shell_file("log-look.sh") + "\n" + shell_file("tmux-runtime.sh") + "\n"
 
 
 # -- pure: the scripts run on the host --------------------------------------------------------------

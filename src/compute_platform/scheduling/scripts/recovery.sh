@@ -65,27 +65,27 @@ compute_checkpoint() {
   done
 }
 
-# fail_on_log: every COMPUTE_LOG_EVERY seconds, what the job wrote since is searched for the
-# patterns; the first match stops the job (USR2 to this script), which is then not retried.
+# fail_on_log: every COMPUTE_LOG_EVERY seconds, a look at what the job wrote since in each of its files
+# (log-look.sh); the first match stops the job (USR2 to this script), which is then not retried.
 compute_log_watch() {
-  local args=() pattern file size
-  declare -A seen
-  for pattern in "${compute_fail_on_log[@]}"; do args+=(-e "$pattern"); done
-  # what earlier attempts wrote (a requeued job appends to its files) is theirs: from the end on
-  for file in "${compute_logs[@]}"; do seen[$file]=$(stat -c %s -- "$file" 2>/dev/null || echo 0); done
+  local compute_log_args=() pattern file
+  for pattern in "${compute_fail_on_log[@]}"; do compute_log_args+=(-e "$pattern"); done
   while sleep "${COMPUTE_LOG_EVERY:-10}"; do
     for file in "${compute_logs[@]}"; do
-      size=$(stat -c %s -- "$file" 2>/dev/null) || continue
-      [ "$size" -gt "${seen[$file]:-0}" ] || continue
-      # not the CMD line the job prints first: the command's own words may match
-      if tail -c +"$((${seen[$file]:-0} + 1))" -- "$file" | head -c "$((size - ${seen[$file]:-0}))" |
-        grep -v '^CMD ' | grep -E -q "${args[@]}"; then
+      if compute_seen[$file]=$(compute_log_look "$file" "${compute_seen[$file]:-0}"); then
         kill -USR2 $$  # this script: $$ is its pid in a subshell too
         return 0
       fi
-      seen[$file]=$size
     done
   done
+}
+
+# What earlier attempts wrote (a requeued job appends to its files) is theirs: the watcher looks from
+# where the files end before this attempt's job starts.
+compute_log_mark() {
+  local file
+  declare -gA compute_seen
+  for file in "${compute_logs[@]}"; do compute_seen[$file]=$(stat -c %s -- "$file" 2>/dev/null || echo 0); done
 }
 
 compute_log_stop() {

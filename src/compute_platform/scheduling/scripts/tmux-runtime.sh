@@ -37,24 +37,19 @@ compute_start() {
   rm -f environment lane-*.ready
 }
 
-# fail_on_log: every COMPUTE_LOG_EVERY seconds (10), what job $1 wrote since is searched for the patterns;
-# the first match stops the job (process group $2, SIGKILL 10 s later) and is noted in $1.matched.
+# fail_on_log: every COMPUTE_LOG_EVERY seconds (10), a look at what job $1 wrote since (log-look.sh); the
+# first match stops the job (process group $2, SIGKILL 10 s later) and is noted in $1.matched.
 compute_log_watch() {
-  local args=() pattern seen=0 size k
-  for pattern in "${compute_fail_on_log[@]}"; do args+=(-e "$pattern"); done
-  while sleep "${COMPUTE_LOG_EVERY:-10}" && kill -0 -- "-$2" 2>/dev/null; do
-    size=$(stat -c %s -- "$1.log" 2>/dev/null) || continue
-    [ "$size" -gt "$seen" ] || continue
-    # not the CMD line the job prints first: the command's own words may match
-    if tail -c +"$((seen + 1))" -- "$1.log" | head -c "$((size - seen))" | grep -v '^CMD ' | grep -E -q "${args[@]}"; then
-      : > "$1.matched"
-      kill -TERM -- "-$2" 2>/dev/null
-      for ((k = 0; k < 10; k++)); do kill -0 -- "-$2" 2>/dev/null || return 0; sleep 1; done
-      kill -KILL -- "-$2" 2>/dev/null
-      return 0
-    fi
-    seen=$size
+  local compute_log_args=() pattern seen=0 k
+  for pattern in "${compute_fail_on_log[@]}"; do compute_log_args+=(-e "$pattern"); done
+  while :; do
+    sleep "${COMPUTE_LOG_EVERY:-10}" && kill -0 -- "-$2" 2>/dev/null || return 0
+    seen=$(compute_log_look "$1.log" "$seen") && break
   done
+  : > "$1.matched"
+  kill -TERM -- "-$2" 2>/dev/null
+  for ((k = 0; k < 10; k++)); do kill -0 -- "-$2" 2>/dev/null || return 0; sleep 1; done
+  kill -KILL -- "-$2" 2>/dev/null
 }
 
 compute_lane() {

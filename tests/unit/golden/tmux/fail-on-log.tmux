@@ -44,6 +44,27 @@ rc=$?; [ "$rc" -eq 0 ] || compute_rc=$rc
 exit "$compute_rc"
 }
 
+# fail_on_log, in a Slurm job and a tmux lane alike: one look at what file $1 got since byte $2.
+# Status 0 when it matches one of the patterns (grep -E, in compute_log_args), the CMD line jobs print
+# first left out (the command's own words may match). Else prints where the next look starts: after the
+# last whole line, so that a line still being written is looked at whole next time (up to 64 KiB of it).
+compute_log_look() {
+  local size part
+  size=$(stat -c %s -- "$1" 2>/dev/null) && [ "$size" -gt "$2" ] || { echo "$2"; return 1; }
+  if compute_log_since "$1" "$2" "$size" | grep -v '^CMD ' | grep -E -q "${compute_log_args[@]}"; then
+    return 0
+  fi
+  if [ "$(compute_log_since "$1" "$2" "$size" | tail -c 1 | wc -l)" -eq 0 ]; then
+    part=$(compute_log_since "$1" "$2" "$size" | tail -c 65536 | LC_ALL=C awk 'END { printf "%d", length($0) }')
+    size=$((size - part))
+  fi
+  echo "$size"
+  return 1
+}
+
+compute_log_since() {  # FILE FROM TO: its bytes from FROM to TO
+  tail -c +"$(($2 + 1))" -- "$1" | head -c "$(($3 - $2))"
+}
 compute_start() {
   [ $# -gt 0 ] || set -- 0 1
   local i k lanes me session
@@ -83,24 +104,19 @@ compute_start() {
   rm -f environment lane-*.ready
 }
 
-# fail_on_log: every COMPUTE_LOG_EVERY seconds (10), what job $1 wrote since is searched for the patterns;
-# the first match stops the job (process group $2, SIGKILL 10 s later) and is noted in $1.matched.
+# fail_on_log: every COMPUTE_LOG_EVERY seconds (10), a look at what job $1 wrote since (log-look.sh); the
+# first match stops the job (process group $2, SIGKILL 10 s later) and is noted in $1.matched.
 compute_log_watch() {
-  local args=() pattern seen=0 size k
-  for pattern in "${compute_fail_on_log[@]}"; do args+=(-e "$pattern"); done
-  while sleep "${COMPUTE_LOG_EVERY:-10}" && kill -0 -- "-$2" 2>/dev/null; do
-    size=$(stat -c %s -- "$1.log" 2>/dev/null) || continue
-    [ "$size" -gt "$seen" ] || continue
-    # not the CMD line the job prints first: the command's own words may match
-    if tail -c +"$((seen + 1))" -- "$1.log" | head -c "$((size - seen))" | grep -v '^CMD ' | grep -E -q "${args[@]}"; then
-      : > "$1.matched"
-      kill -TERM -- "-$2" 2>/dev/null
-      for ((k = 0; k < 10; k++)); do kill -0 -- "-$2" 2>/dev/null || return 0; sleep 1; done
-      kill -KILL -- "-$2" 2>/dev/null
-      return 0
-    fi
-    seen=$size
+  local compute_log_args=() pattern seen=0 k
+  for pattern in "${compute_fail_on_log[@]}"; do compute_log_args+=(-e "$pattern"); done
+  while :; do
+    sleep "${COMPUTE_LOG_EVERY:-10}" && kill -0 -- "-$2" 2>/dev/null || return 0
+    seen=$(compute_log_look "$1.log" "$seen") && break
   done
+  : > "$1.matched"
+  kill -TERM -- "-$2" 2>/dev/null
+  for ((k = 0; k < 10; k++)); do kill -0 -- "-$2" 2>/dev/null || return 0; sleep 1; done
+  kill -KILL -- "-$2" 2>/dev/null
 }
 
 compute_lane() {
