@@ -524,7 +524,7 @@ def resubmit(
         raise click.UsageError("say which jobs: --failed")
     view = _jobs_view(archive, inventory)
     try:
-        pairs = view.resubmit_failed(view.records(host, task))
+        pairs = view.resubmit_failed(view.records(host, task), lambda text: click.echo(text, err=True))
     finally:
         view.close()
     for old, new in pairs:
@@ -848,7 +848,7 @@ def code_command(
     view = _jobs_view(archive, inventory)
     try:
         if clean:
-            lines = code.clean(view, host, dry_run)
+            lines = code.clean(view, host, dry_run, lambda text: click.echo(text, err=True))
         else:
             record = one_record(view.records(job_ids=[job or ""]), job or "")
             lines = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import io
 import tarfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from compute_platform.errors import ComputeError, InputError
@@ -58,10 +58,13 @@ def against_now(view: Jobs, record: JobRecord, root: Path | None = None) -> list
     return out or [f"the files of code {stored.digest} are as they are now in {here}"]
 
 
-def clean(view: Jobs, host: str | None, dry_run: bool) -> list[str]:
+def clean(
+    view: Jobs, host: str | None, dry_run: bool, waiting: Callable[[str], None] | None = None
+) -> list[str]:
     """Remove, on each host that got snapshots, those no open job runs; one line per snapshot. Not
-    while jobs are resubmitted: one whose snapshot is put back has no row yet that says it is open."""
-    with view.ledger.resubmitting():
+    while jobs are resubmitted (`waiting` is told): one whose snapshot is put back has no row yet
+    that says it is open."""
+    with view.ledger.resubmitting(waiting):
         return _clean(view, host, dry_run)
 
 

@@ -275,8 +275,11 @@ class Jobs:
         )
         return live, ended
 
-    def resubmit_failed(self, records: Sequence[JobRecord]) -> list[tuple[JobRecord, JobRecord]]:
-        """Resubmit the FAILED jobs that were not resubmitted already; (old, new) pairs."""
+    def resubmit_failed(
+        self, records: Sequence[JobRecord], waiting: Callable[[str], None] | None = None
+    ) -> list[tuple[JobRecord, JobRecord]]:
+        """Resubmit the FAILED jobs that were not resubmitted already; (old, new) pairs. `waiting`
+        is told when another process resubmits jobs of the archive at the same moment."""
         replaced = self.replaced()
         # a job imported from the original tool's jobs.csv has no script compute wrote (its logs were
         # named on sbatch's command line): its playbook, run again, resubmits it
@@ -291,7 +294,7 @@ class Jobs:
             return backend(scheduler).resubmit(self.host(hosts_file, alias), group, self.ledger)
 
         # a `compute watch` (or another resubmit) may have resubmitted some while the hosts answered
-        with self.ledger.resubmitting():
+        with self.ledger.resubmitting(waiting):
             # a retry whose sbatch answer was lost may be in the queue: `compute watch` looks for it
             gone = set(self.replaced()) | self.ledger.resubmitted_in_doubt()
             failed = [r for r in failed if (r.host, r.job_id) not in gone]

@@ -407,13 +407,22 @@ class Ledger:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     @contextmanager
-    def resubmitting(self) -> Iterator[None]:
-        """One resubmitter of the archive at a time (`compute resubmit`, `compute watch`, each
-        process): whoever reads `replacements()` under it and submits before leaving it never
-        resubmits a job another one has just resubmitted."""
+    def resubmitting(self, waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+        """One resubmitter of the archive at a time (`compute resubmit`, `compute watch`, `compute
+        code --clean`, each process): whoever reads `replacements()` under it and submits before
+        leaving it never resubmits a job another one has just resubmitted. `waiting` is told when
+        another one holds it."""
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / RESUBMIT_LOCK, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting is not None:
+                    waiting(
+                        f"waiting for {self.root / RESUBMIT_LOCK}: another compute resubmit, watch or "
+                        "code --clean of this archive is resubmitting jobs or removing code"
+                    )
+                fcntl.flock(lock, fcntl.LOCK_EX)
             try:
                 yield
             finally:
