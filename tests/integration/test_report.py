@@ -6,6 +6,7 @@ workstation over SSH, writing COMPUTE_METRICS."""
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -181,11 +183,15 @@ class Ui:
         self.url, self.port, self.token = found.group(1), int(found.group(2)), found.group(3)
 
     def status(self, path: str, host: str | None = None) -> int:
+        return self.get(path, {"Host": host} if host else {})[0]
+
+    def get(self, path: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        conn.request("GET", path, headers={"Host": host} if host else {})
-        status = conn.getresponse().status
+        conn.request("GET", path, headers=headers)
+        answer = conn.getresponse()
+        found = (answer.status, dict(answer.getheaders()), answer.read())
         conn.close()
-        return status
+        return found
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -222,7 +228,29 @@ def test_ui_is_live_and_only_for_its_token(
             "document.body.getAttribute('data-updates') !== null",
             timeout=40,
         )
+
+        # once nothing changes, the page is told so (304) and only its time moves: its content stays put
+        def settled() -> bool:
+            first = browser.js(
+                "[document.getElementById('as-of').innerText, document.body.getAttribute('data-updates')]"
+            )
+            later = browser.wait(
+                f"document.getElementById('as-of').innerText !== {json.dumps(first[0])} && "
+                "[document.getElementById('as-of').innerText, document.body.getAttribute('data-updates')]",
+                timeout=15,
+            )
+            return bool(later[1] == first[1])
+
+        poll_until(settled, bool, 40, "a refresh that leaves the content as it was", interval=0)
         assert browser.console_errors() == []
+        # the content of a page left open is sent again only once it changed: else 304, and its time
+        part = f"/task?name=sweep&part=main&token={ui.token}"
+        status, headers, body = ui.get(part, {})
+        assert status == 200 and "COMPLETED" in body.decode() and headers["ETag"]
+        status, again, body = ui.get(part, {"If-None-Match": headers["ETag"]})
+        assert (status, body, again["ETag"]) == (304, b"", headers["ETag"])
+        assert " as of " in unquote(again["X-As-Of"])
+        assert ui.get(part, {"If-None-Match": '"other"'})[0] == 200
     finally:
         ui.stop()
         project.clean()

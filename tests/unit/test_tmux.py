@@ -187,7 +187,9 @@ def test_a_job_that_ignores_sigterm_is_killed_10_s_after(tmp_path: Path) -> None
 def test_a_line_cut_by_a_look_is_looked_at_whole_and_the_cmd_line_is_not(tmp_path: Path) -> None:
     """A block-buffered program's line may end after a look: the next look reads all of it. The
     command, printed first as `CMD ...`, holds the pattern's words and stops nothing."""
-    cmd = "echo NCCL watchdog >/dev/null; printf 'NCCL watch'; sleep 1.6; printf 'dog timeout\\n'; sleep 59.47"
+    cmd = (
+        "echo NCCL watchdog >/dev/null; printf 'NCCL watch'; sleep 1.6; printf 'dog timeout\\n'; sleep 59.47"
+    )
     spec = tmux.LauncherSpec(
         task="watched",
         cmd=cmd,

@@ -73,11 +73,14 @@ function opened(){return Array.prototype.map.call(document.querySelectorAll('mai
 function scrolls(){return Array.prototype.map.call(document.querySelectorAll('main .scroll'),function(d){return d.scrollTop;});}
 function restore(o,sc){Array.prototype.forEach.call(document.querySelectorAll('main details'),function(d,i){if(o[i])d.open=true;});
 Array.prototype.forEach.call(document.querySelectorAll('main .scroll'),function(d,i){if(sc[i])d.scrollTop=sc[i];});}
-if(live){var every=parseFloat(live)*1000;var note=document.getElementById('live');var said=note?note.textContent:'';var tick=function(){
+if(live){var every=parseFloat(live)*1000;var note=document.getElementById('live');var said=note?note.textContent:'';var tag=null;var tick=function(){
 var url=new URL(location.href);url.searchParams.set('part','main');
-fetch(url.toString(),{cache:'no-store'}).then(function(r){if(!r.ok)throw new Error('HTTP '+r.status);return r.text();}).then(function(t){
-var s=sorts(),o=opened(),sc=scrolls();var main=document.querySelector('main');main.innerHTML=t;wire(main);resort(s);restore(o,sc);
+fetch(url.toString(),{cache:'no-store',headers:tag?{'If-None-Match':tag}:{}}).then(function(r){
+if(r.status===304){var at=document.getElementById('as-of'),was=r.headers.get('X-As-Of');if(at&&was)at.textContent=decodeURIComponent(was);return null;}
+if(!r.ok)throw new Error('HTTP '+r.status);tag=r.headers.get('ETag');return r.text();}).then(function(t){
 if(note)note.textContent=said;
+if(t===null)return;
+var s=sorts(),o=opened(),sc=scrolls();var main=document.querySelector('main');main.innerHTML=t;wire(main);resort(s);restore(o,sc);
 document.body.setAttribute('data-updates',String(parseInt(document.body.getAttribute('data-updates')||'0',10)+1));
 }).catch(function(e){if(note)note.textContent='cannot refresh ('+e.message+'), trying again';}).finally(function(){setTimeout(tick,every);});};
 setTimeout(tick,every);}
