@@ -237,3 +237,44 @@ def test_files_written_whole_follow_the_umask(tmp_path: Path) -> None:
         os.umask(old)
     assert (tmp_path / "report.html").stat().st_mode & 0o777 == 0o644
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # nothing staged left
+
+
+def test_ui_makes_a_page_of_ended_jobs_again_only_once_the_ledger_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A finished 10,000-point sweep's page takes seconds to make: while the ledger stays as it was,
+    `compute ui` only dates it again. A job still open, or a new row, has it made again."""
+    import types
+
+    from compute_platform.ledger import Ledger
+    from compute_platform.report import pages, serve
+
+    ledger = Ledger(tmp_path)
+    ledger.append([JobRecord("2026-01-01T00:00:00+00:00", "b.yaml", "t", "h", "tmux", "t.0", "t")])
+    state = {"now": "COMPLETED"}
+    made: list[str] = []
+
+    def collect(view: object, task: str, *args: object) -> Found:
+        made.append(task)
+        row = Row(ledger.records()[0], JobState(state["now"]))
+        return Found(task, [row], [], None, set(), [])
+
+    monkeypatch.setattr(results, "collect", collect)
+    monkeypatch.setattr(pages, "task_page", lambda view, found: found)
+    monkeypatch.setattr(html, "task_page", lambda page, every, home: f"<html>{html.task_main(page)}</html>")
+    monkeypatch.setattr(
+        html, "task_main", lambda page: f'<p class="note" id="as-of">1 job · as of {pages.now_text()}</p>x'
+    )
+    site = serve.Pages(types.SimpleNamespace(ledger=ledger), "tok", 0.0, None, set())  # type: ignore[arg-type]
+    first = site.get("task", "t")
+    again = site.get("task", "t")
+    assert made == ["t"] and again.tag == first.tag and again.at > first.at  # dated again, not made again
+    assert again.main.endswith("</p>x") and again.as_of.startswith("1 job · as of ")
+    ledger.append([JobRecord("2026-01-01T00:01:00+00:00", "b.yaml", "t", "h", "tmux", "t.1", "t")])
+    site.get("task", "t")
+    assert made == ["t", "t"]  # the ledger changed
+    state["now"] = "RUNNING"  # a resubmission: a new row, still open
+    ledger.append([JobRecord("2026-01-01T00:02:00+00:00", "b.yaml", "t", "h", "tmux", "t-2.0", "t")])
+    site.get("task", "t")
+    site.get("task", "t")
+    assert made == ["t", "t", "t", "t"]  # an open job: its host is asked at every refresh

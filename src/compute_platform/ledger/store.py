@@ -433,12 +433,16 @@ class Ledger:
     def index(self) -> Index:
         """The index (ledger/index.py) up to the files' current end: refolded only once one changed."""
         files = (self.jobs_file, self.states_file, self.events_file)
-        stats = tuple(_stat(path) for path in files)
+        stats = self.stamp()
         if self._index is None or stats != self._index_at:
             where = self.root / INDEX_FILE
             self._index = refresh(self._index, where, *files, mode=0o666 & ~_umask())
             self._index_at = stats
         return self._index
+
+    def stamp(self) -> tuple[tuple[int, int, int] | None, ...]:
+        """The three files' (size, mtime, inode): any new row, end or event changes it."""
+        return tuple(_stat(path) for path in (self.jobs_file, self.states_file, self.events_file))
 
     def size(self) -> int:
         """How many rows job.csv has (whole ones: a row being written is not counted yet)."""

@@ -8,6 +8,8 @@
   the others get that copy. Pages are made one at a time (one set of connections, one ledger), each with
   one round trip per host for the open jobs' states and one for what is new of their metrics; ended
   jobs are never asked again.
+- A page of ended jobs only, all fetched, is not made again while the ledger's files stay as they were:
+  nothing a host says can change it. It is only dated again.
 - A page left open asks for its content with the ETag it has: an unchanged one is not sent again (304,
   with the time it is as of), so a finished 10,000-point sweep costs its tab no megabytes per refresh.
 - Requests are not logged: their URLs hold the token.
@@ -24,14 +26,14 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from html import unescape
+from html import escape, unescape
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
 from compute_platform.errors import ComputeError
 from compute_platform.jobs import results
-from compute_platform.jobs.query import Jobs
+from compute_platform.jobs.query import FINAL, Jobs
 from compute_platform.report import html, pages
 
 ADDRESS = "127.0.0.1"
@@ -42,6 +44,17 @@ class _Made:
     at: float
     whole: str
     main: str
+    # the ledger's stamp, when the page is of ended jobs only, all fetched: nothing a host says can change
+    # it, only the ledger (a resubmission, a new run of the task)
+    settled: tuple[object, ...] | None = None
+
+    def again(self, now: str) -> _Made:
+        """The same page, as of `now`."""
+
+        def dated(text: str) -> str:
+            return AS_OF.sub(lambda m: _as_of_now(m, now), text, count=1)
+
+        return _Made(time.monotonic(), dated(self.whole), dated(self.main), self.settled)
 
     @functools.cached_property
     def tag(self) -> str:
@@ -56,6 +69,11 @@ class _Made:
 
 
 AS_OF = re.compile(r'<p class="note" id="as-of">([^<]*)</p>')
+
+
+def _as_of_now(found: re.Match[str], now: str) -> str:
+    summary = found.group(1).rpartition(" · as of ")[0]
+    return found.group(0).replace(found.group(1), f"{summary} · as of {escape(now)}")
 
 
 class Pages:
@@ -87,21 +105,31 @@ class Pages:
         try:
             made = self._made.get(key)
             if made is None or time.monotonic() - made.at >= self.every:
-                with self._view:
-                    whole, main = self._make(*key)
-                made = self._made[key] = _Made(time.monotonic(), whole, main)
+                if made is not None and made.settled is not None and made.settled == self.view.ledger.stamp():
+                    made = self._made[key] = made.again(pages.now_text())  # a 10,000-point page: 5 s saved
+                else:
+                    with self._view:
+                        made = self._made[key] = self._make(*key)
             return made
         finally:
             lock.release()
 
-    def _make(self, kind: str, name: str) -> tuple[str, str]:
+    def _make(self, kind: str, name: str) -> _Made:
         if kind == "index":
             index = pages.index_page(self.view)
-            return html.index_page(index, self.token, self.every), html.index_main(index, self.token)
+            made = _Made(
+                time.monotonic(),
+                html.index_page(index, self.token, self.every),
+                html.index_main(index, self.token),
+            )
+            return made
+        before = self.view.ledger.stamp()
         found = results.collect(self.view, name, None, self.metric, self.higher)
         task = pages.task_page(self.view, found)
         home = f"/?token={quote(self.token, safe='')}"
-        return html.task_page(task, self.every, home), html.task_main(task)
+        ended = all(row.state.state in FINAL for row in found.rows) and not found.problems
+        settled = before if ended and self.view.ledger.stamp() == before else None
+        return _Made(time.monotonic(), html.task_page(task, self.every, home), html.task_main(task), settled)
 
 
 def server(
