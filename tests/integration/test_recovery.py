@@ -72,6 +72,8 @@ def test_a_job_whose_node_goes_down_is_requeued_in_place(multinode: tbm.Testbed,
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [job_id] = project.jobs()
     node = poll_until(lambda: node_of(multinode, job_id), bool, 30, "the job to run")
+    # RUNNING comes before the command's first line: the node goes down once the first attempt has said it
+    poll_until(lambda: output(project, job_id), lambda out: "attempt 1 on" in out, 30, "attempt 1 to print")
     local(multinode, "scontrol", "update", f"nodename={node}", "state=down", "reason=compute-test")
     try:
         rows = project.wait(timeout=120, until=("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"))
