@@ -67,6 +67,25 @@ def second(testbed: tbm.Testbed) -> Iterator[Sshd]:
     tbm.remove_sshd(testbed, server.name)
 
 
+@pytest.fixture
+def one_session(testbed: tbm.Testbed, keeper: Path) -> Iterator[Sshd]:
+    """A server that allows one session at a time (sshd's MaxSessions 1)."""
+    server = Sshd(testbed, f"k{uuid.uuid4().hex[:6]}", MaxSessions="1")
+    try:
+        yield server
+    finally:
+        keepers.stop(keeper)
+        tbm.remove_sshd(testbed, server.name)
+
+
+def hand_to_keeper(spec: HostSpec) -> None:
+    """A run that logs in by itself and ends: its connection goes to the keeper, waited for."""
+    first = make_host(spec)
+    first.connect()
+    first.close()
+    keepers.wait_kept(spec.alias)
+
+
 def project(folder: Path, hosts: dict[str, Any], command: str, on: str = "target") -> None:
     write_hosts(folder, hosts)
     (folder / "book.yaml").write_text(
@@ -393,10 +412,7 @@ def test_a_command_fed_on_stdin_costs_no_session_of_its_own_to_open(keeper: Path
     """Such a command needs an exec channel: the keeper has one open in advance, and sends the
     command and its stdin in one flight."""
     spec = HostSpec(alias="target", **sshd.entry())
-    first = make_host(spec)
-    first.connect()
-    first.close()
-    keepers.wait_kept("target")
+    hand_to_keeper(spec)
     host = make_host(spec)
     try:
         for size in (0, 10, 3 << 20):
@@ -407,56 +423,38 @@ def test_a_command_fed_on_stdin_costs_no_session_of_its_own_to_open(keeper: Path
         host.close()
 
 
-def test_max_sessions_1_through_the_keeper(keeper: Path, testbed: tbm.Testbed) -> None:
+def test_max_sessions_1_through_the_keeper(one_session: Sshd) -> None:
     """The keeper's persistent shell and spare session do not starve a server that allows one."""
-    limited = Sshd(testbed, f"k{uuid.uuid4().hex[:6]}", MaxSessions="1")
+    spec = HostSpec(alias="target", **one_session.entry())
+    hand_to_keeper(spec)
+    host = make_host(spec)
     try:
-        spec = HostSpec(alias="target", **limited.entry())
-        first = make_host(spec)
-        first.connect()
-        first.close()
-        keepers.wait_kept("target")
-        host = make_host(spec)
-        try:
-            assert host.run("echo plain").stdout == "plain\n"
-            fed = host.run("cat", stdin=b"fed")
-            assert (fed.exit_code, fed.stdout) == (0, "fed")
-            assert host.run("echo after").stdout == "after\n"
-            assert host.run("echo timed", timeout=10).stdout == "timed\n"
-            assert host.kept  # type: ignore[attr-defined]
-        finally:
-            host.close()
+        assert host.run("echo plain").stdout == "plain\n"
+        fed = host.run("cat", stdin=b"fed")
+        assert (fed.exit_code, fed.stdout) == (0, "fed")
+        assert host.run("echo after").stdout == "after\n"
+        assert host.run("echo timed", timeout=10).stdout == "timed\n"
+        assert host.kept  # type: ignore[attr-defined]
     finally:
-        keepers.stop(keeper)
-        tbm.remove_sshd(testbed, limited.name)
+        host.close()
 
 
-def test_max_sessions_1_a_command_gets_the_session_the_keepers_parked_shell_held(
-    keeper: Path, testbed: tbm.Testbed
-) -> None:
+def test_max_sessions_1_a_command_gets_the_session_the_keepers_parked_shell_held(one_session: Sshd) -> None:
     """The one session a server allows is the keeper's parked shell: a command that needs an exec
     channel of its own (a large stdin) gets it, the keeper closing its shell (was: refused for
     connect_timeout, then an error)."""
-    limited = Sshd(testbed, f"k{uuid.uuid4().hex[:6]}", MaxSessions="1")
+    spec = HostSpec(alias="target", **one_session.entry())
+    hand_to_keeper(spec)
+    wait_for(lambda: any(c["shell"] for c in kept.connections()), 20, "the keeper to park a shell")
+    host = make_host(spec)
     try:
-        spec = HostSpec(alias="target", **limited.entry())
-        first = make_host(spec)
-        first.connect()
-        first.close()
-        keepers.wait_kept("target")
-        wait_for(lambda: any(c["shell"] for c in kept.connections()), 20, "the keeper to park a shell")
-        host = make_host(spec)
-        try:
-            started = time.monotonic()
-            fed = host.run("wc -c", stdin=b"x" * (FED_MAX + 1), timeout=30)
-            assert (fed.exit_code, fed.stdout.strip()) == (0, str(FED_MAX + 1))
-            assert time.monotonic() - started < 5
-            assert host.run("echo after").stdout == "after\n"
-        finally:
-            host.close()
+        started = time.monotonic()
+        fed = host.run("wc -c", stdin=b"x" * (FED_MAX + 1), timeout=30)
+        assert (fed.exit_code, fed.stdout.strip()) == (0, str(FED_MAX + 1))
+        assert time.monotonic() - started < 5
+        assert host.run("echo after").stdout == "after\n"
     finally:
-        keepers.stop(keeper)
-        tbm.remove_sshd(testbed, limited.name)
+        host.close()
 
 
 def test_runs_that_end_together_start_one_keeper_for_all(keeper: Path, sshd: Sshd, second: Sshd) -> None:
@@ -515,10 +513,7 @@ def test_a_connection_is_shared_only_by_hosts_that_are_the_same(
         base.but(init=("export A=1",), env={"B": "2"}),
         base.but(known_hosts=str(other_known)),
     ]
-    first = make_host(hosts[0])
-    first.connect()
-    first.close()  # a host of its own: asks the keeper at once
-    keepers.wait_kept("target")
+    hand_to_keeper(hosts[0])  # later, a host of its own asks the keeper at once
     made = [make_host(spec) for spec in hosts]
     try:
         for host in made:
@@ -539,10 +534,7 @@ def test_commands_that_end_at_once_through_the_keeper_under_load(keeper: Path, s
     read to its end, whichever thread runs when: many in a row and at once, with stdin of a script's
     size, while threads of the run and another process keep the CPUs busy."""
     spec = HostSpec(alias="target", **sshd.entry())
-    first = make_host(spec)
-    first.connect()
-    first.close()
-    keepers.wait_kept("target")
+    hand_to_keeper(spec)
     host = make_host(spec)
     stop = threading.Event()
 

@@ -135,23 +135,31 @@ def test_the_launcher_refuses_a_job_it_does_not_have(tmp_path: Path) -> None:
     assert "no job 99" in proc.stderr
 
 
-def test_a_lane_stops_a_job_whose_output_matches_fail_on_log(tmp_path: Path) -> None:
-    """The lane's watcher, run by bash here (a lane needs no tmux): the job is stopped within its
-    period, its status says `log`, nothing of it is left, and the next job of the queue runs."""
-    cmd = 'echo starting; sleep 0.5; echo "NCCL watchdog timeout: rank 3"; sleep 59.37; echo'
+def run_lane(tmp_path: Path, cmd: str, args: list[str] | None = None, timeout: float = 30) -> Path:
+    """Lane 0 of a launcher whose jobs run `cmd` (one per `args` entry) under
+    `fail_on_log: [NCCL watchdog]`, looked at every second, run by bash here (a lane needs no tmux);
+    the launcher's path, once the lane has ended."""
     spec = tmux.LauncherSpec(
         task="watched",
         cmd=cmd,
-        jobs=tuple(expand(["first", "second"], {})),
+        jobs=tuple(expand(args or [], {})),
         seed_flag=None,
         env={"COMPUTE_LOG_EVERY": "1"},
         policy=Policy(retries=False, fail_on_log=("NCCL watchdog",)),
     )
     launcher = tmp_path / tmux.LAUNCHER
     launcher.write_text(tmux.render_launcher(spec))
-    (tmp_path / "queue").write_text("0\n1\n")
+    (tmp_path / "queue").write_text("".join(f"{job.index}\n" for job in spec.jobs))
+    subprocess.run(["bash", str(launcher), "lane", "0"], capture_output=True, timeout=timeout, check=True)
+    return launcher
+
+
+def test_a_lane_stops_a_job_whose_output_matches_fail_on_log(tmp_path: Path) -> None:
+    """The lane's watcher: the job is stopped within its period, its status says `log`, nothing of
+    it is left, and the next job of the queue runs."""
+    cmd = 'echo starting; sleep 0.5; echo "NCCL watchdog timeout: rank 3"; sleep 59.37; echo'
     started = time.monotonic()
-    subprocess.run(["bash", str(launcher), "lane", "0"], capture_output=True, timeout=60, check=True)
+    run_lane(tmp_path, cmd, ["first", "second"], timeout=60)
     assert time.monotonic() - started < 10  # two jobs, each stopped within about a second
     for i in ("0", "1"):
         assert (tmp_path / f"{i}.status").read_text() == "143 log\n"
@@ -165,20 +173,8 @@ def test_a_lane_stops_a_job_whose_output_matches_fail_on_log(tmp_path: Path) -> 
 def test_a_job_that_ignores_sigterm_is_killed_10_s_after(tmp_path: Path) -> None:
     """A hung program may not end on SIGTERM: its lane kills its process group 10 s later, before
     the next job (on the same GPU) starts."""
-    cmd = "bash -c \"trap '' TERM; echo 'NCCL watchdog timeout'; sleep 59.43\""
-    spec = tmux.LauncherSpec(
-        task="watched",
-        cmd=cmd,
-        jobs=tuple(expand([], {})),
-        seed_flag=None,
-        env={"COMPUTE_LOG_EVERY": "1"},
-        policy=Policy(retries=False, fail_on_log=("NCCL watchdog",)),
-    )
-    launcher = tmp_path / tmux.LAUNCHER
-    launcher.write_text(tmux.render_launcher(spec))
-    (tmp_path / "queue").write_text("0\n")
     started = time.monotonic()
-    subprocess.run(["bash", str(launcher), "lane", "0"], capture_output=True, timeout=60, check=True)
+    run_lane(tmp_path, "bash -c \"trap '' TERM; echo 'NCCL watchdog timeout'; sleep 59.43\"", timeout=60)
     assert 9 < time.monotonic() - started < 20
     assert (tmp_path / "0.status").read_text() == "143 log\n"
     assert subprocess.run(["pgrep", "-f", "sleep 59.43"], capture_output=True).returncode == 1
@@ -187,39 +183,17 @@ def test_a_job_that_ignores_sigterm_is_killed_10_s_after(tmp_path: Path) -> None
 def test_a_line_cut_by_a_look_is_looked_at_whole_and_the_cmd_line_is_not(tmp_path: Path) -> None:
     """A block-buffered program's line may end after a look: the next look reads all of it. The
     command, printed first as `CMD ...`, holds the pattern's words and stops nothing."""
-    cmd = (
-        "echo NCCL watchdog >/dev/null; printf 'NCCL watch'; sleep 1.6; printf 'dog timeout\\n'; sleep 59.47"
+    run_lane(
+        tmp_path,
+        "echo NCCL watchdog >/dev/null; printf 'NCCL watch'; sleep 1.6; printf 'dog timeout\\n'; sleep 59.47",
     )
-    spec = tmux.LauncherSpec(
-        task="watched",
-        cmd=cmd,
-        jobs=tuple(expand([], {})),
-        seed_flag=None,
-        env={"COMPUTE_LOG_EVERY": "1"},
-        policy=Policy(retries=False, fail_on_log=("NCCL watchdog",)),
-    )
-    launcher = tmp_path / tmux.LAUNCHER
-    launcher.write_text(tmux.render_launcher(spec))
-    (tmp_path / "queue").write_text("0\n")
-    subprocess.run(["bash", str(launcher), "lane", "0"], capture_output=True, timeout=30, check=True)
     assert (tmp_path / "0.status").read_text() == "143 log\n"
     log = (tmp_path / "0.log").read_text()
     assert log.startswith("CMD echo NCCL watchdog") and "NCCL watchdog timeout\n" in log
 
 
 def test_a_job_that_does_not_match_ends_as_it_would_and_its_watcher_goes(tmp_path: Path) -> None:
-    spec = tmux.LauncherSpec(
-        task="watched",
-        cmd="echo fine; sleep 1.5; exit 4",
-        jobs=tuple(expand([], {})),
-        seed_flag=None,
-        env={"COMPUTE_LOG_EVERY": "1"},
-        policy=Policy(retries=False, fail_on_log=("NCCL watchdog",)),
-    )
-    launcher = tmp_path / tmux.LAUNCHER
-    launcher.write_text(tmux.render_launcher(spec))
-    (tmp_path / "queue").write_text("0\n")
-    subprocess.run(["bash", str(launcher), "lane", "0"], capture_output=True, timeout=30, check=True)
+    launcher = run_lane(tmp_path, "echo fine; sleep 1.5; exit 4")
     assert (tmp_path / "0.status").read_text() == "4\n"
     assert not (tmp_path / "0.matched").exists()
     assert (

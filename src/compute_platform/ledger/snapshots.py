@@ -92,22 +92,29 @@ def sent(ledger: Ledger, host: str, code_dir: str, digest: str) -> None:
 
 def sent_to(ledger: Ledger, host: str, code_dir: str) -> list[str]:
     """The snapshots sent to this host's `code_dir`, latest first."""
-    try:
-        with open(folder(ledger) / SENT, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("host") == host and r.get("code_dir") == code_dir]
-    except FileNotFoundError:
-        return []
-    return list(dict.fromkeys(r["hash"] for r in reversed(rows) if r.get("hash")))
+    return list(
+        dict.fromkeys(
+            r["hash"] for r in _sent(ledger, host) if r.get("code_dir") == code_dir and r.get("hash")
+        )
+    )
 
 
 def sent_dirs(ledger: Ledger, host: str, digest: str) -> list[str]:
     """The code folders of this host that the snapshot was sent to, latest first."""
+    return list(
+        dict.fromkeys(
+            r["code_dir"] for r in _sent(ledger, host) if r.get("hash") == digest and r.get("code_dir")
+        )
+    )
+
+
+def _sent(ledger: Ledger, host: str) -> list[dict[str, str]]:
+    """The rows of sent.csv about this host, latest first."""
     try:
         with open(folder(ledger) / SENT, newline="", encoding="utf-8") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("host") == host and r.get("hash") == digest]
+            return [r for r in reversed(list(csv.DictReader(f))) if r.get("host") == host]
     except FileNotFoundError:
         return []
-    return list(dict.fromkeys(r["code_dir"] for r in reversed(rows) if r.get("code_dir")))
 
 
 def places(ledger: Ledger) -> list[tuple[str, str]]:
