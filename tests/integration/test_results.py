@@ -16,6 +16,7 @@ from tests.support import testbed as tbm
 from tests.support.cli import compute
 from tests.support.project import write_hosts
 from tests.support.projects import SlurmProject, TmuxProject
+from tests.support.waiting import poll_until
 
 # writes loss = lr * 10 / step + seed / 100 at steps 1..3; seed 2 of lr=0.1 writes nothing
 WRITER = (
@@ -128,3 +129,50 @@ def test_metrics_from_the_output_and_from_a_file_the_program_writes(tmux_project
     assert point["final"]["acc"]["mean"] == pytest.approx(0.805) and point["best"]["acc"][
         "mean"
     ] == pytest.approx(0.805)
+
+
+def test_results_while_jobs_run_cost_one_round_trip_per_host(
+    tmux_project: TmuxProject, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The states of the open jobs and what is new of their metrics (and of their output, for
+    `from_log`) come in ONE command per host; once the last job has ended and been fetched, none."""
+    from compute_platform.hosts.base import Host
+    from compute_platform.jobs import results
+    from compute_platform.jobs.query import Jobs
+
+    cmd = 'echo "{\\"loss\\": 1.5}" >> "$COMPUTE_METRICS"; echo "val=2.5"; [ "$1" = --lr=0.01 ] && sleep 300; true'
+    metrics = {"from_log": {"val": "val=([0-9.]+)"}}
+    tmux_project.book("h1", cmd=f"f() {{ {cmd}; }}; f", sweep={"lr": [0.1, 0.01]}, metrics=metrics)
+    tmux_project.run()
+    # one lane: the first job ends, then the second runs (and has written its metrics)
+    tmux_project.wait(
+        lambda states: {s["state"] for s in states.values()} == {"COMPLETED", "RUNNING"}, timeout=60
+    )
+    commands: list[str] = []
+    real = Host.run
+
+    def counted(self: Host, command: str, **kwargs: Any) -> Any:
+        commands.append(self.alias)
+        return real(self, command, **kwargs)
+
+    monkeypatch.setattr(Host, "run", counted)
+    view = Jobs(tmux_project.folder / "archive")
+    try:
+
+        def look() -> results.Found:
+            commands.clear()
+            return results.collect(view, "sweep", None, "loss", set())
+
+        found = poll_until(look, lambda found: all("val" in p.final for p in found.points), 30, "the metrics")
+        assert commands == ["h1"] and not found.problems, found.problems
+        by_lr = {p.record.command.split("--lr=")[-1]: p for p in found.points}
+        assert {lr: p.state for lr, p in by_lr.items()} == {"0.1": "COMPLETED", "0.01": "RUNNING"}
+        assert all(p.final["loss"].mean == 1.5 and p.final["val"].mean == 2.5 for p in by_lr.values())
+        tmux_project.compute("cancel", "--task", "sweep")
+        tmux_project.wait(timeout=30)
+        look()  # the cancelled job's end, and its files
+        assert commands == ["h1"]
+        look()
+        assert commands == []
+    finally:
+        view.close()

@@ -292,3 +292,33 @@ def test_what_accounting_says_a_job_used() -> None:
         2048.0,
     )
     assert not {"14", "15", "16"} & set(found)  # asked again
+
+
+def test_accounting_is_asked_about_ended_jobs_only_in_chunks(tmp_path: Path) -> None:
+    """Known to have ended (no status file given), or whose status file is there: asked, ID_CHUNK ids
+    per sacct call; a job still running (no status file yet) is not."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text('#!/bin/sh\necho "sacct $*"\n')
+    (bin_dir / "sacct").chmod(0o755)
+    (tmp_path / "12.status").write_text("0 exit\n")
+    asked = [("11", ""), ("12", str(tmp_path / "12.status")), ("13", str(tmp_path / "13.status"))]
+    asked += [(str(100 + i), "") for i in range(slurm.ID_CHUNK)]
+    part = slurm.usage_part(asked)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    said = subprocess.run(
+        ["bash", "-c", part.script], input=part.stdin, capture_output=True, env=env, check=True
+    ).stdout.decode()
+    assert slurm.usage_asked(said) == {"11", "12"} | {str(100 + i) for i in range(slurm.ID_CHUNK)}
+    calls = [line.split()[4] for line in said.splitlines() if line.startswith("sacct")]
+    assert [len(c.split(",")) for c in calls] == [slurm.ID_CHUNK, 2]
+    assert (
+        calls[0].startswith("11,12,100,")
+        and calls[1] == f"{100 + slurm.ID_CHUNK - 2},{100 + slurm.ID_CHUNK - 1}"
+    )
+    assert f"-o {slurm.USAGE_FIELDS}" in said
+    (bin_dir / "sacct").write_text("#!/bin/sh\nexit 1\n")  # no accounting on this cluster
+    said = subprocess.run(
+        ["bash", "-c", part.script], input=part.stdin, capture_output=True, env=env, check=True
+    ).stdout.decode()
+    assert slurm.NO_SACCT in said

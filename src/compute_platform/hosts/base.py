@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import secrets
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -230,6 +233,34 @@ class Host(ABC):
         if check and not result.ok:
             raise CommandFailed(self.alias, result)
         return result
+
+    def ask(self, parts: Sequence[shell.Part]) -> list[bytes | CommandFailed]:
+        """Several questions in ONE round trip (`shell.flight`): each part's output, or the
+        CommandFailed that `run(check=True)` would have raised for it alone. A connection that fails
+        raises for all of them. The answer comes through a file (so an exec channel of its own) only
+        when a part needs its bytes whole; else as any command's output (the persistent shell)."""
+        if len(parts) == 1:  # as it is: nothing to cut apart
+            script, stdin, token = parts[0].script, parts[0].stdin, ""
+        else:
+            token = secrets.token_hex(8)
+            script, stdin = shell.flight(parts, token)
+        whole = any(part.whole for part in parts)
+        buffer = io.BytesIO() if whole else None
+        result = self.run(script, stdin=stdin, timeout=sum(p.timeout for p in parts), stdout_to=buffer)
+        said = buffer.getvalue() if buffer is not None else result.stdout.encode()
+        if len(parts) == 1:
+            return [said if result.ok else CommandFailed(self.alias, result)]
+        answers: list[bytes | CommandFailed] = []
+        for answer in shell.apart(said, token, len(parts)):
+            if answer is not None and answer[0] == 0:
+                answers.append(answer[1])
+                continue
+            code, out = answer if answer is not None else (result.exit_code or -1, b"")
+            failed = Result(script, code, out.decode("utf-8", "replace"), result.stderr, result.duration)
+            if answer is None and result.timed_out:
+                failed = dataclasses.replace(failed, exit_code=-1, timed_out=True)
+            answers.append(CommandFailed(self.alias, failed))
+        return answers
 
     @abstractmethod
     def execute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 # Exit code of the prelude when the host's init or the working directory fails, so that a
 # broken `module load` or a missing `cd` is never mistaken for the user's command failing.
@@ -100,3 +101,51 @@ def build(
 ) -> str:
     """The full script for one command: prelude then the command (itself shell code)."""
     return "\n".join([*prelude(init, env, cwd), command])
+
+
+# -- several scripts in one round trip ------------------------------------------------------------
+
+FLIGHT_MARK = "@@compute-part"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One question to a host: a script, what it reads on stdin, how long it may take. Several fly in
+    one round trip (`Host.ask`)."""
+
+    script: str
+    stdin: bytes = b""
+    timeout: float = 60
+    whole: bool = False  # its answer may be binary or large: brought through a file, byte for byte
+
+
+def flight(parts: Sequence[Part], token: str) -> tuple[str, bytes]:
+    """Several (script, stdin) parts as one command and its stdin, for one round trip: each part reads
+    exactly its own bytes of the stdin (GNU head -c reads no further, and the rest of a part's share
+    is drained when the part leaves early, so that the next part starts at its own), runs in a
+    subshell of its own (its `exit` ends only it), and its output is followed by a line with the
+    flight's `token` and its exit status (`apart` cuts the answer there). The token is random per
+    flight: no output can foresee it."""
+    lines: list[str] = []
+    for part in parts:
+        script, stdin = part.script, part.stdin
+        if stdin:
+            lines.append(
+                f"head -c {len(stdin)} | {{ (\n{script}\n); compute_s=$?; cat >/dev/null; exit $compute_s; }}"
+            )
+        else:
+            lines.append(f"(\n{script}\n) </dev/null")
+        lines.append(f"printf '\\n%s %s\\n' {quote(f'{FLIGHT_MARK}-{token}')} $?")
+    return "\n".join(lines), b"".join(part.stdin for part in parts)
+
+
+def apart(answer: bytes, token: str, count: int) -> list[tuple[int, bytes] | None]:
+    """The output and exit status of each of a flight's `count` parts; None for a part that did not
+    end (the flight stopped before it)."""
+    mark = re.compile(rb"\n" + re.escape(f"{FLIGHT_MARK}-{token}".encode()) + rb" (\d+)\n")
+    found: list[tuple[int, bytes] | None] = []
+    start = 0
+    for match in mark.finditer(answer):
+        found.append((int(match.group(1)), answer[start : match.start()]))
+        start = match.end()
+    return (found + [None] * count)[:count]

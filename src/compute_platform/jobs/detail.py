@@ -14,8 +14,7 @@ from compute_platform.scheduling import slurm
 
 def describe(view: Jobs, record: JobRecord) -> tuple[list[str], list[str]]:
     """The lines that tell of one job, and the problems met while asking its host."""
-    rows = view.rows([record])
-    problems = results.fetch(view, rows)
+    rows, problems = results.gather(view, [record])
     said = results.sources_of(view, record)  # the task's `metrics: {max}`: which best is the greatest
     higher = set(said.higher) if said else set()
     return lines(rows[0], results.point_of(view, rows[0], higher)), problems

@@ -4,8 +4,10 @@ How hosts are reached again: each row records the absolute path of the hosts.yam
 (`hosts_file`); `--inventory FILE` overrides it (e.g. after moving the project). Rows of older
 ledgers without that column fall back to ./hosts.yaml, then to ~/.ssh/config.
 
-Every query is one round trip per host for all its jobs (the backends guarantee it); hosts are
-queried in parallel, and a host that cannot be reached shows its jobs as UNKNOWN with the reason.
+Every query is one round trip per host for all its jobs: each scheduler's query of the host (its
+backend's `states_part`) and the other questions a command has for it (riders: the metrics that
+`compute results` fetches) fly in one command (`Host.ask`). Hosts are queried in parallel, and a host
+that cannot be reached shows its jobs as UNKNOWN with the reason.
 """
 
 from __future__ import annotations
@@ -59,6 +61,18 @@ BACKENDS: dict[str, str] = {
     "slurm": "compute_platform.scheduling.slurm",
     "tmux": "compute_platform.scheduling.tmux",
 }
+
+
+@dataclass(frozen=True)
+class Rider:
+    """A question a command has for a host besides its jobs' states (the metrics to fetch): it flies
+    in the same round trip, and `read` gets its output, or the error that kept it from an answer."""
+
+    part: shell.Part
+    read: Callable[[bytes | ComputeError], None]
+
+
+Riders = dict[tuple[str, str], list[Rider]]  # by (hosts file, alias) of the rows
 
 FINAL = (COMPLETED, FAILED, CANCELLED, TIMEOUT)
 ALL_STATES = (PENDING, RUNNING, *FINAL, UNKNOWN)
@@ -192,10 +206,13 @@ class Jobs:
     # -- live states -------------------------------------------------------------------------
 
     def rows(
-        self, records: Sequence[JobRecord], known: dict[tuple[str, str], Row] | None = None
+        self,
+        records: Sequence[JobRecord],
+        known: dict[tuple[str, str], Row] | None = None,
+        riders: Riders | None = None,
     ) -> list[Row]:
         """Every record with its state. Jobs that ended (in `known`, or in the archive's states.csv)
-        are not asked again; those that ended since are written there."""
+        are not asked again; those that ended since are written there. `riders`: see `states`."""
         known = known or {}
         ended = self.ledger.ended(records)
         finished = {key: final_state(e) for key, e in ended.items()}
@@ -203,7 +220,7 @@ class Jobs:
             {key: row.state for key, row in known.items() if row.state.state in FINAL and row.state.settled}
         )
         todo = [r for r in records if (r.host, r.job_id) not in finished]
-        found = self.states(todo)
+        found = self.states(todo, riders)
         self._keep_ended(found, ended)
         found.update({key: finished[key] for key in ((r.host, r.job_id) for r in records) if key in finished})
         replaced = self.replaced()
@@ -239,18 +256,40 @@ class Jobs:
         with contextlib.suppress(LedgerError):
             self.ledger.append_ended(new)
 
-    def states(self, records: Sequence[JobRecord]) -> dict[tuple[str, str], JobState]:
-        groups = self.by_host(records)
+    def states(
+        self, records: Sequence[JobRecord], riders: Riders | None = None
+    ) -> dict[tuple[str, str], JobState]:
+        """The records' live states: ONE round trip per host, in parallel, which also carries the
+        other questions a command has for that host (`riders`, by hosts file and alias: a host
+        with riders and no open job is asked them alone)."""
+        riders = riders or {}
+        groups: dict[tuple[str, str], dict[str, list[JobRecord]]] = {key: {} for key in riders}
+        for (scheduler, hosts_file, alias), group in self.by_host(records).items():
+            groups.setdefault((hosts_file, alias), {})[scheduler] = group
 
-        def one(item: tuple[tuple[str, str, str], list[JobRecord]]) -> dict[tuple[str, str], JobState]:
-            (scheduler, hosts_file, alias), group = item
+        def one(item: tuple[tuple[str, str], dict[str, list[JobRecord]]]) -> dict[tuple[str, str], JobState]:
+            (hosts_file, alias), by_scheduler = item
+            asked = list(by_scheduler.values())
+            extra = riders.get((hosts_file, alias), [])
+            answers: list[bytes | ComputeError]
             try:
-                host = self.host(hosts_file, alias)
-                answer = backend(scheduler).states(host, group)
-                return {(alias, r.job_id): answer.get(r.job_id, JobState(UNKNOWN)) for r in group}
+                backends = [backend(scheduler) for scheduler in by_scheduler]
+                parts = [b.states_part(group) for b, group in zip(backends, asked, strict=True)]
+                answers = list(self.host(hosts_file, alias).ask([*parts, *(rider.part for rider in extra)]))
             except ComputeError as e:
-                reason = e.about(alias)
-                return {(alias, r.job_id): JobState(UNKNOWN, None, reason) for r in group}
+                backends, answers = [], [e] * (len(asked) + len(extra))
+            found: dict[tuple[str, str], JobState] = {}
+            for i, group in enumerate(asked):
+                answer = answers[i]
+                if isinstance(answer, ComputeError):
+                    reason = answer.about(alias)
+                    found.update({(alias, r.job_id): JobState(UNKNOWN, None, reason) for r in group})
+                    continue
+                said = backends[i].read_states(group, answer.decode("utf-8", "replace"))
+                found.update({(alias, r.job_id): said.get(r.job_id, JobState(UNKNOWN)) for r in group})
+            for rider, answer in zip(extra, answers[len(asked) :], strict=True):
+                rider.read(answer)
+            return found
 
         merged: dict[tuple[str, str], JobState] = {}
         for part in self.parallel(one, list(groups.items())):

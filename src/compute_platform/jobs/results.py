@@ -1,8 +1,9 @@
 """`compute results`: the metrics the jobs wrote (COMPUTE_METRICS, JSON lines), fetched from their hosts and
 aggregated per sweep point over its seeds.
 
-Fetching is one round trip per host for every file not fetched whole yet: each one's new bytes (from
-what `archive/metrics/` holds, at most FILE_BYTES per call) come back length-prefixed. A job that has
+Fetching rides in the round trip that asks the jobs' states (`Jobs.rows` with riders): ONE per host for
+every file not fetched whole yet: each one's new bytes (from what `archive/metrics/` holds, at most
+FILE_BYTES per call) come back length-prefixed. A job that has
 ended and whose files are all here is marked done and never asked again, so a second call on an ended
 sweep touches no host. The aggregation is pure.
 """
@@ -16,25 +17,22 @@ import io
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from compute_platform.errors import ComputeError, LedgerError
 from compute_platform.hosts import shell
-from compute_platform.jobs.query import FINAL, Jobs, Row, point_text
+from compute_platform.jobs.query import FINAL, Jobs, Rider, Row, point_text
 from compute_platform.ledger import JobPaths, JobRecord
 from compute_platform.ledger import metrics as store
 from compute_platform.scheduling import slurm
 from compute_platform.scheduling.sources import MetricSources
 
-if TYPE_CHECKING:
-    from compute_platform.hosts import Host
-
 FILE_BYTES = 4 << 20  # of one file per call: a larger one comes over several calls
 HEADER = b"@@compute-metrics "
 JSON_VERSION = 1
 
+Key = tuple[str, str]  # (host, job id)
 Series = dict[str, list[tuple[float | None, float]]]  # metric -> [(step, value)], in the file's order
 
 
@@ -288,23 +286,22 @@ def seed_positions(record: JobRecord) -> list[int | None]:
     return list(range(len(record.seeds.split(",")))) if record.seeds else [None]
 
 
-def fetch(view: Jobs, rows: Sequence[Row]) -> list[str]:
-    """Bring what is new of the rows' metrics files here (one round trip per host); the problems met."""
-    ledger = view.ledger
-    todo = [row for row in rows if row.record.status_file and not store.is_done(ledger, row.record)]
-    groups: dict[tuple[str, str], list[Row]] = {}
-    for row in todo:
-        groups.setdefault((row.record.hosts_file, row.record.host), []).append(row)
-
-    def one(item: tuple[tuple[str, str], list[Row]]) -> list[str]:
-        (hosts_file, alias), group = item
-        try:
-            _fetch(view.host(hosts_file, alias), view, group)
-        except ComputeError as e:
-            return [f"{alias}: cannot fetch metrics: {e.about(alias)}"]
-        return []
-
-    return [p for part in view.parallel(one, list(groups.items())) for p in part]
+def gather(view: Jobs, records: Sequence[JobRecord]) -> tuple[list[Row], list[str]]:
+    """The records' rows with their states, and what is new of their metrics (and of their Slurm jobs'
+    resource use) brought here: ONE round trip per host for all of it, the questions riding with
+    the states' (`Jobs.rows`). The problems met fetching."""
+    ended = view.ledger.ended(records)
+    todo = [r for r in records if r.status_file and not store.is_done(view.ledger, r)]
+    by_host: dict[tuple[str, str], list[JobRecord]] = {}
+    for record in todo:
+        by_host.setdefault((record.hosts_file, record.host), []).append(record)
+    fetches = {key: _Fetch(view, key[1], group, ended) for key, group in by_host.items()}
+    rows = view.rows(records, riders={key: fetch.riders() for key, fetch in fetches.items()})
+    problems: list[str] = []
+    for key, fetch in fetches.items():
+        fetch.finish([row for row in rows if (row.record.hosts_file, row.record.host) == key])
+        problems += fetch.problems
+    return rows, problems
 
 
 KINDS = ("jsonl", "file")  # what is fetched by its new bytes: COMPUTE_METRICS and the program's own file
@@ -355,71 +352,121 @@ def fetch_script(groups: Sequence[tuple[str, ...]]) -> str:
     )
 
 
-def _fetch(host: Host, view: Jobs, rows: Sequence[Row]) -> None:
-    ledger = view.ledger
-    items: list[tuple[Row, int | None, str]] = []
-    groups: list[tuple[str, ...]] = []
-    patterns: dict[str, tuple[tuple[str, str], ...]] = {}
-    for row in rows:
-        sources = sources_of(view, row.record)
-        for seed in seed_positions(row.record):
-            items.append((row, seed, "jsonl"))
-            if sources and sources.file:
-                items.append((row, seed, "file"))
-            if sources and sources.from_log:
-                items.append((row, seed, "log"))
-                patterns[row.record.job_id] = sources.from_log
-                if tuple(p for _, p in sources.from_log) not in groups:
-                    groups.append(tuple(p for _, p in sources.from_log))
-    stdin = b""
-    for number, (row, seed, kind) in enumerate(items):
-        path = JobPaths.metrics(row.record.status_file, seed)
-        if kind == "log":
-            group = groups.index(tuple(p for _, p in patterns[row.record.job_id]))
-            stdin += f"{number}\0log\0{path}\0{group}\0{row.record.log_out}\0".encode()
-        else:
-            remote = path if kind == "jsonl" else f"{path}.file"
-            stdin += f"{number}\0{kind}\0{remote}\0{store.fetched(ledger, row.record, seed, kind)}\0".encode()
-    ended = [
-        r for r in rows if r.state.state in FINAL and r.record.scheduler == "slurm" and r.record.status_file
-    ]
-    ask = [r.record.job_id for r in ended if store.usage(ledger, r.record) is None]
-    script = fetch_script(groups)
-    if ask:
-        script = f"{slurm.usage_command(ask)}\n{script}"
-    buffer = io.BytesIO()
-    host.run(script, stdin=stdin, timeout=300, check=True, stdout_to=buffer)
-    answer = buffer.getvalue()
-    held: set[tuple[str, str]] = set()  # ended, but accounting has not said yet what they used
-    if ask:
-        mark = slurm.USAGE_MARK.encode() + b"\n"
-        _, _, rest = answer.partition(mark)
-        said, _, answer = rest.partition(mark)
-        used = slurm.parse_usage(said.decode("utf-8", "replace"))
-        for row in ended:
-            if row.record.job_id in used:
-                store.keep_usage(ledger, row.record, dataclasses.asdict(used[row.record.job_id]))
-            elif slurm.NO_SACCT not in said.decode("utf-8", "replace"):
-                held.add(row.key)  # accounting works: this job's record is still to come
-    sizes: dict[int, int] = {}
-    for index, size, data in _chunks(answer):
-        if not 0 <= index < len(items):
-            continue
-        row, seed, kind = items[index]
-        if kind == "log":
-            if size >= 0:
-                store.replace(ledger, row.record, seed, _log_lines(data, patterns[row.record.job_id]), "log")
-        elif data:
-            store.append(ledger, row.record, seed, data, kind)
-        sizes[index] = size
-    complete: dict[tuple[str, str], bool] = {}
-    for index, (row, seed, kind) in enumerate(items):
-        size = sizes.get(index, 0)
-        whole = kind == "log" or size < 0 or store.fetched(ledger, row.record, seed, kind) >= size
-        complete[row.key] = complete.get(row.key, True) and whole and index in sizes
-    for row in rows:
-        if row.state.state in FINAL and complete.get(row.key) and row.key not in held:
-            store.mark_done(ledger, row.record)  # ended, everything here: never asked again
+class _Fetch:
+    """One host's part of `gather`: what is new of its jobs' metrics files and the resource use of its
+    ended Slurm jobs, asked in the refresh's round trip (`riders`), kept as the answers come, and
+    which jobs are then done (`finish`: ended, everything here, never asked again)."""
+
+    def __init__(
+        self, view: Jobs, alias: str, records: Sequence[JobRecord], ended: Mapping[Key, object]
+    ) -> None:
+        self.view, self.alias, self.records = view, alias, records
+        self.items: list[tuple[JobRecord, int | None, str]] = []
+        self.groups: list[tuple[str, ...]] = []
+        self.patterns: dict[str, tuple[tuple[str, str], ...]] = {}
+        for record in records:
+            sources = sources_of(view, record)
+            for seed in seed_positions(record):
+                self.items.append((record, seed, "jsonl"))
+                if sources and sources.file:
+                    self.items.append((record, seed, "file"))
+                if sources and sources.from_log:
+                    self.items.append((record, seed, "log"))
+                    self.patterns[record.job_id] = sources.from_log
+                    if tuple(p for _, p in sources.from_log) not in self.groups:
+                        self.groups.append(tuple(p for _, p in sources.from_log))
+        # accounting is asked about the jobs known to have ended, and those whose status file is
+        # there when it is asked (they ended since): what a running job used is not final yet
+        self.ask = [
+            (r.job_id, "" if (r.host, r.job_id) in ended else r.status_file)
+            for r in records
+            if r.scheduler == "slurm" and store.usage(view.ledger, r) is None
+        ]
+        self.asked: set[str] = set()
+        self.used: dict[str, slurm.Usage] = {}
+        self.sacct_works = True
+        self.sizes: dict[int, int] = {}
+        self.problems: list[str] = []
+
+    def riders(self) -> list[Rider]:
+        ride = [
+            Rider(
+                shell.Part(fetch_script(self.groups), self._stdin(), timeout=300, whole=True),
+                self._read_metrics,
+            )
+        ]
+        if self.ask:
+            ride.insert(0, Rider(slurm.usage_part(self.ask), self._read_usage))
+        return ride
+
+    def _stdin(self) -> bytes:
+        stdin = b""
+        ledger = self.view.ledger
+        for number, (record, seed, kind) in enumerate(self.items):
+            path = JobPaths.metrics(record.status_file, seed)
+            if kind == "log":
+                group = self.groups.index(tuple(p for _, p in self.patterns[record.job_id]))
+                stdin += f"{number}\0log\0{path}\0{group}\0{record.log_out}\0".encode()
+            else:
+                remote = path if kind == "jsonl" else f"{path}.file"
+                stdin += f"{number}\0{kind}\0{remote}\0{store.fetched(ledger, record, seed, kind)}\0".encode()
+        return stdin
+
+    def _failed(self, error: ComputeError) -> None:
+        problem = f"{self.alias}: cannot fetch metrics: {error.about(self.alias)}"
+        if problem not in self.problems:
+            self.problems.append(problem)
+
+    def _read_usage(self, answer: bytes | ComputeError) -> None:
+        if isinstance(answer, ComputeError):
+            self._failed(answer)
+            return
+        said = answer.decode("utf-8", "replace")
+        self.asked = slurm.usage_asked(said)
+        self.used = slurm.parse_usage(said)
+        self.sacct_works = slurm.NO_SACCT not in said
+
+    def _read_metrics(self, answer: bytes | ComputeError) -> None:
+        if isinstance(answer, ComputeError):
+            self._failed(answer)
+            return
+        ledger = self.view.ledger
+        for index, size, data in _chunks(answer):
+            if not 0 <= index < len(self.items):
+                continue
+            record, seed, kind = self.items[index]
+            if kind == "log":
+                if size >= 0:
+                    store.replace(ledger, record, seed, _log_lines(data, self.patterns[record.job_id]), "log")
+            elif data:
+                store.append(ledger, record, seed, data, kind)
+            self.sizes[index] = size
+
+    def finish(self, rows: Sequence[Row]) -> None:
+        """Keep what accounting said of the jobs that ended; mark done those ended with everything
+        here (asked after their end: the states come first in the round trip)."""
+        ledger = self.view.ledger
+        held: set[Key] = set()  # ended, but accounting has not said yet what they used
+        mine = {r.job_id for r in self.records}
+        for row in rows:
+            record = row.record
+            if row.state.state not in FINAL or record.job_id not in mine or record.scheduler != "slurm":
+                continue
+            if record.job_id in self.used:
+                store.keep_usage(ledger, record, dataclasses.asdict(self.used[record.job_id]))
+            elif store.usage(ledger, record) is None and (
+                record.job_id not in self.asked or self.sacct_works
+            ):
+                held.add(row.key)  # asked next time, or accounting's record is still to come
+        complete: dict[Key, bool] = {}
+        for index, (record, seed, kind) in enumerate(self.items):
+            size = self.sizes.get(index, 0)
+            whole = kind == "log" or size < 0 or store.fetched(ledger, record, seed, kind) >= size
+            key = (record.host, record.job_id)
+            complete[key] = complete.get(key, True) and whole and index in self.sizes
+        for row in rows:
+            if row.state.state in FINAL and complete.get(row.key) and row.key not in held:
+                store.mark_done(ledger, row.record)
 
 
 def _log_lines(data: bytes, metrics: Sequence[tuple[str, str]]) -> bytes:
@@ -536,8 +583,7 @@ def collect(view: Jobs, task: str, host: str | None, metric: str | None, higher:
     """The task's rows with their states, what is new of their metrics fetched (one round trip per host),
     the points ranked by `metric`, else by the task's `metrics: {sort}` (its latest job's script says);
     `higher` and the task's `metrics: {max}` are the metrics better higher."""
-    rows = view.rows(view.records(host, task))
-    problems = fetch(view, rows)
+    rows, problems = gather(view, view.records(host, task))
     said = sources_of(view, rows[-1].record) if rows else None
     if said is not None:
         metric = metric or said.sort or None

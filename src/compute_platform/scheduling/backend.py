@@ -1,7 +1,8 @@
 """What `compute jobs / logs / cancel / resubmit` need from a scheduler (slurm, tmux).
 
 Each scheduler module provides one object with this shape; `BACKENDS` in jobs/query.py is the literal table
-scheduler name -> backend. Every method does ONE round trip per host for all the records it is given.
+scheduler name -> backend. Every method does ONE round trip per host for all the records it is given
+(the states' query flies with a refresh's other questions to the host: one round trip in all).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from compute_platform.hosts import Host
+    from compute_platform.hosts.shell import Part
     from compute_platform.ledger import JobRecord, Ledger
 
 # The states shown to users, the same for every scheduler.
@@ -68,9 +70,14 @@ class Again:
 
 
 class Backend(Protocol):
-    def states(self, host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
-        """Live state of every record (by job_id), from one query of the host plus the exit-status
-        files the jobs write when they end."""
+    def states_part(self, records: Sequence[JobRecord]) -> Part:
+        """The ONE query of the host that tells the live state of every record (the scheduler's
+        queue, the exit-status files the jobs write when they end): it flies with the other
+        questions of a refresh to that host (`Host.ask`)."""
+        ...
+
+    def read_states(self, records: Sequence[JobRecord], answer: str) -> dict[str, JobState]:
+        """Every record's state (by job_id) from what `states_part` printed."""
         ...
 
     def cancel(self, host: Host, records: Sequence[JobRecord]) -> None:

@@ -428,14 +428,13 @@ def parse_job_id(stdout: str) -> str:
 # -- states -----------------------------------------------------------------------------------
 
 
-def states(host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
-    """One round trip: one squeue for all the user's jobs the controller still knows (its size set
-    by the user's queue, not by the ledger), then the exit-status files the jobs wrote, then sacct
-    when it works. What it needs comes on stdin, read with shell builtins only: the status files,
-    then the job ids in chunks for sacct (a command line holds at most 128 KiB). The records are
-    the jobs still open: ended ones are not asked about again (archive/states.csv)."""
-    if not records:
-        return {}
+def states_part(records: Sequence[JobRecord]) -> shell.Part:
+    """The question of `states`, to fly alone or with others: one squeue for all the user's jobs the
+    controller still knows (its size set by the user's queue, not by the ledger), then the
+    exit-status files the jobs wrote, then sacct when it works. What it needs comes on stdin, read
+    with shell builtins only: the status files, then the job ids in chunks for sacct (a command line
+    holds at most 128 KiB). The records are the jobs still open: ended ones are not asked about again
+    (archive/states.csv)."""
     ids = list(dict.fromkeys(r.job_id.split("_")[0] for r in records))
     chunks = "".join(f"{','.join(ids[i : i + ID_CHUNK])}\n" for i in range(0, len(ids), ID_CHUNK))
     files = "".join(f"{r.status_file}\n" for r in records if r.status_file)
@@ -453,9 +452,12 @@ def states(host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
             "true",
         ]
     )
-    stdin = f"{files}{SECTION}\n{chunks}"
-    result = host.run(command, stdin=stdin.encode(), timeout=120, check=True)
-    queue, status, sacct = [*result.stdout.split(SECTION + "\n"), "", ""][:3]
+    return shell.Part(command, f"{files}{SECTION}\n{chunks}".encode(), timeout=120)
+
+
+def read_states(records: Sequence[JobRecord], answer: str) -> dict[str, JobState]:
+    """The state of each record from what `states_part` printed."""
+    queue, status, sacct = [*answer.split(SECTION + "\n"), "", ""][:3]
     found = merge_states(
         records,
         parse_squeue(queue),
@@ -683,8 +685,11 @@ def renewed_rows(
 class SlurmBackend:
     """The `Backend` of jobs/query.py for Slurm (see scheduling/backend.py)."""
 
-    def states(self, host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
-        return states(host, records)
+    def states_part(self, records: Sequence[JobRecord]) -> shell.Part:
+        return states_part(records)
+
+    def read_states(self, records: Sequence[JobRecord], answer: str) -> dict[str, JobState]:
+        return read_states(records, answer)
 
     def cancel(self, host: Host, records: Sequence[JobRecord]) -> None:
         cancel(host, records)
@@ -705,7 +710,6 @@ BACKEND = SlurmBackend()
 # -- resource use (compute results) -----------------------------------------------------------------
 
 USAGE_FIELDS = "JobID,Elapsed,MaxRSS,ReqMem,TotalCPU,AllocCPUS"
-USAGE_MARK = "@@compute-usage"
 
 
 @dataclass(frozen=True)
@@ -725,16 +729,33 @@ class Usage:
         return self.cpu_seconds / held if held > 0 else None
 
 
-def usage_command(ids: Sequence[str]) -> str:
-    """sacct for these jobs (their steps too: the peak memory is a step's), between marks; nothing when
-    sacct does not work (no accounting)."""
-    lines = [f"echo {USAGE_MARK}"]
-    for i in range(0, len(ids), ID_CHUNK):
-        chunk = ",".join(ids[i : i + ID_CHUNK])
-        lines.append(
-            f"sacct -n -P -j {shell.quote(chunk)} -o {USAGE_FIELDS} </dev/null 2>/dev/null || echo {NO_SACCT}"
-        )
-    return "\n".join([*lines, f"echo {USAGE_MARK}"])
+def usage_part(asked: Sequence[tuple[str, str]]) -> shell.Part:
+    """sacct for these (job id, status file) pairs, their steps too (the peak memory is a step's): a
+    job with a status file only once the file is there (it has ended; what a running job used is not
+    final), one with none ("": known to have ended) in any case. Prints `asked|<id>` for each job it
+    asks about, then sacct's lines; NO_SACCT when sacct does not work (no accounting)."""
+    sacct = f'sacct -n -P -j "$compute_ids" -o {USAGE_FIELDS} </dev/null 2>/dev/null || echo {NO_SACCT}'
+    script = "\n".join(
+        [
+            f'compute_sacct() {{ [ -z "$compute_ids" ] || {sacct}; compute_ids=; compute_n=0; }}',
+            "compute_ids=; compute_n=0",
+            "while IFS= read -r compute_j && IFS= read -r compute_f; do",
+            '  if [ -z "$compute_f" ] || [ -r "$compute_f" ]; then',
+            "    printf 'asked|%s\\n' \"$compute_j\"",
+            "    compute_ids=${compute_ids:+$compute_ids,}$compute_j; compute_n=$((compute_n + 1))",
+            f'    [ "$compute_n" -lt {ID_CHUNK} ] || compute_sacct',
+            "  fi",
+            "done",
+            "compute_sacct",
+        ]
+    )
+    stdin = "".join(f"{job_id}\n{status_file}\n" for job_id, status_file in asked)
+    return shell.Part(script, stdin.encode(), timeout=120)
+
+
+def usage_asked(text: str) -> set[str]:
+    """The jobs `usage_part` asked sacct about."""
+    return {line[6:] for line in text.splitlines() if line.startswith("asked|")}
 
 
 def parse_usage(text: str) -> dict[str, Usage]:

@@ -429,11 +429,11 @@ def archived_sessions(ledger: Ledger, alias: str, base: str) -> list[str]:
 class TmuxBackend:
     """`compute jobs / cancel / resubmit` for tmux jobs: one shell call per host for all records."""
 
-    def states(self, host: Host, records: Sequence[JobRecord]) -> dict[str, JobState]:
-        if not records:
-            return {}
-        result = host.run(states_script(), stdin=job_stdin(records), timeout=60, check=True)
-        states = parse_states(result.stdout)
+    def states_part(self, records: Sequence[JobRecord]) -> shell.Part:
+        return shell.Part(states_script(), job_stdin(records), timeout=60)
+
+    def read_states(self, records: Sequence[JobRecord], answer: str) -> dict[str, JobState]:
+        states = parse_states(answer)
         for record in records:
             states.setdefault(record.job_id, JobState(UNKNOWN, None, "no answer from the host"))
         return states

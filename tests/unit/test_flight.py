@@ -1,0 +1,54 @@
+"""Several questions to a host in one round trip (hosts/shell.py `flight`, `apart`), run by bash: each
+part reads exactly its own share of the stdin, whatever it does with it, and its output and exit
+status come back apart."""
+
+from __future__ import annotations
+
+import subprocess
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compute_platform.hosts import shell
+
+TOKEN = "0123abcd"
+
+
+def fly(parts: list[shell.Part]) -> list[tuple[int, bytes] | None]:
+    script, stdin = shell.flight(parts, TOKEN)
+    answer = subprocess.run(["bash", "-c", script], input=stdin, capture_output=True, timeout=30, check=False)
+    return shell.apart(answer.stdout, TOKEN, len(parts))
+
+
+def test_each_part_reads_its_own_stdin_and_says_its_exit_status() -> None:
+    parts = [
+        shell.Part("wc -c; exit 3", b"x" * (3 << 20)),  # larger than any pipe's buffer
+        shell.Part("head -c 1", b"hello"),  # leaves before the end of its share
+        shell.Part("true", b"unread"),  # reads none of it
+        shell.Part("echo none; cat", b""),  # nothing to read: no wait for the parts after it
+        shell.Part("printf 'no newline'; cat", b"\0binary\n"),
+        shell.Part(f"printf '\\n{shell.FLIGHT_MARK}-other 0\\n'; cat", b"tail"),  # a mark of another flight
+    ]
+    assert fly(parts) == [
+        (3, b"3145728\n"),
+        (0, b"h"),
+        (0, b""),
+        (0, b"none\n"),
+        (0, b"no newline\0binary\n"),
+        (0, f"\n{shell.FLIGHT_MARK}-other 0\ntail".encode()),
+    ]
+
+
+def test_a_flight_cut_short_leaves_the_parts_after_it_without_an_answer() -> None:
+    # a part ends the whole command ($$ is the command's shell, in a subshell too): a lost connection
+    said = fly([shell.Part("echo first"), shell.Part("kill -9 $$"), shell.Part("echo never")])
+    assert said == [(0, b"first\n"), None, None]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.binary(max_size=3000), st.integers(0, 4000)), min_size=1, max_size=5))
+def test_any_stdin_reaches_its_own_part_whole(shares: list[tuple[bytes, int]]) -> None:
+    """Each part reads some of its share (`head -c`), or all of it (`cat`): the next one still starts at its own."""
+    parts = [shell.Part(f"head -c {n}; echo; cat >/dev/null" if n % 2 else "cat", data) for data, n in shares]
+    expected = [(0, data[:n] + b"\n" if n % 2 else data) for data, n in shares]
+    assert fly(parts) == expected
