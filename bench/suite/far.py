@@ -339,6 +339,33 @@ def jobs_again(f: Far) -> Group:
     return Group("G-jobs-again", title, contenders, [target], rtt=f.wan.rtt)
 
 
+def results_again(f: Far) -> Group:
+    """`compute results` of the running jobs, run again within seconds of a first run: their states
+    and what is new of their metrics in one command per host (it was two: the states, then the
+    metrics), against `compute jobs` (the states alone) and one ssh command per host."""
+    results, jobs, hosts = (
+        ["results", "--archive", str(f.archive)],
+        ["jobs", "--archive", str(f.archive)],
+        JOB_HOSTS,
+    )
+    contenders = [
+        again(f, "compute results, again", COMPUTE, f.compute(*results), hosts),
+        again(f, "compute jobs, again", PEER, f.compute(*jobs), hosts),
+        again(
+            f,
+            "ssh via ControlMaster",
+            FLOOR,
+            ssh_each(f, hosts, masters(f)),
+            hosts,
+            lambda: close_masters(f, hosts),
+        ),
+        startup(f),
+    ]
+    target = Target("round trips", 2.5, STARTUP)
+    title = "G. compute results of running jobs on 3 hosts 50 ms away, again"
+    return Group("G-results-again", title, contenders, [target], rtt=f.wan.rtt)
+
+
 def startup(f: Far) -> Contender:
     """`compute jobs` on a ledger whose only job has ended (its state recorded): start-up alone."""
     counter = RelayCount(f.wan, JOB_HOSTS)
@@ -362,4 +389,11 @@ def logs_group(f: Far) -> Group:
 
 def groups(s: Setting) -> list[Group]:
     far = set_up(s)
-    return [run_group(far, False), run_group(far, True), jobs_first(far), jobs_again(far), logs_group(far)]
+    return [
+        run_group(far, False),
+        run_group(far, True),
+        jobs_first(far),
+        jobs_again(far),
+        results_again(far),
+        logs_group(far),
+    ]

@@ -290,8 +290,8 @@ def gather(view: Jobs, records: Sequence[JobRecord]) -> tuple[list[Row], list[st
     """The records' rows with their states, and what is new of their metrics (and of their Slurm jobs'
     resource use) brought here: ONE round trip per host for all of it, the questions riding with
     the states' (`Jobs.rows`). The problems met fetching."""
-    ended = view.ledger.ended(records)
     todo = [r for r in records if r.status_file and not store.is_done(view.ledger, r)]
+    ended = view.ledger.ended(todo) if todo else {}
     by_host: dict[tuple[str, str], list[JobRecord]] = {}
     for record in todo:
         by_host.setdefault((record.hosts_file, record.host), []).append(record)
