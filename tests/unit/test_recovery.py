@@ -167,6 +167,8 @@ def test_the_task_fields_give_the_policy() -> None:
         ({"retry": {"checkpoint": {"command": "  "}}}, "checkpoint.command is empty"),
         ({"retry": {"checkpoint": {"before": 600}}, "config": "short"}, "the signal would come at once"),
         ({"fail_on_log": ["(unclosed"]}, "is not a regular expression"),
+        ({"fail_on_log": "x", "env": {"COMPUTE_LOG_EVERY": "ten"}}, "a number of seconds above 0"),
+        ({"fail_on_log": "x", "env": {"COMPUTE_LOG_EVERY": "0"}}, "not '0'"),
         ({"notify": {"webhook": "ftp://x"}}, "expected an http:// or https:// URL"),
     ],
 )

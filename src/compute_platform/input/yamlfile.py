@@ -225,6 +225,8 @@ def to_input_error(
     message = err["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
+    if not field:  # a check of the whole mapping (a model validator): no key to name
+        return InputError(f"{where.rstrip()}: {message}{shown}" if where else f"{message}{shown}", pos)
     return InputError(f"{where}'{field}': {message}{shown}", pos)
 
 
