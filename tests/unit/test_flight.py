@@ -4,9 +4,12 @@ status come back apart."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 
-from hypothesis import given, settings
+import pytest
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compute_platform.hosts import shell
@@ -14,10 +17,23 @@ from compute_platform.hosts import shell
 TOKEN = "0123abcd"
 
 
-def fly(parts: list[shell.Part]) -> list[tuple[int, bytes] | None]:
+def fly(parts: list[shell.Part], env: dict[str, str] | None = None) -> list[tuple[int, bytes] | None]:
     script, stdin = shell.flight(parts, TOKEN)
-    answer = subprocess.run(["bash", "-c", script], input=stdin, capture_output=True, timeout=30, check=False)
+    answer = subprocess.run(
+        ["bash", "-c", script], input=stdin, capture_output=True, timeout=60, check=False, env=env
+    )
     return shell.apart(answer.stdout, TOKEN, len(parts))
+
+
+@pytest.fixture(scope="module")
+def other_head(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A PATH whose `head` is not GNU's (it knows no --version, as BSD's and busybox's): the flight
+    then reads with dd, byte by byte."""
+    folder = tmp_path_factory.mktemp("bin")
+    fake = folder / "head"
+    fake.write_text(f'#!/bin/sh\n[ "$1" = --version ] && exit 1\nexec {shutil.which("head")} "$@"\n')
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{folder}:{os.environ['PATH']}"}
 
 
 def test_each_part_reads_its_own_stdin_and_says_its_exit_status() -> None:
@@ -45,10 +61,16 @@ def test_a_flight_cut_short_leaves_the_parts_after_it_without_an_answer() -> Non
     assert said == [(0, b"first\n"), None, None]
 
 
-@settings(max_examples=25, deadline=None)
-@given(st.lists(st.tuples(st.binary(max_size=3000), st.integers(0, 4000)), min_size=1, max_size=5))
-def test_any_stdin_reaches_its_own_part_whole(shares: list[tuple[bytes, int]]) -> None:
-    """Each part reads some of its share (`head -c`), or all of it (`cat`): the next one still starts at its own."""
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.tuples(st.binary(max_size=3000), st.integers(0, 4000)), min_size=1, max_size=5),
+    st.booleans(),
+)
+def test_any_stdin_reaches_its_own_part_whole(
+    other_head: dict[str, str], shares: list[tuple[bytes, int]], gnu: bool
+) -> None:
+    """Each part reads some of its share (`head -c`), or all of it (`cat`): the next one still starts
+    at its own, with GNU's head or another."""
     parts = [shell.Part(f"head -c {n}; echo; cat >/dev/null" if n % 2 else "cat", data) for data, n in shares]
     expected = [(0, data[:n] + b"\n" if n % 2 else data) for data, n in shares]
-    assert fly(parts) == expected
+    assert fly(parts, None if gnu else other_head) == expected

@@ -234,22 +234,19 @@ class Host(ABC):
             raise CommandFailed(self.alias, result)
         return result
 
+    # whether several questions are worth one command (`ask`): not where a round trip costs nothing
+    flies = True
+
     def ask(self, parts: Sequence[shell.Part]) -> list[bytes | CommandFailed]:
         """Several questions in ONE round trip (`shell.flight`): each part's output, or the
         CommandFailed that `run(check=True)` would have raised for it alone. A connection that fails
         raises for all of them. The answer comes through a file (so an exec channel of its own) only
         when a part needs its bytes whole; else as any command's output (the persistent shell)."""
-        if len(parts) == 1:  # as it is: nothing to cut apart
-            script, stdin, token = parts[0].script, parts[0].stdin, ""
-        else:
-            token = secrets.token_hex(8)
-            script, stdin = shell.flight(parts, token)
-        whole = any(part.whole for part in parts)
-        buffer = io.BytesIO() if whole else None
-        result = self.run(script, stdin=stdin, timeout=sum(p.timeout for p in parts), stdout_to=buffer)
-        said = buffer.getvalue() if buffer is not None else result.stdout.encode()
-        if len(parts) == 1:
-            return [said if result.ok else CommandFailed(self.alias, result)]
+        if len(parts) == 1 or not self.flies:
+            return [self._ask_one(part) for part in parts]
+        token = secrets.token_hex(8)
+        script, stdin = shell.flight(parts, token)
+        result, said = self._answer(script, stdin, sum(p.timeout for p in parts), any(p.whole for p in parts))
         answers: list[bytes | CommandFailed] = []
         for answer in shell.apart(said, token, len(parts)):
             if answer is not None and answer[0] == 0:
@@ -261,6 +258,15 @@ class Host(ABC):
                 failed = dataclasses.replace(failed, exit_code=-1, timed_out=True)
             answers.append(CommandFailed(self.alias, failed))
         return answers
+
+    def _ask_one(self, part: shell.Part) -> bytes | CommandFailed:
+        result, said = self._answer(part.script, part.stdin, part.timeout, part.whole)
+        return said if result.ok else CommandFailed(self.alias, result)
+
+    def _answer(self, script: str, stdin: bytes, timeout: float, whole: bool) -> tuple[Result, bytes]:
+        buffer = io.BytesIO() if whole else None
+        result = self.run(script, stdin=stdin, timeout=timeout, stdout_to=buffer)
+        return result, buffer.getvalue() if buffer is not None else result.stdout.encode()
 
     @abstractmethod
     def execute(

@@ -17,6 +17,8 @@ SHELL = shutil.which("bash") or "/bin/sh"
 
 
 class LocalHost(Host):
+    flies = False  # no round trip to save: each question is a command of its own
+
     def __init__(self, spec: HostSpec) -> None:
         super().__init__(spec)
         # a timeout or an interruption stops the whole process tree, not just the shell

@@ -119,19 +119,27 @@ class Part:
     whole: bool = False  # its answer may be binary or large: brought through a file, byte for byte
 
 
+# exactly N bytes of stdin and no more: GNU head reads no further than it writes; another head may
+# read ahead into a buffer (stdio), so elsewhere dd reads byte by byte (slower, as exact)
+_TAKE = (
+    'if head --version >/dev/null 2>&1; then compute_take() { head -c "$1"; }\n'
+    'else compute_take() { dd bs=1 count="$1" 2>/dev/null; }; fi'
+)
+
+
 def flight(parts: Sequence[Part], token: str) -> tuple[str, bytes]:
     """Several (script, stdin) parts as one command and its stdin, for one round trip: each part reads
-    exactly its own bytes of the stdin (GNU head -c reads no further, and the rest of a part's share
-    is drained when the part leaves early, so that the next part starts at its own), runs in a
+    exactly its own bytes of the stdin (`compute_take`, and the rest of a part's share is drained
+    when the part leaves early, so that the next part starts at its own), runs in a
     subshell of its own (its `exit` ends only it), and its output is followed by a line with the
     flight's `token` and its exit status (`apart` cuts the answer there). The token is random per
     flight: no output can foresee it."""
-    lines: list[str] = []
+    lines = [_TAKE]
     for part in parts:
         script, stdin = part.script, part.stdin
         if stdin:
             lines.append(
-                f"head -c {len(stdin)} | {{ (\n{script}\n); compute_s=$?; cat >/dev/null; exit $compute_s; }}"
+                f"compute_take {len(stdin)} | {{ (\n{script}\n); compute_s=$?; cat >/dev/null; exit $compute_s; }}"
             )
         else:
             lines.append(f"(\n{script}\n) </dev/null")
