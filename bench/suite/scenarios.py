@@ -68,7 +68,7 @@ class Target:
         if self.kind == "scaling":
             return f"<= {self.limit:g}x the time of {self.who} (4x hosts)"
         if self.kind == "round trips":
-            return f"<= {self.limit:g} round trips beyond start-up"
+            return f"<= {self.limit:g} round trips beyond {self.who.split(':')[0]}"
         return f"{self.who or 'compute'} < {self.limit:g} s"
 
 
