@@ -74,3 +74,50 @@ def test_any_stdin_reaches_its_own_part_whole(
     parts = [shell.Part(f"head -c {n}; echo; cat >/dev/null" if n % 2 else "cat", data) for data, n in shares]
     expected = [(0, data[:n] + b"\n" if n % 2 else data) for data, n in shares]
     assert fly(parts, None if gnu else other_head) == expected
+
+
+def test_a_host_asks_its_questions_in_one_command_whatever_its_init_sets() -> None:
+    """`Host.ask`: one command for every part, each answered apart, with a host whose init sets `set
+    -e` and `lastpipe` (a part that fails, or leaves by `exit`, ends only itself)."""
+    from compute_platform.errors import CommandFailed
+    from compute_platform.hosts.local import LocalHost
+    from compute_platform.input.spec import HostSpec
+
+    class Far(LocalHost):
+        flies = True  # as a remote host does: a local one asks each part alone
+
+    host = Far(HostSpec(alias="far", init=("set -e -o pipefail", "shopt -s lastpipe")))
+    commands: list[str] = []
+    run = host.run
+
+    def counted(command: str, **kwargs: object) -> object:
+        commands.append(command)
+        return run(command, **kwargs)  # type: ignore[arg-type]
+
+    host.run = counted  # type: ignore[method-assign]
+    try:
+        said = host.ask(
+            [
+                shell.Part("echo before; false"),  # ends the flight under the init's set -e: not here
+                shell.Part("cat; exit 4", b"fed"),
+                shell.Part("printf '\\0\\377'", whole=True),
+                shell.Part("wc -c", b"x" * 70_000),
+            ]
+        )
+    finally:
+        host.close()
+    assert len(commands) == 1
+    first, fed = said[0], said[1]
+    assert (
+        isinstance(first, CommandFailed) and first.result.exit_code == 1 and first.result.stdout == "before\n"
+    )
+    assert isinstance(fed, CommandFailed) and (fed.result.exit_code, fed.result.stdout) == (4, "fed")
+    assert said[2:] == [b"\0\377", b"70000\n"]
+
+
+def test_an_answer_cut_in_its_middle_fails_the_parts_it_lost() -> None:
+    """A long answer keeps its start and its end (BoundedOutput): a part whose mark was cut out, and
+    the part after it (its output would start in another's), have no answer; the others keep theirs."""
+    marks = [f"\n{shell.FLIGHT_MARK}-{TOKEN} {n} 0\n".encode() for n in range(4)]
+    answer = b"zero" + marks[0] + b"one...[cut]...two" + marks[2] + b"three" + marks[3]
+    assert shell.apart(answer, TOKEN, 4) == [(0, b"zero"), None, None, (0, b"three")]

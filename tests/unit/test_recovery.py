@@ -169,6 +169,7 @@ def test_the_task_fields_give_the_policy() -> None:
         ({"fail_on_log": ["(unclosed"]}, "is not a regular expression"),
         ({"fail_on_log": "x", "env": {"COMPUTE_LOG_EVERY": "ten"}}, "a number of seconds above 0"),
         ({"fail_on_log": "x", "env": {"COMPUTE_LOG_EVERY": "0"}}, "not '0'"),
+        ({"fail_on_log": "x", "env": {"COMPUTE_LOG_EVERY": "5 "}}, "not '5 '"),  # sleep refuses it
         ({"notify": {"webhook": "ftp://x"}}, "expected an http:// or https:// URL"),
     ],
 )

@@ -277,11 +277,14 @@ def test_a_heterogeneous_job_is_its_first_component() -> None:
 
 def test_what_accounting_says_a_job_used() -> None:
     text = (
-        "12|00:02:05||100M|01:00.500|1\n12.batch|00:02:05|420456K||01:00.400|1\n12.extern|00:02:05|0||00:00:00|1\n"
-        "13_0|1-00:00:10||4Gc|01:00:00|2\n13_0.batch|1-00:00:10|2G||01:00:00|2\nbad line\n"
-        "14|00:00:01|||00:00:00|1\n14.batch|00:00:01|1M||00:00:00|1\n"  # it does not say what was asked yet
-        "15|00:00:01||?|00:00:00|1\n15.batch|00:00:01|1M||00:00:00|1\n"  # nor in words it knows
-        "16|||100M|00:00:00|1\n16.batch||1M||00:00:00|1\n"  # nor its elapsed time
+        "12|00:02:05||100M|01:00.500|1|COMPLETED\n12.batch|00:02:05|420456K||01:00.400|1|COMPLETED\n"
+        "12.extern|00:02:05|0||00:00:00|1|COMPLETED\n"
+        "13_0|1-00:00:10||4Gc|01:00:00|2|FAILED\n13_0.batch|1-00:00:10|2G||01:00:00|2|FAILED\nbad line\n"
+        "14|00:00:01|||00:00:00|1|COMPLETED\n14.batch|00:00:01|1M||00:00:00|1|COMPLETED\n"  # it does not say what was asked yet
+        "15|00:00:01||?|00:00:00|1|COMPLETED\n15.batch|00:00:01|1M||00:00:00|1|COMPLETED\n"  # nor in words it knows
+        "16|||100M|00:00:00|1|COMPLETED\n16.batch||1M||00:00:00|1|COMPLETED\n"  # nor its elapsed time
+        "17|00:00:00||100M|00:00:00|0|CANCELLED by 1000\n"  # cancelled while pending: it never ran
+        "18|00:00:03||100M|00:00:00|1|COMPLETED\n"  # its steps' records are still to come
     )
     found = slurm.parse_usage(text)
     assert found["12"] == slurm.Usage(125.0, pytest.approx(410.6, abs=0.1), 100.0, 60.5, 1)  # type: ignore[arg-type]
@@ -291,7 +294,8 @@ def test_what_accounting_says_a_job_used() -> None:
         8192.0,
         2048.0,
     )
-    assert not {"14", "15", "16"} & set(found)  # asked again
+    assert found["17"] == slurm.Usage(0.0, None, 100.0, 0.0, 0) and found["17"].cpu_efficiency is None
+    assert not {"14", "15", "16", "18"} & set(found)  # asked again
 
 
 def test_accounting_is_asked_about_ended_jobs_only_in_chunks(tmp_path: Path) -> None:

@@ -252,11 +252,15 @@ class Host(ABC):
             if answer is not None and answer[0] == 0:
                 answers.append(answer[1])
                 continue
-            code, out = answer if answer is not None else (result.exit_code or -1, b"")
-            failed = Result(script, code, out.decode("utf-8", "replace"), result.stderr, result.duration)
-            if answer is None and result.timed_out:
-                failed = dataclasses.replace(failed, exit_code=-1, timed_out=True)
-            answers.append(CommandFailed(self.alias, failed))
+            if answer is not None:  # the part failed, the others may not have
+                code, out = answer
+                failed = Result(script, code, out.decode("utf-8", "replace"), result.stderr, result.duration)
+                answers.append(CommandFailed(self.alias, failed))
+            elif result.timed_out:
+                answers.append(CommandFailed(self.alias, dataclasses.replace(result, command=script)))
+            else:
+                what = f"no answer: the command ended (exit code {result.exit_code}) before this part, or its output was cut"
+                answers.append(CommandFailed(self.alias, result, what))
         return answers
 
     def _ask_one(self, part: shell.Part) -> bytes | CommandFailed:

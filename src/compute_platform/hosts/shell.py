@@ -120,40 +120,45 @@ class Part:
 
 
 # exactly N bytes of stdin and no more: GNU head reads no further than it writes; another head may
-# read ahead into a buffer (stdio), so elsewhere dd reads byte by byte (slower, as exact)
+# read ahead into a buffer (stdio), so elsewhere dd reads byte by byte (slower, as exact). And the
+# options a host's init may set are the flight's no more: `set -e` would end it at a part that fails.
 _TAKE = (
-    'if head --version >/dev/null 2>&1; then compute_take() { head -c "$1"; }\n'
-    'else compute_take() { dd bs=1 count="$1" 2>/dev/null; }; fi'
+    "set +e +o pipefail\n"
+    'case "$(head --version </dev/null 2>/dev/null)" in\n'
+    '  *"GNU coreutils"*) compute_take() { head -c "$1"; } ;;\n'
+    '  *) compute_take() { dd bs=1 count="$1" 2>/dev/null; } ;;\n'
+    "esac"
 )
 
 
 def flight(parts: Sequence[Part], token: str) -> tuple[str, bytes]:
-    """Several (script, stdin) parts as one command and its stdin, for one round trip: each part reads
-    exactly its own bytes of the stdin (`compute_take`, and the rest of a part's share is drained
-    when the part leaves early, so that the next part starts at its own), runs in a
-    subshell of its own (its `exit` ends only it), and its output is followed by a line with the
-    flight's `token` and its exit status (`apart` cuts the answer there). The token is random per
-    flight: no output can foresee it."""
+    """Several parts as one command and its stdin, for one round trip: each part reads exactly its
+    own bytes of the stdin (`compute_take`; the rest of a part's share is drained when the part
+    leaves early, so that the next part starts at its own), runs in a subshell of its own (its `exit`
+    ends only it), and its output is followed by a line with the flight's `token`, the part's number
+    and its exit status (`apart` cuts the answer there). The token is random per flight: no output
+    can foresee it."""
     lines = [_TAKE]
-    for part in parts:
+    for number, part in enumerate(parts):
         script, stdin = part.script, part.stdin
         if stdin:
-            lines.append(
-                f"compute_take {len(stdin)} | {{ (\n{script}\n); compute_s=$?; cat >/dev/null; exit $compute_s; }}"
-            )
+            lines.append(f"compute_take {len(stdin)} | ( (\n{script}\n); s=$?; cat >/dev/null; exit $s )")
         else:
             lines.append(f"(\n{script}\n) </dev/null")
-        lines.append(f"printf '\\n%s %s\\n' {quote(f'{FLIGHT_MARK}-{token}')} $?")
+        lines.append(f"printf '\\n%s %s %s\\n' {quote(f'{FLIGHT_MARK}-{token}')} {number} $?")
     return "\n".join(lines), b"".join(part.stdin for part in parts)
 
 
 def apart(answer: bytes, token: str, count: int) -> list[tuple[int, bytes] | None]:
-    """The output and exit status of each of a flight's `count` parts; None for a part that did not
-    end (the flight stopped before it)."""
-    mark = re.compile(rb"\n" + re.escape(f"{FLIGHT_MARK}-{token}".encode()) + rb" (\d+)\n")
-    found: list[tuple[int, bytes] | None] = []
-    start = 0
+    """The output and exit status of each of a flight's `count` parts; None for a part whose answer is
+    not known whole: the flight stopped before its end, or its output and the mark before it were cut
+    out of the middle of a long answer."""
+    mark = re.compile(rb"\n" + re.escape(f"{FLIGHT_MARK}-{token}".encode()) + rb" (\d+) (\d+)\n")
+    found: list[tuple[int, bytes] | None] = [None] * count
+    start, expected = 0, 0
     for match in mark.finditer(answer):
-        found.append((int(match.group(1)), answer[start : match.start()]))
-        start = match.end()
-    return (found + [None] * count)[:count]
+        number = int(match.group(1))
+        if number == expected and number < count:
+            found[number] = (int(match.group(2)), answer[start : match.start()])
+        expected, start = number + 1, match.end()
+    return found

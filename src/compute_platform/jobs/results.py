@@ -17,7 +17,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from compute_platform.errors import ComputeError, LedgerError
@@ -291,7 +291,9 @@ def gather(view: Jobs, records: Sequence[JobRecord]) -> tuple[list[Row], list[st
     resource use) brought here: ONE round trip per host for all of it, the questions riding with
     the states' (`Jobs.rows`). The problems met fetching."""
     todo = [r for r in records if r.status_file and not store.is_done(view.ledger, r)]
-    ended = view.ledger.ended(todo) if todo else {}
+    # ended as the ledger knows: an end recorded, or cancelled (one cancelled while pending never
+    # gets an end of its own: it wrote no status file and the controller forgot it)
+    ended = set(view.ledger.ended(todo)) | view.ledger.cancelled(todo) if todo else set()
     by_host: dict[tuple[str, str], list[JobRecord]] = {}
     for record in todo:
         by_host.setdefault((record.hosts_file, record.host), []).append(record)
@@ -357,9 +359,7 @@ class _Fetch:
     ended Slurm jobs, asked in the refresh's round trip (`riders`), kept as the answers come, and
     which jobs are then done (`finish`: ended, everything here, never asked again)."""
 
-    def __init__(
-        self, view: Jobs, alias: str, records: Sequence[JobRecord], ended: Mapping[Key, object]
-    ) -> None:
+    def __init__(self, view: Jobs, alias: str, records: Sequence[JobRecord], ended: set[Key]) -> None:
         self.view, self.alias, self.records = view, alias, records
         self.items: list[tuple[JobRecord, int | None, str]] = []
         self.groups: list[tuple[str, ...]] = []
@@ -444,13 +444,14 @@ class _Fetch:
 
     def finish(self, rows: Sequence[Row]) -> None:
         """Keep what accounting said of the jobs that ended; mark done those ended with everything
-        here (asked after their end: the states come first in the round trip)."""
+        here (asked after their end: the states come first in the round trip). An end the controller
+        may still undo (a requeue after a preemption or a node failure: not `settled`) is neither."""
         ledger = self.view.ledger
         held: set[Key] = set()  # ended, but accounting has not said yet what they used
         mine = {r.job_id for r in self.records}
         for row in rows:
             record = row.record
-            if row.state.state not in FINAL or record.job_id not in mine or record.scheduler != "slurm":
+            if not _ended(row) or record.job_id not in mine or record.scheduler != "slurm":
                 continue
             if record.job_id in self.used:
                 store.keep_usage(ledger, record, dataclasses.asdict(self.used[record.job_id]))
@@ -465,8 +466,12 @@ class _Fetch:
             key = (record.host, record.job_id)
             complete[key] = complete.get(key, True) and whole and index in self.sizes
         for row in rows:
-            if row.state.state in FINAL and complete.get(row.key) and row.key not in held:
+            if _ended(row) and complete.get(row.key) and row.key not in held:
                 store.mark_done(ledger, row.record)
+
+
+def _ended(row: Row) -> bool:
+    return row.state.state in FINAL and row.state.settled
 
 
 def _log_lines(data: bytes, metrics: Sequence[tuple[str, str]]) -> bytes:

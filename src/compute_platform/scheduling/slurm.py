@@ -709,7 +709,7 @@ BACKEND = SlurmBackend()
 
 # -- resource use (compute results) -----------------------------------------------------------------
 
-USAGE_FIELDS = "JobID,Elapsed,MaxRSS,ReqMem,TotalCPU,AllocCPUS"
+USAGE_FIELDS = "JobID,Elapsed,MaxRSS,ReqMem,TotalCPU,AllocCPUS,State"
 
 
 @dataclass(frozen=True)
@@ -759,15 +759,16 @@ def usage_asked(text: str) -> set[str]:
 
 
 def parse_usage(text: str) -> dict[str, Usage]:
-    """`JobID|Elapsed|MaxRSS|ReqMem|TotalCPU|AllocCPUS` lines of jobs and their steps -> job id -> Usage.
-    A job whose record does not say yet what it asked, or has no step yet, is left out (sacct is a little
-    behind the job's end: it is asked again)."""
+    """`JobID|Elapsed|MaxRSS|ReqMem|TotalCPU|AllocCPUS|State` lines of jobs and their steps -> job id ->
+    Usage. A job whose record does not say yet what it asked, or has no step yet, is left out (sacct is a
+    little behind the job's end: it is asked again); one that ended without ever running (cancelled
+    while pending: no step will come) used nothing."""
     main: dict[str, list[str]] = {}
     peak: dict[str, float] = {}
     steps: set[str] = set()
     for line in text.splitlines():
         parts = line.strip().split("|")
-        if len(parts) != 6:
+        if len(parts) != 7:
             continue
         job, _, step = parts[0].partition(".")
         job = leader(job) or ""
@@ -782,7 +783,8 @@ def parse_usage(text: str) -> dict[str, Usage]:
             main[job] = parts  # right after the end, the record may not say it all yet: asked again
     found = {}
     for job, parts in main.items():
-        if job not in steps:  # its steps' records (their memory) are still to come: asked again
+        never_ran = _seconds(parts[1]) == 0 and parts[6].split(" ")[0] in NEVER_RAN_ENDS
+        if job not in steps and not never_ran:  # its steps' records (their memory) are still to come
             continue
         cpus = int(parts[5]) if parts[5].isdigit() else 1
         req = parts[3]
@@ -792,11 +794,17 @@ def parse_usage(text: str) -> dict[str, Usage]:
         found[job] = Usage(
             _seconds(parts[1]) or 0.0,
             peak.get(job, _mem_mb(parts[2])),
-            asked * cpus if per_cpu else asked,
+            asked * max(cpus, 1) if per_cpu else asked,
             _seconds(parts[4]) or 0.0,
             cpus,
         )
     return found
+
+
+# the ends of a job that may never have run (no step, nothing used): any other has steps to come
+NEVER_RAN_ENDS = frozenset(
+    {"CANCELLED", "FAILED", "BOOT_FAIL", "NODE_FAIL", "DEADLINE", "TIMEOUT", "REVOKED"}
+)
 
 
 def _mem_mb(text: str) -> float | None:

@@ -244,7 +244,7 @@ SIGNALS = ("USR1", "USR2", "HUP")  # TERM and INT stop jobs; QUIT is ignored by 
 
 
 # what `sleep` takes between two looks of fail_on_log (GNU suffixes), and that is not 0
-_SECONDS = re.compile(r"(?!0*(\.0*)?[smhd]?$)\d+(\.\d*)?[smhd]?")
+_SECONDS = re.compile(r"(?!0*\.?0*[smhd]?$)(\d+\.?\d*|\.\d+)[smhd]?")
 
 
 def _patterns(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -480,7 +480,7 @@ class SweepFields(BaseModel):
         if point and point.signal == "USR2" and self.fail_on_log:
             raise ValueError("fail_on_log stops the job with USR2: give the checkpoint another signal (USR1)")
         every = self.env.get("COMPUTE_LOG_EVERY")
-        if self.fail_on_log and every is not None and not _SECONDS.fullmatch(every.strip()):
+        if self.fail_on_log and every is not None and not _SECONDS.fullmatch(every):
             raise ValueError(
                 f"env COMPUTE_LOG_EVERY is how often fail_on_log looks at the output: give a number of seconds"
                 f" above 0 (10, 0.5, 2m), not '{every}'"
