@@ -159,3 +159,45 @@ def test_the_task_says_how_its_points_rank_and_its_scripts_carry_it() -> None:
         MetricsSpec(sort=" ")
     with pytest.raises(ValidationError):
         MetricsSpec(max="acc")  # type: ignore[arg-type]  # a list of names
+
+
+def test_an_end_the_controller_may_undo_shows_its_usage_and_is_fetched_again(tmp_path: object) -> None:
+    """A Slurm job that ended while the controller still knows it (it may be requeued): what sacct said
+    is kept and shown, but the job is not done, so its metrics and usage are asked again; once its end
+    is settled, it is done. A job that ended without the usage sacct knows yet is held."""
+    from pathlib import Path
+
+    from compute_platform.jobs.query import Jobs, Row
+    from compute_platform.scheduling.backend import COMPLETED, JobState
+
+    view = Jobs(Path(str(tmp_path)) / "archive")
+    one, two = (
+        dataclasses.replace(
+            record(job_id, 0.1, seeds=""), scheduler="slurm", status_file=f"/o/{job_id}.status"
+        )
+        for job_id in ("11", "12")
+    )
+    said = b"asked|11\nasked|12\n11|00:00:05||100M|00:00:01|1|COMPLETED\n11.batch|00:00:05|10M||00:00:01|1|COMPLETED\n"
+    metrics = lines({"loss": 1.0})
+
+    def answer(new: bool) -> bytes:  # each file's size, and the bytes not fetched yet
+        sent = metrics if new else b""
+        return b"".join(results.HEADER + b"%d %d %d\n" % (n, len(metrics), len(sent)) + sent for n in (0, 1))
+
+    def look(settled: bool) -> results._Fetch:
+        fetch = results._Fetch(view, "h", [one, two], set())
+        assert [(job_id, path) for job_id, path in fetch.ask] == [
+            ("11", "/o/11.status"),
+            ("12", "/o/12.status"),
+        ]
+        fetch._read_usage(said)
+        fetch._read_metrics(answer(new=not results.store.fetched(view.ledger, one, None)))
+        fetch.finish([Row(r, JobState(COMPLETED, 0, settled=settled)) for r in (one, two)])
+        return fetch
+
+    look(settled=False)
+    assert results.store.usage(view.ledger, one)["max_rss_mb"] == 10.0  # type: ignore[index]
+    assert not results.store.is_done(view.ledger, one)
+    look(settled=True)
+    assert results.store.is_done(view.ledger, one)
+    assert not results.store.is_done(view.ledger, two)  # sacct has not said what it used yet

@@ -375,12 +375,14 @@ class _Fetch:
                     self.patterns[record.job_id] = sources.from_log
                     if tuple(p for _, p in sources.from_log) not in self.groups:
                         self.groups.append(tuple(p for _, p in sources.from_log))
-        # accounting is asked about the jobs known to have ended, and those whose status file is
-        # there when it is asked (they ended since): what a running job used is not final yet
+        # accounting is asked about the jobs known to have ended (until it answered), and those whose
+        # status file is there when it is asked (they ended since, maybe to be requeued: asked again
+        # until their end is known for good); what a running job used is not final yet
         self.ask = [
             (r.job_id, "" if (r.host, r.job_id) in ended else r.status_file)
             for r in records
-            if r.scheduler == "slurm" and store.usage(view.ledger, r) is None
+            if r.scheduler == "slurm"
+            and ((r.host, r.job_id) not in ended or store.usage(view.ledger, r) is None)
         ]
         self.asked: set[str] = set()
         self.used: dict[str, slurm.Usage] = {}
@@ -445,13 +447,14 @@ class _Fetch:
     def finish(self, rows: Sequence[Row]) -> None:
         """Keep what accounting said of the jobs that ended; mark done those ended with everything
         here (asked after their end: the states come first in the round trip). An end the controller
-        may still undo (a requeue after a preemption or a node failure: not `settled`) is neither."""
+        may still undo (a requeue after a preemption or a node failure: not `settled`) is not done:
+        its usage, shown at once, is asked again until it is."""
         ledger = self.view.ledger
         held: set[Key] = set()  # ended, but accounting has not said yet what they used
         mine = {r.job_id for r in self.records}
         for row in rows:
             record = row.record
-            if not _ended(row) or record.job_id not in mine or record.scheduler != "slurm":
+            if row.state.state not in FINAL or record.job_id not in mine or record.scheduler != "slurm":
                 continue
             if record.job_id in self.used:
                 store.keep_usage(ledger, record, dataclasses.asdict(self.used[record.job_id]))
