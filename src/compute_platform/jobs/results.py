@@ -1,7 +1,7 @@
 """`compute results`: the metrics the jobs wrote (COMPUTE_METRICS, JSON lines), fetched from their hosts and
 aggregated per sweep point over its seeds.
 
-Fetching rides in the round trip that asks the jobs' states (`Jobs.rows` with riders): ONE per host for
+Fetching rides in the command that asks the jobs' states (`Jobs.rows` with riders): ONE per host for
 every file not fetched whole yet: each one's new bytes (from what `archive/metrics/` holds, at most
 FILE_BYTES per call) come back length-prefixed. A job that has
 ended and whose files are all here is marked done and never asked again, so a second call on an ended
@@ -288,8 +288,8 @@ def seed_positions(record: JobRecord) -> list[int | None]:
 
 def gather(view: Jobs, records: Sequence[JobRecord]) -> tuple[list[Row], list[str]]:
     """The records' rows with their states, and what is new of their metrics (and of their Slurm jobs'
-    resource use) brought here: ONE round trip per host for all of it, the questions riding with
-    the states' (`Jobs.rows`). The problems met fetching."""
+    resource use) brought here: ONE command per host for all of it, the questions riding with the
+    states' (`Jobs.rows`). The problems met fetching."""
     todo = [r for r in records if r.status_file and not store.is_done(view.ledger, r)]
     # ended as the ledger knows: an end recorded, or cancelled (one cancelled while pending never
     # gets an end of its own: it wrote no status file and the controller forgot it)
