@@ -178,6 +178,9 @@ def test_cleaning_keeps_what_open_jobs_run_and_a_resubmission_gets_its_snapshot_
 
         again = compute("resubmit", "--failed", cwd=tmp_path)
         assert again.returncode == 0 and "old.0 resubmitted as" in again.stdout, again.stdout + again.stderr
+        assert re.search(
+            r"^localhost: code [0-9a-f]{12} sent again to \S+ \(it had been cleaned\)$", again.stdout, re.M
+        )
         assert (code_dir / old / "run.sh").read_text() == "echo old-code; exit 3\n"
         resubmitted = again.stdout.split("resubmitted as ")[1].split()[0]
         rows = wait_jobs(tmp_path / "archive", done=lambda rows: rows[resubmitted].state.state == "FAILED")

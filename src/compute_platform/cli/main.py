@@ -522,11 +522,17 @@ def resubmit(
     """Submit failed jobs again from their archived scripts; new rows point to the old ones."""
     if not failed:
         raise click.UsageError("say which jobs: --failed")
+    from compute_platform.ledger import now, snapshots
+
     view = _jobs_view(archive, inventory)
+    started = now()
     try:
         pairs = view.resubmit_failed(view.records(host, task), lambda text: click.echo(text, err=True))
     finally:
         view.close()
+    # a snapshot `compute code --clean` had removed is put back first (scheduling/code.restore)
+    for where, code_dir, digest in snapshots.sent_since(view.ledger, started, {old.code for old, _ in pairs}):
+        click.echo(f"{where}: code {digest[:12]} sent again to {code_dir} (it had been cleaned)")
     for old, new in pairs:
         click.echo(f"{old.host}: {old.job_id} resubmitted as {new.job_id}")
     click.echo(f"resubmitted {len(pairs)} failed job(s)" if pairs else "no failed job to resubmit")

@@ -108,6 +108,20 @@ def sent_dirs(ledger: Ledger, host: str, digest: str) -> list[str]:
     )
 
 
+def sent_since(ledger: Ledger, since: str, digests: set[str]) -> list[tuple[str, str, str]]:
+    """(host, code_dir, hash) of the sends of these snapshots recorded at `since` (now()) or later."""
+    try:
+        with open(folder(ledger) / SENT, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+    return [
+        (r.get("host", ""), r.get("code_dir", ""), r.get("hash", ""))
+        for r in rows
+        if r.get("at", "") >= since and r.get("hash") in digests
+    ]
+
+
 def _sent(ledger: Ledger, host: str) -> list[dict[str, str]]:
     """The rows of sent.csv about this host, latest first."""
     try:
