@@ -321,8 +321,20 @@ def test_accounting_is_asked_about_ended_jobs_only_in_chunks(tmp_path: Path) -> 
         and calls[1] == f"{100 + slurm.ID_CHUNK - 2},{100 + slurm.ID_CHUNK - 1}"
     )
     assert f"-o {slurm.USAGE_FIELDS}" in said
-    (bin_dir / "sacct").write_text("#!/bin/sh\nexit 1\n")  # no accounting on this cluster
+    answers = {
+        "Slurm accounting storage is disabled": slurm.NO_SACCT,  # no accounting on this cluster: never asked again
+        "slurm_persist_conn_open_without_init: failed to open persistent connection": slurm.SACCT_FAILED,
+    }
+    for error, mark in answers.items():
+        (bin_dir / "sacct").write_text(f'#!/bin/sh\necho "sacct: error: {error}" >&2\nexit 1\n')
+        said = subprocess.run(
+            ["bash", "-c", part.script], input=part.stdin, capture_output=True, env=env, check=True
+        ).stdout.decode()
+        other = {slurm.NO_SACCT, slurm.SACCT_FAILED} - {mark}
+        assert mark in said.splitlines() and other.isdisjoint(said.splitlines()) and error not in said
+    (bin_dir / "sacct").unlink()  # no sacct at all
+    env["PATH"] = f"{bin_dir}"
     said = subprocess.run(
-        ["bash", "-c", part.script], input=part.stdin, capture_output=True, env=env, check=True
+        ["/bin/bash", "-c", part.script], input=part.stdin, capture_output=True, env=env, check=True
     ).stdout.decode()
     assert slurm.NO_SACCT in said

@@ -43,6 +43,7 @@ REMOTE_SCRIPTS = "~/.compute/scripts"
 SECTION = "@@compute-section@@"
 ID_CHUNK = 1000  # job ids per squeue or sacct call (one argument of ~10 KB)
 NO_SACCT = "@@compute-no-sacct@@"  # printed when sacct fails (no accounting on the cluster)
+SACCT_FAILED = "@@compute-sacct-failed@@"  # sacct failed for another reason: asked again next time
 # Why a job is UNKNOWN when neither squeue, its status file nor sacct answers:
 GONE = "gone from the queue, no exit status"
 GONE_UNTRACKED = "gone from the queue and from sacct"  # a row without a status file
@@ -733,11 +734,21 @@ def usage_part(asked: Sequence[tuple[str, str]]) -> shell.Part:
     """sacct for these (job id, status file) pairs, their steps too (the peak memory is a step's): a
     job with a status file only once the file is there (it has ended; what a running job used is not
     final), one with none ("": known to have ended) in any case. Prints `asked|<id>` for each job it
-    asks about, then sacct's lines; NO_SACCT when sacct does not work (no accounting)."""
-    sacct = f'sacct -n -P -j "$compute_ids" -o {USAGE_FIELDS} </dev/null 2>/dev/null || echo {NO_SACCT}'
+    asks about, then sacct's lines; NO_SACCT when the cluster has no accounting (sacct says its storage
+    is disabled, or there is no sacct), SACCT_FAILED when sacct failed otherwise (slurmdbd down for a
+    while: its jobs are asked again, not taken as never to be known)."""
+    sacct = f'sacct -n -P -j "$compute_ids" -o {USAGE_FIELDS} </dev/null 2>&1 1>&3 3>&-'
     script = "\n".join(
         [
-            f'compute_sacct() {{ [ -z "$compute_ids" ] || {sacct}; compute_ids=; compute_n=0; }}',
+            "compute_sacct() {",
+            '  if [ -n "$compute_ids" ]; then',
+            f'    {{ compute_err=$({sacct}); }} 3>&1 || case "$compute_err" in',
+            f'      *"storage is disabled"*|*"not found"*) echo {NO_SACCT} ;;',
+            f"      *) echo {SACCT_FAILED} ;;",
+            "    esac",
+            "  fi",
+            "  compute_ids=; compute_n=0",
+            "}",
             "compute_ids=; compute_n=0",
             "while IFS= read -r compute_j && IFS= read -r compute_f; do",
             '  if [ -z "$compute_f" ] || [ -r "$compute_f" ]; then',
