@@ -38,15 +38,25 @@ def build(folder: Path, points: int) -> None:
     rows, ends = [], []
     for i in range(points):
         record = JobRecord(
-            "2026-12-01T00:00:00+00:00", "/p/b.yaml", "train", "localhost", "tmux", f"train.{i}", "train",
-            sweep=json.dumps({"lr": 10 ** -(i % 5), "width": i // 5}), seeds="0,1,2",
-            status_file=f"/tmp/none/{i}.status", run_id="run0", job_index=str(i),
+            "2026-12-01T00:00:00+00:00",
+            "/p/b.yaml",
+            "train",
+            "localhost",
+            "tmux",
+            f"train.{i}",
+            "train",
+            sweep=json.dumps({"lr": 10 ** -(i % 5), "width": i // 5}),
+            seeds="0,1,2",
+            status_file=f"/tmp/none/{i}.status",
+            run_id="run0",
+            job_index=str(i),
         )
         rows.append(record)
         ends.append(Ended("2026-12-01T00:00:00+00:00", "localhost", record.job_id, "COMPLETED", "0"))
         for seed in range(SEEDS):
             data = "".join(
-                json.dumps({"step": s, "loss": 1.0 / (s + 1) + i * 1e-4 + seed * 1e-3, "acc": s / LINES}) + "\n"
+                json.dumps({"step": s, "loss": 1.0 / (s + 1) + i * 1e-4 + seed * 1e-3, "acc": s / LINES})
+                + "\n"
                 for s in range(LINES)
             )
             store.append(ledger, record, seed, data.encode())
@@ -63,7 +73,10 @@ def measure(folder: Path, *args: str) -> tuple[float, float]:
         start = time.perf_counter()
         proc = subprocess.run(
             ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "compute_platform", *args],
-            cwd=folder, capture_output=True, text=True, check=True,
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         times.append(time.perf_counter() - start)
         peaks.append(int(proc.stderr.strip().splitlines()[-1]) / 1024)
@@ -84,7 +97,12 @@ def main() -> None:
             folder = Path(tmp) / str(n)
             folder.mkdir()
             build(folder, n)
-            subprocess.run([sys.executable, "-m", "compute_platform", "jobs", "--summary"], cwd=folder, capture_output=True, check=True)
+            subprocess.run(
+                [sys.executable, "-m", "compute_platform", "jobs", "--summary"],
+                cwd=folder,
+                capture_output=True,
+                check=True,
+            )
             found = {}
             for name, args in (
                 ("table", ["results", "--sort", "loss"]),
@@ -94,7 +112,11 @@ def main() -> None:
             ):
                 seconds, peak = measure(folder, *args)
                 found[name] = {"seconds": round(seconds, 3), "peak_mb": round(peak, 1)}
-                size = f"  {(folder / 'report.html').stat().st_size / 1e6:.2f} MB page" if name == "report" else ""
+                size = (
+                    f"  {(folder / 'report.html').stat().st_size / 1e6:.2f} MB page"
+                    if name == "report"
+                    else ""
+                )
                 print(f"{n:>6} points  {name:<6} {seconds:.3f} s  {peak:.0f} MB{size}")
                 if name == "report":
                     found[name]["page_mb"] = round((folder / "report.html").stat().st_size / 1e6, 2)

@@ -276,6 +276,18 @@ def again(
     )
 
 
+def ssh_again(f: Far, hosts: list[str]) -> Contender:
+    """The floor of an "again" row: one `ssh` per host through the ControlMaster a first run left."""
+    return again(
+        f,
+        "ssh via ControlMaster",
+        FLOOR,
+        ssh_each(f, hosts, masters(f)),
+        hosts,
+        lambda: close_masters(f, hosts),
+    )
+
+
 # --------------------------------------------------------------------------- groups
 
 
@@ -322,14 +334,7 @@ def jobs_again(f: Far) -> Group:
     contenders = [
         again(f, "compute, again", COMPUTE, f.compute(*jobs), hosts),
         again(f, "compute, a third time", PEER, f.compute(*jobs), hosts, before=2),
-        again(
-            f,
-            "ssh via ControlMaster",
-            FLOOR,
-            ssh_each(f, hosts, masters(f)),
-            hosts,
-            lambda: close_masters(f, hosts),
-        ),
+        ssh_again(f, hosts),
         startup(f),
         again(f, "compute (openssh), again", PEER, f.compute_openssh(*jobs), hosts),
         again(f, "ansible raw, again", PEER, ansible, hosts, ansible_cold(f.s)),
@@ -351,14 +356,7 @@ def results_again(f: Far) -> Group:
     contenders = [
         again(f, "compute results, again", COMPUTE, f.compute(*results), hosts),
         again(f, "compute jobs, again", PEER, f.compute(*jobs), hosts),
-        again(
-            f,
-            "ssh via ControlMaster",
-            FLOOR,
-            ssh_each(f, hosts, masters(f)),
-            hosts,
-            lambda: close_masters(f, hosts),
-        ),
+        ssh_again(f, hosts),
         startup(f),
     ]
     target = Target("round trips", 1.0, "compute jobs, again")  # the metrics ride with the states

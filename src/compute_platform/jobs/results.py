@@ -299,9 +299,12 @@ def gather(view: Jobs, records: Sequence[JobRecord]) -> tuple[list[Row], list[st
         by_host.setdefault((record.hosts_file, record.host), []).append(record)
     fetches = {key: _Fetch(view, key[1], group, ended) for key, group in by_host.items()}
     rows = view.rows(records, riders={key: fetch.riders() for key, fetch in fetches.items()})
+    rows_of: dict[tuple[str, str], list[Row]] = {}
+    for row in rows:
+        rows_of.setdefault((row.record.hosts_file, row.record.host), []).append(row)
     problems: list[str] = []
     for key, fetch in fetches.items():
-        fetch.finish([row for row in rows if (row.record.hosts_file, row.record.host) == key])
+        fetch.finish(rows_of.get(key, []))
         problems += fetch.problems
     return rows, problems
 
